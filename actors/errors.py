@@ -1,0 +1,98 @@
+"""How a call can fail, and the typed errors a request can end in."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+from actors.messages import Attempt
+
+
+class FailureKind(enum.StrEnum):
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    AUTH = "auth"
+    CLIENT_ERROR = "client_error"
+    CONTEXT_TOO_LONG = "context_too_long"
+    MALFORMED = "malformed"
+    CONNECTION = "connection"
+    #: The provider could not be asked at all: breaker open, no credentials, actor restarting.
+    UNAVAILABLE = "unavailable"
+    #: A last-resort source had nothing for this request (no cached reply, no template).
+    NO_MATCH = "no_match"
+    #: The actor serving the call crashed or was restarted under it.
+    CRASHED = "crashed"
+
+
+#: Failures that say something about the provider's health and so count against its breaker.
+BREAKER_FAILURES = frozenset(
+    {
+        FailureKind.TIMEOUT,
+        FailureKind.SERVER_ERROR,
+        FailureKind.MALFORMED,
+        FailureKind.CONNECTION,
+        FailureKind.CRASHED,
+    }
+)
+
+
+class ProviderError(Exception):
+    """A classified failure of one call to one provider."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def counts_against_breaker(self) -> bool:
+        return self.kind in BREAKER_FAILURES
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.kind.value}, {self.message!r}, status={self.status})"
+
+
+class FallbackError(Exception):
+    """Base of every error a request can end in."""
+
+
+class AllLevelsFailed(FallbackError):
+    """Nothing could answer: every level was tried or the deadline passed."""
+
+    def __init__(self, message: str, attempts: Sequence[Attempt]) -> None:
+        super().__init__(message)
+        self.attempts = tuple(attempts)
+
+
+class RequestRejected(FallbackError):
+    """A provider refused the request itself (a 4xx that is the caller's to fix); no fallback."""
+
+    def __init__(self, message: str, provider: str, status: int | None, attempts: Sequence[Attempt]) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.attempts = tuple(attempts)
+
+
+class StreamInterrupted(FallbackError):
+    """A stream failed after text was delivered; the caller gets what arrived, never a silent cut."""
+
+    def __init__(self, message: str, provider: str, partial_text: str, attempts: Sequence[Attempt]) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.partial_text = partial_text
+        self.attempts = tuple(attempts)
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field and the value."""

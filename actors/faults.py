@@ -1,0 +1,55 @@
+"""Faults that can be injected into a provider: one vocabulary for the simulated backend, the fake
+provider server, chaos scenarios and the debug REPL."""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+import attrs
+
+
+class FaultKind(enum.StrEnum):
+    #: Every call fails as a server error (`status`, 503 by default).
+    OUTAGE = "outage"
+    #: A fraction `rate` of calls fail as server errors.
+    ERRORS = "errors"
+    #: Latency multiplied by `factor`.
+    LATENCY = "latency"
+    #: Calls are accepted and never answered.
+    HANG = "hang"
+    #: Calls answered 429 with Retry-After `retry_after_s`.
+    RATE_LIMIT = "rate_limit"
+    #: Quota exhausted: 429 and quota remaining 0 until healed.
+    QUOTA = "quota"
+    #: Streams are cut after `after_chunks` chunks.
+    DROP_STREAM = "drop_stream"
+    #: Replies are not valid JSON / not the expected shape.
+    MALFORMED = "malformed"
+    #: Streamed chunks arrive `delay_s` apart.
+    SLOW_DRIP = "slow_drip"
+
+
+@attrs.frozen
+class Fault:
+    kind: FaultKind = attrs.field(converter=FaultKind)
+    rate: float = 1.0
+    factor: float = 1.0
+    retry_after_s: float = 1.0
+    status: int = 503
+    after_chunks: int = 1
+    delay_s: float = 0.5
+
+
+class FaultTarget(Protocol):
+    """Something faults can be injected into: a simulated backend or a fake-server provider."""
+
+    def inject(self, fault: Fault) -> None:
+        """Add a fault; a fault of the same kind replaces the earlier one."""
+        ...
+
+    def heal(self) -> None:
+        """Lift every fault."""
+        ...
+
+    def faults(self) -> tuple[Fault, ...]: ...

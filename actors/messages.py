@@ -1,0 +1,217 @@
+"""The messages and snapshots that cross actor boundaries.
+
+Everything here is a frozen attrs class: a message is a value, never a shared mutable object, so
+an actor can hand one to another without either of them having to copy it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+class Complexity(enum.StrEnum):
+    TRIVIAL = "trivial"
+    SIMPLE = "simple"
+    MODERATE = "moderate"
+    COMPLEX = "complex"
+    EXPERT = "expert"
+    EPIC = "epic"
+
+
+class Quality(enum.StrEnum):
+    DRAFT = "draft"
+    PRODUCTION = "production"
+    CRITICAL = "critical"
+
+
+class HealthStatus(enum.StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    CRITICAL = "critical"
+    OFFLINE = "offline"
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    #: Operator overrides: held open, held closed (admits everything, still records, never trips),
+    #: or disabled (admits everything, records nothing).
+    FORCED_OPEN = "forced_open"
+    FORCED_CLOSED = "forced_closed"
+    DISABLED = "disabled"
+
+
+def _enum_converter(enum_type: type[enum.StrEnum], field: str) -> Any:
+    choices = ", ".join(member.value for member in enum_type)
+
+    def convert(value: object) -> Any:
+        if isinstance(value, enum_type):
+            return value
+        try:
+            return enum_type(str(value).lower())
+        except ValueError:
+            raise ValueError(f"{field}={value!r} is not one of: {choices}") from None
+
+    return convert
+
+
+def _positive_int(field: str) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{field}={value!r} must be a positive integer")
+
+    return check
+
+
+def _optional_non_negative(field: str) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+        if value is not None and not value >= 0:
+            raise ValueError(f"{field}={value!r} must be >= 0")
+
+    return check
+
+
+def _temperature(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 2.0:
+        raise ValueError(f"temperature={value!r} must be between 0 and 2")
+
+
+@attrs.frozen
+class Request:
+    """What an application asks for. Complexity and quality accept plain strings."""
+
+    prompt: str = attrs.field(validator=attrs.validators.instance_of(str))
+    complexity: Complexity = attrs.field(
+        default=Complexity.MODERATE, converter=_enum_converter(Complexity, "complexity")
+    )
+    quality: Quality = attrs.field(
+        default=Quality.PRODUCTION, converter=_enum_converter(Quality, "quality")
+    )
+    budget_usd: float | None = attrs.field(
+        default=None, validator=_optional_non_negative("budget_usd")
+    )
+    max_tokens: int = attrs.field(default=500, validator=_positive_int("max_tokens"))
+    temperature: float = attrs.field(default=0.7, converter=float, validator=_temperature)
+    #: Seconds the whole request may take; None means the runtime's configured deadline.
+    deadline_s: float | None = attrs.field(
+        default=None, validator=_optional_non_negative("deadline_s")
+    )
+    system: str | None = None
+    task_id: str | None = None
+    context: Mapping[str, str] | None = None
+
+    def cache_key(self) -> tuple[str, str, str, int]:
+        """The normalised identity of a request, for the last-resort cache."""
+        return (" ".join(self.prompt.lower().split()), self.complexity, self.quality, self.max_tokens)
+
+
+@attrs.frozen
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@attrs.frozen
+class Completion:
+    """What an adapter returns for one successful call."""
+
+    text: str
+    model: str
+    finish_reason: str = "stop"
+    usage: Usage = Usage()
+    #: Fraction (0..1) of the provider's rate-limit quota left, when its reply said so.
+    quota_remaining: float | None = None
+
+
+@attrs.frozen
+class TextDelta:
+    """One piece of streamed text."""
+
+    text: str
+
+
+@attrs.frozen
+class StreamDone:
+    """The end of a stream: the whole completion, with usage."""
+
+    completion: Completion
+
+
+StreamEvent = TextDelta | StreamDone
+
+
+@attrs.frozen
+class Attempt:
+    """One try at one provider, whatever became of it."""
+
+    provider: str
+    model: str
+    level: str
+    #: "ok", or the FailureKind value of what went wrong.
+    outcome: str
+    latency_ms: float
+    detail: str = ""
+
+
+@attrs.frozen
+class Reply:
+    """The answer to a request."""
+
+    text: str
+    provider: str
+    model: str
+    level: str
+    fallback_used: bool
+    attempts: tuple[Attempt, ...]
+    latency_ms: float
+    cost_usd: float
+    usage: Usage = Usage()
+    finish_reason: str = "stop"
+
+
+@attrs.frozen
+class BreakerSnapshot:
+    state: BreakerState
+    #: Failure and slow-call rates over the sliding window (0..1), and the calls they are over.
+    failure_rate: float
+    slow_call_rate: float
+    calls_in_window: int
+    consecutive_failures: int
+    #: Times tripped since the count last decayed; the open time grows with it.
+    trips: int
+    #: trio time at which an open breaker turns half-open, when open.
+    open_until: float | None
+    half_open_probes_left: int
+
+
+@attrs.frozen
+class ProviderSnapshot:
+    """A provider actor's state: the heartbeat it publishes, and what status and the REPL show."""
+
+    provider: str
+    kind: str
+    models: tuple[str, ...]
+    at: float
+    status: HealthStatus
+    breaker: BreakerSnapshot
+    #: Exponentially weighted mean, and percentiles over the recent window, of call latency.
+    latency_ms: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    error_rate: float
+    #: Fraction of the provider's quota left (1.0 when it never told us otherwise).
+    quota_remaining: float
+    consecutive_failures: int
+    last_check: float | None
+    #: Whether the provider can be asked at all (credentials present, actor running, not auth-failed).
+    available: bool
+    reason: str = ""
+    #: trio time before which the provider asked us to stay away (Retry-After), if any.
+    retry_after_until: float | None = None
+    calls_in_flight: int = 0
+    restarts: int = 0

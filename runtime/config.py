@@ -1,0 +1,340 @@
+"""The runtime's configuration: TOML in, frozen attrs out, and a clear error for a bad value.
+
+`load_config` reads a TOML file (or `parse_config` a mapping) and structures it with cattrs,
+forbidding unknown keys. Any failure becomes one `ConfigError` whose message names the field path
+and the offending value, e.g. ``providers[2].latency_ms: 'fast' is not a number``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from actors.errors import ConfigError
+
+SIMULATED_KINDS = frozenset({"simulated"})
+LAST_RESORT_KINDS = frozenset({"cache", "template"})
+HTTP_KINDS = frozenset({"openai", "mistral", "huggingface", "anthropic", "gemini", "ollama"})
+KNOWN_KINDS = SIMULATED_KINDS | LAST_RESORT_KINDS | HTTP_KINDS
+
+
+def _at_least(minimum: float, *, inclusive: bool = True) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        ok = value >= minimum if inclusive else value > minimum
+        if not ok:
+            op = ">=" if inclusive else ">"
+            raise ValueError(f"{attribute.name}={value!r} must be {op} {minimum}")
+
+    return check
+
+
+def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name}={value!r} must be between 0 and 1")
+
+
+@attrs.frozen
+class BreakerConfig:
+    """Circuit breaker settings (resilience4j's vocabulary, Envoy's growing open time)."""
+
+    #: Length of the sliding time window over which failure and slow-call rates are measured.
+    window_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
+    #: No rate-based trip before this many calls are in the window.
+    minimum_calls: int = attrs.field(default=10, validator=_at_least(1))
+    failure_rate_threshold: float = attrs.field(default=0.5, validator=_fraction)
+    #: Trip after this many consecutive failures, whatever the rate (0 disables).
+    consecutive_failures: int = attrs.field(default=5, validator=_at_least(0))
+    #: A call slower than this counts as slow; trip when the slow-call rate reaches the threshold.
+    slow_call_s: float = attrs.field(default=20.0, validator=_at_least(0, inclusive=False))
+    slow_call_rate_threshold: float = attrs.field(default=1.0, validator=_fraction)
+    #: First open period; each further trip multiplies it, up to the cap.
+    open_s: float = attrs.field(default=5.0, validator=_at_least(0, inclusive=False))
+    open_multiplier: float = attrs.field(default=2.0, validator=_at_least(1))
+    open_max_s: float = attrs.field(default=300.0, validator=_at_least(0, inclusive=False))
+    #: Probe calls admitted while half-open; all must succeed to close.
+    half_open_probes: int = attrs.field(default=3, validator=_at_least(1))
+    #: Healthy (closed) time after which the trip count, and so the open time, decays by one step.
+    decay_s: float = attrs.field(default=60.0, validator=_at_least(0, inclusive=False))
+
+
+@attrs.frozen
+class ProviderConfig:
+    name: str
+    kind: str
+    models: tuple[str, ...] = ()
+    breaker: BreakerConfig = BreakerConfig()
+    #: Bulkhead: calls in flight at once; more queue for a slot.
+    max_in_flight: int = attrs.field(default=64, validator=_at_least(1))
+    # --- simulated ---
+    latency_ms: float = attrs.field(default=50.0, validator=_at_least(0))
+    #: Spread of the simulated latency, as a fraction of latency_ms (lognormal sigma).
+    latency_jitter: float = attrs.field(default=0.2, validator=_at_least(0))
+    error_rate: float = attrs.field(default=0.0, validator=_fraction)
+    hang_probability: float = attrs.field(default=0.0, validator=_fraction)
+    #: Requests per second the simulated provider accepts before answering 429.
+    rate_limit_rps: float | None = attrs.field(default=None, validator=_at_least(0, inclusive=False))
+    seed: int = 0
+    # --- http kinds ---
+    base_url: str | None = None
+    api_key_env: str | None = None
+    connect_timeout_s: float = attrs.field(default=5.0, validator=_at_least(0, inclusive=False))
+    read_timeout_s: float = attrs.field(default=60.0, validator=_at_least(0, inclusive=False))
+    anthropic_version: str = "2023-06-01"
+    # --- cache ---
+    cache_size: int = attrs.field(default=1024, validator=_at_least(1))
+    cache_ttl_s: float = attrs.field(default=3600.0, validator=_at_least(0, inclusive=False))
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in KNOWN_KINDS:
+            raise ValueError(f"kind={self.kind!r} is not one of: {', '.join(sorted(KNOWN_KINDS))}")
+        if not self.name:
+            raise ValueError("name must not be empty")
+        if not self.models and self.kind not in LAST_RESORT_KINDS:
+            raise ValueError(f"models must list at least one model for provider {self.name!r}")
+
+
+@attrs.frozen
+class LevelConfig:
+    name: str
+    providers: tuple[str, ...]
+    timeout_s: float = attrs.field(validator=_at_least(0, inclusive=False))
+    strategy: Literal["sequential", "race"] = "sequential"
+    #: Streaming: how long the first chunk may take before the level moves on.
+    first_chunk_timeout_s: float | None = attrs.field(
+        default=None, validator=_at_least(0, inclusive=False)
+    )
+
+
+@attrs.frozen
+class ModelInfo:
+    """Price (USD per million tokens) and context window of one model."""
+
+    input_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
+    output_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
+    context_window: int = attrs.field(default=128_000, validator=_at_least(1))
+
+
+@attrs.frozen
+class ScoreWeights:
+    latency: float = 0.3
+    reliability: float = 0.5
+    quota: float = 0.2
+
+
+def _default_complexity() -> dict[str, tuple[str, ...]]:
+    return {
+        "trivial": ("gemini-flash", "gpt-4o-mini", "hf-small"),
+        "simple": ("gpt-4o-mini", "gemini-pro", "claude-haiku"),
+        "moderate": ("gpt-4o", "claude-sonnet", "gemini-pro"),
+        "complex": ("gpt-4o", "claude-sonnet", "o1-preview"),
+        "expert": ("o1-preview", "claude-opus", "gpt-4o"),
+        "epic": ("o1-preview", "claude-opus"),
+    }
+
+
+def _default_quality() -> dict[str, tuple[str, ...]]:
+    return {
+        "draft": ("gemini-flash", "gpt-4o-mini"),
+        "production": ("gpt-4o", "claude-sonnet"),
+        "critical": ("o1-preview", "claude-opus"),
+    }
+
+
+def _default_cost() -> dict[str, tuple[str, ...]]:
+    return {
+        "ultra_low": ("hf-small", "gemini-flash"),
+        "low": ("gpt-4o-mini", "claude-haiku"),
+        "medium": ("gpt-4o", "gemini-pro"),
+        "high": ("claude-sonnet", "o1-preview"),
+    }
+
+
+@attrs.frozen
+class RoutingConfig:
+    """The seed's matrices: candidate models in preference order per complexity, quality, cost."""
+
+    complexity: dict[str, tuple[str, ...]] = attrs.field(factory=_default_complexity)
+    quality: dict[str, tuple[str, ...]] = attrs.field(factory=_default_quality)
+    cost: dict[str, tuple[str, ...]] = attrs.field(factory=_default_cost)
+    weights: ScoreWeights = ScoreWeights()
+    #: Characters per token when estimating a prompt's size before the call.
+    chars_per_token: float = attrs.field(default=4.0, validator=_at_least(0, inclusive=False))
+
+
+@attrs.frozen
+class TemplateConfig:
+    """A canned last-resort answer. Empty match fields match anything."""
+
+    text: str
+    name: str = ""
+    complexity: tuple[str, ...] = ()
+    quality: tuple[str, ...] = ()
+    #: Case-insensitive substring the prompt must contain.
+    contains: str = ""
+
+
+@attrs.frozen
+class SupervisionConfig:
+    max_restarts: int = attrs.field(default=5, validator=_at_least(0))
+    period_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
+    shutdown_grace_s: float = attrs.field(default=5.0, validator=_at_least(0))
+
+
+@attrs.frozen
+class RuntimeSettings:
+    #: Overall deadline of a request when the request names none.
+    deadline_s: float = attrs.field(default=120.0, validator=_at_least(0, inclusive=False))
+    heartbeat_interval_s: float = attrs.field(default=1.0, validator=_at_least(0, inclusive=False))
+    mailbox_size: int = attrs.field(default=256, validator=_at_least(1))
+    history_size: int = attrs.field(default=100, validator=_at_least(1))
+    repl_socket: str | None = None
+    log_level: str = "warning"
+
+
+def _default_levels() -> tuple[LevelConfig, ...]:
+    return ()
+
+
+@attrs.frozen
+class Config:
+    providers: tuple[ProviderConfig, ...]
+    levels: tuple[LevelConfig, ...]
+    models: dict[str, ModelInfo] = attrs.field(factory=dict)
+    routing: RoutingConfig = RoutingConfig()
+    templates: tuple[TemplateConfig, ...] = ()
+    supervision: SupervisionConfig = SupervisionConfig()
+    runtime: RuntimeSettings = RuntimeSettings()
+
+    def __attrs_post_init__(self) -> None:
+        names = [p.name for p in self.providers]
+        seen: set[str] = set()
+        for index, name in enumerate(names):
+            if name in seen:
+                raise ConfigError(f"providers[{index}].name: {name!r} is defined twice")
+            seen.add(name)
+        if not self.levels:
+            raise ConfigError("levels: at least one [[levels]] table is required")
+        for index, level in enumerate(self.levels):
+            for provider in level.providers:
+                if provider not in seen:
+                    raise ConfigError(
+                        f"levels[{index}].providers: {provider!r} is not a configured provider "
+                        f"(known: {', '.join(names)})"
+                    )
+
+    def provider(self, name: str) -> ProviderConfig:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        raise KeyError(name)
+
+    def model_info(self, model: str) -> ModelInfo:
+        return self.models.get(model, _UNKNOWN_MODEL)
+
+
+_UNKNOWN_MODEL = ModelInfo()
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+
+    def structure_float(value: Any, _: type) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{value!r} is not a number")
+        return float(value)
+
+    def structure_int(value: Any, _: type) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} is not an integer")
+        return value
+
+    def structure_str(value: Any, _: type) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a string")
+        return value
+
+    converter.register_structure_hook(float, structure_float)
+    converter.register_structure_hook(int, structure_int)
+    converter.register_structure_hook(str, structure_str)
+    for cls in (
+        BreakerConfig,
+        ProviderConfig,
+        LevelConfig,
+        ModelInfo,
+        ScoreWeights,
+        RoutingConfig,
+        TemplateConfig,
+        SupervisionConfig,
+        RuntimeSettings,
+        Config,
+    ):
+        converter.register_structure_hook(
+            cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+        )
+    return converter
+
+
+CONVERTER = _make_converter()
+
+
+def _describe(exc: BaseException, path: str = "") -> list[str]:
+    """Flatten cattrs' exception groups into ``path: message`` lines."""
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        keys = ", ".join(sorted(exc.extra_fields))
+        return [f"{path or '<top>'}: unknown key(s) {keys}"]
+    if isinstance(exc, BaseExceptionGroup):
+        lines: list[str] = []
+        for sub in exc.exceptions:
+            note = next(
+                (n for n in getattr(sub, "__notes__", []) if hasattr(n, "name") or hasattr(n, "index")),
+                None,
+            )
+            child = path
+            if note is not None and hasattr(note, "name"):
+                child = f"{path}.{note.name}" if path else str(note.name)
+            elif note is not None and hasattr(note, "index"):
+                child = f"{path}[{note.index}]"
+            lines.extend(_describe(sub, child))
+        return lines
+    if isinstance(exc, KeyError) and not isinstance(exc, ConfigError):
+        return [f"{path}: required key is missing"]
+    message = str(exc)
+    return [f"{path}: {message}" if path else message]
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    try:
+        return CONVERTER.structure(dict(data), Config)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except Exception as exc:  # cattrs raises groups of anything a validator raised
+        lines = _describe(exc)
+        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read a TOML config file; a bad value raises `ConfigError` naming the field."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+    return parse_config(data, source=str(file))
+
+
+def default_config_path() -> Path:
+    """The shipped demo config: simulated providers modelled on the seed's."""
+    return Path(__file__).parent / "data" / "demo.toml"
