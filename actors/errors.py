@@ -47,12 +47,15 @@ class ProviderError(Exception):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        quota_remaining: float | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.retry_after_s = retry_after_s
+        #: Fraction (0..1) of quota left, when the failure said so (0 when the quota is spent).
+        self.quota_remaining = quota_remaining
 
     @property
     def counts_against_breaker(self) -> bool:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.messages import Completion, Request, StreamEvent
 
 if TYPE_CHECKING:
-    from runtime.config import ProviderConfig
+    from runtime.config import Config, ProviderConfig
 
 
 class Adapter(Protocol):
@@ -32,6 +32,11 @@ class Adapter(Protocol):
 
 class AdapterContext(Protocol):
     """What the runtime lends an adapter: objects that outlive a single actor incarnation."""
+
+    @property
+    def config(self) -> Config:
+        """The whole runtime config (the template adapter reads `templates`, the cache its size)."""
+        ...
 
     def shared(self, provider: str, kind: str, factory: Callable[[], Any]) -> Any:
         """The long-lived object for `provider` (a simulated backend, the reply cache)."""
