@@ -1,0 +1,516 @@
+"""The router's ranking: which providers (and which of their models) to try, in what order, and why.
+
+Pure and synchronous: `Ranker` reads the config once and turns a request plus the latest
+heartbeats into a plan. Everything that does not depend on live health (which models a provider
+offers for a complexity/quality pair, in what order, their prices and context windows) is
+precomputed at construction, so `plan` does a few comparisons and multiplications per provider.
+
+Order within a level:
+
+1. **Fitness** of the provider's chosen model: named by both the complexity and the quality
+   matrix, then by one, then by none (a provider with no listed model is still a candidate, after
+   the fitting ones); ties broken by matrix position.
+2. **Score**, the seed's formula: ``max(0, 100 - latency_ms/10) * w.latency
+   + (100 - error_rate*100) * w.reliability + quota_remaining*100 * w.quota``, highest first.
+3. Provider name, so equal inputs always give the same plan.
+
+Excluded, each with a reason: unavailable providers, breakers open or forced open (half-open is
+allowed: the breaker itself limits its probes), providers inside a Retry-After window, and
+providers none of whose models fits the context window or the budget. A provider with no
+heartbeat yet is assumed available with a neutral score: the router may just have started.
+
+Like Envoy's panic threshold, `plan` never lets open breakers exclude everything: when no
+provider outside the last resort is left and some were excluded only by an open breaker, the
+least-bad one (earliest half-open time, then lowest error rate) is added back as a panic
+candidate. `RoutePlan.earliest_half_open` tells the cascade when waiting would help.
+
+The seed's cost matrix is deliberately not used: the per-model price table is its precise form,
+the budget check uses real prices, and ranking cheaper tiers first would contradict the quality
+matrix (a "critical" request must not prefer the cheapest model).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from actors.messages import BreakerState, Complexity, ProviderSnapshot, Quality, Request
+from runtime.config import LAST_RESORT_KINDS, Config, LevelConfig
+
+__all__ = [
+    "Candidate",
+    "Exclusion",
+    "ExclusionCause",
+    "Fitness",
+    "LevelPlan",
+    "Ranker",
+    "RoutePlan",
+]
+
+_UNLISTED = 1_000_000  # sorts after any real matrix position
+
+
+def _fitness_key(fitness: Fitness) -> tuple[int, int, int, int]:
+    c, q = fitness.complexity_rank, fitness.quality_rank
+    matches = (c is not None) + (q is not None)
+    positions = (c or 0) + (q or 0)
+    return (-matches, positions, _UNLISTED if c is None else c, _UNLISTED if q is None else q)
+
+
+def _fitness_label(fitness: Fitness) -> str:
+    c, q = fitness.complexity_rank is not None, fitness.quality_rank is not None
+    if c and q:
+        return "complexity+quality"
+    if c:
+        return "complexity"
+    if q:
+        return "quality"
+    return "none"
+
+
+@attrs.frozen
+class Fitness:
+    """Where a model stands in the request's complexity and quality matrix rows (0 = first)."""
+
+    complexity_rank: int | None
+    quality_rank: int | None
+    #: Smaller is fitter: more matrices naming the model, then earlier positions.
+    sort_key: tuple[int, int, int, int] = attrs.field(
+        init=False,
+        eq=False,
+        repr=False,
+        default=attrs.Factory(_fitness_key, takes_self=True),
+    )
+    #: "complexity+quality", "complexity", "quality" or "none".
+    label: str = attrs.field(
+        init=False, eq=False, repr=False, default=attrs.Factory(_fitness_label, takes_self=True)
+    )
+
+    def __str__(self) -> str:
+        return self.label
+
+
+_NO_FIT = Fitness(None, None)
+
+
+class ExclusionCause(enum.StrEnum):
+    UNAVAILABLE = "unavailable"
+    FORCED_OPEN = "forced_open"
+    BREAKER_OPEN = "breaker_open"
+    RATE_LIMITED = "rate_limited"
+    CONTEXT_TOO_LONG = "context_too_long"
+    OVER_BUDGET = "over_budget"
+
+
+@attrs.frozen
+class Candidate:
+    """One provider to try, with the model chosen for this request."""
+
+    provider: str
+    #: "" for last-resort providers (cache, templates), which have no models.
+    model: str
+    #: Models of the same provider with larger context windows, in preference order, within the
+    #: budget: what to try when the provider says the context is too long.
+    fallback_models: tuple[str, ...]
+    score: float
+    fitness: Fitness
+    estimated_cost_usd: float
+    #: Added back although its breaker is open, because nothing else was left (Envoy's panic).
+    panic: bool = False
+    #: Anything notable about why it is here ("" when nothing is).
+    reason: str = ""
+
+
+@attrs.frozen
+class Exclusion:
+    """A provider left out of a level, and why."""
+
+    provider: str
+    reason: str
+    cause: ExclusionCause
+    #: When the breaker turns half-open (cause BREAKER_OPEN only).
+    open_until: float | None = None
+    #: The candidate it would be if its breaker were closed: set only when an open breaker is the
+    #: one thing keeping it out, which makes it eligible for panic.
+    standby: Candidate | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class LevelPlan:
+    level: str
+    candidates: tuple[Candidate, ...]
+    exclusions: tuple[Exclusion, ...]
+
+    def explain(self) -> list[str]:
+        """One line per candidate in rank order, then one per exclusion."""
+        lines = []
+        for index, c in enumerate(self.candidates, 1):
+            line = (
+                f"{self.level} #{index} {c.provider} {c.model or '-'} score={c.score:.1f} "
+                f"fit={c.fitness.label} est={_usd(c.estimated_cost_usd)}"
+            )
+            if c.fallback_models:
+                line += f" fallbacks={','.join(c.fallback_models)}"
+            if c.panic:
+                line += " PANIC"
+            if c.reason:
+                line += f" ({c.reason})"
+            lines.append(line)
+        for e in self.exclusions:
+            lines.append(f"{self.level} excluded {e.provider}: {e.reason}")
+        return lines
+
+
+@attrs.frozen
+class RoutePlan:
+    """The candidates of every level for one request."""
+
+    #: What was ranked, without the prompt text (which may hold anything).
+    summary: str
+    levels: tuple[LevelPlan, ...]
+    #: The earliest time a breaker that alone keeps a provider out turns half-open, if any: the
+    #: cascade may wait for it when the deadline allows.
+    earliest_half_open: float | None
+
+    def explain(self) -> list[str]:
+        lines = [self.summary]
+        for level in self.levels:
+            lines.extend(level.explain())
+        if self.earliest_half_open is not None:
+            lines.append(f"earliest half-open at t={self.earliest_half_open:.1f}s")
+        return lines
+
+    def level(self, name: str) -> LevelPlan:
+        for level in self.levels:
+            if level.level == name:
+                return level
+        raise KeyError(name)
+
+
+def _usd(amount: float) -> str:
+    if amount == 0 or amount >= 0.0001:
+        return f"${amount:.4f}"
+    return f"${amount:.2e}"
+
+
+@attrs.frozen
+class _ModelEntry:
+    """A model as a provider offers it for one complexity/quality pair, prices per token."""
+
+    model: str
+    fitness: Fitness
+    input_per_token: float
+    output_per_token: float
+    context_window: int
+    #: Entries of the same provider with a larger window, in the same preference order.
+    larger: tuple[_ModelEntry, ...] = ()
+
+
+@attrs.frozen
+class _ProviderRoute:
+    """A provider's models for one complexity/quality pair, fittest first."""
+
+    provider: str
+    last_resort: bool
+    models: tuple[_ModelEntry, ...]
+
+
+class Ranker:
+    """Ranks a level's providers for a request from the latest heartbeats. Pure and cheap."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        routing = config.routing
+        self._chars_per_token = routing.chars_per_token
+        w = routing.weights
+        self._w_latency = w.latency
+        self._w_reliability = w.reliability
+        self._w_quota = w.quota
+        #: The score of a provider we have no heartbeat from: 50 in every component.
+        self._neutral_score = 50.0 * (w.latency + w.reliability + w.quota)
+        self._kinds = {p.name: p.kind for p in config.providers}
+        self._models = {p.name: p.models for p in config.providers}
+        self._routes: dict[tuple[str, tuple[str, ...], str, str], tuple[_ProviderRoute, ...]] = {}
+        # Everything the config can ask for, now, so the hot path only ever hits the cache.
+        for level in config.levels:
+            for complexity in Complexity:
+                for quality in Quality:
+                    self._level_routes(level, complexity, quality)
+
+    # --- precomputation -------------------------------------------------------------------
+
+    def _level_routes(
+        self, level: LevelConfig, complexity: str, quality: str
+    ) -> tuple[_ProviderRoute, ...]:
+        key = (level.name, level.providers, complexity, quality)
+        routes = self._routes.get(key)
+        if routes is None:
+            routes = tuple(
+                self._provider_route(name, level.name, complexity, quality)
+                for name in level.providers
+            )
+            self._routes[key] = routes
+        return routes
+
+    def _provider_route(
+        self, provider: str, level: str, complexity: str, quality: str
+    ) -> _ProviderRoute:
+        try:
+            kind, models = self._kinds[provider], self._models[provider]
+        except KeyError:
+            raise ValueError(f"level {level!r} names unknown provider {provider!r}") from None
+        complexity_row = self._config.routing.complexity.get(complexity, ())
+        quality_row = self._config.routing.quality.get(quality, ())
+        plain = []
+        for order, model in enumerate(models):
+            fitness = Fitness(
+                complexity_row.index(model) if model in complexity_row else None,
+                quality_row.index(model) if model in quality_row else None,
+            )
+            info = self._config.model_info(model)
+            entry = _ModelEntry(
+                model,
+                fitness,
+                info.input_usd_per_mtok / 1e6,
+                info.output_usd_per_mtok / 1e6,
+                info.context_window,
+            )
+            plain.append((fitness.sort_key, order, entry))
+        plain.sort(key=lambda item: (item[0], item[1]))
+        ordered = [entry for _, _, entry in plain]
+        entries = tuple(
+            attrs.evolve(
+                entry,
+                larger=tuple(o for o in ordered if o.context_window > entry.context_window),
+            )
+            for entry in ordered
+        )
+        return _ProviderRoute(provider, kind in LAST_RESORT_KINDS, entries)
+
+    # --- per request ------------------------------------------------------------------------
+
+    def prompt_tokens(self, request: Request) -> float:
+        """Estimated prompt size in tokens (prompt plus system text), before any call."""
+        chars = len(request.prompt)
+        if request.system:
+            chars += len(request.system)
+        return chars / self._chars_per_token
+
+    def estimate_cost(self, request: Request, model: str) -> float:
+        """Estimated USD cost: estimated prompt tokens at the input price, plus max_tokens at the
+        output price."""
+        info = self._config.model_info(model)
+        return (
+            self.prompt_tokens(request) * info.input_usd_per_mtok
+            + request.max_tokens * info.output_usd_per_mtok
+        ) / 1e6
+
+    def score(self, snapshot: ProviderSnapshot | None) -> float:
+        """The seed's score from a heartbeat; neutral (50 per component) without one."""
+        if snapshot is None:
+            return self._neutral_score
+        latency = 100.0 - snapshot.latency_ms / 10.0
+        if latency < 0.0:
+            latency = 0.0
+        return (
+            latency * self._w_latency
+            + (100.0 - snapshot.error_rate * 100.0) * self._w_reliability
+            + snapshot.quota_remaining * 100.0 * self._w_quota
+        )
+
+    def rank(
+        self,
+        request: Request,
+        level: LevelConfig,
+        snapshots: Mapping[str, ProviderSnapshot],
+        now: float,
+    ) -> LevelPlan:
+        """The candidates of one level, best first, and the exclusions. No panic: see `plan`."""
+        return self._rank(request, self.prompt_tokens(request), level, snapshots, now)
+
+    def plan(
+        self,
+        request: Request,
+        levels: Sequence[LevelConfig],
+        snapshots: Mapping[str, ProviderSnapshot],
+        now: float,
+    ) -> RoutePlan:
+        """Rank every level; add a panic candidate when open breakers alone left nothing."""
+        tokens = self.prompt_tokens(request)
+        plans = [self._rank(request, tokens, level, snapshots, now) for level in levels]
+        eligible: list[tuple[float, float, str, int, Exclusion]] = []
+        has_candidate = False
+        for index, level_plan in enumerate(plans):
+            for candidate in level_plan.candidates:
+                if self._kinds.get(candidate.provider) not in LAST_RESORT_KINDS:
+                    has_candidate = True
+                    break
+            for exclusion in level_plan.exclusions:
+                if exclusion.standby is not None and exclusion.open_until is not None:
+                    snapshot = snapshots.get(exclusion.provider)
+                    error_rate = snapshot.error_rate if snapshot is not None else 0.0
+                    eligible.append(
+                        (exclusion.open_until, error_rate, exclusion.provider, index, exclusion)
+                    )
+        earliest = min(item[0] for item in eligible) if eligible else None
+        if eligible and not has_candidate:
+            open_until, error_rate, _, index, exclusion = min(
+                eligible, key=lambda item: item[:3]
+            )
+            assert exclusion.standby is not None
+            panic = attrs.evolve(
+                exclusion.standby,
+                panic=True,
+                reason=(
+                    f"panic: every provider is out on an open breaker; least bad: "
+                    f"half-open at t={open_until:.1f}s, error rate {error_rate:.0%}"
+                ),
+            )
+            level_plan = plans[index]
+            plans[index] = LevelPlan(
+                level_plan.level,
+                (panic, *level_plan.candidates),
+                tuple(e for e in level_plan.exclusions if e is not exclusion),
+            )
+        budget = "unlimited" if request.budget_usd is None else _usd(request.budget_usd)
+        summary = (
+            f"request complexity={request.complexity.value} quality={request.quality.value} "
+            f"budget={budget} prompt~{tokens:.0f}tok max_tokens={request.max_tokens}"
+        )
+        return RoutePlan(summary, tuple(plans), earliest)
+
+    def _rank(
+        self,
+        request: Request,
+        tokens: float,
+        level: LevelConfig,
+        snapshots: Mapping[str, ProviderSnapshot],
+        now: float,
+    ) -> LevelPlan:
+        routes = self._level_routes(level, request.complexity, request.quality)
+        max_tokens = request.max_tokens
+        budget = request.budget_usd
+        needed = tokens + max_tokens
+        ranked: list[tuple[tuple[int, int, int, int], float, str, Candidate]] = []
+        exclusions: list[Exclusion] = []
+        for route in routes:
+            name = route.provider
+            snapshot = snapshots.get(name)
+            note = ""
+            breaker_open = False
+            open_until: float | None = None
+            if snapshot is None:
+                score = self._neutral_score
+                note = "no heartbeat yet: assumed available, neutral score"
+            else:
+                if not snapshot.available:
+                    exclusions.append(
+                        Exclusion(
+                            name,
+                            f"unavailable: {snapshot.reason or 'no reason given'}",
+                            ExclusionCause.UNAVAILABLE,
+                        )
+                    )
+                    continue
+                state = snapshot.breaker.state
+                if state is BreakerState.FORCED_OPEN:
+                    exclusions.append(
+                        Exclusion(name, "breaker forced open", ExclusionCause.FORCED_OPEN)
+                    )
+                    continue
+                if state is BreakerState.OPEN:
+                    breaker_open, open_until = True, snapshot.breaker.open_until
+                elif state is BreakerState.HALF_OPEN:
+                    note = f"breaker half-open, {snapshot.breaker.half_open_probes_left} probes left"
+                retry_until = snapshot.retry_after_until
+                if retry_until is not None and retry_until > now:
+                    if breaker_open:
+                        exclusions.append(_breaker_exclusion(name, open_until))
+                    else:
+                        exclusions.append(
+                            Exclusion(
+                                name,
+                                f"rate-limited until t={retry_until:.1f}s",
+                                ExclusionCause.RATE_LIMITED,
+                            )
+                        )
+                    continue
+                score = self.score(snapshot)
+
+            # Choose the fittest model that fits the context window and the budget.
+            chosen: _ModelEntry | None = None
+            cost = 0.0
+            cheapest: tuple[float, str] | None = None
+            largest: _ModelEntry | None = None
+            for entry in route.models:
+                if largest is None or entry.context_window > largest.context_window:
+                    largest = entry
+                if needed > entry.context_window:
+                    continue
+                estimate = tokens * entry.input_per_token + max_tokens * entry.output_per_token
+                if budget is not None and estimate > budget:
+                    if cheapest is None or estimate < cheapest[0]:
+                        cheapest = (estimate, entry.model)
+                    continue
+                chosen, cost = entry, estimate
+                break
+
+            if chosen is None and route.models:
+                if breaker_open:
+                    exclusions.append(_breaker_exclusion(name, open_until))
+                elif cheapest is not None:
+                    assert budget is not None
+                    exclusions.append(
+                        Exclusion(
+                            name,
+                            f"over budget: cheapest estimate {_usd(cheapest[0])} ({cheapest[1]}) "
+                            f"> budget {_usd(budget)}",
+                            ExclusionCause.OVER_BUDGET,
+                        )
+                    )
+                else:
+                    assert largest is not None
+                    exclusions.append(
+                        Exclusion(
+                            name,
+                            f"context too long: ~{needed:.0f} tokens (prompt + max_tokens) > "
+                            f"largest window {largest.context_window} ({largest.model})",
+                            ExclusionCause.CONTEXT_TOO_LONG,
+                        )
+                    )
+                continue
+
+            fallbacks: tuple[str, ...] = ()
+            if chosen is None:  # a last-resort provider: no models, nothing to pay
+                model, fitness = "", _NO_FIT
+            else:
+                model, fitness = chosen.model, chosen.fitness
+                fallbacks = tuple(
+                    o.model
+                    for o in chosen.larger
+                    if budget is None
+                    or tokens * o.input_per_token + max_tokens * o.output_per_token <= budget
+                )
+            candidate = Candidate(name, model, fallbacks, score, fitness, cost, False, note)
+            if breaker_open:
+                exclusions.append(_breaker_exclusion(name, open_until, standby=candidate))
+                continue
+            ranked.append((fitness.sort_key, -score, name, candidate))
+
+        ranked.sort(key=lambda item: item[:3])
+        return LevelPlan(level.name, tuple(item[3] for item in ranked), tuple(exclusions))
+
+
+def _breaker_exclusion(
+    provider: str, open_until: float | None, standby: Candidate | None = None
+) -> Exclusion:
+    until = "" if open_until is None else f" until t={open_until:.1f}s"
+    return Exclusion(
+        provider,
+        f"breaker open{until}",
+        ExclusionCause.BREAKER_OPEN,
+        open_until=open_until,
+        standby=standby if open_until is not None else None,
+    )
