@@ -60,6 +60,20 @@ def _enum_converter(enum_type: type[enum.StrEnum], field: str) -> Any:
     return convert
 
 
+_COMPLEXITY = _enum_converter(Complexity, "complexity")
+_QUALITY = _enum_converter(Quality, "quality")
+
+
+def _to_complexity(value: object) -> Complexity:
+    converted: Complexity = _COMPLEXITY(value)
+    return converted
+
+
+def _to_quality(value: object) -> Quality:
+    converted: Quality = _QUALITY(value)
+    return converted
+
+
 def _positive_int(field: str) -> Any:
     def check(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -86,12 +100,8 @@ class Request:
     """What an application asks for. Complexity and quality accept plain strings."""
 
     prompt: str = attrs.field(validator=attrs.validators.instance_of(str))
-    complexity: Complexity = attrs.field(
-        default=Complexity.MODERATE, converter=_enum_converter(Complexity, "complexity")
-    )
-    quality: Quality = attrs.field(
-        default=Quality.PRODUCTION, converter=_enum_converter(Quality, "quality")
-    )
+    complexity: Complexity = attrs.field(default=Complexity.MODERATE, converter=_to_complexity)
+    quality: Quality = attrs.field(default=Quality.PRODUCTION, converter=_to_quality)
     budget_usd: float | None = attrs.field(
         default=None, validator=_optional_non_negative("budget_usd")
     )

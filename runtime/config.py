@@ -81,7 +81,9 @@ class ProviderConfig:
     error_rate: float = attrs.field(default=0.0, validator=_fraction)
     hang_probability: float = attrs.field(default=0.0, validator=_fraction)
     #: Requests per second the simulated provider accepts before answering 429.
-    rate_limit_rps: float | None = attrs.field(default=None, validator=_at_least(0, inclusive=False))
+    rate_limit_rps: float | None = attrs.field(
+        default=None, validator=_at_least(0, inclusive=False)
+    )
     seed: int = 0
     # --- http kinds ---
     base_url: str | None = None
@@ -294,10 +296,8 @@ def _describe(exc: BaseException, path: str = "") -> list[str]:
     if isinstance(exc, BaseExceptionGroup):
         lines: list[str] = []
         for sub in exc.exceptions:
-            note = next(
-                (n for n in getattr(sub, "__notes__", []) if hasattr(n, "name") or hasattr(n, "index")),
-                None,
-            )
+            notes = getattr(sub, "__notes__", [])
+            note = next((n for n in notes if hasattr(n, "name") or hasattr(n, "index")), None)
             child = path
             if note is not None and hasattr(note, "name"):
                 child = f"{path}.{note.name}" if path else str(note.name)
