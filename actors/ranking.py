@@ -356,9 +356,7 @@ class Ranker:
                     )
         earliest = min(item[0] for item in eligible) if eligible else None
         if eligible and not has_candidate:
-            open_until, error_rate, _, index, exclusion = min(
-                eligible, key=lambda item: item[:3]
-            )
+            open_until, error_rate, _, index, exclusion = min(eligible, key=lambda item: item[:3])
             assert exclusion.standby is not None
             panic = attrs.evolve(
                 exclusion.standby,
@@ -423,7 +421,9 @@ class Ranker:
                 if state is BreakerState.OPEN:
                     breaker_open, open_until = True, snapshot.breaker.open_until
                 elif state is BreakerState.HALF_OPEN:
-                    note = f"breaker half-open, {snapshot.breaker.half_open_probes_left} probes left"
+                    note = (
+                        f"breaker half-open, {snapshot.breaker.half_open_probes_left} probes left"
+                    )
                 retry_until = snapshot.retry_after_until
                 if retry_until is not None and retry_until > now:
                     if breaker_open:
