@@ -1,0 +1,305 @@
+"""A circuit breaker driven by trio's clock: the state machine a provider actor consults per call.
+
+resilience4j's vocabulary (failure rate and slow-call rate over a sliding time window, gated by a
+minimum number of calls; a limited number of half-open probes; forced and disabled states) with
+Envoy's growing open time (each trip multiplies it, up to a cap, and the trip count decays while
+the breaker stays closed). Time-based transitions are evaluated lazily, whenever the state is
+read or a permit is asked for, so the breaker needs no task of its own; `open_until` tells the
+owner when to look again.
+
+Reasons passed to `on_transition`:
+
+- closed -> open: ``failure_rate``, ``consecutive_failures``, ``slow_call_rate``
+- open -> half-open: ``open_elapsed``; half-open -> closed: ``probes_succeeded``
+- half-open -> open: ``probe_failed``, ``probe_slow`` (a probe slower than ``slow_call_s``)
+- any -> open, and back: ``retry_after``, ``retry_after_elapsed`` (`hold_open_until`)
+- operator: ``forced_open``, ``forced_closed``, ``disabled``, ``reset``, ``auto``
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import trio
+
+from actors.messages import BreakerSnapshot, BreakerState
+from actors.window import Clock, SlidingWindow
+from runtime.config import BreakerConfig
+
+TransitionCallback = Callable[[BreakerState, BreakerState, str], None]
+
+_OVERRIDES = frozenset({BreakerState.FORCED_OPEN, BreakerState.FORCED_CLOSED, BreakerState.DISABLED})
+#: States in which the breaker admits every call (and the trip count may decay).
+_ADMIT_ALL = frozenset({BreakerState.CLOSED, BreakerState.FORCED_CLOSED, BreakerState.DISABLED})
+
+
+class CircuitBreaker:
+    """Decides whether a call may go to a provider, from how its recent calls ended.
+
+    The owner calls `try_acquire` before a call and exactly one of `on_success`, `on_failure`
+    or `on_ignored` after a call it was admitted for. Only failures that say something about the
+    provider (see `actors.errors.BREAKER_FAILURES`) should be reported as failures; the rest are
+    `on_ignored`, which only gives back a half-open probe permit.
+    """
+
+    def __init__(
+        self,
+        config: BreakerConfig,
+        *,
+        clock: Clock = trio.current_time,
+        on_transition: TransitionCallback | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._on_transition = on_transition
+        self._window = SlidingWindow(config.window_s, clock=clock)
+        self._state = BreakerState.CLOSED
+        self._consecutive_failures = 0
+        self._trips = 0
+        #: When the open period ends (trip or Retry-After hold); None unless OPEN.
+        self._open_until: float | None = None
+        #: Whether the current open period is only a Retry-After hold (it ends in CLOSED).
+        self._hold_only = False
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        #: Start of the closed stretch the trip count decays over.
+        self._decay_from = clock()
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker state={self._state} trips={self._trips}>"
+
+    # --- reading -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state, after applying any time-based transition that is due."""
+        self._refresh()
+        return self._state
+
+    @property
+    def open_until(self) -> float | None:
+        """trio time at which an open breaker stops refusing calls; None when not open."""
+        self._refresh()
+        return self._open_until
+
+    @property
+    def trips(self) -> int:
+        self._refresh()
+        return self._trips
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._consecutive_failures
+
+    def snapshot(self) -> BreakerSnapshot:
+        self._refresh()
+        counts = self._window.counts()
+        probes_left = 0
+        if self._state is BreakerState.HALF_OPEN:
+            probes_left = self._probe_capacity()
+        return BreakerSnapshot(
+            state=self._state,
+            failure_rate=counts.failure_rate,
+            slow_call_rate=counts.slow_rate,
+            calls_in_window=counts.calls,
+            consecutive_failures=self._consecutive_failures,
+            trips=self._trips,
+            open_until=self._open_until,
+            half_open_probes_left=probes_left,
+        )
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def try_acquire(self) -> bool:
+        """Whether a call may go now; in half-open this takes one of the limited probe permits."""
+        self._refresh()
+        state = self._state
+        if state in _ADMIT_ALL:
+            return True
+        if state is BreakerState.HALF_OPEN and self._probe_capacity() > 0:
+            self._probes_in_flight += 1
+            return True
+        return False
+
+    def on_success(self, duration_s: float) -> None:
+        """An admitted call succeeded after `duration_s` seconds."""
+        self._refresh()
+        slow = duration_s > self.config.slow_call_s
+        state = self._state
+        if state is BreakerState.HALF_OPEN:
+            if not self._release_probe():
+                return
+            if slow:
+                self._consecutive_failures = 0
+                self._trip("probe_slow")
+                return
+            self._consecutive_failures = 0
+            self._probe_successes += 1
+            if self._probe_successes >= self.config.half_open_probes:
+                self._window.clear()
+                self._transition(BreakerState.CLOSED, "probes_succeeded")
+            return
+        if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
+            self._consecutive_failures = 0
+            self._window.record(failure=False, slow=slow)
+            self._check_trip()
+
+    def on_failure(self, duration_s: float) -> None:
+        """An admitted call failed, in a way that counts against the provider."""
+        self._refresh()
+        slow = duration_s > self.config.slow_call_s
+        state = self._state
+        if state is BreakerState.HALF_OPEN:
+            if self._release_probe():
+                self._consecutive_failures += 1
+                self._trip("probe_failed")
+            return
+        if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
+            self._consecutive_failures += 1
+            self._window.record(failure=True, slow=slow)
+            self._check_trip()
+
+    def on_ignored(self) -> None:
+        """An admitted call ended in a way that says nothing about the provider (a client error,
+        a rate limit, a cancellation): give back its half-open permit, count nothing."""
+        self._refresh()
+        if self._state is BreakerState.HALF_OPEN:
+            self._release_probe()
+
+    # --- operator overrides and Retry-After ----------------------------------------------------
+
+    def force_open(self) -> None:
+        """Refuse every call until `auto` or `reset`."""
+        self._enter_override(BreakerState.FORCED_OPEN)
+
+    def force_closed(self) -> None:
+        """Admit every call; keep recording, never trip."""
+        self._enter_override(BreakerState.FORCED_CLOSED)
+
+    def disable(self) -> None:
+        """Admit every call and record nothing."""
+        self._enter_override(BreakerState.DISABLED)
+
+    def reset(self) -> None:
+        """Back to a fresh closed breaker: no override, empty window, no trips."""
+        self._window.clear()
+        self._trips = 0
+        self._consecutive_failures = 0
+        self._decay_from = self._clock()
+        self._to_closed("reset")
+
+    def auto(self) -> None:
+        """Lift an operator override: back to closed, keeping the window and the trip count."""
+        if self._state in _OVERRIDES:
+            self._to_closed("auto")
+
+    def hold_open_until(self, until: float) -> None:
+        """Refuse calls until trio time `until` (a Retry-After), without counting a trip.
+
+        Never shortens a longer open period already running, and does nothing under an operator
+        override. A hold that started from closed ends in closed; one that extends a trip, or
+        interrupts a half-open, ends in half-open as the trip would have.
+        """
+        if math.isnan(until):
+            raise ValueError("hold_open_until: until is NaN")
+        self._refresh()
+        state = self._state
+        if state in _OVERRIDES or until <= self._clock():
+            return
+        if state is BreakerState.OPEN:
+            assert self._open_until is not None
+            self._open_until = max(self._open_until, until)
+            return
+        self._hold_only = state is BreakerState.CLOSED
+        self._open_until = until
+        self._transition(BreakerState.OPEN, "retry_after")
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _probe_capacity(self) -> int:
+        return self.config.half_open_probes - self._probes_in_flight - self._probe_successes
+
+    def _release_probe(self) -> bool:
+        """Give back a probe permit; False when none was out (a call admitted before the trip)."""
+        if self._probes_in_flight <= 0:
+            return False
+        self._probes_in_flight -= 1
+        return True
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if self._state is BreakerState.OPEN:
+            assert self._open_until is not None
+            if now < self._open_until:
+                return
+            if self._hold_only:
+                self._to_closed("retry_after_elapsed")
+            else:
+                self._open_until = None
+                self._probes_in_flight = 0
+                self._probe_successes = 0
+                self._transition(BreakerState.HALF_OPEN, "open_elapsed")
+        if self._state in _ADMIT_ALL and self._trips > 0:
+            steps = math.floor((now - self._decay_from) / self.config.decay_s)
+            if steps > 0:
+                decayed = min(steps, self._trips)
+                self._trips -= decayed
+                self._decay_from += steps * self.config.decay_s
+
+    def _check_trip(self) -> None:
+        if self._state is not BreakerState.CLOSED:
+            return
+        config = self.config
+        if 0 < config.consecutive_failures <= self._consecutive_failures:
+            self._trip("consecutive_failures")
+            return
+        counts = self._window.counts()
+        if counts.calls < config.minimum_calls:
+            return
+        if counts.failures and counts.failure_rate >= config.failure_rate_threshold:
+            self._trip("failure_rate")
+        elif counts.slow and counts.slow_rate >= config.slow_call_rate_threshold:
+            self._trip("slow_call_rate")
+
+    def open_duration(self, trips: int) -> float:
+        """How long the `trips`-th trip (counting from 1) keeps the breaker open."""
+        config = self.config
+        exponent = max(0, trips - 1)
+        try:
+            grown = config.open_s * config.open_multiplier**exponent
+        except OverflowError:
+            grown = math.inf
+        return min(grown, config.open_max_s)
+
+    def _trip(self, reason: str) -> None:
+        self._trips += 1
+        self._open_until = self._clock() + self.open_duration(self._trips)
+        self._hold_only = False
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        self._transition(BreakerState.OPEN, reason)
+
+    def _to_closed(self, reason: str) -> None:
+        self._open_until = None
+        self._hold_only = False
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        self._transition(BreakerState.CLOSED, reason)
+
+    def _enter_override(self, state: BreakerState) -> None:
+        self._refresh()
+        self._open_until = None
+        self._hold_only = False
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        self._transition(state, state.value)
+
+    def _transition(self, new: BreakerState, reason: str) -> None:
+        old = self._state
+        self._state = new
+        if new in _ADMIT_ALL and old not in _ADMIT_ALL and reason != "retry_after_elapsed":
+            # A closed stretch starts; a Retry-After hold does not interrupt the one before it.
+            self._decay_from = self._clock()
+        if old is not new and self._on_transition is not None:
+            self._on_transition(old, new, reason)
