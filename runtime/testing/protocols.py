@@ -1,0 +1,823 @@
+"""The four provider wire formats the fake server speaks, byte for byte where adapters care.
+
+Each `Wire` turns a request body into a `Call`, and a deterministic `Answer` into the provider's
+own reply shapes: the JSON reply, the stream (SSE or NDJSON) split into prologue, one event per
+text chunk, and epilogue, and the provider's real error bodies. The server applies faults on top;
+nothing here sleeps or does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+#: Kinds that speak OpenAI Chat Completions (their real APIs are OpenAI-compatible).
+OPENAI_FORMAT_KINDS = frozenset({"openai", "mistral", "huggingface"})
+KINDS = OPENAI_FORMAT_KINDS | {"anthropic", "gemini", "ollama"}
+
+#: Fixed timestamps keep replies byte-for-byte deterministic.
+CREATED = 1_700_000_000
+CREATED_AT = "2023-11-14T22:13:20Z"
+
+Reason = Literal[
+    "invalid_request",
+    "authentication",
+    "permission",
+    "not_found",
+    "method_not_allowed",
+    "rate_limit",
+    "quota",
+    "context_length",
+    "server_error",
+    "overloaded",
+    "unavailable",
+]
+Headers = list[tuple[str, str]]
+
+
+def count_tokens(text: str) -> int:
+    """The fake tokenizer: one token per whitespace-separated word."""
+    return len(text.split())
+
+
+def reply_chunks(prompt: str, max_tokens: int | None = None) -> tuple[str, ...]:
+    """The text chunks the fake server answers `prompt` with: "echo: " and the prompt's words.
+
+    Each chunk is one word (with its trailing space), one streamed event each; the whole reply is
+    `"".join(chunks)`. `max_tokens` truncates to that many words (finish reason "length").
+    """
+    words = ("echo: " + prompt).split()
+    if max_tokens is not None:
+        words = words[: max(max_tokens, 0)]
+    return (*(word + " " for word in words[:-1]), *words[-1:])
+
+
+def reason_for_status(status: int) -> Reason:
+    """The error a provider means by a bare status code."""
+    reasons: dict[int, Reason] = {
+        400: "invalid_request",
+        401: "authentication",
+        403: "permission",
+        404: "not_found",
+        405: "method_not_allowed",
+        429: "rate_limit",
+        503: "unavailable",
+        529: "overloaded",
+    }
+    if status in reasons:
+        return reasons[status]
+    return "server_error" if status >= 500 else "invalid_request"
+
+
+class WireError(Exception):
+    """A request the provider would refuse: answered with the provider's own error body."""
+
+    def __init__(self, status: int, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@attrs.frozen
+class Call:
+    """What the server understood of one request."""
+
+    model: str
+    #: Text of the last user message: what the reply echoes.
+    prompt: str
+    prompt_tokens: int
+    max_tokens: int | None
+    stream: bool
+    #: OpenAI `stream_options.include_usage`: a usage chunk before `[DONE]`.
+    include_usage: bool = False
+    #: Gemini: `alt=sse` streams SSE, without it a JSON array.
+    sse: bool = True
+
+
+@attrs.frozen
+class Answer:
+    """The deterministic reply to a `Call`."""
+
+    chunks: tuple[str, ...]
+    truncated: bool
+    prompt_tokens: int
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.chunks)
+
+    @classmethod
+    def for_call(cls, call: Call) -> Answer:
+        full = reply_chunks(call.prompt)
+        chunks = reply_chunks(call.prompt, call.max_tokens)
+        return cls(
+            chunks=chunks, truncated=len(chunks) < len(full), prompt_tokens=call.prompt_tokens
+        )
+
+
+@attrs.frozen
+class Quota:
+    """Rate-limit state reported in headers: limits and what is left after this request."""
+
+    limit_requests: int
+    limit_tokens: int
+    remaining_requests: int
+    remaining_tokens: int
+
+
+@attrs.frozen
+class StreamBody:
+    content_type: str
+    prologue: tuple[bytes, ...]
+    #: One event per text chunk of the answer, in order.
+    chunks: tuple[bytes, ...]
+    #: Finish reason, usage, end marker: what tells a client the stream is complete.
+    epilogue: tuple[bytes, ...]
+
+
+def dump(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _sse(data: Any, event: str | None = None, newline: bytes = b"\n") -> bytes:
+    payload = data if isinstance(data, bytes) else dump(data)
+    head = b"event: " + event.encode() + newline if event else b""
+    return head + b"data: " + payload + newline + newline
+
+
+def _load_object(body: bytes, invalid: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(400, "invalid_request", invalid) from exc
+    if not isinstance(value, dict):
+        raise WireError(400, "invalid_request", invalid)
+    return value
+
+
+def _text_of(content: Any) -> str:
+    """Text of an OpenAI / Anthropic / Ollama message content: a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _last_user_text(messages: list[Any], role_key: str = "role") -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get(role_key, "user") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class Wire:
+    """One provider protocol. Subclasses fill in the shapes."""
+
+    #: The path a provider of this kind is posted to, relative to its mount point.
+    paths: tuple[str, ...] = ()
+    #: Status of a missing or wrong key.
+    auth_status = 401
+    #: Whether this provider reports rate-limit headers (Gemini and Ollama don't).
+    has_rate_limit_headers = True
+
+    def presented_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        auth = headers.get("authorization", "")
+        return auth[len("bearer ") :] if auth.lower().startswith("bearer ") else None
+
+    def parse(
+        self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Call:
+        raise NotImplementedError
+
+    def reply(self, call: Call, answer: Answer, seq: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stream(self, call: Call, answer: Answer, seq: int) -> StreamBody:
+        raise NotImplementedError
+
+    def error_body(self, status: int, reason: Reason, message: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def default_message(self, reason: Reason) -> str:
+        return {
+            "invalid_request": "Invalid request.",
+            "authentication": "Invalid API key.",
+            "permission": "Permission denied.",
+            "not_found": "Not found.",
+            "method_not_allowed": "Method not allowed.",
+            "rate_limit": "Rate limit exceeded, please retry later.",
+            "quota": "Quota exceeded.",
+            "context_length": "The prompt is too long for this model.",
+            "server_error": "Internal server error.",
+            "overloaded": "Overloaded.",
+            "unavailable": "Service unavailable, please try again later.",
+        }[reason]
+
+    def context_message(self, tokens: int, limit: int) -> str:
+        raise NotImplementedError
+
+    def rate_limit_headers(self, quota: Quota) -> Headers:
+        return []
+
+    def reply_headers(self, seq: int) -> Headers:
+        return []
+
+    def malformed_body(self) -> bytes:
+        """A 200 reply that is not JSON: cut off mid-object."""
+        return b'{"id": "malformed", "choices": [{"message": {"content": "ec'
+
+    def malformed_event(self, call: Call) -> bytes:
+        """A stream event whose data is not JSON."""
+        return b'data: {"choices": [{"delta": {"content": "ec\n\n'
+
+
+class OpenAIWire(Wire):
+    """OpenAI Chat Completions; also Mistral, Hugging Face's router, Groq, vLLM, llama.cpp."""
+
+    paths = ("/v1/chat/completions",)
+
+    def parse(
+        self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Call:
+        if path != "/v1/chat/completions":
+            raise WireError(404, "not_found", f"Invalid URL (POST {path})")
+        data = _load_object(
+            body,
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly.)",
+        )
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise WireError(400, "invalid_request", "you must provide a model parameter")
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise WireError(400, "invalid_request", "Missing required parameter: 'messages'.")
+        max_tokens = _int_or_none(data.get("max_completion_tokens"))
+        if max_tokens is None:
+            max_tokens = _int_or_none(data.get("max_tokens"))
+        options = data.get("stream_options")
+        return Call(
+            model=model,
+            prompt=_last_user_text(messages),
+            prompt_tokens=sum(
+                count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict)
+            ),
+            max_tokens=max_tokens,
+            stream=data.get("stream") is True,
+            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        )
+
+    def _usage(self, answer: Answer) -> dict[str, int]:
+        return {
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        }
+
+    def _finish(self, answer: Answer) -> str:
+        return "length" if answer.truncated else "stop"
+
+    def reply(self, call: Call, answer: Answer, seq: int) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-fake{seq}",
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": call.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": self._finish(answer),
+                }
+            ],
+            "usage": self._usage(answer),
+            "system_fingerprint": "fp_fake",
+        }
+
+    def stream(self, call: Call, answer: Answer, seq: int) -> StreamBody:
+        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+            body: dict[str, Any] = {
+                "id": f"chatcmpl-fake{seq}",
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": call.model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            if call.include_usage:
+                body["usage"] = None
+            return body
+
+        epilogue = [_sse(chunk({}, self._finish(answer)))]
+        if call.include_usage:
+            usage_chunk = chunk({}, None)
+            usage_chunk["choices"] = []
+            usage_chunk["usage"] = self._usage(answer)
+            epilogue.append(_sse(usage_chunk))
+        epilogue.append(b"data: [DONE]\n\n")
+        return StreamBody(
+            content_type="text/event-stream; charset=utf-8",
+            prologue=(_sse(chunk({"role": "assistant", "content": "", "refusal": None}, None)),),
+            chunks=tuple(_sse(chunk({"content": text}, None)) for text in answer.chunks),
+            epilogue=tuple(epilogue),
+        )
+
+    def default_message(self, reason: Reason) -> str:
+        return {
+            "authentication": (
+                "Incorrect API key provided. You can find your API key at "
+                "https://platform.openai.com/account/api-keys."
+            ),
+            "rate_limit": "Rate limit reached for requests. Please try again later.",
+            "quota": (
+                "You exceeded your current quota, please check your plan and billing details."
+            ),
+            "server_error": (
+                "The server had an error while processing your request. Sorry about that!"
+            ),
+            "unavailable": "The engine is currently overloaded, please try again later.",
+            "overloaded": "The engine is currently overloaded, please try again later.",
+        }.get(reason) or super().default_message(reason)
+
+    def error_body(self, status: int, reason: Reason, message: str | None = None) -> Any:
+        kinds: dict[Reason, tuple[str, str | None]] = {
+            "authentication": ("invalid_request_error", "invalid_api_key"),
+            "permission": ("invalid_request_error", "unsupported_country_region_territory"),
+            "not_found": ("invalid_request_error", "unknown_url"),
+            "rate_limit": ("requests", "rate_limit_exceeded"),
+            "quota": ("insufficient_quota", "insufficient_quota"),
+            "context_length": ("invalid_request_error", "context_length_exceeded"),
+            "server_error": ("server_error", None),
+            "overloaded": ("server_error", None),
+            "unavailable": ("server_error", None),
+        }
+        error_type, code = kinds.get(reason, ("invalid_request_error", None))
+        return {
+            "error": {
+                "message": message or self.default_message(reason),
+                "type": error_type,
+                "param": "messages" if reason == "context_length" else None,
+                "code": code,
+            }
+        }
+
+    def context_message(self, tokens: int, limit: int) -> str:
+        return (
+            f"This model's maximum context length is {limit} tokens. However, your messages "
+            f"resulted in {tokens} tokens. Please reduce the length of the messages."
+        )
+
+    def rate_limit_headers(self, quota: Quota) -> Headers:
+        return [
+            ("x-ratelimit-limit-requests", str(quota.limit_requests)),
+            ("x-ratelimit-limit-tokens", str(quota.limit_tokens)),
+            ("x-ratelimit-remaining-requests", str(quota.remaining_requests)),
+            ("x-ratelimit-remaining-tokens", str(quota.remaining_tokens)),
+            ("x-ratelimit-reset-requests", "6ms" if quota.remaining_requests else "1s"),
+            ("x-ratelimit-reset-tokens", "0s" if quota.remaining_tokens else "1s"),
+        ]
+
+    def reply_headers(self, seq: int) -> Headers:
+        return [("x-request-id", f"req_fake{seq}"), ("openai-processing-ms", "1")]
+
+
+class AnthropicWire(Wire):
+    """Anthropic Messages: `x-api-key`, `anthropic-version`, 529 overloaded."""
+
+    paths = ("/v1/messages",)
+
+    def presented_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        return headers.get("x-api-key")
+
+    def parse(
+        self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Call:
+        if path != "/v1/messages":
+            raise WireError(404, "not_found", "Not Found")
+        if "anthropic-version" not in headers:
+            raise WireError(400, "invalid_request", "anthropic-version: header is required")
+        data = _load_object(body, "There was an issue with your request body: invalid JSON")
+        for field in ("model", "messages", "max_tokens"):
+            if field not in data:
+                raise WireError(400, "invalid_request", f"{field}: Field required")
+        model, messages, max_tokens = data["model"], data["messages"], data["max_tokens"]
+        if not isinstance(model, str) or not model:
+            raise WireError(400, "invalid_request", "model: Input should be a valid string")
+        if not isinstance(messages, list) or not messages:
+            raise WireError(400, "invalid_request", "messages: at least one message is required")
+        if _int_or_none(max_tokens) is None or max_tokens < 1:
+            raise WireError(400, "invalid_request", "max_tokens: Input should be a valid integer")
+        texts = [_text_of(m.get("content")) for m in messages if isinstance(m, dict)]
+        texts.append(_text_of(data.get("system")))
+        return Call(
+            model=model,
+            prompt=_last_user_text(messages),
+            prompt_tokens=sum(count_tokens(text) for text in texts),
+            max_tokens=max_tokens,
+            stream=data.get("stream") is True,
+        )
+
+    def _stop(self, answer: Answer) -> str:
+        return "max_tokens" if answer.truncated else "end_turn"
+
+    def reply(self, call: Call, answer: Answer, seq: int) -> dict[str, Any]:
+        return {
+            "id": f"msg_fake{seq}",
+            "type": "message",
+            "role": "assistant",
+            "model": call.model,
+            "content": [{"type": "text", "text": answer.text}],
+            "stop_reason": self._stop(answer),
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": answer.prompt_tokens,
+                "output_tokens": answer.completion_tokens,
+            },
+        }
+
+    def stream(self, call: Call, answer: Answer, seq: int) -> StreamBody:
+        start = {
+            "type": "message_start",
+            "message": {
+                "id": f"msg_fake{seq}",
+                "type": "message",
+                "role": "assistant",
+                "model": call.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": 1},
+            },
+        }
+        return StreamBody(
+            content_type="text/event-stream; charset=utf-8",
+            prologue=(
+                _sse(start, "message_start"),
+                _sse(
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                    "content_block_start",
+                ),
+                _sse({"type": "ping"}, "ping"),
+            ),
+            chunks=tuple(
+                _sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                    "content_block_delta",
+                )
+                for text in answer.chunks
+            ),
+            epilogue=(
+                _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+                _sse(
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": self._stop(answer), "stop_sequence": None},
+                        "usage": {"output_tokens": answer.completion_tokens},
+                    },
+                    "message_delta",
+                ),
+                _sse({"type": "message_stop"}, "message_stop"),
+            ),
+        )
+
+    def default_message(self, reason: Reason) -> str:
+        return {
+            "authentication": "invalid x-api-key",
+            "rate_limit": (
+                "This request would exceed the rate limit for your organization. "
+                "Please try again later."
+            ),
+            "quota": "This request would exceed your organization's rate limit.",
+            "server_error": "Internal server error",
+            "overloaded": "Overloaded",
+            "unavailable": "Service unavailable",
+            "not_found": "Not Found",
+        }.get(reason) or super().default_message(reason)
+
+    def error_body(self, status: int, reason: Reason, message: str | None = None) -> Any:
+        types: dict[Reason, str] = {
+            "authentication": "authentication_error",
+            "permission": "permission_error",
+            "not_found": "not_found_error",
+            "rate_limit": "rate_limit_error",
+            "quota": "rate_limit_error",
+            "server_error": "api_error",
+            "unavailable": "api_error",
+            "overloaded": "overloaded_error",
+        }
+        return {
+            "type": "error",
+            "error": {
+                "type": types.get(reason, "invalid_request_error"),
+                "message": message or self.default_message(reason),
+            },
+        }
+
+    def context_message(self, tokens: int, limit: int) -> str:
+        return f"prompt is too long: {tokens} tokens > {limit} maximum"
+
+    def rate_limit_headers(self, quota: Quota) -> Headers:
+        return [
+            ("anthropic-ratelimit-requests-limit", str(quota.limit_requests)),
+            ("anthropic-ratelimit-requests-remaining", str(quota.remaining_requests)),
+            ("anthropic-ratelimit-tokens-limit", str(quota.limit_tokens)),
+            ("anthropic-ratelimit-tokens-remaining", str(quota.remaining_tokens)),
+        ]
+
+    def reply_headers(self, seq: int) -> Headers:
+        return [("request-id", f"req_fake{seq}")]
+
+    def malformed_body(self) -> bytes:
+        return b'{"id": "msg_malformed", "type": "message", "content": [{"type": "text", "te'
+
+    def malformed_event(self, call: Call) -> bytes:
+        return b'event: content_block_delta\ndata: {"type": "content_block_delta", "ind\n\n'
+
+
+_GRPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+class GeminiWire(Wire):
+    """Gemini `generateContent` / `streamGenerateContent` (SSE with `alt=sse`, else a JSON array).
+
+    A missing or wrong key is answered 403 PERMISSION_DENIED, the auth status Gemini uses.
+    Gemini's SSE separates events with CRLF, which parsers must accept.
+    """
+
+    paths = (
+        "/v1beta/models/{model}:generateContent",
+        "/v1beta/models/{model}:streamGenerateContent",
+    )
+    auth_status = 403
+    has_rate_limit_headers = False
+
+    def presented_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        return headers.get("x-goog-api-key") or query.get("key")
+
+    def parse(
+        self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Call:
+        prefix = next((p for p in ("/v1beta/models/", "/v1/models/") if path.startswith(p)), None)
+        model, _, method = path[len(prefix) :].rpartition(":") if prefix else ("", "", "")
+        if not model or method not in ("generateContent", "streamGenerateContent"):
+            raise WireError(
+                404, "not_found", f"The requested URL {path} was not found on this server."
+            )
+        data = _load_object(body, "Invalid JSON payload received.")
+        contents = data.get("contents")
+        if not isinstance(contents, list) or not contents:
+            raise WireError(
+                400,
+                "invalid_request",
+                "* GenerateContentRequest.contents: contents is not specified",
+            )
+        texts: list[str] = []
+        prompt = ""
+        system = data.get("systemInstruction", data.get("system_instruction"))
+        for content in [system, *contents]:
+            if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
+                continue
+            text = _text_of(content["parts"])
+            texts.append(text)
+            if content is not system and content.get("role", "user") == "user":
+                prompt = text
+        config = data.get("generationConfig", data.get("generation_config"))
+        max_tokens = None
+        if isinstance(config, dict):
+            max_tokens = _int_or_none(
+                config.get("maxOutputTokens", config.get("max_output_tokens"))
+            )
+        return Call(
+            model=model,
+            prompt=prompt,
+            prompt_tokens=sum(count_tokens(text) for text in texts),
+            max_tokens=max_tokens,
+            stream=method == "streamGenerateContent",
+            sse=query.get("alt") == "sse",
+        )
+
+    def _usage(self, answer: Answer) -> dict[str, int]:
+        return {
+            "promptTokenCount": answer.prompt_tokens,
+            "candidatesTokenCount": answer.completion_tokens,
+            "totalTokenCount": answer.prompt_tokens + answer.completion_tokens,
+        }
+
+    def _response(
+        self, call: Call, text: str, finish: str | None, usage: dict[str, int] | None, seq: int
+    ) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+        if finish is not None:
+            candidate["finishReason"] = finish
+        candidate["index"] = 0
+        body: dict[str, Any] = {"candidates": [candidate]}
+        if usage is not None:
+            body["usageMetadata"] = usage
+        body["modelVersion"] = call.model
+        body["responseId"] = f"fake{seq}"
+        return body
+
+    def _finish(self, answer: Answer) -> str:
+        return "MAX_TOKENS" if answer.truncated else "STOP"
+
+    def reply(self, call: Call, answer: Answer, seq: int) -> dict[str, Any]:
+        return self._response(call, answer.text, self._finish(answer), self._usage(answer), seq)
+
+    def stream(self, call: Call, answer: Answer, seq: int) -> StreamBody:
+        events = [self._response(call, text, None, None, seq) for text in answer.chunks]
+        final = self._response(call, "", self._finish(answer), self._usage(answer), seq)
+        if call.sse:
+            return StreamBody(
+                content_type="text/event-stream",
+                prologue=(),
+                chunks=tuple(_sse(event, newline=b"\r\n") for event in events),
+                epilogue=(_sse(final, newline=b"\r\n"),),
+            )
+        # Without alt=sse Gemini streams one JSON array, element by element.
+        return StreamBody(
+            content_type="application/json; charset=UTF-8",
+            prologue=(b"[",),
+            chunks=tuple((b",\r\n" if i else b"") + dump(e) for i, e in enumerate(events)),
+            epilogue=((b",\r\n" if events else b"") + dump(final) + b"]",),
+        )
+
+    def default_message(self, reason: Reason) -> str:
+        return {
+            "authentication": "API key not valid. Please pass a valid API key.",
+            "permission": "API key not valid. Please pass a valid API key.",
+            "rate_limit": "Resource has been exhausted (e.g. check quota).",
+            "quota": (
+                "You exceeded your current quota, please check your plan and billing details."
+            ),
+            "server_error": "An internal error has occurred. Please retry or report the issue.",
+            "unavailable": "The model is overloaded. Please try again later.",
+            "overloaded": "The model is overloaded. Please try again later.",
+        }.get(reason) or super().default_message(reason)
+
+    def error_body(self, status: int, reason: Reason, message: str | None = None) -> Any:
+        name = _GRPC_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+        return {
+            "error": {
+                "code": status,
+                "message": message or self.default_message(reason),
+                "status": name,
+            }
+        }
+
+    def context_message(self, tokens: int, limit: int) -> str:
+        return (
+            f"The input token count ({tokens}) exceeds the maximum number of tokens "
+            f"allowed ({limit})."
+        )
+
+    def malformed_body(self) -> bytes:
+        return b'{"candidates": [{"content": {"parts": [{"text": "ec'
+
+    def malformed_event(self, call: Call) -> bytes:
+        if not call.sse:
+            return b'{"candidates": [{"content": '
+        return b'data: {"candidates": [{"content": \r\n\r\n'
+
+
+class OllamaWire(Wire):
+    """Ollama `/api/chat`: NDJSON streaming unless `"stream": false`; no key of its own."""
+
+    paths = ("/api/chat",)
+    has_rate_limit_headers = False
+
+    def parse(
+        self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
+    ) -> Call:
+        if path != "/api/chat":
+            raise WireError(404, "not_found", "404 page not found")
+        data = _load_object(body, "invalid character in request body")
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise WireError(400, "invalid_request", "model is required")
+        messages = data.get("messages") or []
+        if not isinstance(messages, list):
+            raise WireError(400, "invalid_request", "messages must be a list")
+        options = data.get("options")
+        max_tokens = _int_or_none(options.get("num_predict")) if isinstance(options, dict) else None
+        if max_tokens is not None and max_tokens < 0:  # -1 means "no limit" to Ollama
+            max_tokens = None
+        return Call(
+            model=model,
+            prompt=_last_user_text(messages),
+            prompt_tokens=sum(
+                count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict)
+            ),
+            max_tokens=max_tokens,
+            stream=data.get("stream", True) is not False,
+        )
+
+    def _final(self, call: Call, answer: Answer, content: str) -> dict[str, Any]:
+        return {
+            "model": call.model,
+            "created_at": CREATED_AT,
+            "message": {"role": "assistant", "content": content},
+            "done": True,
+            "done_reason": "length" if answer.truncated else "stop",
+            "total_duration": 1_000_000,
+            "load_duration": 1_000,
+            "prompt_eval_count": answer.prompt_tokens,
+            "prompt_eval_duration": 1_000,
+            "eval_count": answer.completion_tokens,
+            "eval_duration": 1_000,
+        }
+
+    def reply(self, call: Call, answer: Answer, seq: int) -> dict[str, Any]:
+        return self._final(call, answer, answer.text)
+
+    def stream(self, call: Call, answer: Answer, seq: int) -> StreamBody:
+        return StreamBody(
+            content_type="application/x-ndjson",
+            prologue=(),
+            chunks=tuple(
+                dump(
+                    {
+                        "model": call.model,
+                        "created_at": CREATED_AT,
+                        "message": {"role": "assistant", "content": text},
+                        "done": False,
+                    }
+                )
+                + b"\n"
+                for text in answer.chunks
+            ),
+            epilogue=(dump(self._final(call, answer, "")) + b"\n",),
+        )
+
+    def default_message(self, reason: Reason) -> str:
+        return {
+            "authentication": "unauthorized",
+            "unavailable": "server busy, please try again.  maximum pending requests exceeded",
+            "server_error": "an error was encountered while running the model",
+            "not_found": "404 page not found",
+        }.get(reason) or super().default_message(reason)
+
+    def error_body(self, status: int, reason: Reason, message: str | None = None) -> Any:
+        return {"error": message or self.default_message(reason)}
+
+    def context_message(self, tokens: int, limit: int) -> str:
+        return f"input length ({tokens} tokens) exceeds the model's context length ({limit} tokens)"
+
+    def malformed_body(self) -> bytes:
+        return b'{"model": "malformed", "message": {"role": "assistant", "content": "ec'
+
+    def malformed_event(self, call: Call) -> bytes:
+        return b'{"model": "malformed", "message": {"content": \n'
+
+
+def wire_for(kind: str) -> Wire:
+    if kind in OPENAI_FORMAT_KINDS:
+        return OpenAIWire()
+    wires: dict[str, type[Wire]] = {
+        "anthropic": AnthropicWire,
+        "gemini": GeminiWire,
+        "ollama": OllamaWire,
+    }
+    if kind not in wires:
+        raise ValueError(f"kind={kind!r} is not one of: {', '.join(sorted(KINDS))}")
+    return wires[kind]()
