@@ -152,7 +152,17 @@ def test_ndjson_final_line_without_newline_is_parsed_at_close() -> None:
 def test_ndjson_malformed_line_raises() -> None:
     decoder = NDJSONDecoder()
     with pytest.raises(StreamDecodeError, match="not JSON"):
-        decoder.feed(b'{"a": 1}\n{oops}\n')
+        decoder.feed(b"{oops}\n")
+
+
+def test_ndjson_values_before_a_malformed_line_come_first_then_the_error() -> None:
+    # Same outcome as if the bad line had arrived in its own chunk.
+    decoder = NDJSONDecoder()
+    assert decoder.feed(b'{"a": 1}\n{oops}\n{"b": 2}\n') == [{"a": 1}]
+    with pytest.raises(StreamDecodeError, match="not JSON"):
+        decoder.feed(b"")
+    with pytest.raises(StreamDecodeError):
+        decoder.close()
 
 
 def test_ndjson_truncated_final_line_raises_at_close() -> None:

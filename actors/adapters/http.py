@@ -26,7 +26,7 @@ import httpx
 import structlog
 
 from actors.errors import FailureKind, ProviderError
-from actors.messages import Completion, StreamDone, StreamEvent, TextDelta
+from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta
 from runtime.logs import redact_text, register_secret
 
 if TYPE_CHECKING:
@@ -269,7 +269,9 @@ def classify_status(
     if kind is FailureKind.AUTH:
         # The provider's own words may quote (part of) the key: name the variable instead.
         where = f"the key in {key_env}" if key_env else "the request (no api_key_env is configured)"
-        message = f"{provider}: authentication failed (HTTP {status}); the provider rejected {where}"
+        message = (
+            f"{provider}: authentication failed (HTTP {status}); the provider rejected {where}"
+        )
     elif kind is FailureKind.RATE_LIMITED:
         if retry_after is None:
             retry_after = _gemini_retry_delay(body)
@@ -471,6 +473,12 @@ class HTTPAdapter:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def complete(self, request: Request, model: str) -> Completion:
+        raise NotImplementedError
+
+    def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
+        raise NotImplementedError
+
     # -- helpers for subclasses --------------------------------------------------------------
 
     def ensure_available(self) -> None:
@@ -481,7 +489,11 @@ class HTTPAdapter:
 
     def error_for(self, response: httpx.Response) -> ProviderError:
         return classify_status(
-            self.name, response.status_code, response.headers, response.content, key_env=self.key_env
+            self.name,
+            response.status_code,
+            response.headers,
+            response.content,
+            key_env=self.key_env,
         )
 
     async def post_json(
@@ -532,26 +544,34 @@ class HTTPAdapter:
         async with self.open_stream(path, body, params=params) as response:
             quota = quota_remaining(response.headers)
             async for chunk in response.aiter_bytes():
-                for text in self._parse_chunk(decoder.feed, chunk, parser):
-                    yield TextDelta(text)
+                for item in self._decoded(decoder.feed, chunk):
+                    for text in self._parsed(parser, item):
+                        yield TextDelta(text)
                 if parser.done:
                     break
             else:
-                for text in self._parse_chunk(lambda _: decoder.close(), b"", parser):
-                    yield TextDelta(text)
+                for item in self._decoded(lambda _: decoder.close(), b""):
+                    for text in self._parsed(parser, item):
+                        yield TextDelta(text)
         try:
             completion = parser.finish(quota)
         except SHAPE_ERRORS as exc:
             raise malformed(self.name, f"stream: {exc}") from None
         yield StreamDone(completion)
 
-    def _parse_chunk(
-        self, decode: Callable[[bytes], list[_T]], chunk: bytes, parser: StreamParser[_T]
-    ) -> list[str]:
-        """The text deltas in one network chunk; MALFORMED for anything undecodable."""
+    # Items are parsed one at a time, so text that arrived before a bad item is delivered before
+    # the failure, whatever the network chunking.
+
+    def _decoded(self, decode: Callable[[bytes], list[_T]], chunk: bytes) -> list[_T]:
         try:
-            return [text for item in decode(chunk) for text in parser.feed(item) if text]
+            return decode(chunk)
         except SHAPE_ERRORS as exc:  # StreamDecodeError is a ValueError
+            raise malformed(self.name, f"stream: {exc}") from None
+
+    def _parsed(self, parser: StreamParser[_T], item: _T) -> list[str]:
+        try:
+            return [text for text in parser.feed(item) if text]
+        except SHAPE_ERRORS as exc:
             raise malformed(self.name, f"stream: {exc}") from None
 
 

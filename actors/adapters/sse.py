@@ -150,19 +150,36 @@ class NDJSONDecoder:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._error: StreamDecodeError | None = None
 
     def feed(self, chunk: bytes | str) -> list[Any]:
+        """Values whose lines are now complete.
+
+        A bad line raises `StreamDecodeError`; when good lines precede it in the same chunk, their
+        values are returned first and the error is raised by the next call, so what a caller
+        receives never depends on where the chunk boundaries fell.
+        """
+        if self._error is not None:
+            raise self._error
         self._buffer += chunk.encode("utf-8") if isinstance(chunk, str) else chunk
         values: list[Any] = []
         while (newline := self._buffer.find(b"\n")) != -1:
             line = bytes(self._buffer[:newline])
             del self._buffer[: newline + 1]
-            value = _parse_line(line)
+            try:
+                value = _parse_line(line)
+            except StreamDecodeError as exc:
+                if not values:
+                    raise
+                self._error = exc
+                break
             if value is not _BLANK:
                 values.append(value)
         return values
 
     def close(self) -> list[Any]:
+        if self._error is not None:
+            raise self._error
         line = bytes(self._buffer)
         self._buffer.clear()
         value = _parse_line(line)
@@ -180,4 +197,6 @@ def _parse_line(line: bytes) -> Any:
         return json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         preview = line[:80].decode("utf-8", errors="replace")
-        raise StreamDecodeError(f"line is not JSON ({exc.__class__.__name__}): {preview!r}") from None
+        raise StreamDecodeError(
+            f"line is not JSON ({exc.__class__.__name__}): {preview!r}"
+        ) from None
