@@ -22,7 +22,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(VENV)/bin/uptax demo
+	$(VENV)/bin/uptax scenario run scenarios/flagship.toml
 
 bench: $(STAMP)
 	$(PY) bench/cascade_throughput.py

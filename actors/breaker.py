@@ -29,7 +29,9 @@ from runtime.config import BreakerConfig
 
 TransitionCallback = Callable[[BreakerState, BreakerState, str], None]
 
-_OVERRIDES = frozenset({BreakerState.FORCED_OPEN, BreakerState.FORCED_CLOSED, BreakerState.DISABLED})
+_OVERRIDES = frozenset(
+    {BreakerState.FORCED_OPEN, BreakerState.FORCED_CLOSED, BreakerState.DISABLED}
+)
 #: States in which the breaker admits every call (and the trip count may decay).
 _ADMIT_ALL = frozenset({BreakerState.CLOSED, BreakerState.FORCED_CLOSED, BreakerState.DISABLED})
 
@@ -108,6 +110,28 @@ class CircuitBreaker:
             open_until=self._open_until,
             half_open_probes_left=probes_left,
         )
+
+    def restore(self, snapshot: BreakerSnapshot) -> None:
+        """Take up where a previous incarnation left off: its state, trips and open period.
+
+        The window's contents are not in a snapshot; the rates start afresh, but a breaker that
+        was open stays open until the same time, and an override stays in force. A half-open
+        breaker comes back open until now, so the next read turns it half-open with a full set
+        of probe permits.
+        """
+        self._trips = snapshot.trips
+        self._consecutive_failures = snapshot.consecutive_failures
+        state = snapshot.state
+        if state is BreakerState.HALF_OPEN:
+            state, self._open_until = BreakerState.OPEN, self._clock()
+        elif state is BreakerState.OPEN:
+            self._open_until = (
+                snapshot.open_until if snapshot.open_until is not None else self._clock()
+            )
+        else:
+            self._open_until = None
+        self._hold_only = False
+        self._state = state
 
     # --- calls ---------------------------------------------------------------------------------
 

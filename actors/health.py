@@ -135,6 +135,22 @@ class HealthTracker:
         self._available = True
         self._reason = ""
 
+    def restore(
+        self,
+        *,
+        consecutive_failures: int,
+        quota_remaining: float,
+        last_check: float | None,
+        available: bool,
+        reason: str,
+    ) -> None:
+        """Take up a previous incarnation's counters (its windows start afresh)."""
+        self._consecutive_failures = consecutive_failures
+        self._quota_remaining = quota_remaining
+        self._last_check = last_check
+        self._available = available
+        self._reason = reason
+
     def snapshot(self) -> HealthSnapshot:
         latency = self._latency.summary()
         counts = self._errors.counts()

@@ -1,18 +1,62 @@
-"""The `uptax` command."""
+"""The `uptax` command: one entry point, each subcommand owned by the module that does the work."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Callable
+
+USAGE = """\
+usage: uptax COMMAND [ARGS...]
+
+commands:
+  scenario run FILE [--seed N] [--json PATH] [--html PATH] [--mode virtual|http] [--repl PATH]
+                        run a chaos scenario and report whether its expectations hold
+  repl PATH             attach a debug console to a running runtime's socket
+  fake-providers        serve the fake OpenAI/Anthropic/Gemini/Ollama server on 127.0.0.1
+  help                  show this message
+"""
+
+
+def _scenario(argv: list[str]) -> int:
+    from runtime.scenario.cli import main
+
+    return main(argv)
+
+
+def _repl(argv: list[str]) -> int:
+    from runtime.repl.client import main
+
+    return main(argv)
+
+
+def _fake_providers(argv: list[str]) -> int:
+    from runtime.testing.server import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "scenario": _scenario,
+    "repl": _repl,
+    "fake-providers": _fake_providers,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="uptax", description="UpTax Fallback runtime")
-    parser.add_subparsers(dest="command")
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-    return 0
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("help", "-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0
+    command = COMMANDS.get(args[0])
+    if command is None:
+        sys.stderr.write(
+            f"uptax: unknown command {args[0]!r}; commands: {', '.join(COMMANDS)}, help\n"
+        )
+        return 2
+    try:
+        return command(args[1:])
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

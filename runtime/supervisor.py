@@ -359,7 +359,7 @@ async def run_actor(
 
     try:
         await actor.run(cell, task_status=_Status())
-    except BaseException:
+    except Exception:
         cell.state = "crashed"
         raise
     finally:

@@ -1,0 +1,424 @@
+"""The provider actor: one per configured provider, owner of its health, breaker and adapter.
+
+Calls do not queue through the mailbox. A call runs in the *caller's* task (the cascade's level
+nursery), so the level's cancel scope bounds it and a timed-out level leaves nothing behind; the
+actor's part is admission (availability, Retry-After, breaker, bulkhead) and bookkeeping, both
+synchronous, so in trio they are atomic with respect to every other task. The mailbox carries
+control messages (operator breaker commands, crash requests); the actor's own task publishes a
+heartbeat to the router on a period, whenever its state changes, and when an open breaker is due
+to turn half-open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from actors.adapters.base import ADAPTER_KINDS, Adapter, AdapterContext
+from actors.breaker import CircuitBreaker
+from actors.errors import FailureKind, ProviderError
+from actors.health import HealthTracker
+from actors.messages import (
+    BreakerSnapshot,
+    BreakerState,
+    Completion,
+    ProviderSnapshot,
+    Request,
+    StreamDone,
+    StreamEvent,
+)
+from runtime.actor import Actor, ActorRef
+from runtime.config import LAST_RESORT_KINDS, ProviderConfig
+from runtime.events import EventBus
+
+BreakerMode = Literal["open", "close", "reset", "auto", "disable"]
+
+#: How long an auth failure keeps a provider out before one call may try the key again.
+AUTH_RETRY_S = 60.0
+#: Retry-After assumed when a 429 names none.
+DEFAULT_RETRY_AFTER_S = 1.0
+
+
+@attrs.frozen
+class SetBreaker:
+    mode: BreakerMode
+
+
+@attrs.frozen
+class ProviderState:
+    """What survives an actor restart: the last snapshot, to rebuild from (OTP's init args)."""
+
+    snapshot: ProviderSnapshot | None = None
+
+
+class ProviderContext:
+    """What every provider actor of one runtime shares: its router, bus and state store."""
+
+    def __init__(
+        self,
+        *,
+        adapters: AdapterContext,
+        events: EventBus,
+        router: Callable[[], ActorRef | None],
+        heartbeat_interval_s: float,
+        restarts: Callable[[str], int],
+    ) -> None:
+        self.adapters = adapters
+        self.events = events
+        self.router = router
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.restarts = restarts
+        self.last_snapshots: dict[str, ProviderSnapshot] = {}
+
+
+class ProviderActor(Actor):
+    kind = "provider"
+
+    def __init__(self, config: ProviderConfig, context: ProviderContext) -> None:
+        super().__init__(config.name)
+        self.config = config
+        self.context = context
+        self.last_resort = config.kind in LAST_RESORT_KINDS
+        self.breaker = CircuitBreaker(config.breaker, on_transition=self._on_breaker_transition)
+        self.health = HealthTracker()
+        self.adapter: Adapter | None = None
+        self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
+        self.retry_after_until: float | None = None
+        self.unavailable_until: float | None = None
+        self.in_flight = 0
+        self._dirty = trio.Event()
+        self._restore(context.last_snapshots.get(config.name))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _restore(self, snapshot: ProviderSnapshot | None) -> None:
+        """Rebuild from the previous incarnation's last snapshot: a crash of ours does not make
+        a failing provider look healthy again."""
+        if snapshot is None:
+            return
+        self.breaker.restore(snapshot.breaker)
+        self.health.restore(
+            consecutive_failures=snapshot.consecutive_failures,
+            quota_remaining=snapshot.quota_remaining,
+            last_check=snapshot.last_check,
+            # An auth failure is re-tried by a fresh incarnation; a missing key is found again.
+            available=True,
+            reason="",
+        )
+        self.retry_after_until = snapshot.retry_after_until
+
+    async def on_start(self) -> None:
+        factory = ADAPTER_KINDS.get(self.config.kind)
+        if factory is None:
+            raise ValueError(f"no adapter for provider kind {self.config.kind!r}")
+        self.adapter = factory(self.config, self.context.adapters)
+        reason = getattr(self.adapter, "unavailable_reason", None)
+        if reason:
+            self.health.mark_unavailable(reason)
+            self.context.events.emit("provider_unavailable", provider=self.name, reason=reason)
+        self.nursery.start_soon(self._heartbeats)
+        self._publish()
+
+    async def on_stop(self) -> None:
+        self.context.last_snapshots[self.name] = self.snapshot()
+        if self.adapter is not None:
+            await self.adapter.aclose()
+            self.context.events.emit("provider_client_closed", provider=self.name)
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, SetBreaker):
+            return self.set_breaker(message.mode)
+        return await super().handle(message)
+
+    async def _heartbeats(self) -> None:
+        interval = self.context.heartbeat_interval_s
+        while True:
+            deadline = trio.current_time() + interval
+            open_until = self.breaker.open_until
+            if open_until is not None:
+                deadline = min(deadline, open_until)
+            with trio.move_on_at(deadline):
+                await self._dirty.wait()
+            self._dirty = trio.Event()
+            self._publish()
+
+    def _publish(self) -> None:
+        snapshot = self.snapshot()
+        self.context.last_snapshots[self.name] = snapshot
+        router = self.context.router()
+        if router is not None:
+            router.try_tell(snapshot)  # a full router drops a heartbeat, never blocks us
+
+    def _changed(self) -> None:
+        self._dirty.set()
+
+    def _on_breaker_transition(self, old: BreakerState, new: BreakerState, reason: str) -> None:
+        event = {
+            BreakerState.OPEN: "breaker_opened",
+            BreakerState.HALF_OPEN: "breaker_half_open",
+            BreakerState.CLOSED: "breaker_closed",
+        }.get(new, "breaker_overridden")
+        self.context.events.emit(
+            event, provider=self.name, old=old.value, new=new.value, reason=reason
+        )
+        self._changed()
+
+    # -- operator commands ----------------------------------------------------------------
+
+    def set_breaker(self, mode: BreakerMode) -> BreakerSnapshot:
+        if mode == "open":
+            self.breaker.force_open()
+        elif mode == "close":
+            self.breaker.force_closed()
+        elif mode == "disable":
+            self.breaker.disable()
+        elif mode == "reset":
+            self.breaker.reset()
+        elif mode == "auto":
+            self.breaker.auto()
+        else:
+            raise ValueError(
+                f"breaker mode {mode!r} is not one of open, close, reset, auto, disable"
+            )
+        return self.breaker.snapshot()
+
+    # -- calls ----------------------------------------------------------------------------
+
+    @property
+    def unavailable_reason(self) -> str:
+        return self.health.snapshot().reason or f"{self.name} is unavailable"
+
+    def _admit(self, *, panic: bool) -> None:
+        """Raise `ProviderError(UNAVAILABLE | RATE_LIMITED)` unless a call may go out now."""
+        adapter = self.adapter
+        if adapter is None:
+            raise ProviderError(FailureKind.UNAVAILABLE, f"{self.name} is not running")
+        now = trio.current_time()
+        if self.unavailable_until is not None:
+            if now < self.unavailable_until:
+                raise ProviderError(FailureKind.UNAVAILABLE, self.unavailable_reason)
+            # The wait after an auth failure is over: let one call try the key again.
+            self.unavailable_until = None
+            self.health.mark_available()
+        elif not self.health.available:
+            raise ProviderError(FailureKind.UNAVAILABLE, self.unavailable_reason)
+        if self.retry_after_until is not None and now < self.retry_after_until and not panic:
+            raise ProviderError(
+                FailureKind.RATE_LIMITED,
+                f"{self.name} asked to wait until t={self.retry_after_until:.1f}",
+                retry_after_s=self.retry_after_until - now,
+            )
+        if not self.breaker.try_acquire() and not panic:
+            raise ProviderError(
+                FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}"
+            )
+
+    async def complete(
+        self, request: Request, model: str, *, deadline: float, panic: bool = False
+    ) -> Completion:
+        """One call, bounded by `deadline` (trio time): a timeout is a classified failure."""
+        self._admit(panic=panic)
+        adapter = self.adapter
+        assert adapter is not None
+        start = trio.current_time()
+        self.in_flight += 1
+        outcome: ProviderError | Completion | None = None
+        try:
+            with trio.move_on_at(deadline) as scope:
+                async with self.bulkhead:
+                    outcome = await adapter.complete(request, model)
+            if scope.cancelled_caught:
+                outcome = self._timeout()
+        except ProviderError as error:
+            outcome = error
+        except trio.Cancelled:
+            # An enclosing scope with the same deadline (the level's) caught the cancellation
+            # instead of ours: it is still this call's timeout.
+            if trio.current_time() >= deadline:
+                outcome = self._timeout()
+            raise
+        finally:
+            self.in_flight -= 1
+            self._record(outcome, trio.current_time() - start)
+        if isinstance(outcome, ProviderError):
+            raise outcome
+        assert outcome is not None
+        return outcome
+
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self,
+        request: Request,
+        model: str,
+        *,
+        deadline: float,
+        first_chunk_deadline: float | None = None,
+        panic: bool = False,
+    ) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        """A stream of events from one call. Time to the first event is bounded by
+        `first_chunk_deadline`, the whole stream by `deadline`; a failure at any point is
+        recorded against the provider once."""
+        self._admit(panic=panic)
+        adapter = self.adapter
+        assert adapter is not None
+        start = trio.current_time()
+        self.in_flight += 1
+        recorder = _StreamRecord()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(self.bulkhead)
+                events = adapter.stream(request, model)
+                stack.push_async_callback(_aclose, events)
+                bounded = _bounded_stream(
+                    self.name, events, deadline, first_chunk_deadline, recorder
+                )
+                stack.push_async_callback(bounded.aclose)
+                yield bounded
+        except ProviderError as error:
+            recorder.outcome = error
+            raise
+        finally:
+            self.in_flight -= 1
+            self._record(recorder.outcome, trio.current_time() - start)
+
+    def _timeout(self) -> ProviderError:
+        return ProviderError(FailureKind.TIMEOUT, f"{self.name} did not answer within its deadline")
+
+    def _record(self, outcome: ProviderError | Completion | None, elapsed_s: float) -> None:
+        """Book one call's end into breaker and health. `None` = cancelled from outside."""
+        if outcome is None:
+            self.breaker.on_ignored()
+            return
+        before = self.health.status
+        if isinstance(outcome, Completion):
+            self.breaker.on_success(elapsed_s)
+            self.health.record_success(elapsed_s)
+            if outcome.quota_remaining is not None:
+                self.health.set_quota(outcome.quota_remaining)
+        else:
+            self._record_failure(outcome, elapsed_s)
+        if self.health.status is not before:
+            self.context.events.emit(
+                "provider_health_changed",
+                provider=self.name,
+                old=before.value,
+                new=self.health.status.value,
+            )
+            self._changed()
+
+    def _record_failure(self, error: ProviderError, elapsed_s: float) -> None:
+        now = trio.current_time()
+        if error.quota_remaining is not None:
+            self.health.set_quota(error.quota_remaining)
+        if error.counts_against_breaker:
+            self.breaker.on_failure(elapsed_s)
+            # A timeout says the provider is slow; a fast error would flatter its latency.
+            self.health.record_failure(elapsed_s if error.kind is FailureKind.TIMEOUT else None)
+            return
+        self.breaker.on_ignored()
+        if error.kind is FailureKind.RATE_LIMITED:
+            wait = error.retry_after_s if error.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
+            until = now + wait
+            if self.retry_after_until is None or until > self.retry_after_until:
+                self.retry_after_until = until
+                self.context.events.emit(
+                    "provider_rate_limited", provider=self.name, retry_after_s=round(wait, 3)
+                )
+            self.breaker.hold_open_until(until)
+            self._changed()
+        elif error.kind is FailureKind.AUTH:
+            self.unavailable_until = now + AUTH_RETRY_S
+            self.health.mark_unavailable(error.message)
+            self.context.events.emit(
+                "provider_auth_failed", provider=self.name, reason=error.message
+            )
+            self._changed()
+
+    # -- state ----------------------------------------------------------------------------
+
+    def snapshot(self) -> ProviderSnapshot:
+        health = self.health.snapshot()
+        now = health.at
+        retry_after = self.retry_after_until
+        if retry_after is not None and retry_after <= now:
+            retry_after = None
+        available = health.available or (
+            self.unavailable_until is not None and now >= self.unavailable_until
+        )
+        return ProviderSnapshot(
+            provider=self.name,
+            kind=self.config.kind,
+            models=self.config.models,
+            at=now,
+            status=health.status,
+            breaker=self.breaker.snapshot(),
+            latency_ms=health.latency_ms,
+            latency_p50_ms=health.latency_p50_ms,
+            latency_p95_ms=health.latency_p95_ms,
+            error_rate=health.error_rate,
+            quota_remaining=health.quota_remaining,
+            consecutive_failures=health.consecutive_failures,
+            last_check=health.last_check,
+            available=available,
+            reason=health.reason,
+            retry_after_until=retry_after,
+            calls_in_flight=self.in_flight,
+            restarts=self.context.restarts(self.name),
+        )
+
+
+class _StreamRecord:
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome: ProviderError | Completion | None = None
+
+
+async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _bounded_stream(
+    provider: str,
+    events: AsyncIterator[StreamEvent],
+    deadline: float,
+    first_chunk_deadline: float | None,
+    record: _StreamRecord,
+) -> AsyncGenerator[StreamEvent, None]:
+    """Pass events through, turning a missed deadline into a classified timeout."""
+    first = True
+    while True:
+        limit = (
+            deadline
+            if not first or first_chunk_deadline is None
+            else min(deadline, first_chunk_deadline)
+        )
+        with trio.move_on_at(limit) as scope:
+            try:
+                event = await events.__anext__()
+            except StopAsyncIteration:
+                error = ProviderError(
+                    FailureKind.MALFORMED, f"{provider} stream ended without a final event"
+                )
+                record.outcome = error
+                raise error from None
+            except ProviderError as error:
+                record.outcome = error
+                raise
+        if scope.cancelled_caught:
+            what = "first chunk" if first else "stream"
+            timeout = ProviderError(FailureKind.TIMEOUT, f"{provider} {what} timed out")
+            record.outcome = timeout
+            raise timeout
+        first = False
+        if isinstance(event, StreamDone):
+            record.outcome = event.completion
+            yield event
+            return
+        yield event

@@ -1,0 +1,361 @@
+"""The runtime an application embeds: `open_runtime(config)` starts the actor tree in the
+caller's trio run and hands back a `Runtime` to ask for completions, read status and steer.
+
+Actor tree::
+
+    root (one_for_one)
+    ├── router             RouterActor: latest heartbeat per provider, ranks candidates
+    └── providers (one_for_one)
+        ├── openai         ProviderActor: health, breaker, adapter (its own httpx client)
+        └── ...
+
+Requests do not go through a mailbox: `complete` runs the cascade in the caller's task, so the
+caller's own cancellation and the per-level cancel scopes bound every call it makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+import attrs
+import trio
+from actors.stats import (
+    Alert,
+    AlertWatch,
+    FallbackStats,
+    FallbackStatsSnapshot,
+    PerformanceHistory,
+    recommendations,
+)
+
+# Adapter modules register their kinds on import.
+import actors.adapters.lastresort
+import actors.adapters.simulated  # noqa: F401
+from actors.adapters.base import ADAPTER_KINDS
+from actors.adapters.lastresort import ResponseCache, shared_reply_cache
+from actors.cascade import CascadeSupervisor, ReplyStream
+from actors.faults import Fault, FaultTarget
+from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
+from actors.provider import ProviderActor, ProviderContext
+from actors.ranking import Ranker, RoutePlan
+from actors.router import RouterActor
+from runtime.actor import ActorCell, ActorNotRunning, CrashRequest
+from runtime.config import HTTP_KINDS, Config, load_config
+from runtime.events import EventBus
+from runtime.registry import ActorInfo, Registry, UnknownActor
+from runtime.supervisor import ChildSpec, RestartChild, Supervisor, run_actor
+
+BreakerCommand = Literal["open", "close", "reset", "auto", "disable"]
+
+
+class _SharedStore:
+    """Objects that outlive actor incarnations (simulated backends, the reply cache), and the
+    config, lent to adapters as their `AdapterContext`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.objects: dict[tuple[str, str], Any] = {}
+        self.http_transport: Any = None
+
+    def shared(self, provider: str, kind: str, factory: Callable[[], Any]) -> Any:
+        key = (provider, kind)
+        found = self.objects.get(key)
+        if found is None:
+            found = self.objects[key] = factory()
+        return found
+
+
+@attrs.frozen
+class ProviderStatus:
+    name: str
+    kind: str
+    status: str
+    breaker: str
+    latency_ms: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    error_rate: float
+    quota_remaining: float
+    consecutive_failures: int
+    restarts: int
+    available: bool
+    reason: str
+    running: bool
+
+
+@attrs.frozen
+class RuntimeStatus:
+    at: float
+    providers: tuple[ProviderStatus, ...]
+    stats: FallbackStatsSnapshot
+    performance: dict[str, Any]
+    recommendations: tuple[str, ...]
+    alerts: tuple[Alert, ...]
+    requests_in_flight: int
+
+
+class Runtime:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.events = EventBus()
+        self.registry = Registry()
+        self._store = _SharedStore(config)
+        self._fault_targets: dict[str, FaultTarget] = {}
+        self.stats = FallbackStats()
+        self.history = PerformanceHistory.for_config(config)
+        self.alert_watch = AlertWatch(emit=self.events.emit)
+        self.ranker = Ranker(config)
+        self._providers_context = ProviderContext(
+            adapters=self._store,
+            events=self.events,
+            router=self._router_ref,
+            heartbeat_interval_s=config.runtime.heartbeat_interval_s,
+            restarts=self._restarts,
+        )
+        self._provider_kinds = {p.name: p.kind for p in config.providers}
+        cache: ResponseCache | None = None
+        if any(p.kind == "cache" for p in config.providers):
+            cache = shared_reply_cache(self._store)
+        self.cascade = CascadeSupervisor(
+            config,
+            plan=self.plan,
+            provider=self._live_provider,
+            cache=cache,
+            stats=self.stats,
+            history=self.history,
+            events=self.events,
+        )
+        self._root = self._build_tree()
+
+    # -- the actor tree ---------------------------------------------------------------------
+
+    def _build_tree(self) -> ActorCell:
+        config = self.config
+        supervision = config.supervision
+
+        def provider_spec(name: str) -> ChildSpec:
+            provider_config = config.provider(name)
+            return ChildSpec(
+                name,
+                lambda: ProviderActor(provider_config, self._providers_context),
+                kind="provider",
+                mailbox_size=config.runtime.mailbox_size,
+            )
+
+        def supervisor(name: str, children: list[ChildSpec]) -> Callable[[], Supervisor]:
+            return lambda: Supervisor(
+                name,
+                children,
+                registry=self.registry,
+                events=self.events,
+                max_restarts=supervision.max_restarts,
+                period_s=supervision.period_s,
+                shutdown_grace_s=supervision.shutdown_grace_s,
+            )
+
+        providers = [provider_spec(p.name) for p in config.providers]
+        router = ChildSpec(
+            "router",
+            lambda: RouterActor(
+                config, self.ranker, seed=lambda: dict(self._providers_context.last_snapshots)
+            ),
+            kind="router",
+            mailbox_size=max(config.runtime.mailbox_size, 4 * len(config.providers)),
+        )
+        tree = [
+            router,
+            ChildSpec("providers", supervisor("providers", providers), kind="supervisor"),
+        ]
+        root = ActorCell("root", supervisor("root", tree), kind="supervisor")
+        self.registry.add(root)
+        return root
+
+    def _router_ref(self) -> Any:
+        return self.registry.ref("router") if "router" in self.registry else None
+
+    def _restarts(self, name: str) -> int:
+        return self.registry.cell(name).restarts if name in self.registry else 0
+
+    def _live_provider(self, name: str) -> ProviderActor | None:
+        cell = self.registry.cell(name)
+        actor = cell.actor
+        if cell.state != "running" or not isinstance(actor, ProviderActor):
+            return None
+        return actor
+
+    def _provider_actor(self, name: str) -> ProviderActor:
+        if name not in self._provider_kinds:
+            raise UnknownActor(name, sorted(self._provider_kinds))
+        actor = self._live_provider(name)
+        if actor is None:
+            raise ActorNotRunning(f"{name} is {self.registry.cell(name).state}")
+        return actor
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def complete(self, request: Request) -> Reply:
+        """Answer a request from the best provider that can, falling back level by level."""
+        return await self.cascade.complete(request)
+
+    def stream(self, request: Request) -> contextlib.AbstractAsyncContextManager[ReplyStream]:
+        """`async with rt.stream(request) as chunks: async for text in chunks: ...`"""
+        return self.cascade.open_stream(request)
+
+    def plan(self, request: Request) -> RoutePlan:
+        """The router's plan for such a request, with a reason for every rank and exclusion."""
+        cell = self.registry.cell("router") if "router" in self.registry else None
+        router = cell.actor if cell is not None else None
+        if isinstance(router, RouterActor) and cell is not None and cell.state == "running":
+            return router.plan(request)
+        # The router is restarting: rank from the providers' last published state.
+        return self.ranker.plan(
+            request, self.config.levels, self._providers_context.last_snapshots, trio.current_time()
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def actors(self) -> list[ActorInfo]:
+        return self.registry.actors()
+
+    def snapshot(self, name: str) -> Any:
+        return self.registry.snapshot(name)
+
+    def provider_snapshot(self, name: str) -> ProviderSnapshot | None:
+        actor = self._live_provider(name)
+        if actor is not None:
+            return actor.snapshot()
+        return self._providers_context.last_snapshots.get(name)
+
+    def status(self) -> RuntimeStatus:
+        snapshots: list[ProviderSnapshot] = []
+        providers: list[ProviderStatus] = []
+        for provider in self.config.providers:
+            snapshot = self.provider_snapshot(provider.name)
+            running = self._live_provider(provider.name) is not None
+            if snapshot is None:
+                continue
+            snapshots.append(snapshot)
+            providers.append(
+                ProviderStatus(
+                    name=snapshot.provider,
+                    kind=snapshot.kind,
+                    status=snapshot.status.value,
+                    breaker=snapshot.breaker.state.value,
+                    latency_ms=round(snapshot.latency_ms, 3),
+                    latency_p50_ms=round(snapshot.latency_p50_ms, 3),
+                    latency_p95_ms=round(snapshot.latency_p95_ms, 3),
+                    error_rate=round(snapshot.error_rate, 4),
+                    quota_remaining=round(snapshot.quota_remaining, 4),
+                    consecutive_failures=snapshot.consecutive_failures,
+                    restarts=self._restarts(provider.name),
+                    available=snapshot.available,
+                    reason=snapshot.reason,
+                    running=running,
+                )
+            )
+        stats = self.stats.snapshot()
+        return RuntimeStatus(
+            at=trio.current_time(),
+            providers=tuple(providers),
+            stats=stats,
+            performance={name: self.history.summary(name) for name in self._provider_kinds},
+            recommendations=recommendations(snapshots, stats, self.history),
+            alerts=self.alert_watch.alerts(snapshots, self.history),
+            requests_in_flight=self.cascade.in_flight,
+        )
+
+    # -- steering ---------------------------------------------------------------------------
+
+    def set_breaker(self, name: str, mode: BreakerCommand) -> BreakerSnapshot:
+        return self._provider_actor(name).set_breaker(mode)
+
+    def register_fault_target(self, name: str, target: FaultTarget) -> None:
+        """Route `inject_fault`/`heal` for `name` to `target` (e.g. a fake-server provider)."""
+        if name not in self._provider_kinds:
+            raise UnknownActor(name, sorted(self._provider_kinds))
+        self._fault_targets[name] = target
+
+    def fault_target(self, name: str) -> FaultTarget:
+        if name not in self._provider_kinds:
+            raise UnknownActor(name, sorted(self._provider_kinds))
+        target = self._fault_targets.get(name) or self._store.objects.get((name, "simulated"))
+        if target is None:
+            faultable = sorted(
+                n
+                for n in self._provider_kinds
+                if n in self._fault_targets or (n, "simulated") in self._store.objects
+            )
+            raise ValueError(
+                f"provider {name!r} (kind {self._provider_kinds[name]}) takes no injected faults; "
+                f"faultable: {', '.join(faultable) or '(none)'}"
+            )
+        return target
+
+    def inject_fault(self, name: str, fault: Fault) -> None:
+        self.fault_target(name).inject(fault)
+        self.events.emit(
+            "fault_injected", provider=name, fault=fault.kind.value, **_fault_fields(fault)
+        )
+
+    def heal(self, name: str) -> None:
+        self.fault_target(name).heal()
+        self.events.emit("fault_healed", provider=name)
+
+    async def restart(self, name: str) -> None:
+        """Have the actor's supervisor stop and start it."""
+        cell = self.registry.cell(name)
+        if cell.parent is None:
+            raise ValueError(f"{name!r} is the root supervisor and has no parent to restart it")
+        await self.registry.ref(cell.parent).ask(RestartChild(name), timeout_s=30.0)
+
+    def crash(self, name: str) -> None:
+        """Make an actor crash (chaos): its supervisor restarts it as after any crash."""
+        self.registry.ref(name).tell(CrashRequest())
+
+
+def _fault_fields(fault: Fault) -> dict[str, Any]:
+    defaults = Fault(fault.kind)
+    return {
+        field.name: getattr(fault, field.name)
+        for field in attrs.fields(Fault)
+        if field.name != "kind" and getattr(fault, field.name) != getattr(defaults, field.name)
+    }
+
+
+def _import_http_adapters(config: Config) -> None:
+    if any(p.kind in HTTP_KINDS for p in config.providers):
+        import actors.adapters.anthropic
+        import actors.adapters.gemini
+        import actors.adapters.ollama
+        import actors.adapters.openai  # noqa: F401
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    config: Config | str | os.PathLike[str],
+    *,
+    repl_socket: str | os.PathLike[str] | None = None,
+) -> AsyncIterator[Runtime]:
+    """Start the runtime in the caller's trio run; everything stops when the block exits."""
+    if not isinstance(config, Config):
+        config = load_config(config)
+    _import_http_adapters(config)
+    missing = sorted({p.kind for p in config.providers} - set(ADAPTER_KINDS))
+    if missing:
+        raise ValueError(f"no adapter is installed for provider kind(s): {', '.join(missing)}")
+    rt = Runtime(config)
+    socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_actor, rt._root)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if socket_path:
+                    from runtime.repl.server import open_repl_server
+
+                    await stack.enter_async_context(open_repl_server(rt, os.fspath(socket_path)))
+                yield rt
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,70 @@
+"""Shared fixtures: small configs of simulated providers."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import runtime
+from runtime.config import Config
+
+BASE: dict[str, Any] = {
+    "runtime": {"deadline_s": 120, "heartbeat_interval_s": 1.0},
+    "providers": [
+        {
+            "name": "openai",
+            "kind": "simulated",
+            "models": ["gpt-4o", "gpt-4o-mini"],
+            "latency_ms": 100,
+            "seed": 1,
+        },
+        {
+            "name": "anthropic",
+            "kind": "simulated",
+            "models": ["claude-sonnet", "claude-haiku"],
+            "latency_ms": 120,
+            "seed": 2,
+        },
+        {
+            "name": "gemini",
+            "kind": "simulated",
+            "models": ["gemini-pro", "gemini-flash"],
+            "latency_ms": 80,
+            "seed": 3,
+        },
+        {"name": "local", "kind": "simulated", "models": ["llama3"], "latency_ms": 300, "seed": 4},
+        {"name": "cache", "kind": "cache"},
+        {"name": "templates", "kind": "template"},
+    ],
+    "levels": [
+        {"name": "primary", "providers": ["openai", "anthropic"], "timeout_s": 30},
+        {"name": "secondary", "providers": ["gemini"], "timeout_s": 45},
+        {"name": "emergency", "providers": ["local"], "timeout_s": 60},
+        {"name": "last_resort", "providers": ["cache", "templates"], "timeout_s": 5},
+    ],
+    "models": {
+        "gpt-4o": {"input_usd_per_mtok": 2.5, "output_usd_per_mtok": 10.0},
+        "gpt-4o-mini": {"input_usd_per_mtok": 0.15, "output_usd_per_mtok": 0.6},
+        "claude-sonnet": {"input_usd_per_mtok": 3.0, "output_usd_per_mtok": 15.0},
+        "claude-haiku": {"input_usd_per_mtok": 0.8, "output_usd_per_mtok": 4.0},
+        "gemini-pro": {"input_usd_per_mtok": 1.25, "output_usd_per_mtok": 5.0},
+        "gemini-flash": {"input_usd_per_mtok": 0.075, "output_usd_per_mtok": 0.3},
+        "llama3": {},
+    },
+    "templates": [{"name": "busy", "text": "busy, try later", "contains": "hello"}],
+}
+
+
+def make_config(**changes: Any) -> Config:
+    """The base config with top-level tables replaced and providers patched by name:
+    ``make_config(providers={"openai": {"error_rate": 1.0}})``."""
+    data = copy.deepcopy(BASE)
+    patches = changes.pop("providers", {})
+    for provider in data["providers"]:
+        provider.update(patches.get(provider["name"], {}))
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    return runtime.parse_config(data)

@@ -1,0 +1,331 @@
+"""The runtime end to end on simulated providers, in virtual time."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import cattrs
+import pytest
+import trio
+
+import runtime
+from actors.adapters.simulated import CallPlan
+from actors.errors import FailureKind, ProviderError
+from actors.faults import Fault, FaultKind
+from runtime.embed import open_runtime
+from tests.support import make_config
+
+REQUEST = runtime.Request(
+    prompt="Summarise the quarterly tax report",
+    complexity="moderate",
+    quality="production",
+    budget_usd=0.05,
+    max_tokens=500,
+    temperature=0.7,
+)
+
+
+async def test_primary_answers_without_fallback(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        reply = await rt.complete(REQUEST)
+    assert reply.level == "primary"
+    assert reply.provider == "openai"
+    assert reply.model == "gpt-4o"
+    assert not reply.fallback_used
+    assert [a.outcome for a in reply.attempts] == ["ok"]
+    assert reply.cost_usd > 0
+    assert reply.latency_ms > 0
+
+
+async def test_primary_outage_falls_back_to_secondary(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        rt.inject_fault("anthropic", Fault(FaultKind.OUTAGE))
+        reply = await rt.complete(REQUEST)
+        assert reply.level == "secondary"
+        assert reply.provider == "gemini"
+        assert reply.fallback_used
+        assert [(a.provider, a.outcome) for a in reply.attempts] == [
+            ("openai", "server_error"),
+            ("anthropic", "server_error"),
+            ("gemini", "ok"),
+        ]
+        stats = rt.status().stats
+        assert stats.total_requests == 1
+        assert stats.fallback_used == 1
+
+
+async def test_breakers_open_and_traffic_skips_the_primary(autojump_clock: Any) -> None:
+    config = make_config(
+        providers={
+            "openai": {"breaker": {"consecutive_failures": 3}},
+            "anthropic": {"breaker": {"consecutive_failures": 3}},
+        }
+    )
+    async with open_runtime(config) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        rt.inject_fault("anthropic", Fault(FaultKind.OUTAGE))
+        for _ in range(3):
+            await rt.complete(REQUEST)
+        status = {p.name: p for p in rt.status().providers}
+        assert status["openai"].breaker == "open"
+        assert status["openai"].status == "critical"
+        await trio.sleep(0.01)  # let the heartbeats reach the router
+        reply = await rt.complete(REQUEST)
+        # Both primaries are excluded by their breakers: no failed attempt is paid for them.
+        assert [a.provider for a in reply.attempts] == ["gemini"]
+        explanation = "\n".join(rt.plan(REQUEST).explain())
+        assert "excluded openai: breaker open" in explanation
+
+
+async def test_hung_provider_is_cancelled_exactly_at_its_level_timeout(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.HANG))
+        rt.inject_fault("anthropic", Fault(FaultKind.HANG))
+        start = trio.current_time()
+        reply = await rt.complete(REQUEST)
+        assert reply.level == "secondary"
+        timeouts = [a for a in reply.attempts if a.outcome == "timeout"]
+        assert [a.provider for a in timeouts] == ["openai"]
+        # The level's 30 s went to the hung first candidate; the second was never reached.
+        assert timeouts[0].latency_ms == pytest.approx(30_000)
+        assert trio.current_time() - start == pytest.approx(30.0 + 0.08, abs=0.06)
+
+
+async def test_race_strategy_cancels_the_losers(autojump_clock: Any) -> None:
+    config = make_config(
+        levels=[
+            {
+                "name": "primary",
+                "providers": ["openai", "anthropic"],
+                "timeout_s": 30,
+                "strategy": "race",
+            },
+            {"name": "last_resort", "providers": ["cache", "templates"], "timeout_s": 5},
+        ]
+    )
+    async with open_runtime(config) as rt:
+        rt.inject_fault("anthropic", Fault(FaultKind.HANG))
+        start = trio.current_time()
+        reply = await rt.complete(REQUEST)
+        assert reply.provider == "openai"
+        assert trio.current_time() - start < 1.0
+        assert rt.snapshot("anthropic").calls_in_flight == 0
+
+
+async def test_everything_down_answers_from_cache_then_template_then_fails(
+    autojump_clock: Any,
+) -> None:
+    async with open_runtime(make_config()) as rt:
+        first = await rt.complete(REQUEST)
+        for name in ("openai", "anthropic", "gemini", "local"):
+            rt.inject_fault(name, Fault(FaultKind.OUTAGE))
+        cached = await rt.complete(REQUEST)
+        assert cached.level == "last_resort"
+        assert cached.provider == "cache"
+        assert cached.text == first.text
+
+        templated = await rt.complete(runtime.Request(prompt="hello there"))
+        assert templated.provider == "templates"
+        assert templated.text == "busy, try later"
+
+        with pytest.raises(runtime.AllLevelsFailed) as failed:
+            await rt.complete(runtime.Request(prompt="nothing fits this"))
+        outcomes = [(a.provider, a.outcome) for a in failed.value.attempts]
+        assert ("cache", "no_match") in outcomes
+        assert ("templates", "no_match") in outcomes
+
+
+async def test_all_breakers_open_still_leaves_a_candidate(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        for name in ("openai", "anthropic", "gemini", "local"):
+            rt.set_breaker(name, "open")
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        await trio.sleep(0.01)
+        plan = rt.plan(REQUEST)
+        # forced-open breakers are the operator's word: nothing panics past them.
+        assert all(not level.candidates for level in plan.levels[:3])
+        for name in ("openai", "anthropic", "gemini", "local"):
+            rt.set_breaker(name, "auto")
+    config = make_config(
+        providers={
+            name: {"breaker": {"consecutive_failures": 1}}
+            for name in ("openai", "anthropic", "gemini", "local")
+        }
+    )
+    async with open_runtime(config) as rt:
+        for name in ("openai", "anthropic", "gemini", "local"):
+            rt.inject_fault(name, Fault(FaultKind.OUTAGE))
+        with pytest.raises(runtime.AllLevelsFailed):
+            await rt.complete(runtime.Request(prompt="no template for this"))
+        await trio.sleep(0.01)
+        for name in ("openai", "anthropic", "gemini", "local"):
+            rt.heal(name)
+        plan = rt.plan(REQUEST)
+        panic = [c for level in plan.levels for c in level.candidates if c.panic]
+        assert len(panic) == 1
+        reply = await rt.complete(REQUEST)
+        assert reply.provider == panic[0].provider
+
+
+async def test_client_error_is_returned_at_once_without_fallback(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        backend = rt.fault_target("openai")
+        error = ProviderError(FailureKind.CLIENT_ERROR, "temperature: must be <= 2", status=400)
+        backend.plan = lambda *args, **kwargs: CallPlan(0.0, error=error)  # type: ignore[attr-defined]
+        with pytest.raises(runtime.RequestRejected) as rejected:
+            await rt.complete(REQUEST)
+        assert rejected.value.provider == "openai"
+        assert [a.provider for a in rejected.value.attempts] == ["openai"]
+        assert rt.snapshot("openai").breaker.calls_in_window == 0
+
+
+async def test_crashed_provider_actor_is_restarted_with_its_state(autojump_clock: Any) -> None:
+    config = make_config(providers={"openai": {"breaker": {"consecutive_failures": 2}}})
+    async with open_runtime(config) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        await rt.complete(REQUEST)
+        await rt.complete(REQUEST)
+        assert rt.snapshot("openai").breaker.state == "open"
+        with rt.events.subscribe() as events:
+            rt.crash("openai")
+            seen = []
+            async for event in events:
+                seen.append(event.event)
+                if event.event == "actor_restarted":
+                    break
+        assert seen[:2] == ["provider_client_closed", "actor_crashed"]
+        info = {a.name: a for a in rt.actors()}["openai"]
+        assert info.restarts == 1
+        assert info.state == "running"
+        # The new incarnation took up the breaker where the old one left it.
+        assert rt.snapshot("openai").breaker.state == "open"
+        assert rt.status().providers[0].restarts == 1
+
+
+async def test_crash_loop_escalates_and_the_root_contains_it(autojump_clock: Any) -> None:
+    config = make_config(supervision={"max_restarts": 2, "period_s": 30})
+    async with open_runtime(config) as rt:
+        with rt.events.subscribe() as events:
+            for _ in range(3):
+                rt.crash("openai")
+                async for event in events:
+                    if event.event in ("actor_restarted", "supervisor_escalated"):
+                        break
+            async for event in events:
+                if event.event == "actor_restarted" and event.fields["actor"] == "providers":
+                    break
+        # The providers supervisor escalated; root restarted it, and requests are served again.
+        assert {a.name: a.restarts for a in rt.actors()}["providers"] == 1
+        reply = await rt.complete(REQUEST)
+        assert reply.provider == "openai"
+
+
+async def test_thousand_concurrent_requests_under_random_faults_each_end_once(
+    autojump_clock: Any,
+) -> None:
+    rng = random.Random(7)
+    config = make_config(
+        providers={
+            "openai": {"error_rate": 0.3, "hang_probability": 0.02},
+            "anthropic": {"error_rate": 0.3},
+            "gemini": {"error_rate": 0.5, "hang_probability": 0.05},
+            "local": {"error_rate": 0.5},
+        },
+        runtime={"deadline_s": 90},
+    )
+    outcomes: dict[int, list[str]] = {}
+    async with open_runtime(config) as rt:
+
+        async def one(i: int) -> None:
+            request = runtime.Request(
+                prompt=f"question {i % 50}",
+                complexity=rng.choice(list(runtime.Complexity)),
+                quality=rng.choice(list(runtime.Quality)),
+                deadline_s=90,
+            )
+            start = trio.current_time()
+            try:
+                reply = await rt.complete(request)
+            except runtime.AllLevelsFailed:
+                outcomes.setdefault(i, []).append("error")
+            else:
+                assert reply.text
+                outcomes.setdefault(i, []).append("reply")
+            assert trio.current_time() - start <= 90.0 + 1e-6
+
+        async def chaos() -> None:
+            for _ in range(20):
+                await trio.sleep(rng.uniform(0.1, 3))
+                name = rng.choice(["openai", "anthropic", "gemini"])
+                if rng.random() < 0.5:
+                    rt.inject_fault(name, Fault(FaultKind.OUTAGE))
+                else:
+                    rt.heal(name)
+                if rng.random() < 0.2:
+                    rt.crash(rng.choice(["openai", "gemini", "router"]))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(chaos)
+            for i in range(1000):
+                nursery.start_soon(one, i)
+        stats = rt.status().stats
+    assert len(outcomes) == 1000
+    assert all(len(v) == 1 for v in outcomes.values())
+    assert stats.total_requests == 1000
+    assert sum(v == ["reply"] for v in outcomes.values()) > 900
+
+
+async def test_no_task_is_left_running_after_the_runtime_closes(autojump_clock: Any) -> None:
+    before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    async with open_runtime(make_config()) as rt:
+        await rt.complete(REQUEST)
+        rt.inject_fault("openai", Fault(FaultKind.HANG))
+        with trio.move_on_after(1):
+            await rt.complete(REQUEST)
+        assert len(rt.actors()) == 9
+    after = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    assert after == before
+    assert {a.state for a in rt.actors()} == {"stopped"}
+
+
+async def test_status_is_json_ready(autojump_clock: Any) -> None:
+    import json
+
+    async with open_runtime(make_config()) as rt:
+        await rt.complete(REQUEST)
+        status = rt.status()
+    data = cattrs.unstructure(status)
+    text = json.dumps(data)
+    assert '"openai"' in text
+    assert data["recommendations"]
+    providers = {p["name"]: p for p in data["providers"]}
+    assert providers["openai"]["status"] == "healthy"
+    assert providers["openai"]["breaker"] == "closed"
+
+
+async def test_stream_delivers_text_and_reply_metadata(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        pieces = []
+        async with rt.stream(REQUEST) as chunks:
+            async for text in chunks:
+                pieces.append(text)
+        assert chunks.reply is not None
+        assert "".join(pieces) == chunks.reply.text
+        assert chunks.reply.provider == "anthropic"
+        assert chunks.reply.fallback_used
+
+
+async def test_stream_dropped_mid_way_raises_stream_interrupted(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.DROP_STREAM, after_chunks=2))
+        pieces = []
+        with pytest.raises(runtime.StreamInterrupted) as interrupted:
+            async with rt.stream(REQUEST) as chunks:
+                async for text in chunks:
+                    pieces.append(text)
+        assert interrupted.value.provider == "openai"
+        assert interrupted.value.partial_text == "".join(pieces)
+        assert len(pieces) == 2
