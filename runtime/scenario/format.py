@@ -1,0 +1,650 @@
+"""The scenario file format: TOML in, frozen attrs out, and an error that names the file, the
+table and the key for anything wrong.
+
+A scenario file is a runtime config (``[[providers]]``, ``[[levels]]``, ``[models.*]``, ...,
+exactly as in ``uptax.toml``) plus four tables of its own:
+
+``[scenario]``
+    name, description, default seed, optional ``base = "demo"`` to start from the shipped config.
+``[load]``
+    requests per second, duration, concurrency cap, and a weighted ``[[load.mix]]`` of requests.
+``[[faults]]``
+    the timeline: at ``at_s`` on ``provider``, a fault ``kind`` for ``duration_s``.
+``[expect]``
+    what must hold; each check is reported PASS or FAIL with the measured value.
+
+Only flat tables go through cattrs; arrays of tables and keyed tables are walked here so that every
+error carries its exact place in the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from actors.errors import ConfigError
+from actors.faults import Fault, FaultKind
+from actors.messages import Complexity, Quality
+from runtime.config import HTTP_KINDS, SIMULATED_KINDS, Config, default_config_path, parse_config
+
+#: Timeline kinds beyond the shared fault vocabulary: a toggling fault, and actor crashes.
+FLAPPING = "flapping"
+CRASH = "crash"
+TIMELINE_KINDS = (*(kind.value for kind in FaultKind), FLAPPING, CRASH)
+
+#: The config tables a scenario may carry; they are handed to `runtime.parse_config` as they are.
+CONFIG_TABLES = frozenset(
+    {"providers", "levels", "models", "routing", "templates", "supervision", "runtime"}
+)
+SCENARIO_TABLES = frozenset({"scenario", "load", "faults", "expect"})
+
+#: When a simulated provider has no `http_kind`, http mode serves it with the protocol named like
+#: it, or else the OpenAI protocol.
+DEFAULT_HTTP_KIND = "openai"
+
+
+class ScenarioError(ValueError):
+    """A scenario file is wrong; the message names the file, the table and the key."""
+
+
+class _FieldProblem(ValueError):
+    """A validator's complaint about one key, so the error can name it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+T = TypeVar("T")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise _FieldProblem(attribute.name, f"{value!r} must be > 0")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value >= 0:
+        raise _FieldProblem(attribute.name, f"{value!r} must be >= 0")
+
+
+def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise _FieldProblem(attribute.name, f"{value!r} must be between 0 and 1")
+
+
+def _one_of(choices: Sequence[str]) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value not in choices:
+            raise _FieldProblem(attribute.name, f"{value!r} is not one of: {', '.join(choices)}")
+
+    return check
+
+
+@attrs.frozen
+class ScenarioInfo:
+    """The ``[scenario]`` table."""
+
+    name: str = ""
+    description: str = ""
+    #: The seed used when the command line gives none.
+    seed: int = 1
+    #: ``"demo"`` starts from the shipped demo config; a path starts from that config file.
+    base: str | None = None
+    #: A reply slower than this still counts as paying for a fault (MTTR). Default: twice the
+    #: p95 latency measured before the first fault.
+    clean_latency_ms: float | None = attrs.field(default=None, validator=_positive)
+    #: After the load stops, how long in-flight requests may take before they count as lost.
+    drain_s: float = attrs.field(default=300.0, validator=_positive)
+    #: How often the recorder samples `rt.status()` (breaker states, quotas, restarts).
+    sample_s: float = attrs.field(default=1.0, validator=_positive)
+    #: Measure the runtime's own memory (tracemalloc) at checkpoints: slower, for soaks.
+    measure_memory: bool = False
+
+
+@attrs.frozen
+class MixEntry:
+    """One kind of request in the load, drawn with probability proportional to its weight."""
+
+    weight: float = attrs.field(default=1.0, validator=_positive)
+    complexity: str = attrs.field(
+        default="moderate", validator=_one_of([c.value for c in Complexity])
+    )
+    quality: str = attrs.field(default="production", validator=_one_of([q.value for q in Quality]))
+    budget_usd: float | None = attrs.field(default=None, validator=_non_negative)
+    max_tokens: int = attrs.field(default=300, validator=_positive)
+    #: Length of the generated prompts, in characters.
+    prompt_chars: int = attrs.field(default=400, validator=_positive)
+    #: Fraction of these requests sent with `rt.stream` rather than `rt.complete`.
+    stream_fraction: float | None = attrs.field(default=None, validator=_fraction)
+    #: A label for reports; defaults to "complexity/quality".
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.complexity}/{self.quality}"
+
+
+@attrs.frozen
+class RatePhase:
+    """From `at_s` on, the load runs at `rps` (a stampede, a lull)."""
+
+    at_s: float = attrs.field(validator=_non_negative)
+    rps: float = attrs.field(validator=_non_negative)
+
+
+@attrs.frozen
+class LoadProfile:
+    """The ``[load]`` table."""
+
+    rps: float = attrs.field(validator=_positive)
+    duration_s: float = attrs.field(validator=_positive)
+    #: Requests in flight at most; more wait their turn (in arrival order), none is dropped.
+    concurrency: int = attrs.field(default=256, validator=_positive)
+    arrivals: str = attrs.field(
+        default="poisson", validator=_one_of(["poisson", "uniform"])
+    )
+    #: Fraction of requests streamed, unless a mix entry says otherwise.
+    stream_fraction: float = attrs.field(default=0.0, validator=_fraction)
+    #: Distinct prompts per mix entry: repeats are what the last-resort cache can answer.
+    prompts: int = attrs.field(default=200, validator=_positive)
+    #: Per-request deadline; None means the runtime's.
+    deadline_s: float | None = attrs.field(default=None, validator=_positive)
+    mix: tuple[MixEntry, ...] = (MixEntry(),)
+    phases: tuple[RatePhase, ...] = ()
+
+    def rate_at(self, t: float) -> float:
+        rate = self.rps
+        for phase in self.phases:
+            if phase.at_s <= t:
+                rate = phase.rps
+        return rate
+
+
+@attrs.frozen
+class FaultStep:
+    """One ``[[faults]]`` entry: what happens to which provider, when, and for how long."""
+
+    at_s: float = attrs.field(validator=_non_negative)
+    provider: str
+    kind: str = attrs.field(validator=_one_of(TIMELINE_KINDS))
+    #: How long the fault lasts; None: until the end of the run. A single crash takes no time.
+    duration_s: float | None = attrs.field(default=None, validator=_positive)
+    # The shared fault vocabulary's knobs (actors.faults.Fault).
+    rate: float = attrs.field(default=1.0, validator=_fraction)
+    factor: float = attrs.field(default=1.0, validator=_positive)
+    retry_after_s: float = attrs.field(default=1.0, validator=_non_negative)
+    status: int = 503
+    after_chunks: int = attrs.field(default=1, validator=_non_negative)
+    delay_s: float = attrs.field(default=0.5, validator=_non_negative)
+    #: flapping: the fault toggled on for `down_s`, off for `up_s`, over `duration_s`.
+    fault: str = attrs.field(default="outage", validator=_one_of([k.value for k in FaultKind]))
+    down_s: float = attrs.field(default=10.0, validator=_positive)
+    up_s: float = attrs.field(default=10.0, validator=_positive)
+    #: crash: crash again every `every_s` over `duration_s` (a crash loop).
+    every_s: float | None = attrs.field(default=None, validator=_positive)
+    label: str = ""
+
+    @property
+    def end_s(self) -> float | None:
+        if self.kind == CRASH and self.every_s is None:
+            return self.at_s
+        return None if self.duration_s is None else self.at_s + self.duration_s
+
+    @property
+    def title(self) -> str:
+        if self.label:
+            return self.label
+        detail = {
+            "errors": f" {self.rate:g}",
+            "latency": f" x{self.factor:g}",
+            "rate_limit": f" retry-after {self.retry_after_s:g}s",
+            "flapping": f" {self.fault} {self.down_s:g}s/{self.up_s:g}s",
+            "crash": f" every {self.every_s:g}s" if self.every_s else "",
+        }.get(self.kind, "")
+        return f"{self.kind}{detail} on {self.provider}"
+
+    def to_fault(self) -> Fault:
+        """The `Fault` this step injects (for flapping, the fault it toggles)."""
+        kind = self.fault if self.kind == FLAPPING else self.kind
+        return Fault(
+            kind=FaultKind(kind),
+            rate=self.rate,
+            factor=self.factor,
+            retry_after_s=self.retry_after_s,
+            status=self.status,
+            after_chunks=self.after_chunks,
+            delay_s=self.delay_s,
+        )
+
+
+@attrs.frozen
+class ProviderExpectation:
+    """``[expect.providers.NAME]``: what must hold for one provider."""
+
+    served_min: int | None = attrs.field(default=None, validator=_non_negative)
+    served_max: int | None = attrs.field(default=None, validator=_non_negative)
+    breaker_trips_min: int | None = attrs.field(default=None, validator=_non_negative)
+    breaker_trips_max: int | None = attrs.field(default=None, validator=_non_negative)
+    time_open_s_max: float | None = attrs.field(default=None, validator=_non_negative)
+    restarts_min: int | None = attrs.field(default=None, validator=_non_negative)
+    restarts_max: int | None = attrs.field(default=None, validator=_non_negative)
+    #: The most calls that started while the breaker was half-open, in any one half-open spell.
+    half_open_calls_max: int | None = attrs.field(default=None, validator=_non_negative)
+    cost_usd_max: float | None = attrs.field(default=None, validator=_non_negative)
+
+
+@attrs.frozen
+class LevelExpectation:
+    """``[expect.levels.NAME]``: the share of replies a level served."""
+
+    share_min: float | None = attrs.field(default=None, validator=_fraction)
+    share_max: float | None = attrs.field(default=None, validator=_fraction)
+    served_min: int | None = attrs.field(default=None, validator=_non_negative)
+    served_max: int | None = attrs.field(default=None, validator=_non_negative)
+
+
+@attrs.frozen
+class ActorExpectation:
+    """``[expect.actors.NAME]``: restarts of any actor (supervisors included)."""
+
+    restarts_min: int | None = attrs.field(default=None, validator=_non_negative)
+    restarts_max: int | None = attrs.field(default=None, validator=_non_negative)
+
+
+@attrs.frozen
+class Expectations:
+    """The ``[expect]`` table. Every check is optional except lost requests (0 unless told)."""
+
+    availability_min: float | None = attrs.field(default=None, validator=_fraction)
+    #: Share answered by a model rather than the last-resort cache or templates.
+    model_availability_min: float | None = attrs.field(default=None, validator=_fraction)
+    fallback_rate_max: float | None = attrs.field(default=None, validator=_fraction)
+    p50_ms_max: float | None = attrs.field(default=None, validator=_positive)
+    p95_ms_max: float | None = attrs.field(default=None, validator=_positive)
+    p99_ms_max: float | None = attrs.field(default=None, validator=_positive)
+    #: Worst, over the faults, of: fault start -> requests answered again without paying for it.
+    mttr_s_max: float | None = attrs.field(default=None, validator=_non_negative)
+    #: Worst, over the faults, of: fault end -> the provider is back in rotation.
+    recovery_s_max: float | None = attrs.field(default=None, validator=_non_negative)
+    cost_usd_max: float | None = attrs.field(default=None, validator=_non_negative)
+    #: Saving against the single-provider baseline, as a fraction (0.15 = 15 %).
+    savings_min: float | None = None
+    lost_requests_max: int = attrs.field(default=0, validator=_non_negative)
+    errors_max: int | None = attrs.field(default=None, validator=_non_negative)
+    #: Replies that cost more than their request's budget.
+    over_budget_max: int | None = attrs.field(default=None, validator=_non_negative)
+    #: Largest length of any bounded history the runtime reports at any sample (soak).
+    history_max: int | None = attrs.field(default=None, validator=_positive)
+    #: Growth of the runtime's traced memory between the first and last checkpoint (soak).
+    memory_growth_kib_max: float | None = attrs.field(default=None, validator=_non_negative)
+    providers: Mapping[str, ProviderExpectation] = attrs.field(factory=dict)
+    levels: Mapping[str, LevelExpectation] = attrs.field(factory=dict)
+    actors: Mapping[str, ActorExpectation] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Scenario:
+    """A parsed, checked scenario file."""
+
+    path: str
+    info: ScenarioInfo
+    config: Config
+    load: LoadProfile
+    faults: tuple[FaultStep, ...]
+    expect: Expectations
+    #: provider name -> protocol it speaks in http mode (simulated providers only).
+    http_kinds: Mapping[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.info.name or Path(self.path).stem
+
+    @property
+    def primary(self) -> str:
+        """The first provider of the first level: the single-provider cost baseline."""
+        return self.config.levels[0].providers[0]
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+
+    def structure_float(value: Any, _: type) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{value!r} is not a number")
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
+        return float(value)
+
+    def structure_int(value: Any, _: type) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} is not an integer")
+        return value
+
+    def structure_str(value: Any, _: type) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a string")
+        return value
+
+    def structure_bool(value: Any, _: type) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not true or false")
+        return value
+
+    converter.register_structure_hook(float, structure_float)
+    converter.register_structure_hook(int, structure_int)
+    converter.register_structure_hook(str, structure_str)
+    converter.register_structure_hook(bool, structure_bool)
+    for cls in (
+        ScenarioInfo,
+        LoadProfile,
+        Expectations,
+        MixEntry,
+        RatePhase,
+        FaultStep,
+        ProviderExpectation,
+        LevelExpectation,
+        ActorExpectation,
+    ):
+        converter.register_structure_hook(
+            cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+        )
+    return converter
+
+
+_CONVERTER = _make_converter()
+
+
+class _Place:
+    """Where in the file a value sits, rendered as ``table [load.mix] (entry 2), key weight``."""
+
+    def __init__(self, table: str, entry: int | None = None) -> None:
+        self.table = table
+        self.entry = entry
+
+    def describe(self, key: str | None) -> str:
+        where = f"table [{self.table}]"
+        if self.entry is not None:
+            where = f"table [[{self.table}]] (entry {self.entry + 1})"
+        return f"{where}, key {key}" if key else where
+
+
+def _problems(exc: BaseException) -> list[tuple[str | None, str]]:
+    """(key, message) pairs out of whatever cattrs or a validator raised."""
+    if isinstance(exc, _FieldProblem):
+        return [(exc.key, exc.message)]
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        keys = sorted(exc.extra_fields)
+        return [(", ".join(keys), "unknown key" + ("s" if len(keys) > 1 else ""))]
+    if isinstance(exc, BaseExceptionGroup):
+        found: list[tuple[str | None, str]] = []
+        for sub in exc.exceptions:
+            note = next((n for n in getattr(sub, "__notes__", []) if hasattr(n, "name")), None)
+            for key, message in _problems(sub):
+                found.append((key or (note.name if note is not None else None), message))
+        return found
+    if isinstance(exc, KeyError):
+        return [(str(exc.args[0]) if exc.args else None, "required key is missing")]
+    if isinstance(exc, TypeError) and "missing" in str(exc):
+        # attrs' __init__ complaining about a missing mandatory argument.
+        match = re.search(r"'(\w+)'", str(exc))
+        return [(match.group(1) if match else None, "required key is missing")]
+    return [(None, str(exc))]
+
+
+def _structure(data: Any, cls: type[T], place: _Place, file: str) -> T:
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{file}: {place.describe(None)} must be a table, not {data!r}")
+    try:
+        return _CONVERTER.structure(dict(data), cls)
+    except Exception as exc:
+        lines = [f"{place.describe(key)}: {message}" for key, message in _problems(exc)]
+        raise ScenarioError(f"{file}: " + "; ".join(lines)) from None
+
+
+def _table_list(data: Any, table: str, file: str) -> list[Mapping[str, Any]]:
+    if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
+        raise ScenarioError(f"{file}: [[{table}]] must be an array of tables")
+    return data
+
+
+def _keyed_tables(data: Any, table: str, file: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{file}: table [{table}] must be a table of tables")
+    return data
+
+
+_CONFIG_PATH = re.compile(r"^(\w+)\[(\d+)\]\.(\S+?): (.*)$")
+
+
+def _config_error(file: str, exc: ConfigError) -> ScenarioError:
+    """Re-say a runtime config error in the scenario's words (table and key)."""
+    message = str(exc)
+    prefix = f"{file}: "
+    if message.startswith(prefix):
+        message = message[len(prefix) :]
+    lines = []
+    for line in message.split("; "):
+        match = _CONFIG_PATH.match(line)
+        if match:
+            table, index, key, text = match.groups()
+            line = f"{_Place(table, int(index)).describe(key)}: {text}"
+        lines.append(line)
+    return ScenarioError(prefix + "; ".join(lines))
+
+
+def _base_config(base: str, file: str) -> dict[str, Any]:
+    path = default_config_path() if base == "demo" else Path(file).parent / base
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(
+            f"{file}: table [scenario], key base: cannot read {str(path)!r} ({exc.strerror})"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(
+            f"{file}: table [scenario], key base: {str(path)!r} is not valid TOML ({exc})"
+        ) from None
+
+
+def _config_data(data: Mapping[str, Any], info: ScenarioInfo, file: str) -> dict[str, Any]:
+    """The runtime config tables, over the base config when there is one."""
+    merged: dict[str, Any] = _base_config(info.base, file) if info.base else {}
+    for table in CONFIG_TABLES:
+        if table not in data:
+            continue
+        if table == "models" and isinstance(merged.get("models"), dict):
+            merged["models"] = {**merged["models"], **data["models"]}
+        else:
+            merged[table] = data[table]
+    return merged
+
+
+def _http_kinds(config_data: dict[str, Any], file: str) -> dict[str, str]:
+    """Take the scenario-only `http_kind` keys out of [[providers]], checked."""
+    kinds: dict[str, str] = {}
+    providers = config_data.get("providers")
+    if not isinstance(providers, list):
+        return kinds
+    cleaned = []
+    for index, provider in enumerate(providers):
+        if not isinstance(provider, Mapping):
+            cleaned.append(provider)
+            continue
+        provider = dict(provider)
+        kind = provider.pop("http_kind", None)
+        name = provider.get("name")
+        if kind is not None:
+            if kind not in HTTP_KINDS:
+                raise ScenarioError(
+                    f"{file}: {_Place('providers', index).describe('http_kind')}: {kind!r} is not "
+                    f"one of: {', '.join(sorted(HTTP_KINDS))}"
+                )
+            if provider.get("kind") not in SIMULATED_KINDS:
+                raise ScenarioError(
+                    f"{file}: {_Place('providers', index).describe('http_kind')}: only simulated "
+                    "providers are mapped to a protocol"
+                )
+        if isinstance(name, str) and provider.get("kind") in SIMULATED_KINDS:
+            kinds[name] = kind or (name if name in HTTP_KINDS else DEFAULT_HTTP_KIND)
+        cleaned.append(provider)
+    config_data["providers"] = cleaned
+    return kinds
+
+
+def _parse_load(data: Any, file: str) -> LoadProfile:
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{file}: table [load] is required (rps, duration_s)")
+    data = dict(data)
+    mix_data = data.pop("mix", None)
+    phase_data = data.pop("phases", None)
+    mix: tuple[MixEntry, ...] = (MixEntry(),)
+    if mix_data is not None:
+        entries = _table_list(mix_data, "load.mix", file)
+        if not entries:
+            raise ScenarioError(f"{file}: [[load.mix]] must have at least one entry")
+        mix = tuple(
+            _structure(entry, MixEntry, _Place("load.mix", i), file)
+            for i, entry in enumerate(entries)
+        )
+    phases: tuple[RatePhase, ...] = ()
+    if phase_data is not None:
+        entries = _table_list(phase_data, "load.phases", file)
+        phases = tuple(
+            _structure(entry, RatePhase, _Place("load.phases", i), file)
+            for i, entry in enumerate(entries)
+        )
+        phases = tuple(sorted(phases, key=lambda phase: phase.at_s))
+
+    flat = _structure(data, LoadProfile, _Place("load"), file)
+    return attrs.evolve(flat, mix=mix, phases=phases)
+
+
+def _parse_expect(data: Any, file: str) -> Expectations:
+    if data is None:
+        return Expectations()
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{file}: [expect] must be a table")
+    data = dict(data)
+    nested: dict[str, Any] = {}
+    for key, cls in (
+        ("providers", ProviderExpectation),
+        ("levels", LevelExpectation),
+        ("actors", ActorExpectation),
+    ):
+        tables = _keyed_tables(data.pop(key, {}), f"expect.{key}", file)
+        nested[key] = {
+            name: _structure(table, cls, _Place(f"expect.{key}.{name}"), file)
+            for name, table in tables.items()
+        }
+    flat = _structure(data, Expectations, _Place("expect"), file)
+    return attrs.evolve(flat, **nested)
+
+
+def _check_references(scenario: Scenario) -> None:
+    """Names in the timeline and expectations must exist in the config."""
+    file = scenario.path
+    providers = {p.name: p for p in scenario.config.providers}
+    levels = {level.name for level in scenario.config.levels}
+    duration = scenario.load.duration_s
+    for index, step in enumerate(scenario.faults):
+        place = _Place("faults", index)
+        if step.provider not in providers:
+            raise ScenarioError(
+                f"{file}: {place.describe('provider')}: {step.provider!r} is not a provider of "
+                f"this scenario (known: {', '.join(providers)})"
+            )
+        if step.at_s > duration:
+            raise ScenarioError(
+                f"{file}: {place.describe('at_s')}: {step.at_s:g} is after the load ends "
+                f"(duration_s = {duration:g})"
+            )
+        if step.kind == FLAPPING and step.duration_s is None:
+            raise ScenarioError(f"{file}: {place.describe('duration_s')}: flapping needs a duration")
+        if step.kind == CRASH and step.every_s is not None and step.duration_s is None:
+            raise ScenarioError(
+                f"{file}: {place.describe('duration_s')}: a crash loop (every_s) needs a duration"
+            )
+        kind = providers[step.provider].kind
+        if step.kind != CRASH and kind not in SIMULATED_KINDS:
+            raise ScenarioError(
+                f"{file}: {place.describe('provider')}: faults can be injected into simulated "
+                f"providers only ({step.provider!r} is {kind!r})"
+            )
+    for name in scenario.expect.providers:
+        if name not in providers:
+            raise ScenarioError(
+                f"{file}: table [expect.providers.{name}]: {name!r} is not a provider of this "
+                f"scenario (known: {', '.join(providers)})"
+            )
+    for name in scenario.expect.levels:
+        if name not in levels:
+            raise ScenarioError(
+                f"{file}: table [expect.levels.{name}]: {name!r} is not a level of this "
+                f"scenario (known: {', '.join(sorted(levels))})"
+            )
+    for index, phase in enumerate(scenario.load.phases):
+        if phase.at_s > duration:
+            raise ScenarioError(
+                f"{file}: {_Place('load.phases', index).describe('at_s')}: {phase.at_s:g} is "
+                f"after the load ends (duration_s = {duration:g})"
+            )
+
+
+def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Scenario:
+    """Check and structure a scenario from a parsed TOML mapping."""
+    unknown = sorted(set(data) - SCENARIO_TABLES - CONFIG_TABLES)
+    if unknown:
+        known = ", ".join(sorted(SCENARIO_TABLES | CONFIG_TABLES))
+        raise ScenarioError(f"{source}: unknown table(s) {', '.join(unknown)} (known: {known})")
+    info = _structure(data.get("scenario", {}), ScenarioInfo, _Place("scenario"), source)
+    config_data = _config_data(data, info, source)
+    http_kinds = _http_kinds(config_data, source)
+    if "providers" not in config_data:
+        raise ScenarioError(
+            f'{source}: table [[providers]] is required (or [scenario] base = "demo")'
+        )
+    try:
+        config = parse_config(config_data, source=source)
+    except ConfigError as exc:
+        raise _config_error(source, exc) from None
+    load = _parse_load(data.get("load"), source)
+    faults = tuple(
+        _structure(entry, FaultStep, _Place("faults", i), source)
+        for i, entry in enumerate(_table_list(data.get("faults", []), "faults", source))
+    )
+    scenario = Scenario(
+        path=source,
+        info=info,
+        config=config,
+        load=load,
+        faults=faults,
+        expect=_parse_expect(data.get("expect"), source),
+        http_kinds=http_kinds,
+    )
+    _check_references(scenario)
+    return scenario
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read a scenario file; anything wrong raises `ScenarioError` naming file, table and key."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{file}: cannot read scenario ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{file}: not valid TOML ({exc})") from None
+    return parse_scenario(data, source=file)

@@ -1,0 +1,293 @@
+"""What happened during a run, in compact columns: every request's outcome, every attempt, each
+provider's breaker states over time, the faults as applied, and periodic samples of the runtime.
+
+The recorder only stores; `runtime.scenario.report` does the arithmetic. Per-request data lives in
+`array.array` columns (about 60 bytes a request with its attempts), so an hour at 50 requests per
+second costs the recorder some 10 MB and nothing per request is kept as a Python object.
+All times are seconds from the start of the run on the trio clock, so virtual runs record the
+same numbers every time.
+"""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import attrs
+import trio
+
+from actors.errors import AllLevelsFailed, RequestRejected, StreamInterrupted
+from actors.messages import Attempt, Reply
+from runtime.config import ModelInfo
+
+
+class Result(enum.IntEnum):
+    """How one request ended. Everything but REPLY is a typed error, except LOST and UNTYPED."""
+
+    REPLY = 0
+    ALL_LEVELS_FAILED = 1
+    REJECTED = 2
+    STREAM_INTERRUPTED = 3
+    #: Raised something that is not one of the runtime's typed errors: a bug.
+    UNTYPED = 4
+    #: Never ended (still pending when the drain time ran out).
+    LOST = 5
+
+
+RESULT_NAMES = {
+    Result.REPLY: "reply",
+    Result.ALL_LEVELS_FAILED: "all_levels_failed",
+    Result.REJECTED: "rejected",
+    Result.STREAM_INTERRUPTED: "stream_interrupted",
+    Result.UNTYPED: "untyped_error",
+    Result.LOST: "lost",
+}
+
+#: Attempt outcomes that mean the call never went out (the provider refused it locally).
+NOT_SENT = frozenset({"unavailable"})
+
+
+def result_of(error: BaseException) -> Result:
+    if isinstance(error, StreamInterrupted):
+        return Result.STREAM_INTERRUPTED
+    if isinstance(error, AllLevelsFailed):
+        return Result.ALL_LEVELS_FAILED
+    if isinstance(error, RequestRejected):
+        return Result.REJECTED
+    return Result.UNTYPED
+
+
+@attrs.frozen
+class BreakerChange:
+    at: float
+    state: str
+    reason: str = ""
+
+
+@attrs.frozen
+class AppliedFault:
+    """A fault window as the timeline applied it (flapping yields one per down period)."""
+
+    step: int
+    provider: str
+    kind: str
+    start: float
+    #: None: still active when the run ended.
+    end: float | None
+    title: str
+
+
+@attrs.frozen
+class MemoryCheckpoint:
+    at: float
+    #: Bytes currently allocated by the runtime's own code (tracemalloc, scenario code excluded).
+    runtime_bytes: int
+    peak_bytes: int
+
+
+class Interner:
+    """Small integers for repeated strings (provider, level, outcome names)."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+        for name in names:
+            self.code(name)
+
+    def code(self, name: str) -> int:
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+    def __getitem__(self, code: int) -> str:
+        return self.names[code]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class Recorder:
+    """Collects a run. `record_*` methods are synchronous and cheap; times are trio times."""
+
+    def __init__(
+        self,
+        *,
+        providers: Sequence[str],
+        levels: Sequence[str],
+        baseline_price: ModelInfo,
+        chars_per_token: float = 4.0,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.clock = clock
+        self.t0 = clock()
+        self.providers = Interner(providers)
+        self.levels = Interner(levels)
+        self.outcomes = Interner(["ok"])
+        self.baseline_price = baseline_price
+        self.chars_per_token = chars_per_token
+        # One entry per finished request, in the order they finished.
+        self.index = array("q")
+        self.mix = array("h")
+        self.stream = array("b")
+        self.arrival = array("d")
+        self.queue_ms = array("d")
+        self.latency_ms = array("d")
+        self.result = array("b")
+        self.level = array("b")
+        self.provider = array("h")
+        self.fallback = array("b")
+        self.failed_attempts = array("h")
+        self.cost = array("d")
+        self.baseline_cost = array("d")
+        self.over_budget = array("b")
+        # One entry per attempt.
+        self.att_request = array("q")
+        self.att_provider = array("h")
+        self.att_level = array("b")
+        self.att_outcome = array("h")
+        self.att_start = array("d")
+        self.att_latency_ms = array("d")
+        # Requests issued, so lost ones are counted even if nothing else is.
+        self.issued = 0
+        self.breaker: dict[str, list[BreakerChange]] = {name: [] for name in providers}
+        self.faults: list[AppliedFault] = []
+        self.events: Counter[str] = Counter()
+        self.events_dropped = 0
+        self.restarts: dict[str, int] = {}
+        self.actor_restarts: dict[str, int] = {}
+        self.history_max = 0
+        self.history_lengths: dict[str, int] = {}
+        self.mailbox_max = 0
+        self.memory: list[MemoryCheckpoint] = []
+        self.end = 0.0
+
+    def now(self) -> float:
+        return self.clock() - self.t0
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _begin(self, index: int, mix: int, stream: bool, arrival: float, started: float) -> None:
+        self.index.append(index)
+        self.mix.append(mix)
+        self.stream.append(1 if stream else 0)
+        self.arrival.append(arrival)
+        self.queue_ms.append(max(0.0, (started - arrival) * 1000.0))
+
+    def record_reply(
+        self,
+        *,
+        index: int,
+        mix: int,
+        stream: bool,
+        arrival: float,
+        started: float,
+        finished: float,
+        reply: Reply,
+        budget_usd: float | None,
+        prompt_chars: int,
+    ) -> None:
+        self._begin(index, mix, stream, arrival, started)
+        self.latency_ms.append((finished - arrival) * 1000.0)
+        self.result.append(Result.REPLY)
+        self.level.append(self.levels.code(reply.level))
+        self.provider.append(self.providers.code(reply.provider))
+        self.fallback.append(1 if reply.fallback_used else 0)
+        self.cost.append(reply.cost_usd)
+        self.baseline_cost.append(self._baseline(reply, prompt_chars))
+        self.over_budget.append(
+            1 if budget_usd is not None and reply.cost_usd > budget_usd + 1e-12 else 0
+        )
+        self._attempts(index, reply.attempts, finished)
+
+    def record_error(
+        self,
+        *,
+        index: int,
+        mix: int,
+        stream: bool,
+        arrival: float,
+        started: float,
+        finished: float,
+        error: BaseException | None,
+        result: Result | None = None,
+    ) -> None:
+        """A request that ended without a reply: a typed error, an untyped one, or lost."""
+        self._begin(index, mix, stream, arrival, started)
+        self.latency_ms.append((finished - arrival) * 1000.0)
+        code = result if result is not None else result_of(error) if error else Result.UNTYPED
+        self.result.append(code)
+        self.level.append(-1)
+        provider = getattr(error, "provider", None)
+        self.provider.append(self.providers.code(provider) if isinstance(provider, str) else -1)
+        self.fallback.append(0)
+        self.cost.append(0.0)
+        self.baseline_cost.append(0.0)
+        self.over_budget.append(0)
+        attempts: tuple[Attempt, ...] = getattr(error, "attempts", ())
+        self._attempts(index, attempts, finished)
+
+    def _attempts(self, index: int, attempts: Sequence[Attempt], finished: float) -> None:
+        """Book attempts, timing them backwards from the end: the last attempt ended when the
+        request did, and each one before it ended when the next began (exact for sequential
+        levels in virtual time; an estimate for raced levels)."""
+        failed = 0
+        end = finished
+        for attempt in reversed(attempts):
+            start = end - attempt.latency_ms / 1000.0
+            self.att_request.append(index)
+            self.att_provider.append(self.providers.code(attempt.provider))
+            self.att_level.append(self.levels.code(attempt.level))
+            self.att_outcome.append(self.outcomes.code(attempt.outcome))
+            self.att_start.append(start)
+            self.att_latency_ms.append(attempt.latency_ms)
+            if attempt.outcome != "ok":
+                failed += 1
+            end = start
+        self.failed_attempts.append(failed)
+
+    def _baseline(self, reply: Reply, prompt_chars: int) -> float:
+        """What this reply would have cost on the primary's default model. Replies that used no
+        tokens (cache, templates) are priced from the prompt and reply lengths."""
+        input_tokens = reply.usage.input_tokens
+        output_tokens = reply.usage.output_tokens
+        if input_tokens == 0 and output_tokens == 0:
+            input_tokens = max(1, int(prompt_chars / self.chars_per_token))
+            output_tokens = max(1, int(len(reply.text) / self.chars_per_token))
+        price = self.baseline_price
+        return (
+            input_tokens * price.input_usd_per_mtok + output_tokens * price.output_usd_per_mtok
+        ) / 1e6
+
+    # --- the runtime's state -------------------------------------------------------------
+
+    def record_breaker(self, provider: str, at: float, state: str, reason: str = "") -> None:
+        """A breaker state, from an event or a status sample; repeats are ignored."""
+        changes = self.breaker.setdefault(provider, [])
+        self.providers.code(provider)
+        if changes and changes[-1].state == state:
+            return
+        changes.append(BreakerChange(at, state, reason))
+
+    def record_fault(self, fault: AppliedFault) -> None:
+        self.faults.append(fault)
+
+    def end_fault(self, step: int, at: float) -> None:
+        """Close the latest open window of timeline step `step`."""
+        for position in range(len(self.faults) - 1, -1, -1):
+            fault = self.faults[position]
+            if fault.step == step and fault.end is None:
+                self.faults[position] = attrs.evolve(fault, end=at)
+                return
+
+    def record_history(self, lengths: dict[str, int]) -> None:
+        self.history_lengths = dict(lengths)
+        if lengths:
+            self.history_max = max(self.history_max, *lengths.values())
+
+    @property
+    def requests(self) -> int:
+        return len(self.result)
