@@ -80,7 +80,9 @@ class AllLevelsFailed(FallbackError):
 class RequestRejected(FallbackError):
     """A provider refused the request itself (a 4xx that is the caller's to fix); no fallback."""
 
-    def __init__(self, message: str, provider: str, status: int | None, attempts: Sequence[Attempt]) -> None:
+    def __init__(
+        self, message: str, provider: str, status: int | None, attempts: Sequence[Attempt]
+    ) -> None:
         super().__init__(message)
         self.provider = provider
         self.status = status
@@ -90,7 +92,9 @@ class RequestRejected(FallbackError):
 class StreamInterrupted(FallbackError):
     """A stream failed after text was delivered; the caller gets what arrived, never a silent cut."""
 
-    def __init__(self, message: str, provider: str, partial_text: str, attempts: Sequence[Attempt]) -> None:
+    def __init__(
+        self, message: str, provider: str, partial_text: str, attempts: Sequence[Attempt]
+    ) -> None:
         super().__init__(message)
         self.provider = provider
         self.partial_text = partial_text

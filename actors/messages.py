@@ -83,7 +83,9 @@ def _positive_int(field: str) -> Any:
 
 
 def _optional_non_negative(field: str) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    def check(
+        instance: object, attribute: attrs.Attribute[float | None], value: float | None
+    ) -> None:
         if value is not None and not value >= 0:
             raise ValueError(f"{field}={value!r} must be >= 0")
 
@@ -117,7 +119,12 @@ class Request:
 
     def cache_key(self) -> tuple[str, str, str, int]:
         """The normalised identity of a request, for the last-resort cache."""
-        return (" ".join(self.prompt.lower().split()), self.complexity, self.quality, self.max_tokens)
+        return (
+            " ".join(self.prompt.lower().split()),
+            self.complexity,
+            self.quality,
+            self.max_tokens,
+        )
 
 
 @attrs.frozen

@@ -21,15 +21,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import attrs
+import structlog
 import trio
-from actors.stats import (
-    Alert,
-    AlertWatch,
-    FallbackStats,
-    FallbackStatsSnapshot,
-    PerformanceHistory,
-    recommendations,
-)
 
 # Adapter modules register their kinds on import.
 import actors.adapters.lastresort
@@ -42,9 +35,18 @@ from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import ProviderActor, ProviderContext
 from actors.ranking import Ranker, RoutePlan
 from actors.router import RouterActor
+from actors.stats import (
+    Alert,
+    AlertWatch,
+    FallbackStats,
+    FallbackStatsSnapshot,
+    PerformanceHistory,
+    recommendations,
+)
 from runtime.actor import ActorCell, ActorNotRunning, CrashRequest
 from runtime.config import HTTP_KINDS, Config, load_config
 from runtime.events import EventBus
+from runtime.logs import configure_logging
 from runtime.registry import ActorInfo, Registry, UnknownActor
 from runtime.supervisor import ChildSpec, RestartChild, Supervisor, run_actor
 
@@ -346,6 +348,10 @@ async def open_runtime(
     missing = sorted({p.kind for p in config.providers} - set(ADAPTER_KINDS))
     if missing:
         raise ValueError(f"no adapter is installed for provider kind(s): {', '.join(missing)}")
+    if not structlog.is_configured():
+        # An application that configured structlog keeps its setup; otherwise ours, with
+        # secrets redacted and the config's level.
+        configure_logging(config.runtime.log_level)
     rt = Runtime(config)
     socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket
     async with trio.open_nursery() as nursery:
