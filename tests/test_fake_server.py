@@ -528,6 +528,18 @@ async def test_rate_limit_sends_429_with_retry_after(
     assert anthropic.headers["retry-after"] == "0.5"
     assert anthropic.json()["error"]["type"] == "rate_limit_error"
 
+    server.target("gemini").inject(Fault(FaultKind.RATE_LIMIT, retry_after_s=3))
+    gemini = await client.post(
+        server.url_for("gemini") + "/v1beta/models/g:generateContent", json=gemini_body()
+    )
+    assert gemini.status_code == 429
+    assert gemini.headers["retry-after"] == "3"
+    error = gemini.json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    assert error["details"] == [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3s"}
+    ]
+
 
 async def test_quota_sends_429_with_nothing_remaining(
     server: FakeProviderServer, client: httpx.AsyncClient

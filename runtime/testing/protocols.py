@@ -233,6 +233,10 @@ class Wire:
     def context_message(self, tokens: int, limit: int) -> str:
         raise NotImplementedError
 
+    def rate_limit_body(self, retry_after_s: float) -> Any:
+        """The 429 body of a rate limit (the wait itself goes in Retry-After)."""
+        return self.error_body(429, "rate_limit")
+
     def rate_limit_headers(self, quota: Quota) -> Headers:
         return []
 
@@ -704,6 +708,17 @@ class GeminiWire(Wire):
                 "status": name,
             }
         }
+
+    def rate_limit_body(self, retry_after_s: float) -> Any:
+        # Gemini also states the wait in the body, as a google.rpc.RetryInfo detail.
+        body = self.error_body(429, "rate_limit")
+        body["error"]["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{retry_after_s:g}s",
+            }
+        ]
+        return body
 
     def context_message(self, tokens: int, limit: int) -> str:
         return (

@@ -553,7 +553,11 @@ class FakeProviderServer:
                 ("retry-after", f"{retry:g}"),
                 ("retry-after-ms", str(round(retry * 1000))),
             ]
-            await error(429, "rate_limit", extra=[*retry_headers, *rate_headers(provider.quota())])
+            await exchange.json(
+                429,
+                wire.rate_limit_body(retry),
+                [*base_headers, *retry_headers, *rate_headers(provider.quota())],
+            )
             return
         limit = provider.context_limit(call.model)
         if limit is not None and call.prompt_tokens > limit:
