@@ -168,6 +168,8 @@ class CascadeSupervisor:
     ) -> Completion | None:
         """Try one candidate (and its larger-context models); record every try."""
         name = candidate.provider
+        if level.attempt_timeout_s is not None:
+            deadline = min(deadline, trio.current_time() + level.attempt_timeout_s)
         actor = self._provider(name)
         models = (candidate.model, *candidate.fallback_models)
         if actor is None:

@@ -110,6 +110,11 @@ class LevelConfig:
     providers: tuple[str, ...]
     timeout_s: float = attrs.field(validator=_at_least(0, inclusive=False))
     strategy: Literal["sequential", "race"] = "sequential"
+    #: How long one candidate may take before the level moves to the next (None: the whole
+    #: level's remaining time, so a hung first candidate uses up the level).
+    attempt_timeout_s: float | None = attrs.field(
+        default=None, validator=_at_least(0, inclusive=False)
+    )
     #: Streaming: how long the first chunk may take before the level moves on.
     first_chunk_timeout_s: float | None = attrs.field(
         default=None, validator=_at_least(0, inclusive=False)

@@ -93,6 +93,31 @@ async def test_hung_provider_is_cancelled_exactly_at_its_level_timeout(autojump_
         assert trio.current_time() - start == pytest.approx(30.0 + 0.08, abs=0.06)
 
 
+async def test_attempt_timeout_moves_on_within_the_level(autojump_clock: Any) -> None:
+    config = make_config(
+        levels=[
+            {
+                "name": "primary",
+                "providers": ["openai", "anthropic"],
+                "timeout_s": 30,
+                "attempt_timeout_s": 4,
+            },
+            {"name": "last_resort", "providers": ["cache", "templates"], "timeout_s": 5},
+        ]
+    )
+    async with open_runtime(config) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.HANG))
+        start = trio.current_time()
+        reply = await rt.complete(REQUEST)
+        assert reply.provider == "anthropic"
+        assert [(a.provider, a.outcome) for a in reply.attempts] == [
+            ("openai", "timeout"),
+            ("anthropic", "ok"),
+        ]
+        assert reply.attempts[0].latency_ms == pytest.approx(4000)
+        assert trio.current_time() - start < 5
+
+
 async def test_race_strategy_cancels_the_losers(autojump_clock: Any) -> None:
     config = make_config(
         levels=[
