@@ -136,7 +136,8 @@ async def test_cache_adapter_answers_from_the_shared_cache(
 
 def test_shared_cache_without_a_cache_provider_uses_defaults() -> None:
     config = Config(
-        providers=(ProviderConfig(name="t", kind="template"),), levels=(LevelConfig("l", ("t",), 1),)
+        providers=(ProviderConfig(name="t", kind="template"),),
+        levels=(LevelConfig("l", ("t",), 1),),
     )
     cache = shared_reply_cache(SharedObjects(config))
     assert (cache.size, cache.ttl_s) == (1024, 3600.0)

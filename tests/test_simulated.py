@@ -145,7 +145,9 @@ async def test_fault_classification(
     assert isinstance(await sim.complete(REQUEST, "m1"), Completion)
 
 
-async def test_error_rate_knob_fails_as_server_error(autojump_clock: trio.testing.MockClock) -> None:
+async def test_error_rate_knob_fails_as_server_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     sim = adapter(error_rate=1.0)
     error = await failure(sim)
     assert (error.kind, error.status) == (FailureKind.SERVER_ERROR, 503)
@@ -293,7 +295,9 @@ async def test_stream_yields_words_spread_over_latency(
 
 
 @pytest.mark.parametrize("after", [0, 1, 3])
-async def test_drop_stream_after_n_chunks(after: int, autojump_clock: trio.testing.MockClock) -> None:
+async def test_drop_stream_after_n_chunks(
+    after: int, autojump_clock: trio.testing.MockClock
+) -> None:
     sim = adapter()
     sim.backend.inject(Fault(FaultKind.DROP_STREAM, after_chunks=after))
     received: list[StreamEvent] = []

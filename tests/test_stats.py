@@ -34,7 +34,9 @@ from runtime.config import parse_config
 BREAKER = BreakerSnapshot(BreakerState.CLOSED, 0.0, 0.0, 0, 0, 0, None, 0)
 
 
-def snapshot(name: str, *, kind: str = "simulated", at: float = 0.0, **fields: Any) -> ProviderSnapshot:
+def snapshot(
+    name: str, *, kind: str = "simulated", at: float = 0.0, **fields: Any
+) -> ProviderSnapshot:
     values: dict[str, Any] = {
         "provider": name,
         "kind": kind,
@@ -80,9 +82,7 @@ def test_stats_count_replies_errors_levels_providers_and_failure_kinds() -> None
     stats = FallbackStats()
     stats.record_reply(reply("openai", "primary"))
     stats.record_reply(reply("openai", "primary"))
-    stats.record_reply(
-        reply("gemini", "secondary", attempt("openai", "primary", "timeout"))
-    )
+    stats.record_reply(reply("gemini", "secondary", attempt("openai", "primary", "timeout")))
     stats.record_error(
         (attempt("openai", "primary", "server_error"), attempt("cache", "last", "no_match")),
         "all_levels_failed",

@@ -171,7 +171,9 @@ async def test_one_for_one_restarts_only_the_crashed_child(autojump_clock: Any) 
         nursery.cancel_scope.cancel()
 
 
-async def test_messages_queued_during_restart_reach_the_new_incarnation(autojump_clock: Any) -> None:
+async def test_messages_queued_during_restart_reach_the_new_incarnation(
+    autojump_clock: Any,
+) -> None:
     log: list[str] = []
     cell, registry, _ = make_supervisor(["a"], log)
     async with trio.open_nursery() as nursery:
