@@ -1,0 +1,401 @@
+"""Run a scenario against the runtime and build its report.
+
+`virtual` mode runs the whole thing under `trio.testing.MockClock(autojump_threshold=0)`: the
+clock jumps to the next deadline whenever every task is waiting, so an hour of traffic takes
+seconds and a seed fixes every number in the report. `http` mode runs in real time: each
+simulated provider becomes a real-protocol provider (`http_kind`) served by
+`runtime.testing.open_fake_provider_server` on loopback, and faults go to the fake server.
+
+Each request is its own task, admitted in arrival order under the concurrency cap (a
+`trio.CapacityLimiter`, FIFO), and ends in exactly one recorded outcome: a reply, a typed error,
+an untyped error (a bug), or lost (still pending when the drain time ran out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TextIO
+
+import attrs
+import trio
+import trio.testing
+
+from actors.errors import FallbackError
+from actors.messages import Reply
+from runtime.config import Config
+from runtime.embed import Runtime, open_runtime
+from runtime.events import Event
+from runtime.scenario.format import Scenario
+from runtime.scenario.load import LoadGenerator, PlannedRequest
+from runtime.scenario.recorder import MemoryCheckpoint, Recorder, Result
+from runtime.scenario.report import Report, build_report
+from runtime.scenario.timeline import Timeline
+
+MODES = ("virtual", "http")
+#: The environment variable http mode puts a placeholder key in (the fake server takes any).
+FAKE_KEY_ENV = "UPTAX_SCENARIO_FAKE_KEY"
+#: Memory checkpoints (fractions of the duration) when a scenario measures memory.
+MEMORY_CHECKPOINTS = (0.1, 0.25, 0.5, 0.75, 1.0)
+#: Event buffer of the recorder's subscription: generous, since a full buffer drops events.
+EVENT_BUFFER = 100_000
+
+
+class ProgressLine:
+    """A live progress line on stderr while a run takes more than a moment.
+
+    Only on a terminal, at most every `interval_s` of wall time, and never before `after_s`: a
+    short run prints nothing. Wall time is used on purpose: in virtual mode the trio clock races
+    ahead and says nothing about how long the person at the terminal has waited.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        enabled: bool | None = None,
+        after_s: float = 0.5,
+        interval_s: float = 0.2,
+        wall: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.after_s = after_s
+        self.interval_s = interval_s
+        self.wall = wall
+        self.started = wall()
+        self.last = -float("inf")
+        self.shown = False
+
+    def update(self, text: str) -> None:
+        if not self.enabled:
+            return
+        now = self.wall()
+        if now - self.started < self.after_s or now - self.last < self.interval_s:
+            return
+        self.last = now
+        self.shown = True
+        self.stream.write("\r\x1b[2K" + text)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self.shown = False
+
+
+@attrs.define
+class _Run:
+    scenario: Scenario
+    seed: int
+    rt: Runtime
+    recorder: Recorder
+    t0: float
+    progress: ProgressLine
+    in_flight: dict[int, PlannedRequest] = attrs.Factory(dict)
+    load_done: bool = False
+
+
+def _recorder(scenario: Scenario, config: Config) -> Recorder:
+    primary = config.provider(scenario.primary)
+    model = primary.models[0] if primary.models else ""
+    return Recorder(
+        providers=[p.name for p in config.providers],
+        levels=[level.name for level in config.levels],
+        baseline_price=config.model_info(model),
+        chars_per_token=config.routing.chars_per_token,
+    )
+
+
+async def _one_request(run: _Run, planned: PlannedRequest, limiter: trio.CapacityLimiter) -> None:
+    recorder = run.recorder
+    arrival = planned.at
+    run.in_flight[planned.index] = planned
+    async with limiter:
+        started = recorder.now()
+        reply: Reply | None = None
+        error: BaseException | None = None
+        try:
+            if planned.stream:
+                async with run.rt.stream(planned.request) as chunks:
+                    async for _ in chunks:
+                        pass
+                reply = chunks.reply
+                if reply is None:
+                    error = RuntimeError("stream ended without a reply")
+            else:
+                reply = await run.rt.complete(planned.request)
+        except FallbackError as exc:
+            error = exc
+        except Exception as exc:  # a bug in the runtime: recorded, counted, never fatal
+            error = exc
+        finished = recorder.now()
+        if reply is not None and error is None:
+            recorder.record_reply(
+                index=planned.index,
+                mix=planned.mix,
+                stream=planned.stream,
+                arrival=arrival,
+                started=started,
+                finished=finished,
+                reply=reply,
+                budget_usd=planned.request.budget_usd,
+                prompt_chars=len(planned.request.prompt),
+            )
+        else:
+            recorder.record_error(
+                index=planned.index,
+                mix=planned.mix,
+                stream=planned.stream,
+                arrival=arrival,
+                started=started,
+                finished=finished,
+                error=error,
+            )
+    del run.in_flight[planned.index]
+
+
+async def _drive_load(run: _Run) -> None:
+    """Issue the schedule, then give in-flight requests the drain time; the rest are lost."""
+    scenario = run.scenario
+    load = scenario.load
+    limiter = trio.CapacityLimiter(load.concurrency)
+    async with trio.open_nursery() as requests:
+        for planned in LoadGenerator(load, run.seed):
+            await trio.sleep_until(run.t0 + planned.at)
+            run.recorder.issued += 1
+            requests.start_soon(_one_request, run, planned, limiter)
+        run.load_done = True
+        requests.cancel_scope.deadline = run.t0 + load.duration_s + scenario.info.drain_s
+    now = run.recorder.now()
+    for planned in sorted(run.in_flight.values(), key=lambda p: p.index):
+        run.recorder.record_error(
+            index=planned.index,
+            mix=planned.mix,
+            stream=planned.stream,
+            arrival=planned.at,
+            started=planned.at,
+            finished=now,
+            error=None,
+            result=Result.LOST,
+        )
+    run.in_flight.clear()
+
+
+def _on_event(run: _Run, event: Event) -> None:
+    recorder = run.recorder
+    recorder.events[event.event] += 1
+    fields = event.fields
+    at = event.at - run.t0
+    if event.event.startswith("breaker_") and "provider" in fields and "new" in fields:
+        recorder.record_breaker(fields["provider"], at, str(fields["new"]), str(fields.get("reason", "")))
+    elif event.event == "actor_restarted" and "actor" in fields:
+        name = str(fields["actor"])
+        recorder.actor_restarts[name] = recorder.actor_restarts.get(name, 0) + 1
+        if name in recorder.breaker:
+            recorder.restarts[name] = recorder.restarts.get(name, 0) + 1
+
+
+async def _consume_events(run: _Run, receive: trio.MemoryReceiveChannel[Event]) -> None:
+    async for event in receive:
+        _on_event(run, event)
+
+
+def _sample(run: _Run) -> None:
+    """Read the runtime's status: breaker states missed by events, histories, mailboxes."""
+    recorder = run.recorder
+    status = run.rt.status()
+    at = recorder.now()
+    for provider in status.providers:
+        recorder.record_breaker(provider.name, at, provider.breaker, "sampled")
+    lengths = {
+        f"performance.{name}": summary.samples for name, summary in status.performance.items()
+    }
+    recorder.record_history(lengths)
+    for info in run.rt.actors():
+        recorder.mailbox_max = max(recorder.mailbox_max, info.mailbox_depth)
+
+
+async def _sample_status(run: _Run, interval_s: float) -> None:
+    while True:
+        _sample(run)
+        await trio.sleep(interval_s)
+
+
+async def _show_progress(run: _Run) -> None:
+    """Runs in every mode, printing only on a terminal: the same tasks run either way, so a
+    virtual run's numbers do not depend on where its output goes."""
+    scenario = run.scenario
+    duration = scenario.load.duration_s
+    step = max(0.25, duration / 400)
+    while True:
+        recorder = run.recorder
+        now = recorder.now()
+        answered = sum(1 for r in recorder.result if r == Result.REPLY) if run.progress.enabled else 0
+        run.progress.update(
+            f"[{scenario.name}] t={min(now, duration):,.0f}/{duration:,.0f}s  "
+            f"requests {recorder.issued:,}  answered {answered:,}  in flight {len(run.in_flight):,}"
+        )
+        await trio.sleep(step)
+
+
+async def _measure_memory(run: _Run) -> None:
+    for fraction in MEMORY_CHECKPOINTS:
+        await trio.sleep_until(run.t0 + fraction * run.scenario.load.duration_s)
+        run.recorder.memory.append(_memory_checkpoint(run.recorder.now()))
+
+
+def _memory_checkpoint(at: float) -> MemoryCheckpoint:
+    """Bytes held by allocations made in the runtime's and actors' code (not this package's)."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        (
+            tracemalloc.Filter(True, "*/runtime/*"),
+            tracemalloc.Filter(True, "*/actors/*"),
+            tracemalloc.Filter(False, "*/runtime/scenario/*"),
+        )
+    )
+    total = sum(stat.size for stat in snapshot.statistics("filename"))
+    return MemoryCheckpoint(at, total, tracemalloc.get_traced_memory()[1])
+
+
+def http_config(scenario: Scenario, urls: dict[str, str]) -> Config:
+    """The scenario's config with each simulated provider turned into its `http_kind`, pointed
+    at the fake server."""
+    providers = []
+    for provider in scenario.config.providers:
+        kind = scenario.http_kinds.get(provider.name)
+        if kind is None:
+            providers.append(provider)
+            continue
+        providers.append(
+            attrs.evolve(
+                provider,
+                kind=kind,
+                base_url=urls[provider.name],
+                api_key_env=None if kind == "ollama" else FAKE_KEY_ENV,
+            )
+        )
+    return attrs.evolve(scenario.config, providers=tuple(providers))
+
+
+@contextlib.asynccontextmanager
+async def _open_target_runtime(
+    scenario: Scenario, *, seed: int, mode: str, repl_socket: str | None
+) -> AsyncIterator[Runtime]:
+    if mode == "virtual":
+        async with open_runtime(scenario.config, repl_socket=repl_socket) as rt:
+            yield rt
+        return
+    from runtime.testing import open_fake_provider_server
+
+    kinds = dict(scenario.http_kinds)
+    async with open_fake_provider_server(kinds, seed=seed) as server:
+        for name in kinds:
+            server.set_latency(name, scenario.config.provider(name).latency_ms / 1000.0)
+        urls = {name: server.url_for(name) for name in kinds}
+        async with open_runtime(http_config(scenario, urls), repl_socket=repl_socket) as rt:
+            for name in kinds:
+                rt.register_fault_target(name, server.target(name))
+            yield rt
+
+
+async def run_scenario_async(
+    scenario: Scenario,
+    *,
+    seed: int,
+    mode: str = "virtual",
+    progress: ProgressLine | None = None,
+    repl_socket: str | None = None,
+) -> Recorder:
+    """Run the scenario in the current trio run; returns what was recorded."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of: {', '.join(MODES)}")
+    progress = progress or ProgressLine(enabled=False)
+    async with _open_target_runtime(
+        scenario, seed=seed, mode=mode, repl_socket=repl_socket
+    ) as rt:
+        recorder = _recorder(scenario, rt.config)
+        run = _Run(scenario, seed, rt, recorder, recorder.t0, progress)
+        timeline = Timeline(rt, scenario.faults, recorder, horizon=scenario.load.duration_s)
+        with rt.events.subscribe(EVENT_BUFFER) as events:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_consume_events, run, events)
+                nursery.start_soon(_sample_status, run, scenario.info.sample_s)
+                nursery.start_soon(timeline.run, run.t0)
+                nursery.start_soon(_show_progress, run)
+                if scenario.info.measure_memory:
+                    nursery.start_soon(_measure_memory, run)
+                await _drive_load(run)
+                recorder.end = max(recorder.now(), scenario.load.duration_s)
+                _sample(run)
+                # Let the event consumer catch up with everything emitted so far.
+                while events.statistics().current_buffer_used:
+                    await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
+            recorder.events_dropped = rt.events.dropped
+    progress.close()
+    return recorder
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    seed: int | None = None,
+    mode: str = "virtual",
+    progress: ProgressLine | None = None,
+    repl_socket: str | None = None,
+) -> Report:
+    """Run a scenario in its own trio run (virtual time unless `mode="http"`) and report."""
+    seed = scenario.info.seed if seed is None else seed
+    measure = scenario.info.measure_memory and mode == "virtual"
+    if measure:
+        tracemalloc.start()
+    started = time.perf_counter()
+    clock = trio.testing.MockClock(autojump_threshold=0) if mode == "virtual" else None
+    saved_key = os.environ.get(FAKE_KEY_ENV)
+    if mode == "http":
+        os.environ[FAKE_KEY_ENV] = "fake-key-for-the-fake-server"
+    try:
+        recorder = trio.run(
+            _run_for_report,
+            scenario,
+            seed,
+            mode,
+            progress,
+            repl_socket,
+            clock=clock,
+        )
+    finally:
+        if mode == "http":
+            if saved_key is None:
+                os.environ.pop(FAKE_KEY_ENV, None)
+            else:
+                os.environ[FAKE_KEY_ENV] = saved_key
+        if measure:
+            tracemalloc.stop()
+    wall = time.perf_counter() - started
+    host: dict[str, Any] = {"wall_s": wall}
+    if recorder.memory:
+        host["memory"] = [attrs.asdict(c) for c in recorder.memory]
+        host["memory_growth_kib"] = (
+            recorder.memory[-1].runtime_bytes - recorder.memory[0].runtime_bytes
+        ) / 1024
+        host["traced_peak_kib"] = max(c.peak_bytes for c in recorder.memory) / 1024
+    return build_report(recorder, scenario, seed=seed, mode=mode, host=host)
+
+
+async def _run_for_report(
+    scenario: Scenario,
+    seed: int,
+    mode: str,
+    progress: ProgressLine | None,
+    repl_socket: str | None,
+) -> Recorder:
+    return await run_scenario_async(
+        scenario, seed=seed, mode=mode, progress=progress, repl_socket=repl_socket
+    )
