@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 import attrs
 import httpx
 import structlog
+import trio
 
 from actors.errors import FailureKind, ProviderError
 from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta
@@ -543,11 +544,13 @@ class HTTPAdapter:
         """
         async with self.open_stream(path, body, params=params) as response:
             quota = quota_remaining(response.headers)
-            async for chunk in response.aiter_bytes():
+            chunks = response.aiter_bytes()
+            async for chunk in chunks:
                 for item in self._decoded(decoder.feed, chunk):
                     for text in self._parsed(parser, item):
                         yield TextDelta(text)
                 if parser.done:
+                    await _drain(chunks)
                     break
             else:
                 for item in self._decoded(lambda _: decoder.close(), b""):
@@ -573,6 +576,26 @@ class HTTPAdapter:
             return [text for text in parser.feed(item) if text]
         except SHAPE_ERRORS as exc:
             raise malformed(self.name, f"stream: {exc}") from None
+
+
+#: After a stream's end marker, how long and how much to read waiting for the body to end.
+DRAIN_GRACE_S = 0.25
+DRAIN_LIMIT_BYTES = 64 * 1024
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what follows a stream's end marker, unparsed, so the connection can be reused.
+
+    Normally that is only the chunked-encoding terminator, already in flight; left unread, httpx
+    would close the connection and the next call would pay a new TCP and TLS handshake. A server
+    that keeps talking is cut off (its connection closed) after a short grace or a few KiB.
+    """
+    drained = 0
+    with trio.move_on_after(DRAIN_GRACE_S):
+        async for chunk in chunks:
+            drained += len(chunk)
+            if drained > DRAIN_LIMIT_BYTES:
+                return
 
 
 def _base_url_problem(base_url: str) -> str | None:
