@@ -14,6 +14,7 @@ from adapter_support import KEYS, build, set_keys
 
 from actors.errors import FailureKind, ProviderError
 from actors.messages import Request
+from runtime.events import EventBus
 from runtime.logs import configure_logging, redact_secrets, redact_text, register_secret
 
 
@@ -169,12 +170,17 @@ def reject_headers(key: str) -> httpx.Headers:
     return httpx.Headers({"authorization": f"Bearer {key}", "x-request-id": "req_1"})
 
 
-async def test_missing_key_is_logged_by_name_only(
+async def test_missing_key_is_reported_by_variable_name_only(
     log_output: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The reason an adapter gives goes out as the provider actor emits it: no key, the name."""
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     adapter = build("anthropic")
+    assert adapter.unavailable_reason == "ANTHROPIC_API_KEY is not set"
+    EventBus().emit(
+        "provider_unavailable", provider=adapter.name, reason=adapter.unavailable_reason
+    )
     output = log_output.getvalue()
     assert "event='provider_unavailable'" in output
-    assert "ANTHROPIC_API_KEY is not set" in output
+    assert "reason='ANTHROPIC_API_KEY is not set'" in output
     await adapter.aclose()

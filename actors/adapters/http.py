@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import attrs
 import httpx
-import structlog
 import trio
 
 from actors.errors import FailureKind, ProviderError
@@ -47,8 +46,6 @@ __all__ = [
     "quota_remaining",
     "read_api_key",
 ]
-
-_log = structlog.get_logger("uptax.adapters")
 
 _T = TypeVar("_T")
 _T_contra = TypeVar("_T_contra", contravariant=True)
@@ -444,13 +441,6 @@ class HTTPAdapter:
             transport=transport,
             follow_redirects=False,
         )
-        if self.unavailable_reason is not None:
-            _log.warning(
-                "provider_unavailable",
-                provider=self.name,
-                kind=self.kind,
-                reason=self.unavailable_reason,
-            )
 
     def default_headers(self, config: ProviderConfig) -> dict[str, str]:
         """Headers every request carries besides the key (content type, API version)."""
