@@ -129,6 +129,8 @@ def configure_logging(level: str = "warning", *, stream: TextIO | None = None) -
             ),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.PrintLoggerFactory(file=stream if stream is not None else sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(
+            file=stream if stream is not None else sys.stderr
+        ),
         cache_logger_on_first_use=False,
     )

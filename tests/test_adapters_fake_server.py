@@ -386,3 +386,25 @@ async def test_healed_provider_answers_again(fake_providers: FakeProviderServer)
     fake_providers.heal("openai")
     assert (await adapter.complete(REQ, MODELS["openai"])).text == TEXT
     await adapter.aclose()
+
+
+async def test_pool_bounds_connections_and_queues_the_rest(
+    fake_providers: FakeProviderServer,
+) -> None:
+    adapter = adapter_for(fake_providers, "anthropic", max_in_flight=3)
+    results: list[str] = []
+
+    async def one(stream: bool) -> None:
+        if stream:
+            done = (await collect(adapter.stream(REQ, MODELS["anthropic"])))[-1]
+            assert isinstance(done, StreamDone)
+            results.append(done.completion.text)
+        else:
+            results.append((await adapter.complete(REQ, MODELS["anthropic"])).text)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(16):
+            nursery.start_soon(one, index % 2 == 0)
+    assert results == [TEXT] * 16
+    assert fake_providers.connections_accepted <= 3
+    await adapter.aclose()

@@ -126,7 +126,9 @@ def _blocked(provider: str, reply: dict[str, Any]) -> ProviderError | None:
     )
 
 
-def parse_completion(data: Any, model: str, quota: float | None, provider: str = "gemini") -> Completion:
+def parse_completion(
+    data: Any, model: str, quota: float | None, provider: str = "gemini"
+) -> Completion:
     """A GenerateContentResponse; raises a shape error if it is not one."""
     reply = as_dict(data, "reply")
     blocked = _blocked(provider, reply)

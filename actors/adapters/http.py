@@ -615,11 +615,6 @@ def token_count(value: object) -> int:
     return value
 
 
-def require(condition: bool, what: str) -> None:
-    if not condition:
-        raise TypeError(what)
-
-
 def as_dict(value: object, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"{what} is not an object")
