@@ -20,7 +20,13 @@ from runtime.embed import open_runtime
 CONFIG = {
     "providers": [
         {"name": "fast", "kind": "simulated", "models": ["gpt-4o"], "latency_ms": 0, "seed": 1},
-        {"name": "backup", "kind": "simulated", "models": ["gemini-pro"], "latency_ms": 0, "seed": 2},
+        {
+            "name": "backup",
+            "kind": "simulated",
+            "models": ["gemini-pro"],
+            "latency_ms": 0,
+            "seed": 2,
+        },
         {"name": "cache", "kind": "cache"},
     ],
     "levels": [
