@@ -224,6 +224,16 @@ def test_gemini_retry_delay_in_body_is_used_without_header() -> None:
     assert error.retry_after_s == 37.0
 
 
+@pytest.mark.parametrize(
+    "body", ['{"error": "rate limit exceeded"}', '{"error": null}', "[]", '["x"]', "not json"]
+)
+def test_429_without_retry_after_and_a_non_gemini_body_is_still_classified(body: str) -> None:
+    # Ollama's errors are plain strings: looking for Gemini's RetryInfo must not trip on them.
+    error = classify_status("p", 429, {}, body)
+    assert error.kind is K.RATE_LIMITED
+    assert error.retry_after_s is None
+
+
 def test_overloaded_server_error_keeps_its_retry_after() -> None:
     error = classify_status(
         "p", 529, {"retry-after": "3"}, anthropic_error("overloaded_error", "Overloaded")

@@ -163,7 +163,9 @@ def _gemini_retry_delay(body: bytes | str) -> float | None:
         return None
     if isinstance(data, list) and data:
         data = data[0]
-    details = data.get("error", {}).get("details") if isinstance(data, dict) else None
+    error = data.get("error") if isinstance(data, dict) else None
+    # Only Gemini's error is an object; Ollama and others send a plain string.
+    details = error.get("details") if isinstance(error, dict) else None
     if not isinstance(details, list):
         return None
     for detail in details:
