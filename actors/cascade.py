@@ -12,7 +12,7 @@ passes every call in it is cancelled and none outlives it. A request ends in exa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 
 import trio
 
@@ -79,25 +79,31 @@ class CascadeSupervisor:
         )
         self.in_flight = 0
 
+    def _deadline(self, request: Request, start: float) -> float:
+        return start + (request.deadline_s if request.deadline_s is not None else self.deadline_s)
+
+    def _walk(self, deadline: float) -> Iterator[tuple[int, LevelConfig, float, float]]:
+        """The levels still reachable before `deadline`: (index, level, now, level deadline),
+        each level's deadline counted from when it starts."""
+        for index, level in enumerate(self.levels):
+            now = trio.current_time()
+            if now >= deadline:
+                return
+            yield index, level, now, min(now + level.timeout_s, deadline)
+
     # -- complete ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
         start = trio.current_time()
-        deadline = start + (
-            request.deadline_s if request.deadline_s is not None else self.deadline_s
-        )
+        deadline = self._deadline(request, start)
         attempts: list[Attempt] = []
         plan = self._plan(request)
         self.in_flight += 1
         try:
-            for index, level in enumerate(self.levels):
-                now = trio.current_time()
-                if now >= deadline:
-                    break
+            for index, level, _, level_deadline in self._walk(deadline):
                 candidates = plan.levels[index].candidates
                 if not candidates:
                     continue
-                level_deadline = min(now + level.timeout_s, deadline)
                 with trio.move_on_at(level_deadline):
                     if level.strategy == "race" and len(candidates) > 1:
                         won = await self._race(level, candidates, request, level_deadline, attempts)
@@ -265,18 +271,12 @@ class CascadeSupervisor:
         piece, `StreamInterrupted` after it. Deadlines are passed down rather than wrapped in
         cancel scopes, because a generator must not yield inside a cancel scope."""
         start = trio.current_time()
-        deadline = start + (
-            request.deadline_s if request.deadline_s is not None else self.deadline_s
-        )
+        deadline = self._deadline(request, start)
         attempts: list[Attempt] = []
         plan = self._plan(request)
         self.in_flight += 1
         try:
-            for index, level in enumerate(self.levels):
-                now = trio.current_time()
-                if now >= deadline:
-                    break
-                level_deadline = min(now + level.timeout_s, deadline)
+            for index, level, now, level_deadline in self._walk(deadline):
                 first_chunk = (
                     now + level.first_chunk_timeout_s
                     if level.first_chunk_timeout_s is not None
