@@ -89,7 +89,6 @@ class ProviderActor(Actor):
         self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
         self.retry_after_until: float | None = None
         self.unavailable_until: float | None = None
-        self.in_flight = 0
         self._dirty = trio.Event()
         self._restore(context.last_snapshots.get(config.name))
 
@@ -225,7 +224,6 @@ class ProviderActor(Actor):
         adapter = self.adapter
         assert adapter is not None
         start = trio.current_time()
-        self.in_flight += 1
         outcome: ProviderError | Completion | None = None
         try:
             with trio.move_on_at(deadline) as scope:
@@ -242,7 +240,6 @@ class ProviderActor(Actor):
                 outcome = self._timeout()
             raise
         finally:
-            self.in_flight -= 1
             self._record(outcome, trio.current_time() - start)
         if isinstance(outcome, ProviderError):
             raise outcome
@@ -266,7 +263,6 @@ class ProviderActor(Actor):
         adapter = self.adapter
         assert adapter is not None
         start = trio.current_time()
-        self.in_flight += 1
         recorder = _StreamRecord()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -282,7 +278,6 @@ class ProviderActor(Actor):
             recorder.outcome = error
             raise
         finally:
-            self.in_flight -= 1
             self._record(recorder.outcome, trio.current_time() - start)
 
     def _timeout(self) -> ProviderError:
@@ -366,7 +361,7 @@ class ProviderActor(Actor):
             available=available,
             reason=health.reason,
             retry_after_until=retry_after,
-            calls_in_flight=self.in_flight,
+            calls_in_flight=self.bulkhead.borrowed_tokens,
             restarts=self.context.restarts(self.name),
         )
 

@@ -13,6 +13,7 @@ import runtime
 from actors.adapters.simulated import CallPlan
 from actors.errors import FailureKind, ProviderError
 from actors.faults import Fault, FaultKind
+from actors.provider import ProviderActor
 from runtime.embed import open_runtime
 from tests.support import make_config
 
@@ -364,3 +365,71 @@ async def test_stream_dropped_mid_way_raises_stream_interrupted(autojump_clock: 
         assert interrupted.value.provider == "openai"
         assert interrupted.value.partial_text == "".join(pieces)
         assert len(pieces) == 2
+
+
+async def test_bulkhead_queues_a_burst(autojump_clock: Any) -> None:
+    config = make_config(
+        providers={"openai": {"max_in_flight": 2, "latency_ms": 100, "latency_jitter": 0}}
+    )
+    peak = 0
+    async with open_runtime(config) as rt:
+        actor = rt.registry.cell("openai").actor
+        assert isinstance(actor, ProviderActor)
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, actor.bulkhead.borrowed_tokens)
+                await trio.sleep(0.01)
+
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            async with trio.open_nursery() as burst:
+                for _ in range(10):
+                    burst.start_soon(rt.complete, REQUEST)
+            nursery.cancel_scope.cancel()
+        elapsed = trio.current_time() - start
+    assert peak == 2
+    assert elapsed == pytest.approx(0.5, abs=0.02)  # five rounds of two calls of 100 ms
+
+
+async def test_first_chunk_timeout_falls_back(autojump_clock: Any) -> None:
+    config = make_config(
+        levels=[
+            {
+                "name": "primary",
+                "providers": ["openai"],
+                "timeout_s": 30,
+                "first_chunk_timeout_s": 2,
+            },
+            {"name": "secondary", "providers": ["gemini"], "timeout_s": 30},
+        ]
+    )
+    async with open_runtime(config) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.SLOW_DRIP, delay_s=5))
+        async with rt.stream(REQUEST) as chunks:
+            text = "".join([piece async for piece in chunks])
+        assert chunks.reply is not None
+        assert chunks.reply.provider == "gemini"
+        assert text == chunks.reply.text
+        first = chunks.reply.attempts[0]
+        assert (first.provider, first.outcome) == ("openai", "timeout")
+        assert first.latency_ms == pytest.approx(2000, abs=1)
+
+
+async def test_a_stuck_router_never_blocks_providers(autojump_clock: Any) -> None:
+    config = make_config(runtime={"mailbox_size": 8, "heartbeat_interval_s": 0.1})
+    async with open_runtime(config) as rt:
+        stuck = trio.Event()
+
+        async def handle(message: Any) -> None:
+            await stuck.wait()
+
+        router = rt.registry.cell("router").actor
+        router.handle = handle  # type: ignore[union-attr,method-assign]
+        await trio.sleep(5)  # fifty heartbeat periods: the router's mailbox is long full
+        assert rt.registry.cell("router").mailbox_depth == 24  # max(8, 4 x 6 providers)
+        replies = [await rt.complete(REQUEST) for _ in range(20)]
+        assert all(reply.provider == "openai" for reply in replies)
+        stuck.set()
