@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,7 +80,7 @@ def test_duplicate_provider_names() -> None:
     data = copy.deepcopy(BASE)
     data["providers"].append({"name": "openai", "kind": "cache"})
     with pytest.raises(
-        runtime.ConfigError, match="providers\\[6\\].name: 'openai' is defined twice"
+        runtime.ConfigError, match=re.escape("providers[6].name: 'openai' is defined twice")
     ):
         runtime.parse_config(data)
 
