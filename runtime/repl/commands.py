@@ -181,10 +181,39 @@ def _field(value: Any) -> str:
     return text
 
 
-def format_event(event: Event) -> str:
+def format_event(event: Event, origin: float = 0.0) -> str:
     """`t=12.345 breaker_opened provider=openai ...`: one line per state change."""
-    fields = " ".join(f"{key}={_field(value)}" for key, value in event.fields.items())
-    return f"t={event.at:.3f} {event.event}" + (f" {fields}" if fields else "")
+    values = relative_times(event.fields, origin)
+    fields = " ".join(f"{key}={_field(value)}" for key, value in values.items())
+    return f"t={event.at - origin:.3f} {event.event}" + (f" {fields}" if fields else "")
+
+
+def _is_time_key(key: object) -> bool:
+    return isinstance(key, str) and (
+        key in ("at", "last_check") or key.endswith(("_at", "_until"))
+    )
+
+
+def relative_times(data: Mapping[Any, Any], origin: float) -> dict[Any, Any]:
+    """Trio timestamps (`at`, `*_at`, `*_until`, `last_check`) as seconds since `origin`.
+
+    trio's clock starts at an arbitrary offset; seconds since the runtime started can be read and
+    compared with `watch`'s `t=`.
+    """
+    result: dict[Any, Any] = {}
+    for key, value in data.items():
+        if _is_time_key(key) and isinstance(value, int | float) and not isinstance(value, bool):
+            result[key] = round(value - origin, 3)
+        elif isinstance(value, Mapping):
+            result[key] = relative_times(value, origin)
+        elif isinstance(value, list | tuple):
+            result[key] = [
+                relative_times(item, origin) if isinstance(item, Mapping) else item
+                for item in value
+            ]
+        else:
+            result[key] = value
+    return result
 
 
 def _age(now: float, at: float | None) -> str:
@@ -242,6 +271,9 @@ class Console:
         self._write = write
         self._client = client
         self.mode = Mode.COMMAND
+        #: Times are shown as seconds since the runtime started (trio's clock has a random offset).
+        starts = [info.started_at for info in rt.actors() if info.started_at is not None]
+        self.origin = min(starts, default=trio.current_time())
         #: Set by the server when the client quit; the server says bye and closes.
         self.closed = False
         #: Set by the server when the client can send no more (it closed its side).
@@ -281,6 +313,11 @@ class Console:
 
     async def write(self, *lines: str) -> None:
         await self._write(lines)
+
+    def _plain(self, value: Any) -> Any:
+        """A snapshot as plain data, its timestamps relative to the runtime's start."""
+        data = _unstructure(value)
+        return relative_times(data, self.origin) if isinstance(data, Mapping) else data
 
     async def run_line(self, line: str) -> None:
         """Run one line from the client: a command, or Python in eval mode."""
@@ -375,7 +412,7 @@ class Console:
         if len(args) != 1:
             raise UsageError("show takes one actor name")
         self._require_actor(args[0])
-        snapshot = _unstructure(self.rt.snapshot(args[0]))
+        snapshot = self._plain(self.rt.snapshot(args[0]))
         if isinstance(snapshot, Mapping):
             await self.write(*format_mapping(snapshot))
         else:
@@ -416,7 +453,7 @@ class Console:
     async def cmd_stats(self, args: list[str], text: str) -> None:
         if args:
             raise UsageError("stats takes no arguments")
-        status = _unstructure(self.rt.status())
+        status = self._plain(self.rt.status())
         lines = format_mapping({"stats": status.get("stats")})
         performance = status.get("performance") or {}
         if performance:
@@ -428,7 +465,7 @@ class Console:
     async def cmd_alerts(self, args: list[str], text: str) -> None:
         if args:
             raise UsageError("alerts takes no arguments")
-        alerts = _unstructure(self.rt.status()).get("alerts") or ()
+        alerts = self._plain(self.rt.status()).get("alerts") or ()
         if not alerts:
             await self.write("no alerts")
             return
@@ -437,7 +474,7 @@ class Console:
     async def cmd_status(self, args: list[str], text: str) -> None:
         if args:
             raise UsageError("status takes no arguments")
-        await self.write(*format_mapping(_unstructure(self.rt.status())))
+        await self.write(*format_mapping(self._plain(self.rt.status())))
 
     async def cmd_watch(self, args: list[str], text: str) -> None:
         count: int | None = None
@@ -459,7 +496,7 @@ class Console:
             async for event in events:
                 if patterns and not any(pattern in event.event for pattern in patterns):
                     continue
-                await self.write(format_event(event))
+                await self.write(format_event(event, self.origin))
                 seen += 1
                 if count is not None and seen >= count:
                     return
@@ -474,7 +511,7 @@ class Console:
         snapshot = self.rt.set_breaker(name, action)
         _log.info("repl_breaker_set", client=self._client, provider=name, action=action)
         await self.write(
-            f"breaker {name}: {action}", *format_mapping(_unstructure(snapshot), indent="  ")
+            f"breaker {name}: {action}", *format_mapping(self._plain(snapshot), indent="  ")
         )
 
     async def cmd_fault(self, args: list[str], text: str) -> None:

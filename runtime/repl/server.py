@@ -381,7 +381,10 @@ class _Session:
 
     def _banner(self) -> list[str]:
         count = len(self._console.rt.actors())
-        return [f"uptax debug console: {count} actors; 'help' lists the commands"]
+        return [
+            f"uptax debug console: {count} actors; 'help' lists the commands",
+            "times are seconds since the runtime started",
+        ]
 
     async def _authenticate(self) -> bool:
         assert self._token is not None
