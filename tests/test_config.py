@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import BASE, make_config
 
 import runtime
 from runtime.config import default_config_path
-from tests.support import BASE, make_config
 
 
 def test_demo_config_loads_with_the_seed_levels() -> None:

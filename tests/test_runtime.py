@@ -8,6 +8,7 @@ from typing import Any
 import cattrs
 import pytest
 import trio
+from support import make_config
 
 import runtime
 from actors.adapters.simulated import CallPlan
@@ -15,7 +16,6 @@ from actors.errors import FailureKind, ProviderError
 from actors.faults import Fault, FaultKind
 from actors.provider import ProviderActor
 from runtime.embed import open_runtime
-from tests.support import make_config
 
 REQUEST = runtime.Request(
     prompt="Summarise the quarterly tax report",
