@@ -15,13 +15,13 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from support import make_config
 
 import runtime
 from runtime.config import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.repl import open_repl_server
 from runtime.repl.client import ConsoleConnection, run
-from tests.support import make_config
 
 TOKEN = "t0ken-for-tests-0123456789abcdef"
 

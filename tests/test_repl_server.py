@@ -15,6 +15,8 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from repl_support import REPLY_TIMEOUT_S, ConsoleClient
+from support import make_config
 
 import runtime
 from actors.errors import ConfigError
@@ -24,8 +26,6 @@ from runtime.config import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.repl import ReplServer, open_repl_server, serve_repl
 from runtime.repl.commands import COMMANDS, ROUTE_PROMPT
-from tests.repl_support import REPLY_TIMEOUT_S, ConsoleClient
-from tests.support import make_config
 
 TOKEN = "t0ken-for-tests-0123456789abcdef"
 

@@ -278,9 +278,8 @@ class Console:
         self.closed = False
         #: Set by the server when the client can send no more (it closed its side).
         self.input_closed = False
-        #: The command running now, and the last one that ran (for the interrupt note).
+        #: The command running now.
         self.current: str | None = None
-        self.last: str | None = None
         self._eval_lines: list[str] = []
         self._eval_output: list[str] = []
         self._compiler = codeop.CommandCompiler()
@@ -332,7 +331,7 @@ class Console:
         if command is None:
             await self.write(f"unknown command {words[0]!r}; commands: {', '.join(COMMANDS)}")
             return
-        self.current = self.last = command.name
+        self.current = command.name
         try:
             await command.run(self, words[1:], line.strip()[len(words[0]) :].strip())
         except UsageError as exc:
@@ -352,15 +351,14 @@ class Console:
         finally:
             self.current = None
 
-    def interrupted(self) -> list[str]:
-        """What to tell the client when its Ctrl-C stopped the running line."""
+    def interrupted(self, line: str) -> list[str]:
+        """What to tell the client when its Ctrl-C stopped `line` (or kept it from starting)."""
         output = self._take_output()
         self._eval_lines.clear()
-        if self.last == "watch":
-            return [*output, "watch stopped"]
-        if self.mode is Mode.EVAL or self.last == "eval":
-            return [*output, "KeyboardInterrupt"]
-        return [*output, "interrupted"]
+        words = line.split()
+        command = words[0].lower() if words and self.mode is Mode.COMMAND else "eval"
+        note = {"watch": "watch stopped", "eval": "KeyboardInterrupt"}.get(command, "interrupted")
+        return [*output, note]
 
     def discard_input(self) -> None:
         """Ctrl-C at the prompt: forget a half-typed multi-line statement."""
@@ -600,7 +598,7 @@ class Console:
         if complete is None:
             return
         self._eval_lines.clear()
-        self.current = self.last = "eval"
+        self.current = "eval"
         try:
             await self._run_source(source)
         finally:

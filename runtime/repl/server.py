@@ -457,14 +457,16 @@ class _Session:
                     await self._out_send.send(encode_bye())
                     return
                 seq += 1
-                with trio.CancelScope() as scope:
-                    self._current = (seq, scope)
-                    if seq <= self._interrupted_through:
-                        scope.cancel()
-                    await self._console.run_line(line)
-                self._current = None
-                if scope.cancelled_caught:
-                    await self._send_output(self._console.interrupted())
+                if seq <= self._interrupted_through:
+                    # Ctrl-C came before the line even started: it never runs.
+                    await self._send_output(self._console.interrupted(line))
+                else:
+                    with trio.CancelScope() as scope:
+                        self._current = (seq, scope)
+                        await self._console.run_line(line)
+                    self._current = None
+                    if scope.cancelled_caught:
+                        await self._send_output(self._console.interrupted(line))
                 self._finished = seq
                 if self._console.closed:
                     await self._out_send.send(encode_bye())
