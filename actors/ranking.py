@@ -9,10 +9,11 @@ Order within a level:
 
 1. **Fitness** of the provider's chosen model: named by both the complexity and the quality
    matrix, then by one, then by none (a provider with no listed model is still a candidate, after
-   the fitting ones); ties broken by matrix position.
+   the fitting ones).
 2. **Score**, the seed's formula: ``max(0, 100 - latency_ms/10) * w.latency
    + (100 - error_rate*100) * w.reliability + quota_remaining*100 * w.quota``, highest first.
-3. Provider name, so equal inputs always give the same plan.
+3. Matrix position (earlier in the rows first), then provider name, so equal inputs always give
+   the same plan.
 
 Excluded, each with a reason: unavailable providers, breakers open or forced open (half-open is
 allowed: the breaker itself limits its probes), providers inside a Retry-After window, and
@@ -308,12 +309,18 @@ class Ranker:
         ) / 1e6
 
     def score(self, snapshot: ProviderSnapshot | None) -> float:
-        """The seed's score from a heartbeat; neutral (50 per component) without one."""
+        """The seed's score from a heartbeat; neutral (50 per component) without one, and a
+        neutral latency component for a provider never called yet."""
         if snapshot is None:
             return self._neutral_score
-        latency = 100.0 - snapshot.latency_ms / 10.0
-        if latency < 0.0:
-            latency = 0.0
+        if snapshot.last_check is None:
+            # Never called: no latency measured yet. Neutral, not the perfect score a latency
+            # of 0 would give, or an idle provider would outrank every one that is working.
+            latency = 50.0
+        else:
+            latency = 100.0 - snapshot.latency_ms / 10.0
+            if latency < 0.0:
+                latency = 0.0
         return (
             latency * self._w_latency
             + (100.0 - snapshot.error_rate * 100.0) * self._w_reliability
@@ -391,7 +398,7 @@ class Ranker:
         max_tokens = request.max_tokens
         budget = request.budget_usd
         needed = tokens + max_tokens
-        ranked: list[tuple[tuple[int, int, int, int], float, str, Candidate]] = []
+        ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
         exclusions: list[Exclusion] = []
         for route in routes:
             name = route.provider
@@ -497,10 +504,13 @@ class Ranker:
             if breaker_open:
                 exclusions.append(_breaker_exclusion(name, open_until, standby=candidate))
                 continue
-            ranked.append((fitness.sort_key, -score, name, candidate))
+            # Fitness tier (how many matrices name the model), then health, then matrix position:
+            # position alone must never outrank a provider that is answering better right now.
+            key = fitness.sort_key
+            ranked.append(((key[0], -score, *key[1:]), name, candidate))
 
-        ranked.sort(key=lambda item: item[:3])
-        return LevelPlan(level.name, tuple(item[3] for item in ranked), tuple(exclusions))
+        ranked.sort(key=lambda item: item[:2])
+        return LevelPlan(level.name, tuple(item[2] for item in ranked), tuple(exclusions))
 
 
 def _breaker_exclusion(

@@ -140,22 +140,37 @@ def test_weights_come_from_the_config() -> None:
 # --- matrix fitness ------------------------------------------------------------------------
 
 
-def test_fitness_beats_score_and_matrix_position_breaks_ties() -> None:
+def test_score_beats_matrix_position_within_a_fitness_tier() -> None:
     ranker = Ranker(DEMO)
+    request = Request(prompt="hi", complexity="moderate", quality="production")
     snapshots = {
         "openai": snap("openai", latency_ms=900, error_rate=0.3, quota=0.1),
         "anthropic": snap("anthropic", latency_ms=0),
     }
-    plan = primary(
-        ranker, Request(prompt="hi", complexity="moderate", quality="production"), snapshots
-    )
-    # Both named by both matrices; gpt-4o is first in both rows, claude-sonnet second.
+    plan = primary(ranker, request, snapshots)
+    # Both named by both matrices (gpt-4o first in both rows, claude-sonnet second): the
+    # healthier provider goes first.
     assert [(c.provider, c.model) for c in plan.candidates] == [
-        ("openai", "gpt-4o"),
         ("anthropic", "claude-sonnet"),
+        ("openai", "gpt-4o"),
     ]
-    assert plan.candidates[0].fitness == Fitness(0, 0)
-    assert plan.candidates[1].fitness == Fitness(1, 1)
+    assert plan.candidates[1].fitness == Fitness(0, 0)
+    assert plan.candidates[0].fitness == Fitness(1, 1)
+    # Equal scores: matrix position breaks the tie.
+    even = {"openai": snap("openai"), "anthropic": snap("anthropic")}
+    assert order(primary(ranker, request, even).candidates) == ["openai", "anthropic"]
+
+
+def test_fitness_tier_beats_score() -> None:
+    ranker = Ranker(DEMO)
+    # trivial/draft: gpt-4o-mini is named by both rows; anthropic's best (claude-haiku) by none.
+    request = Request(prompt="hi", complexity="trivial", quality="draft")
+    snapshots = {
+        "openai": snap("openai", latency_ms=900, error_rate=0.3, quota=0.1),
+        "anthropic": snap("anthropic", latency_ms=0),
+    }
+    plan = primary(ranker, request, snapshots)
+    assert order(plan.candidates) == ["openai", "anthropic"]
     assert plan.candidates[0].score < plan.candidates[1].score
 
 
@@ -487,3 +502,14 @@ def test_plans_are_frozen() -> None:
     plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, {}, 0.0)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         plan.levels[0].candidates[0].score = 0.0  # type: ignore[misc]
+
+
+def test_a_provider_never_called_gets_a_neutral_latency_not_a_perfect_one() -> None:
+    ranker = Ranker(DEMO)
+    idle = attrs.evolve(snap("anthropic", latency_ms=0.0), last_check=None)
+    working = snap("openai", latency_ms=300.0)
+    assert ranker.score(idle) == pytest.approx(50 * 0.3 + 100 * 0.5 + 100 * 0.2)
+    assert ranker.score(working) == pytest.approx(70 * 0.3 + 100 * 0.5 + 100 * 0.2)
+    request = Request(prompt="hi", complexity="moderate", quality="production")
+    plan = primary(ranker, request, {"openai": working, "anthropic": idle})
+    assert order(plan.candidates) == ["openai", "anthropic"]
