@@ -108,8 +108,10 @@ class ScenarioInfo:
     drain_s: float = attrs.field(default=300.0, validator=_positive)
     #: How often the recorder samples `rt.status()` (breaker states, quotas, restarts).
     sample_s: float = attrs.field(default=1.0, validator=_positive)
-    #: Measure the runtime's own memory (tracemalloc) at checkpoints: slower, for soaks.
-    measure_memory: bool = False
+    #: Memory checkpoints during the run (soaks): "blocks" counts live allocated blocks and
+    #: gc-tracked objects after a full collection (cheap); "tracemalloc" also measures the bytes
+    #: held by allocations made in the runtime's own code (several times slower).
+    memory: str = attrs.field(default="off", validator=_one_of(["off", "blocks", "tracemalloc"]))
 
 
 @attrs.frozen
@@ -234,6 +236,9 @@ class ProviderExpectation:
 
     served_min: int | None = attrs.field(default=None, validator=_non_negative)
     served_max: int | None = attrs.field(default=None, validator=_non_negative)
+    #: Calls that went out to the provider (not those its breaker or Retry-After held back).
+    calls_max: int | None = attrs.field(default=None, validator=_non_negative)
+    failures_max: int | None = attrs.field(default=None, validator=_non_negative)
     breaker_trips_min: int | None = attrs.field(default=None, validator=_non_negative)
     breaker_trips_max: int | None = attrs.field(default=None, validator=_non_negative)
     time_open_s_max: float | None = attrs.field(default=None, validator=_non_negative)
@@ -286,7 +291,10 @@ class Expectations:
     over_budget_max: int | None = attrs.field(default=None, validator=_non_negative)
     #: Largest length of any bounded history the runtime reports at any sample (soak).
     history_max: int | None = attrs.field(default=None, validator=_positive)
-    #: Growth of the runtime's traced memory between the first and last checkpoint (soak).
+    #: Growth of live gc-tracked objects between the first and last memory checkpoint (soak).
+    object_growth_max: int | None = attrs.field(default=None, validator=_non_negative)
+    #: Growth of the runtime's traced memory between the first and last checkpoint (soak,
+    #: ``memory = "tracemalloc"``).
     memory_growth_kib_max: float | None = attrs.field(default=None, validator=_non_negative)
     providers: Mapping[str, ProviderExpectation] = attrs.field(factory=dict)
     levels: Mapping[str, LevelExpectation] = attrs.field(factory=dict)
@@ -427,8 +435,9 @@ def _keyed_tables(data: Any, table: str, file: str) -> Mapping[str, Any]:
 _CONFIG_PATH = re.compile(r"^(\w+)\[(\d+)\]\.(\S+?): (.*)$")
 
 
-def _config_error(file: str, exc: ConfigError) -> ScenarioError:
-    """Re-say a runtime config error in the scenario's words (table and key)."""
+def _config_error(file: str, exc: ConfigError, data: Mapping[str, Any]) -> ScenarioError:
+    """Re-say a runtime config error in the scenario's words (table and key). Entries of an
+    array are also named, since over a base config their position is the merged one."""
     message = str(exc)
     prefix = f"{file}: "
     if message.startswith(prefix):
@@ -439,6 +448,13 @@ def _config_error(file: str, exc: ConfigError) -> ScenarioError:
         if match:
             table, index, key, text = match.groups()
             line = f"{_Place(table, int(index)).describe(key)}: {text}"
+            entries = data.get(table)
+            if isinstance(entries, list) and int(index) < len(entries):
+                name = entries[int(index)].get("name") if isinstance(
+                    entries[int(index)], Mapping
+                ) else None
+                if isinstance(name, str):
+                    line = line.replace(")", f", name {name!r})", 1)
         lines.append(line)
     return ScenarioError(prefix + "; ".join(lines))
 
@@ -458,16 +474,46 @@ def _base_config(base: str, file: str) -> dict[str, Any]:
 
 
 def _config_data(data: Mapping[str, Any], info: ScenarioInfo, file: str) -> dict[str, Any]:
-    """The runtime config tables, over the base config when there is one."""
+    """The runtime config tables, over the base config when there is one.
+
+    Over a base, ``[[providers]]`` entries merge by name (key by key, and the ``breaker`` table
+    key by key; a new name is added), ``[models.*]`` merge by model, and every other table
+    replaces the base's.
+    """
     merged: dict[str, Any] = _base_config(info.base, file) if info.base else {}
-    for table in CONFIG_TABLES:
+    for table in sorted(CONFIG_TABLES):
         if table not in data:
             continue
         if table == "models" and isinstance(merged.get("models"), dict):
+            if not isinstance(data["models"], Mapping):
+                raise ScenarioError(f"{file}: table [models] must be a table of tables")
             merged["models"] = {**merged["models"], **data["models"]}
+        elif table == "providers" and isinstance(merged.get("providers"), list):
+            merged["providers"] = _merge_providers(
+                merged["providers"], _table_list(data["providers"], "providers", file)
+            )
         else:
             merged[table] = data[table]
     return merged
+
+
+def _merge_providers(
+    base: list[Mapping[str, Any]], overrides: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    providers = [dict(provider) for provider in base]
+    by_name = {provider.get("name"): provider for provider in providers}
+    for override in overrides:
+        target = by_name.get(override.get("name"))
+        if target is None:
+            providers.append(dict(override))
+            continue
+        for key, value in override.items():
+            old = target.get(key)
+            if key == "breaker" and isinstance(old, Mapping) and isinstance(value, Mapping):
+                target[key] = {**old, **value}
+            else:
+                target[key] = value
+    return providers
 
 
 def _http_kinds(config_data: dict[str, Any], file: str) -> dict[str, str]:
@@ -617,7 +663,7 @@ def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Sc
     try:
         config = parse_config(config_data, source=source)
     except ConfigError as exc:
-        raise _config_error(source, exc) from None
+        raise _config_error(source, exc, config_data) from None
     load = _parse_load(data.get("load"), source)
     faults = tuple(
         _structure(entry, FaultStep, _Place("faults", i), source)

@@ -126,6 +126,11 @@ def _rps_panel(timeline: Mapping[str, Any], axis: _Axis, top: float) -> tuple[li
             f"<title>{_a(level)}: {total} requests</title></polygon>"
         )
         base = upper
+        legend_x = LEFT + PLOT_W - 90 * (len(layers) - position)
+        parts.append(
+            f'<rect x="{legend_x}" y="{_n(top - 16)}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{legend_x + 14}" y="{_n(top - 7)}" font-size="10">{_a(level)}</text>'
+        )
     parts.append("</g>")
     return parts, top + RPS_H
 
@@ -175,9 +180,10 @@ def _latency_panel(
                 f'<polyline class="latency" data-percentile="{_a(name)}" fill="none" '
                 f'stroke="{color}" stroke-width="1.5" points="{text}"/>'
             )
-        lx = LEFT + 10 + 60 * legend
+        lx = LEFT + PLOT_W - 50 * (len(series) - legend)
         parts.append(
-            f'<text x="{lx}" y="{_n(top + 10)}" font-size="10" fill="{color}">{_a(name)}</text>'
+            f'<rect x="{lx}" y="{_n(top - 16)}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{lx + 14}" y="{_n(top - 7)}" font-size="10">{_a(name)}</text>'
         )
     parts.append("</g>")
     return parts, top + LAT_H
@@ -234,21 +240,30 @@ def _fault_windows(
     faults: Sequence[Mapping[str, Any]], axis: _Axis, top: float, bottom: float
 ) -> list[str]:
     parts = ['<g id="faults">']
+    #: Label rows in use: the x where each row's last label ends, so labels never overlap.
+    rows: list[float] = []
     for fault in faults:
         start = float(fault["start_s"])
         end = float(fault["end_s"]) if fault["end_s"] is not None else axis.duration
         x0, x1 = axis.x(start), axis.x(end)
         width = max(x1 - x0, 2.0)
+        title = str(fault["title"])
         parts.append(
             f'<rect class="fault" data-provider="{_a(fault["provider"])}" '
             f'data-kind="{_a(fault["kind"])}" data-start="{_n(start)}" data-end="{_n(end)}" '
             f'x="{_n(x0)}" y="{_n(top)}" width="{_n(width)}" height="{_n(bottom - top)}" '
-            f'fill="#fa5252" fill-opacity="0.12" stroke="#fa5252" stroke-opacity="0.5">'
-            f"<title>{_a(fault['title'])} ({start:g}s to {end:g}s)</title></rect>"
+            f'fill="#fa5252" fill-opacity="0.10" stroke="#fa5252" stroke-opacity="0.5">'
+            f"<title>{_a(title)} ({start:g}s to {end:g}s)</title></rect>"
         )
+        row = next((i for i, free_at in enumerate(rows) if free_at <= x0), len(rows))
+        label_end = x0 + 3 + 5.6 * len(title)
+        if row == len(rows):
+            rows.append(label_end)
+        else:
+            rows[row] = label_end
         parts.append(
-            f'<text class="fault-label" x="{_n(x0 + 3)}" y="{_n(top + 10)}" font-size="10" '
-            f'fill="#c92a2a">{_a(fault["title"])}</text>'
+            f'<text class="fault-label" x="{_n(x0 + 3)}" y="{_n(top + 10 + 11 * row)}" '
+            f'font-size="10" fill="#c92a2a">{_a(title)}</text>'
         )
     parts.append("</g>")
     return parts
@@ -261,7 +276,7 @@ def render_svg(report: Report) -> str:
     duration = float(timeline["bucket_s"] * timeline["buckets"])
     axis = _Axis(duration)
     providers = [p["name"] for p in data["providers"]]
-    top = 20.0
+    top = 24.0
     rps, bottom = _rps_panel(timeline, axis, top)
     latency, bottom2 = _latency_panel(timeline, axis, bottom + GAP)
     bands, height = _breaker_bands(data["breakers"], providers, axis, bottom2 + GAP)

@@ -82,9 +82,13 @@ class AppliedFault:
 @attrs.frozen
 class MemoryCheckpoint:
     at: float
-    #: Bytes currently allocated by the runtime's own code (tracemalloc, scenario code excluded).
-    runtime_bytes: int
-    peak_bytes: int
+    #: Requests finished by then.
+    requests: int
+    #: Live memory blocks (`sys.getallocatedblocks`) and gc-tracked objects, after a collection.
+    blocks: int
+    objects: int
+    #: Bytes held by allocations made in the runtime's and actors' code (tracemalloc only).
+    runtime_bytes: int | None = None
 
 
 class Interner:

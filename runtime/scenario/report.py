@@ -449,18 +449,26 @@ def _checks(expect: Expectations, data: Mapping[str, Any], host: Mapping[str, An
     at_most("errors", data["requests"]["errors_total"], expect.errors_max)
     at_most("replies over budget", data["requests"]["over_budget"], expect.over_budget_max)
     at_most("runtime history length", data["runtime"]["history_max"], expect.history_max)
-    if expect.memory_growth_kib_max is not None:
-        at_most(
-            "runtime memory growth KiB",
-            host.get("memory_growth_kib"),
-            expect.memory_growth_kib_max,
-            host=True,
-        )
+    at_most(
+        "live objects growth (first to last checkpoint)",
+        host.get("object_growth"),
+        expect.object_growth_max,
+        host=True,
+    )
+    at_most(
+        "runtime memory growth KiB",
+        host.get("memory_growth_kib"),
+        expect.memory_growth_kib_max,
+        host=True,
+    )
     providers = {p["name"]: p for p in data["providers"]}
     for name, rule in expect.providers.items():
         stats = providers.get(name, {})
         at_least(f"{name} served", stats.get("served", 0), rule.served_min)
         at_most(f"{name} served", stats.get("served", 0), rule.served_max)
+        at_most(f"{name} calls", stats.get("calls", 0), rule.calls_max)
+        failures = sum(stats.get("failures", {}).values())
+        at_most(f"{name} failed calls", failures, rule.failures_max)
         at_least(f"{name} breaker trips", stats.get("breaker_trips", 0), rule.breaker_trips_min)
         at_most(f"{name} breaker trips", stats.get("breaker_trips", 0), rule.breaker_trips_max)
         at_most(f"{name} time open s", stats.get("time_open_s", 0.0), rule.time_open_s_max)
@@ -570,7 +578,6 @@ def build_report(
         "runtime": {
             "history_max": rec.history_max,
             "history_lengths": dict(sorted(rec.history_lengths.items())),
-            "mailbox_max": rec.mailbox_max,
             "events": dict(sorted(rec.events.items())),
             "events_dropped": rec.events_dropped,
         },
@@ -712,12 +719,27 @@ def render_terminal(report: Report, *, color: bool = False) -> str:
     lines += ["", *render_strip(data["timeline"])]
     host = report.host
     if host.get("memory"):
-        lines += ["", "runtime memory (tracemalloc, runtime and actors code only)"]
-        for checkpoint in host["memory"]:
-            lines.append(
-                f"  t={checkpoint['at']:>8.0f}s  {checkpoint['runtime_bytes'] / 1024:>10,.1f} KiB"
+        lines += ["", "memory checkpoints (after a full gc)"]
+        for c in host["memory"]:
+            traced = (
+                f"  runtime code {c['runtime_bytes'] / 1024:>9,.1f} KiB"
+                if c["runtime_bytes"] is not None
+                else ""
             )
-        lines.append(f"  growth first->last {host.get('memory_growth_kib', 0.0):,.1f} KiB")
+            lines.append(
+                f"  t={c['at']:>7.0f}s  requests {c['requests']:>8,}  objects "
+                f"{c['objects']:>8,}  blocks {c['blocks']:>9,}{traced}"
+            )
+        lines.append(
+            f"  growth first->last: objects {host['object_growth']:+,}  blocks "
+            f"{host['block_growth']:+,}  ({host['objects_per_1000_requests']:+.2f} objects per "
+            "1,000 requests)"
+            + (
+                f"  runtime code {host['memory_growth_kib']:+,.1f} KiB"
+                if "memory_growth_kib" in host
+                else ""
+            )
+        )
     runtime = data["runtime"]
     if runtime["history_lengths"]:
         lengths = "  ".join(f"{k}={v}" for k, v in runtime["history_lengths"].items())

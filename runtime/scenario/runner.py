@@ -14,6 +14,7 @@ an untyped error (a bug), or lost (still pending when the drain time ran out).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
 
 import attrs
+import structlog
 import trio
 import trio.testing
 
@@ -30,6 +32,7 @@ from actors.messages import Reply
 from runtime.config import Config
 from runtime.embed import Runtime, open_runtime
 from runtime.events import Event
+from runtime.logs import configure_logging
 from runtime.scenario.format import Scenario
 from runtime.scenario.load import LoadGenerator, PlannedRequest
 from runtime.scenario.recorder import MemoryCheckpoint, Recorder, Result
@@ -219,6 +222,8 @@ def _sample(run: _Run) -> None:
     recorder.record_history(lengths)
     for info in run.rt.actors():
         recorder.mailbox_max = max(recorder.mailbox_max, info.mailbox_depth)
+        # Restarts are counted from events; every live actor is listed, at 0 if never restarted.
+        recorder.actor_restarts.setdefault(info.name, 0)
 
 
 async def _sample_status(run: _Run, interval_s: float) -> None:
@@ -247,20 +252,44 @@ async def _show_progress(run: _Run) -> None:
 async def _measure_memory(run: _Run) -> None:
     for fraction in MEMORY_CHECKPOINTS:
         await trio.sleep_until(run.t0 + fraction * run.scenario.load.duration_s)
-        run.recorder.memory.append(_memory_checkpoint(run.recorder.now()))
+        run.recorder.memory.append(_memory_checkpoint(run.recorder))
 
 
-def _memory_checkpoint(at: float) -> MemoryCheckpoint:
-    """Bytes held by allocations made in the runtime's and actors' code (not this package's)."""
-    snapshot = tracemalloc.take_snapshot().filter_traces(
-        (
-            tracemalloc.Filter(True, "*/runtime/*"),
-            tracemalloc.Filter(True, "*/actors/*"),
-            tracemalloc.Filter(False, "*/runtime/scenario/*"),
+def _memory_checkpoint(recorder: Recorder) -> MemoryCheckpoint:
+    """Live blocks and objects after a full collection; with tracemalloc on, also the bytes held
+    by allocations made in the runtime's and actors' code (this package's excluded)."""
+    gc.collect()
+    runtime_bytes: int | None = None
+    if tracemalloc.is_tracing():
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            (
+                tracemalloc.Filter(True, "*/runtime/*"),
+                tracemalloc.Filter(True, "*/actors/*"),
+                tracemalloc.Filter(False, "*/runtime/scenario/*"),
+            )
         )
+        runtime_bytes = sum(stat.size for stat in snapshot.statistics("filename"))
+    return MemoryCheckpoint(
+        at=recorder.now(),
+        requests=recorder.requests,
+        blocks=sys.getallocatedblocks(),
+        objects=len(gc.get_objects()),
+        runtime_bytes=runtime_bytes,
     )
-    total = sum(stat.size for stat in snapshot.statistics("filename"))
-    return MemoryCheckpoint(at, total, tracemalloc.get_traced_memory()[1])
+
+
+def _memory_host(memory: list[MemoryCheckpoint]) -> dict[str, Any]:
+    first, last = memory[0], memory[-1]
+    served = max(1, last.requests - first.requests)
+    host: dict[str, Any] = {
+        "memory": [attrs.asdict(c) for c in memory],
+        "object_growth": last.objects - first.objects,
+        "block_growth": last.blocks - first.blocks,
+        "objects_per_1000_requests": 1000 * (last.objects - first.objects) / served,
+    }
+    if first.runtime_bytes is not None and last.runtime_bytes is not None:
+        host["memory_growth_kib"] = (last.runtime_bytes - first.runtime_bytes) / 1024
+    return host
 
 
 def http_config(scenario: Scenario, urls: dict[str, str]) -> Config:
@@ -293,6 +322,9 @@ async def _open_target_runtime(
         return
     from runtime.testing import open_fake_provider_server
 
+    if not structlog.is_configured():
+        # As open_runtime would, but before the fake server logs its first line.
+        configure_logging(scenario.config.runtime.log_level)
     kinds = dict(scenario.http_kinds)
     async with open_fake_provider_server(kinds, seed=seed) as server:
         for name in kinds:
@@ -328,7 +360,7 @@ async def run_scenario_async(
                 nursery.start_soon(_sample_status, run, scenario.info.sample_s)
                 nursery.start_soon(timeline.run, run.t0)
                 nursery.start_soon(_show_progress, run)
-                if scenario.info.measure_memory:
+                if scenario.info.memory != "off":
                     nursery.start_soon(_measure_memory, run)
                 await _drive_load(run)
                 recorder.end = max(recorder.now(), scenario.load.duration_s)
@@ -352,7 +384,7 @@ def run_scenario(
 ) -> Report:
     """Run a scenario in its own trio run (virtual time unless `mode="http"`) and report."""
     seed = scenario.info.seed if seed is None else seed
-    measure = scenario.info.measure_memory and mode == "virtual"
+    measure = scenario.info.memory == "tracemalloc"
     if measure:
         tracemalloc.start()
     started = time.perf_counter()
@@ -379,13 +411,11 @@ def run_scenario(
         if measure:
             tracemalloc.stop()
     wall = time.perf_counter() - started
-    host: dict[str, Any] = {"wall_s": wall}
+    # Mailbox depth at a sample depends on which of the tasks ready at that instant trio ran
+    # first, so it is a host measurement, not part of the deterministic report.
+    host: dict[str, Any] = {"wall_s": wall, "mailbox_max": recorder.mailbox_max}
     if recorder.memory:
-        host["memory"] = [attrs.asdict(c) for c in recorder.memory]
-        host["memory_growth_kib"] = (
-            recorder.memory[-1].runtime_bytes - recorder.memory[0].runtime_bytes
-        ) / 1024
-        host["traced_peak_kib"] = max(c.peak_bytes for c in recorder.memory) / 1024
+        host.update(_memory_host(recorder.memory))
     return build_report(recorder, scenario, seed=seed, mode=mode, host=host)
 
 
