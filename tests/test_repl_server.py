@@ -385,6 +385,13 @@ async def test_quit_ends_the_session_not_the_runtime(served: Served) -> None:
     await again.aclose()
 
 
+async def test_garbage_bytes_are_an_unknown_command(client: ConsoleClient) -> None:
+    await client.stream.send_all(b"\xff\xfe\x00junk\n")
+    reply = await client.read_reply()
+    assert reply.lines == [f"unknown command '\ufffd\ufffd\\x00junk'; commands: {', '.join(COMMANDS)}"]
+    assert reply.prompt == "uptax> "
+
+
 async def test_too_long_a_line_ends_the_session(served: Served, client: ConsoleClient) -> None:
     await client.send("x" * (70 * 1024))
     reply = await client.read_reply()
