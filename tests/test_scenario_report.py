@@ -351,3 +351,27 @@ def test_html_page_is_self_contained() -> None:
     assert svg is not None
     ET.fromstring(svg.group(0))
     assert "PASSED" in page and "outage on openai" in page
+
+
+def test_slow_replies_pay_only_when_the_faulted_provider_served_them() -> None:
+    """A brownout: openai answers in 8 s from 10 s to 14 s, then a slow fallback (3 s, slower
+    than the clean latency too) answers in its place. Only openai's slow replies paid."""
+    scenario = _scenario()
+    rec = _recorder(scenario)
+    for index in range(80):
+        at = index * 0.5
+        attempts: tuple[Attempt, ...]
+        if 10 <= at < 14:
+            attempts = (_ok("openai", 8000.0),)
+        elif 14 <= at < 20:
+            attempts = (Attempt("local", "m", "emergency", "ok", 3000.0),)
+        else:
+            attempts = (_ok("openai"),)
+        _record(rec, index, at, attempts)
+    rec.issued = 80
+    rec.record_fault(AppliedFault(0, "openai", "latency", 10.0, 20.0, "latency x10 on openai"))
+    data = build_report(rec, scenario, seed=1, mode="virtual").data
+    assert data["clean_latency_ms"] == pytest.approx(1000.0)
+    (fault,) = data["faults"]
+    assert fault["mttr_s"] == pytest.approx(4.0)
+    assert fault["paid_requests"] == 8

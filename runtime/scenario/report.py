@@ -254,7 +254,8 @@ def _level_stats(run: _Run) -> list[dict[str, Any]]:
 
 
 def _clean_latency_ms(run: _Run) -> float | None:
-    """Slower than this counts as paying for a fault: 2x the p95 before the first fault."""
+    """A reply from the faulted provider slower than this paid for the fault: 2x the p95
+    before the first fault."""
     configured = run.scenario.info.clean_latency_ms
     if configured is not None:
         return configured
@@ -282,8 +283,9 @@ def _in_fault(rec: Recorder, at: float) -> bool:
 def _fault_stats(run: _Run, clean_latency_ms: float | None) -> list[dict[str, Any]]:
     rec = run.recorder
     load = run.scenario.load
-    #: A recovery is a run of this many clean requests in a row (about a second of traffic).
-    streak = max(5, math.ceil(load.rps))
+    #: A recovery is this many clean requests in a row: 20, or two seconds of traffic if more,
+    #: so a lucky run under a fault that hits only some calls does not count as recovered.
+    streak = max(20, math.ceil(2 * load.rps))
     out = []
     steps: dict[int, list[int]] = {}
     for position, fault in enumerate(rec.faults):
@@ -347,8 +349,10 @@ def _mttr(
     run: _Run, start: float, provider: int, clean_latency_ms: float | None, streak: int
 ) -> tuple[float | None, int]:
     """Seconds from `start` until `streak` requests in a row were answered without paying for
-    the provider's failure (no failed call to it, not slower than the clean latency), and how
-    many requests paid before that."""
+    the provider's failure, and how many requests paid before that. A request pays when it
+    failed, made a failed call to the provider, or was served by it slower than the clean
+    latency (a brownout). A fallback that is slower by nature is not paying: it is the
+    level doing its job."""
     rec = run.recorder
     first = bisect.bisect_left(run.arrivals, start)
     run_start: int | None = None
@@ -359,7 +363,11 @@ def _mttr(
         clean = (
             rec.result[row] == Result.REPLY
             and not run.failed_on(row, provider)
-            and (clean_latency_ms is None or rec.latency_ms[row] <= clean_latency_ms)
+            and not (
+                rec.provider[row] == provider
+                and clean_latency_ms is not None
+                and rec.latency_ms[row] > clean_latency_ms
+            )
         )
         if clean:
             if run_start is None:
