@@ -188,7 +188,9 @@ class FaultStep:
     retry_after_s: float = attrs.field(default=1.0, validator=_non_negative)
     status: int = 503
     after_chunks: int = attrs.field(default=1, validator=_non_negative)
-    delay_s: float = attrs.field(default=0.5, validator=_non_negative)
+    #: slow_drip: seconds between chunks (0.5 by default). Elsewhere 0 unless given: the fake
+    #: provider server adds it to a latency fault's time to first byte.
+    delay_s: float | None = attrs.field(default=None, validator=_non_negative)
     #: flapping: the fault toggled on for `down_s`, off for `up_s`, over `duration_s`.
     fault: str = attrs.field(default="outage", validator=_one_of([k.value for k in FaultKind]))
     down_s: float = attrs.field(default=10.0, validator=_positive)
@@ -218,15 +220,18 @@ class FaultStep:
 
     def to_fault(self) -> Fault:
         """The `Fault` this step injects (for flapping, the fault it toggles)."""
-        kind = self.fault if self.kind == FLAPPING else self.kind
+        kind = FaultKind(self.fault if self.kind == FLAPPING else self.kind)
+        delay_s = self.delay_s
+        if delay_s is None:
+            delay_s = Fault(kind).delay_s if kind is FaultKind.SLOW_DRIP else 0.0
         return Fault(
-            kind=FaultKind(kind),
+            kind=kind,
             rate=self.rate,
             factor=self.factor,
             retry_after_s=self.retry_after_s,
             status=self.status,
             after_chunks=self.after_chunks,
-            delay_s=self.delay_s,
+            delay_s=delay_s,
         )
 
 
