@@ -688,7 +688,7 @@ def render_terminal(report: Report, *, color: bool = False) -> str:
             ]
         )
     lines += _table(
-        ["", "calls", "served", "failures", "trips", "open s", "p50", "p95", "p99", "cost", "rst"],
+        ["", "calls", "served", "failures", "trips", "open s", "p50", "p95", "p99", "cost", "restarts"],
         rows,
     )
     lines += ["", "levels"]
