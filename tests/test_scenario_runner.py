@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -72,6 +75,25 @@ def test_same_seed_gives_byte_identical_json_and_another_seed_other_timings(
     assert data["scenario"]["seed"] == 3 and other["scenario"]["seed"] == 4
     assert data["latency_ms"] != other["latency_ms"]
     assert data["timeline"]["served"] != other["timeline"]["served"]
+
+
+def test_json_is_byte_identical_across_processes(tmp_path: Path) -> None:
+    """Another interpreter, another hash seed: the same bytes."""
+    path = tmp_path / "short.toml"
+    path.write_text(SMALL.replace("duration_s = 90", "duration_s = 80").replace("{extra}", ""))
+    outputs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"r{hash_seed}.json"
+        subprocess.run(
+            [sys.executable, "-m", "runtime.scenario.cli", "run", str(path), "--json", str(out)],
+            check=True,
+            capture_output=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            timeout=120,
+        )
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
 
 
 def test_every_request_ends_exactly_once_with_a_reply_or_typed_error(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from runtime.scenario.runner import MODES, ProgressLine, run_scenario
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,13 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    report: Report = run_scenario(
-        scenario,
-        seed=args.seed,
-        mode=args.mode,
-        progress=ProgressLine(sys.stderr),
-        repl_socket=args.repl,
-    )
+    progress = ProgressLine(sys.stderr)
+    try:
+        report: Report = run_scenario(
+            scenario, seed=args.seed, mode=args.mode, progress=progress, repl_socket=args.repl
+        )
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     sys.stdout.write(render_terminal(report, color=sys.stdout.isatty()))
     try:
         if args.json:
