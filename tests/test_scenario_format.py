@@ -172,6 +172,7 @@ MALFORMED = [
     ("[[faults]]\nat_s = 500\nprovider = 'openai'\nkind = 'outage'\n", "[[faults]] (entry 1)", "at_s"),
     ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'flapping'\n", "[[faults]] (entry 1)", "duration_s"),
     ("[[faults]]\nat_s = 5\nprovider = 'cache'\nkind = 'outage'\n", "[[faults]] (entry 1)", "provider"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'outage'\nstatus = 200\n", "[[faults]] (entry 1)", "status"),
     ("[expect]\navailability_min = 1.5\n", "[expect]", "availability_min"),
     ("[expect]\navailabilty_min = 0.9\n", "[expect]", "availabilty_min"),
     ("[expect.providers.openai]\nserved_mn = 1\n", "[expect.providers.openai]", "served_mn"),

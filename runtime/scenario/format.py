@@ -91,6 +91,11 @@ def _one_of(choices: Sequence[str]) -> Any:
     return check
 
 
+def _http_error_status(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not 400 <= value <= 599:
+        raise _FieldProblem(attribute.name, f"{value!r} is not an HTTP error status (400-599)")
+
+
 @attrs.frozen
 class ScenarioInfo:
     """The ``[scenario]`` table."""
@@ -186,7 +191,7 @@ class FaultStep:
     rate: float = attrs.field(default=1.0, validator=_fraction)
     factor: float = attrs.field(default=1.0, validator=_positive)
     retry_after_s: float = attrs.field(default=1.0, validator=_non_negative)
-    status: int = 503
+    status: int = attrs.field(default=503, validator=_http_error_status)
     after_chunks: int = attrs.field(default=1, validator=_non_negative)
     #: slow_drip: seconds between chunks (0.5 by default). Elsewhere 0 unless given: the fake
     #: provider server adds it to a latency fault's time to first byte.

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from runtime.config import LAST_RESORT_KINDS
 from runtime.scenario.format import CRASH, Expectations, Scenario
 from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 
@@ -522,11 +523,13 @@ def build_report(
     issued = max(rec.issued, rec.requests)
     lost = results.get("lost", 0) + results.get("untyped_error", 0) + (issued - rec.requests)
     answered = results.get("reply", 0)
-    last_resort = {scenario.config.levels[-1].name} if len(scenario.config.levels) > 1 else set()
+    last_resort = {
+        rec.providers.code(p.name) for p in scenario.config.providers if p.kind in LAST_RESORT_KINDS
+    }
     by_model = sum(
         1
         for row in range(rec.requests)
-        if rec.result[row] == Result.REPLY and rec.levels[rec.level[row]] not in last_resort
+        if rec.result[row] == Result.REPLY and rec.provider[row] not in last_resort
     )
     fallbacks = sum(
         1 for row in range(rec.requests) if rec.result[row] == Result.REPLY and rec.fallback[row]
