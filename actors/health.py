@@ -47,6 +47,7 @@ class HealthTracker:
         buckets: int = 10,
         latency_samples: int = 256,
         latency_alpha: float = 0.2,
+        latency_stale_s: float = 30.0,
         degraded_after: int = 2,
         critical_after: int = 3,
     ) -> None:
@@ -60,6 +61,7 @@ class HealthTracker:
         self._clock = clock
         self._errors = SlidingWindow(window_s, buckets=buckets, clock=clock)
         self._latency = LatencyWindow(latency_samples, alpha=latency_alpha)
+        self._latency_stale_s = latency_stale_s
         self.degraded_after = degraded_after
         self.critical_after = critical_after
         self._consecutive_failures = 0
@@ -99,7 +101,7 @@ class HealthTracker:
 
     def record_success(self, latency_s: float) -> HealthStatus:
         """A call answered after `latency_s` seconds; returns the status after it."""
-        self._latency.record(latency_s)
+        self._record_latency(latency_s)
         self._errors.record(failure=False)
         self._consecutive_failures = 0
         self._last_check = self._clock()
@@ -112,11 +114,19 @@ class HealthTracker:
         says the provider is slow), leave it out for a fast error that would flatter the mean.
         """
         if latency_s is not None:
-            self._latency.record(latency_s)
+            self._record_latency(latency_s)
         self._errors.record(failure=True)
         self._consecutive_failures += 1
         self._last_check = self._clock()
         return self.status
+
+    def _record_latency(self, latency_s: float) -> None:
+        """A sample after more than `latency_stale_s` without one starts the average afresh:
+        the router already stopped trusting the old average (it scores it neutral), and one
+        outlier from before a long silence must not keep a recovered provider looking slow."""
+        last = self._last_check
+        stale = last is not None and self._clock() - last > self._latency_stale_s
+        self._latency.record(latency_s, alpha=1.0 if stale else None)
 
     def set_quota(self, fraction: float) -> None:
         """Record the fraction (0..1) of the provider's rate-limit quota left."""

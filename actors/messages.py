@@ -231,4 +231,7 @@ class ProviderSnapshot:
     #: trio time before which the provider asked us to stay away (Retry-After), if any.
     retry_after_until: float | None = None
     calls_in_flight: int = 0
+    #: Age (seconds) of the oldest call still in flight: a brownout shows here long before the
+    #: slow calls finish and reach the latency average.
+    oldest_call_s: float = 0.0
     restarts: int = 0

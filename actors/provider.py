@@ -12,6 +12,7 @@ to turn half-open.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Literal
 
@@ -66,11 +67,13 @@ class ProviderContext:
         router: Callable[[], ActorRef | None],
         heartbeat_interval_s: float,
         restarts: Callable[[str], int],
+        latency_stale_s: float = 30.0,
     ) -> None:
         self.adapters = adapters
         self.events = events
         self.router = router
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.latency_stale_s = latency_stale_s
         self.restarts = restarts
         self.last_snapshots: dict[str, ProviderSnapshot] = {}
 
@@ -84,12 +87,15 @@ class ProviderActor(Actor):
         self.context = context
         self.last_resort = config.kind in LAST_RESORT_KINDS
         self.breaker = CircuitBreaker(config.breaker, on_transition=self._on_breaker_transition)
-        self.health = HealthTracker()
+        self.health = HealthTracker(latency_stale_s=context.latency_stale_s)
         self.adapter: Adapter | None = None
         self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
         self.retry_after_until: float | None = None
         self.unavailable_until: float | None = None
         self._dirty = trio.Event()
+        #: Start times of the calls in flight, by call number.
+        self._calls: dict[int, float] = {}
+        self._call_numbers = itertools.count()
         self._restore(context.last_snapshots.get(config.name))
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -224,6 +230,8 @@ class ProviderActor(Actor):
         adapter = self.adapter
         assert adapter is not None
         start = trio.current_time()
+        number = next(self._call_numbers)
+        self._calls[number] = start
         outcome: ProviderError | Completion | None = None
         try:
             with trio.move_on_at(deadline) as scope:
@@ -240,6 +248,7 @@ class ProviderActor(Actor):
                 outcome = self._timeout()
             raise
         finally:
+            del self._calls[number]
             self._record(outcome, trio.current_time() - start)
         if isinstance(outcome, ProviderError):
             raise outcome
@@ -263,6 +272,8 @@ class ProviderActor(Actor):
         adapter = self.adapter
         assert adapter is not None
         start = trio.current_time()
+        number = next(self._call_numbers)
+        self._calls[number] = start
         recorder = _StreamRecord()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -278,6 +289,7 @@ class ProviderActor(Actor):
             recorder.outcome = error
             raise
         finally:
+            del self._calls[number]
             self._record(recorder.outcome, trio.current_time() - start)
 
     def _timeout(self) -> ProviderError:
@@ -362,6 +374,7 @@ class ProviderActor(Actor):
             reason=health.reason,
             retry_after_until=retry_after,
             calls_in_flight=self.bulkhead.borrowed_tokens,
+            oldest_call_s=now - min(self._calls.values()) if self._calls else 0.0,
             restarts=self.context.restarts(self.name),
         )
 

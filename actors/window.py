@@ -193,8 +193,10 @@ class LatencyWindow:
     def __repr__(self) -> str:
         return f"<LatencyWindow samples={self._count}/{self.size} ewma_s={self.ewma_s:.4f}>"
 
-    def record(self, latency_s: float) -> None:
-        """Add one sample, replacing the oldest once the window is full."""
+    def record(self, latency_s: float, *, alpha: float | None = None) -> None:
+        """Add one sample, replacing the oldest once the window is full. `alpha`, when given,
+        weighs this sample in the EWMA instead of the window's own (a sample after a long
+        silence should count for more than one in a steady stream)."""
         if not latency_s >= 0 or math.isinf(latency_s):
             raise ValueError(f"latency_s={latency_s!r} must be a finite number >= 0")
         self._samples[self._next] = latency_s
@@ -202,7 +204,8 @@ class LatencyWindow:
         if self._count < self.size:
             self._count += 1
         ewma = self._ewma
-        self._ewma = latency_s if ewma is None else ewma + self.alpha * (latency_s - ewma)
+        weight = self.alpha if alpha is None else alpha
+        self._ewma = latency_s if ewma is None else ewma + weight * (latency_s - ewma)
 
     def clear(self) -> None:
         self._next = 0

@@ -173,6 +173,9 @@ class RoutingConfig:
     quality: dict[str, tuple[str, ...]] = attrs.field(factory=_default_quality)
     cost: dict[str, tuple[str, ...]] = attrs.field(factory=_default_cost)
     weights: ScoreWeights = ScoreWeights()
+    #: A latency measured longer ago than this no longer counts: the provider scores a neutral
+    #: latency, wins some traffic back and is measured again (recovery after a brownout).
+    latency_stale_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
     #: Characters per token when estimating a prompt's size before the call.
     chars_per_token: float = attrs.field(default=4.0, validator=_at_least(0, inclusive=False))
 

@@ -115,6 +115,7 @@ class Runtime:
             events=self.events,
             router=self._router_ref,
             heartbeat_interval_s=config.runtime.heartbeat_interval_s,
+            latency_stale_s=config.routing.latency_stale_s,
             restarts=self._restarts,
         )
         self._provider_kinds = {p.name: p.kind for p in config.providers}

@@ -139,3 +139,15 @@ async def test_uses_trio_clock_by_default(autojump_clock: trio.abc.Clock) -> Non
     assert snapshot.error_rate == 0.5
     await trio.sleep(10.0)
     assert health.snapshot().error_rate == 0.0
+
+
+def test_a_sample_after_a_stale_silence_restarts_the_latency_average() -> None:
+    now = [0.0]
+    health = HealthTracker(clock=lambda: now[0], latency_alpha=0.2, latency_stale_s=30.0)
+    health.record_success(20.0)  # a brownout's 20 s call
+    now[0] = 10.0
+    health.record_success(0.5)  # within the stale period: an ordinary EWMA step
+    assert health.snapshot().latency_ms == pytest.approx(0.8 * 20_000 + 0.2 * 500)
+    now[0] = 41.0
+    health.record_success(0.5)  # after 31 s of silence: the old average is dropped
+    assert health.snapshot().latency_ms == pytest.approx(500)

@@ -513,3 +513,19 @@ def test_a_provider_never_called_gets_a_neutral_latency_not_a_perfect_one() -> N
     request = Request(prompt="hi", complexity="moderate", quality="production")
     plan = primary(ranker, request, {"openai": working, "anthropic": idle})
     assert order(plan.candidates) == ["openai", "anthropic"]
+
+
+def test_a_call_in_flight_for_long_lowers_the_latency_score() -> None:
+    ranker = Ranker(DEMO)
+    fast_but_stuck = attrs.evolve(snap("openai", latency_ms=100.0), oldest_call_s=0.8)
+    assert ranker.score(fast_but_stuck) == pytest.approx(20 * 0.3 + 100 * 0.5 + 100 * 0.2)
+    # In-flight age only ever lowers a score: a quick call in flight changes nothing.
+    quick = attrs.evolve(snap("openai", latency_ms=100.0), oldest_call_s=0.01)
+    assert ranker.score(quick) == ranker.score(snap("openai", latency_ms=100.0))
+
+
+def test_a_stale_latency_counts_as_neutral() -> None:
+    ranker = Ranker(DEMO)  # latency_stale_s = 30
+    slow = attrs.evolve(snap("openai", latency_ms=5000.0), last_check=100.0)
+    assert ranker.score(slow, now=120.0) == pytest.approx(0 * 0.3 + 50 + 20)
+    assert ranker.score(slow, now=131.0) == pytest.approx(50 * 0.3 + 50 + 20)

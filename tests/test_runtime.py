@@ -433,3 +433,44 @@ async def test_a_stuck_router_never_blocks_providers(autojump_clock: Any) -> Non
         replies = [await rt.complete(REQUEST) for _ in range(20)]
         assert all(reply.provider == "openai" for reply in replies)
         stuck.set()
+
+
+async def test_brownout_moves_traffic_before_slow_calls_finish_and_recovers(
+    autojump_clock: Any,
+) -> None:
+    config = make_config(
+        providers={
+            "openai": {"latency_ms": 500, "latency_jitter": 0},
+            "anthropic": {"latency_ms": 600, "latency_jitter": 0},
+        },
+        runtime={"heartbeat_interval_s": 0.5},
+        routing={"latency_stale_s": 20},
+    )
+    served: list[tuple[float, str]] = []
+    async with open_runtime(config) as rt:
+
+        async def traffic(until: float) -> None:
+            async def one() -> None:
+                reply = await rt.complete(REQUEST)
+                served.append((trio.current_time() - start, reply.provider))
+
+            async with trio.open_nursery() as nursery:
+                while trio.current_time() - start < until:
+                    nursery.start_soon(one)
+                    await trio.sleep(0.25)
+
+        start = trio.current_time()
+        await traffic(5)
+        assert {p for t, p in served} == {"openai"}
+        rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=40))  # 20 s calls
+        await traffic(15)
+        # The first 20 s call has not finished when traffic has moved: by t=8 s openai's
+        # oldest call in flight outweighs anthropic's measured 600 ms.
+        late = [p for t, p in served if 8 <= t < 15]
+        assert late and set(late) == {"anthropic"}
+        rt.heal("openai")
+        await traffic(70)
+    # Once openai's slow measurement is stale it scores neutral, wins traffic back, and is
+    # measured fast again.
+    back = [p for t, p in served if 60 <= t < 70]
+    assert back and set(back) == {"openai"}
