@@ -169,6 +169,20 @@ class CircuitBreaker:
             self._window.record(failure=False, slow=slow)
             self._check_trip()
 
+    def on_unadmitted_success(self, duration_s: float) -> None:
+        """A call that went out while the breaker was open (a panic call: nothing else was
+        left) succeeded. That is evidence the provider answers again: the open period ends now
+        and the breaker turns half-open, where its probes decide. A slow success is no such
+        evidence and changes nothing."""
+        self._refresh()
+        if (
+            self._state is BreakerState.OPEN
+            and not self._hold_only
+            and duration_s <= self.config.slow_call_s
+        ):
+            self._open_until = self._clock()
+            self._refresh()
+
     def on_failure(self, duration_s: float) -> None:
         """An admitted call failed, in a way that counts against the provider."""
         self._refresh()

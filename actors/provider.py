@@ -197,8 +197,9 @@ class ProviderActor(Actor):
     def unavailable_reason(self) -> str:
         return self.health.snapshot().reason or f"{self.name} is unavailable"
 
-    def _admit(self, *, panic: bool) -> None:
-        """Raise `ProviderError(UNAVAILABLE | RATE_LIMITED)` unless a call may go out now."""
+    def _admit(self, *, panic: bool) -> bool:
+        """Raise `ProviderError(UNAVAILABLE | RATE_LIMITED)` unless a call may go out now;
+        return whether the breaker admitted it (False: a panic call past an open breaker)."""
         adapter = self.adapter
         if adapter is None:
             raise ProviderError(FailureKind.UNAVAILABLE, f"{self.name} is not running")
@@ -217,16 +218,19 @@ class ProviderActor(Actor):
                 f"{self.name} asked to wait until t={self.retry_after_until:.1f}",
                 retry_after_s=self.retry_after_until - now,
             )
-        if not self.breaker.try_acquire() and not panic:
+        if self.breaker.try_acquire():
+            return True
+        if not panic:
             raise ProviderError(
                 FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}"
             )
+        return False
 
     async def complete(
         self, request: Request, model: str, *, deadline: float, panic: bool = False
     ) -> Completion:
         """One call, bounded by `deadline` (trio time): a timeout is a classified failure."""
-        self._admit(panic=panic)
+        admitted = self._admit(panic=panic)
         adapter = self.adapter
         assert adapter is not None
         start = trio.current_time()
@@ -249,7 +253,7 @@ class ProviderActor(Actor):
             raise
         finally:
             del self._calls[number]
-            self._record(outcome, trio.current_time() - start)
+            self._record(outcome, trio.current_time() - start, admitted=admitted)
         if isinstance(outcome, ProviderError):
             raise outcome
         assert outcome is not None
@@ -268,7 +272,7 @@ class ProviderActor(Actor):
         """A stream of events from one call. Time to the first event is bounded by
         `first_chunk_deadline`, the whole stream by `deadline`; a failure at any point is
         recorded against the provider once."""
-        self._admit(panic=panic)
+        admitted = self._admit(panic=panic)
         adapter = self.adapter
         assert adapter is not None
         start = trio.current_time()
@@ -290,24 +294,30 @@ class ProviderActor(Actor):
             raise
         finally:
             del self._calls[number]
-            self._record(recorder.outcome, trio.current_time() - start)
+            self._record(recorder.outcome, trio.current_time() - start, admitted=admitted)
 
     def _timeout(self) -> ProviderError:
         return ProviderError(FailureKind.TIMEOUT, f"{self.name} did not answer within its deadline")
 
-    def _record(self, outcome: ProviderError | Completion | None, elapsed_s: float) -> None:
+    def _record(
+        self, outcome: ProviderError | Completion | None, elapsed_s: float, *, admitted: bool
+    ) -> None:
         """Book one call's end into breaker and health. `None` = cancelled from outside."""
         if outcome is None:
-            self.breaker.on_ignored()
+            if admitted:
+                self.breaker.on_ignored()
             return
         before = self.health.status
         if isinstance(outcome, Completion):
-            self.breaker.on_success(elapsed_s)
+            if admitted:
+                self.breaker.on_success(elapsed_s)
+            else:
+                self.breaker.on_unadmitted_success(elapsed_s)
             self.health.record_success(elapsed_s)
             if outcome.quota_remaining is not None:
                 self.health.set_quota(outcome.quota_remaining)
         else:
-            self._record_failure(outcome, elapsed_s)
+            self._record_failure(outcome, elapsed_s, admitted=admitted)
         if self.health.status is not before:
             self.context.events.emit(
                 "provider_health_changed",
@@ -317,16 +327,18 @@ class ProviderActor(Actor):
             )
             self._changed()
 
-    def _record_failure(self, error: ProviderError, elapsed_s: float) -> None:
+    def _record_failure(self, error: ProviderError, elapsed_s: float, *, admitted: bool) -> None:
         now = trio.current_time()
         if error.quota_remaining is not None:
             self.health.set_quota(error.quota_remaining)
         if error.counts_against_breaker:
-            self.breaker.on_failure(elapsed_s)
+            if admitted:
+                self.breaker.on_failure(elapsed_s)
             # A timeout says the provider is slow; a fast error would flatter its latency.
             self.health.record_failure(elapsed_s if error.kind is FailureKind.TIMEOUT else None)
             return
-        self.breaker.on_ignored()
+        if admitted:
+            self.breaker.on_ignored()
         if error.kind is FailureKind.RATE_LIMITED:
             wait = error.retry_after_s if error.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
             until = now + wait

@@ -543,3 +543,25 @@ async def test_full_cycle_in_trio_virtual_time(autojump_clock: trio.abc.Clock) -
     breaker.on_success(0.1)
     assert breaker.state is CLOSED
     assert [reason for _, _, reason in seen] == ["failure_rate", "open_elapsed", "probes_succeeded"]
+
+
+def test_a_panic_success_ends_the_open_period() -> None:
+    breaker, _, seen = make()
+    trip(breaker)
+    assert not breaker.try_acquire()
+    breaker.on_unadmitted_success(2.0)  # slower than slow_call_s: no evidence, still open
+    assert breaker.state is OPEN
+    breaker.on_unadmitted_success(0.1)
+    assert breaker.state is HALF_OPEN
+    assert seen[-1] == (OPEN, HALF_OPEN, "open_elapsed")
+    for _ in range(3):
+        assert breaker.try_acquire()
+        breaker.on_success(0.1)
+    assert breaker.state is CLOSED
+
+
+def test_a_panic_success_does_not_end_a_retry_after_hold() -> None:
+    breaker, clock, _ = make()
+    breaker.hold_open_until(clock.now + 30)
+    breaker.on_unadmitted_success(0.1)
+    assert breaker.state is OPEN

@@ -193,6 +193,8 @@ async def test_all_breakers_open_still_leaves_a_candidate(autojump_clock: Any) -
         assert len(panic) == 1
         reply = await rt.complete(REQUEST)
         assert reply.provider == panic[0].provider
+        # The panic call's success ended that breaker's open period: its probes decide now.
+        assert rt.snapshot(reply.provider).breaker.state == "half_open"
 
 
 async def test_client_error_is_returned_at_once_without_fallback(autojump_clock: Any) -> None:
