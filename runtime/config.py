@@ -7,6 +7,7 @@ and the offending value, e.g. ``providers[2].latency_ms: 'fast' is not a number`
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -254,12 +255,16 @@ class Config:
 _UNKNOWN_MODEL = ModelInfo()
 
 
-def _make_converter() -> cattrs.Converter:
+def strict_converter(*classes: type) -> cattrs.Converter:
+    """A cattrs converter that takes TOML values as written: no "5" for 5, no true for 1, no
+    nan or inf, and no unknown keys in any of `classes`. Shared by configs and scenarios."""
     converter = cattrs.Converter(forbid_extra_keys=True)
 
     def structure_float(value: Any, _: type) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{value!r} is not a number")
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
         return float(value)
 
     def structure_int(value: Any, _: type) -> int:
@@ -272,28 +277,34 @@ def _make_converter() -> cattrs.Converter:
             raise ValueError(f"{value!r} is not a string")
         return value
 
+    def structure_bool(value: Any, _: type) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not true or false")
+        return value
+
     converter.register_structure_hook(float, structure_float)
     converter.register_structure_hook(int, structure_int)
     converter.register_structure_hook(str, structure_str)
-    for cls in (
-        BreakerConfig,
-        ProviderConfig,
-        LevelConfig,
-        ModelInfo,
-        ScoreWeights,
-        RoutingConfig,
-        TemplateConfig,
-        SupervisionConfig,
-        RuntimeSettings,
-        Config,
-    ):
+    converter.register_structure_hook(bool, structure_bool)
+    for cls in classes:
         converter.register_structure_hook(
             cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
         )
     return converter
 
 
-CONVERTER = _make_converter()
+CONVERTER = strict_converter(
+    BreakerConfig,
+    ProviderConfig,
+    LevelConfig,
+    ModelInfo,
+    ScoreWeights,
+    RoutingConfig,
+    TemplateConfig,
+    SupervisionConfig,
+    RuntimeSettings,
+    Config,
+)
 
 
 def _describe(exc: BaseException, path: str = "") -> list[str]:

@@ -19,7 +19,6 @@ error carries its exact place in the file.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -29,12 +28,18 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
 from actors.faults import Fault, FaultKind
 from actors.messages import Complexity, Quality
-from runtime.config import HTTP_KINDS, SIMULATED_KINDS, Config, default_config_path, parse_config
+from runtime.config import (
+    HTTP_KINDS,
+    SIMULATED_KINDS,
+    Config,
+    default_config_path,
+    parse_config,
+    strict_converter,
+)
 
 #: Timeline kinds beyond the shared fault vocabulary: a toggling fault, and actor crashes.
 FLAPPING = "flapping"
@@ -158,9 +163,7 @@ class LoadProfile:
     duration_s: float = attrs.field(validator=_positive)
     #: Requests in flight at most; more wait their turn (in arrival order), none is dropped.
     concurrency: int = attrs.field(default=256, validator=_positive)
-    arrivals: str = attrs.field(
-        default="poisson", validator=_one_of(["poisson", "uniform"])
-    )
+    arrivals: str = attrs.field(default="poisson", validator=_one_of(["poisson", "uniform"]))
     #: Fraction of requests streamed, unless a mix entry says otherwise.
     stream_fraction: float = attrs.field(default=0.0, validator=_fraction)
     #: Distinct prompts per mix entry: repeats are what the last-resort cache can answer.
@@ -334,53 +337,17 @@ class Scenario:
         return self.config.levels[0].providers[0]
 
 
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=True)
-
-    def structure_float(value: Any, _: type) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{value!r} is not a number")
-        if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number")
-        return float(value)
-
-    def structure_int(value: Any, _: type) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{value!r} is not an integer")
-        return value
-
-    def structure_str(value: Any, _: type) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"{value!r} is not a string")
-        return value
-
-    def structure_bool(value: Any, _: type) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{value!r} is not true or false")
-        return value
-
-    converter.register_structure_hook(float, structure_float)
-    converter.register_structure_hook(int, structure_int)
-    converter.register_structure_hook(str, structure_str)
-    converter.register_structure_hook(bool, structure_bool)
-    for cls in (
-        ScenarioInfo,
-        LoadProfile,
-        Expectations,
-        MixEntry,
-        RatePhase,
-        FaultStep,
-        ProviderExpectation,
-        LevelExpectation,
-        ActorExpectation,
-    ):
-        converter.register_structure_hook(
-            cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
-        )
-    return converter
-
-
-_CONVERTER = _make_converter()
+_CONVERTER = strict_converter(
+    ScenarioInfo,
+    LoadProfile,
+    Expectations,
+    MixEntry,
+    RatePhase,
+    FaultStep,
+    ProviderExpectation,
+    LevelExpectation,
+    ActorExpectation,
+)
 
 
 class _Place:
@@ -460,9 +427,11 @@ def _config_error(file: str, exc: ConfigError, data: Mapping[str, Any]) -> Scena
             line = f"{_Place(table, int(index)).describe(key)}: {text}"
             entries = data.get(table)
             if isinstance(entries, list) and int(index) < len(entries):
-                name = entries[int(index)].get("name") if isinstance(
-                    entries[int(index)], Mapping
-                ) else None
+                name = (
+                    entries[int(index)].get("name")
+                    if isinstance(entries[int(index)], Mapping)
+                    else None
+                )
                 if isinstance(name, str):
                     line = line.replace(")", f", name {name!r})", 1)
         lines.append(line)
@@ -626,7 +595,9 @@ def _check_references(scenario: Scenario) -> None:
                 f"(duration_s = {duration:g})"
             )
         if step.kind == FLAPPING and step.duration_s is None:
-            raise ScenarioError(f"{file}: {place.describe('duration_s')}: flapping needs a duration")
+            raise ScenarioError(
+                f"{file}: {place.describe('duration_s')}: flapping needs a duration"
+            )
         if step.kind == CRASH and step.every_s is not None and step.duration_s is None:
             raise ScenarioError(
                 f"{file}: {place.describe('duration_s')}: a crash loop (every_s) needs a duration"
