@@ -14,7 +14,7 @@ class FaultKind(enum.StrEnum):
     OUTAGE = "outage"
     #: A fraction `rate` of calls fail as server errors.
     ERRORS = "errors"
-    #: Latency multiplied by `factor`.
+    #: Latency multiplied by `factor`, plus `delay_s`.
     LATENCY = "latency"
     #: Calls are accepted and never answered.
     HANG = "hang"
@@ -38,7 +38,13 @@ class Fault:
     retry_after_s: float = 1.0
     status: int = 503
     after_chunks: int = 1
-    delay_s: float = 0.5
+    #: LATENCY: seconds added after the factor; SLOW_DRIP: the gap between chunks (0.5 s
+    #: unless given; 0 for every other kind).
+    delay_s: float = attrs.field(
+        default=attrs.Factory(
+            lambda self: 0.5 if self.kind is FaultKind.SLOW_DRIP else 0.0, takes_self=True
+        )
+    )
 
 
 class FaultTarget(Protocol):

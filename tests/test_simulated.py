@@ -178,6 +178,15 @@ async def test_latency_fault_multiplies(autojump_clock: trio.testing.MockClock) 
     slowed = await timed_calls(sim, 1)
     assert plain[0][0] == pytest.approx(0.1)
     assert slowed[0][0] == pytest.approx(1.0)
+    # As on the fake provider server: latency x factor + delay_s.
+    sim.backend.inject(Fault(FaultKind.LATENCY, factor=2.0, delay_s=0.5))
+    assert (await timed_calls(sim, 1))[0][0] == pytest.approx(0.7)
+
+
+def test_fault_delay_defaults_by_kind() -> None:
+    assert Fault(FaultKind.SLOW_DRIP).delay_s == 0.5
+    assert Fault(FaultKind.LATENCY).delay_s == 0.0
+    assert Fault(FaultKind.LATENCY, delay_s=2).delay_s == 2
 
 
 @pytest.mark.parametrize("how", ["fault", "knob"])

@@ -19,7 +19,7 @@ How faults act (`Fault.rate` is the fraction of calls affected where a fault is 
 ===========  ===============================================================================
 outage       every call fails at once: SERVER_ERROR, `Fault.status` (503)
 errors       a fraction `rate` of calls fail after their latency: SERVER_ERROR, `status`
-latency      latency multiplied by `factor`
+latency      latency multiplied by `factor`, plus `delay_s`
 hang         a fraction `rate` of calls never answer (cancel them)
 rate_limit   every call fails at once: RATE_LIMITED 429 with `retry_after_s`
 quota        every call fails at once: RATE_LIMITED 429, quota_remaining 0
@@ -188,9 +188,9 @@ class SimulatedBackend:
         latency_ms = self.latency_ms
         if latency_ms > 0 and self.latency_jitter > 0:
             latency_ms = rng.lognormvariate(math.log(latency_ms), self.latency_jitter)
-        if faults and (fault := faults.get(FaultKind.LATENCY)) is not None:
-            latency_ms *= fault.factor
         latency_s = latency_ms / 1000.0
+        if faults and (fault := faults.get(FaultKind.LATENCY)) is not None:
+            latency_s = latency_s * fault.factor + fault.delay_s
 
         hang = self.hang_probability > 0 and rng.random() < self.hang_probability
         if faults and (fault := faults.get(FaultKind.HANG)) is not None:

@@ -229,18 +229,15 @@ class FaultStep:
     def to_fault(self) -> Fault:
         """The `Fault` this step injects (for flapping, the fault it toggles)."""
         kind = FaultKind(self.fault if self.kind == FLAPPING else self.kind)
-        delay_s = self.delay_s
-        if delay_s is None:
-            delay_s = Fault(kind).delay_s if kind is FaultKind.SLOW_DRIP else 0.0
-        return Fault(
+        fault = Fault(
             kind=kind,
             rate=self.rate,
             factor=self.factor,
             retry_after_s=self.retry_after_s,
             status=self.status,
             after_chunks=self.after_chunks,
-            delay_s=delay_s,
         )
+        return fault if self.delay_s is None else attrs.evolve(fault, delay_s=self.delay_s)
 
 
 @attrs.frozen
