@@ -176,6 +176,11 @@ def _text_of(content: Any) -> str:
     return ""
 
 
+def _chat_prompt_tokens(messages: list[Any]) -> int:
+    """Tokens in a chat-format `messages` list (OpenAI and Ollama)."""
+    return sum(count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict))
+
+
 def _last_user_text(messages: list[Any], role_key: str = "role") -> str:
     for message in reversed(messages):
         if isinstance(message, dict) and message.get(role_key, "user") == "user":
@@ -280,9 +285,7 @@ class OpenAIWire(Wire):
         return Call(
             model=model,
             prompt=_last_user_text(messages),
-            prompt_tokens=sum(
-                count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict)
-            ),
+            prompt_tokens=_chat_prompt_tokens(messages),
             max_tokens=max_tokens,
             stream=data.get("stream") is True,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
@@ -760,9 +763,7 @@ class OllamaWire(Wire):
         return Call(
             model=model,
             prompt=_last_user_text(messages),
-            prompt_tokens=sum(
-                count_tokens(_text_of(m.get("content"))) for m in messages if isinstance(m, dict)
-            ),
+            prompt_tokens=_chat_prompt_tokens(messages),
             max_tokens=max_tokens,
             stream=data.get("stream", True) is not False,
         )
