@@ -225,7 +225,7 @@ class Ranker:
         self._config = config
         routing = config.routing
         self._chars_per_token = routing.chars_per_token
-        self._latency_stale_s = routing.latency_stale_s
+        self._latency_points_per_ms = 100.0 / routing.latency_zero_ms
         w = routing.weights
         self._w_latency = w.latency
         self._w_reliability = w.reliability
@@ -309,23 +309,21 @@ class Ranker:
             + request.max_tokens * info.output_usd_per_mtok
         ) / 1e6
 
-    def score(self, snapshot: ProviderSnapshot | None, now: float | None = None) -> float:
+    def score(self, snapshot: ProviderSnapshot | None) -> float:
         """The seed's score from a heartbeat; neutral (50 per component) without one.
 
         The latency is the measured average, raised to the age of the oldest call still in
-        flight (a brownout shows before its slow calls finish). A provider never measured, or
-        last measured more than `latency_stale_s` before `now`, scores a neutral latency: not the
-        perfect score a latency of 0 would give, and not a stale bad one that would keep it out
-        of rotation forever after it recovered.
+        flight (a brownout shows before its slow calls finish). A provider never measured scores
+        a neutral latency, not the perfect score a latency of 0 would give.
         """
         if snapshot is None:
             return self._neutral_score
         in_flight_ms = snapshot.oldest_call_s * 1000.0
-        last = snapshot.last_check
-        if last is None or (now is not None and now - last > self._latency_stale_s):
-            latency = min(50.0, 100.0 - in_flight_ms / 10.0)
+        per_ms = self._latency_points_per_ms
+        if snapshot.last_check is None:
+            latency = min(50.0, 100.0 - in_flight_ms * per_ms)
         else:
-            latency = 100.0 - max(snapshot.latency_ms, in_flight_ms) / 10.0
+            latency = 100.0 - max(snapshot.latency_ms, in_flight_ms) * per_ms
         if latency < 0.0:
             latency = 0.0
         return (
@@ -451,7 +449,7 @@ class Ranker:
                             )
                         )
                     continue
-                score = self.score(snapshot, now)
+                score = self.score(snapshot)
 
             # Choose the fittest model that fits the context window and the budget.
             chosen: _ModelEntry | None = None

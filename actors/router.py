@@ -7,6 +7,7 @@ consistent table). The ranking itself lives in `actors.ranking`, precomputed per
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ class RouterSnapshot:
     name: str
     kind: str
     heartbeats: int
+    explorations: int
     providers: tuple[ProviderSnapshot, ...]
 
 
@@ -44,6 +46,9 @@ class RouterActor(Actor):
         #: Rebuilt on (re)start from the providers' last published snapshots.
         self.table: dict[str, ProviderSnapshot] = dict(seed())
         self.heartbeats = 0
+        self.latency_stale_s = config.routing.latency_stale_s
+        self._explored_at: dict[str, float] = {}
+        self.explorations = 0
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, ProviderSnapshot):
@@ -52,13 +57,44 @@ class RouterActor(Actor):
             return None
         return await super().handle(message)
 
-    def plan(self, request: Request) -> RoutePlan:
-        return self.ranker.plan(request, self.levels, self.table, trio.current_time())
+    def plan(self, request: Request, *, explore: bool = True) -> RoutePlan:
+        """The plan for one request. With `explore`, a provider whose latency was last measured
+        more than `latency_stale_s` ago goes first in its level for this one request (at most
+        once per stale period): its old measurement may be the only thing keeping a recovered
+        provider out of rotation, and one request finds out, where a neutral score would have
+        sent it every request until the first slow answer came back."""
+        now = trio.current_time()
+        plan = self.ranker.plan(request, self.levels, self.table, now)
+        if explore:
+            plan = self._explore(plan, now)
+        return plan
+
+    def _explore(self, plan: RoutePlan, now: float) -> RoutePlan:
+        stale_before = now - self.latency_stale_s
+        for index, level in enumerate(plan.levels):
+            for position, candidate in enumerate(level.candidates[1:], 1):
+                snapshot = self.table.get(candidate.provider)
+                last = snapshot.last_check if snapshot is not None else None
+                if last is None or last >= stale_before:
+                    continue
+                if self._explored_at.get(candidate.provider, -math.inf) >= stale_before:
+                    continue
+                self._explored_at[candidate.provider] = now
+                self.explorations += 1
+                first = attrs.evolve(
+                    candidate, reason=f"exploring: latency last measured {now - last:.0f}s ago"
+                )
+                rest = level.candidates[:position] + level.candidates[position + 1 :]
+                levels = list(plan.levels)
+                levels[index] = attrs.evolve(level, candidates=(first, *rest))
+                return attrs.evolve(plan, levels=tuple(levels))
+        return plan
 
     def snapshot(self) -> RouterSnapshot:
         return RouterSnapshot(
             name=self.name,
             kind=self.kind,
             heartbeats=self.heartbeats,
+            explorations=self.explorations,
             providers=tuple(self.table[name] for name in sorted(self.table)),
         )

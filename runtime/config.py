@@ -174,8 +174,13 @@ class RoutingConfig:
     quality: dict[str, tuple[str, ...]] = attrs.field(factory=_default_quality)
     cost: dict[str, tuple[str, ...]] = attrs.field(factory=_default_cost)
     weights: ScoreWeights = ScoreWeights()
-    #: A latency measured longer ago than this no longer counts: the provider scores a neutral
-    #: latency, wins some traffic back and is measured again (recovery after a brownout).
+    #: The latency at which the latency component reaches 0: ``max(0, 100 - 100 * latency_ms /
+    #: latency_zero_ms)``. The seed's 1000 ms makes every latency above a second equally bad;
+    #: LLM calls commonly take several seconds, so a larger value tells them apart.
+    latency_zero_ms: float = attrs.field(default=1000.0, validator=_at_least(0, inclusive=False))
+    #: A provider whose latency was last measured longer ago than this is sent one request
+    #: first in its level (at most once per period) to measure it again: how a provider that
+    #: recovered from a brownout gets back into rotation.
     latency_stale_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
     #: Characters per token when estimating a prompt's size before the call.
     chars_per_token: float = attrs.field(default=4.0, validator=_at_least(0, inclusive=False))

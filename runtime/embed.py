@@ -16,6 +16,7 @@ caller's own cancellation and the per-level cancel scopes bound every call it ma
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
@@ -124,7 +125,7 @@ class Runtime:
             cache = shared_reply_cache(self._store)
         self.cascade = CascadeSupervisor(
             config,
-            plan=self.plan,
+            plan=functools.partial(self.plan, explore=True),
             provider=self._live_provider,
             cache=cache,
             stats=self.stats,
@@ -207,12 +208,13 @@ class Runtime:
         """`async with rt.stream(request) as chunks: async for text in chunks: ...`"""
         return self.cascade.open_stream(request)
 
-    def plan(self, request: Request) -> RoutePlan:
-        """The router's plan for such a request, with a reason for every rank and exclusion."""
+    def plan(self, request: Request, *, explore: bool = False) -> RoutePlan:
+        """The router's plan for such a request, with a reason for every rank and exclusion.
+        Asking for an explanation spends no exploration request (`explore=False`)."""
         cell = self.registry.cell("router") if "router" in self.registry else None
         router = cell.actor if cell is not None else None
         if isinstance(router, RouterActor) and cell is not None and cell.state == "running":
-            return router.plan(request)
+            return router.plan(request, explore=explore)
         # The router is restarting: rank from the providers' last published state.
         return self.ranker.plan(
             request, self.config.levels, self._providers_context.last_snapshots, trio.current_time()

@@ -19,7 +19,11 @@ from actors.messages import (
 from actors.ranking import Candidate, ExclusionCause, Fitness, LevelPlan, Ranker
 from runtime.config import Config, LevelConfig, default_config_path, load_config, parse_config
 
-DEMO = load_config(default_config_path())
+# The seed's score exactly: latency reaches 0 at 1000 ms (the demo config spreads it wider).
+DEMO = attrs.evolve(
+    load_config(default_config_path()),
+    routing=attrs.evolve(load_config(default_config_path()).routing, latency_zero_ms=1000.0),
+)
 NON_LAST_RESORT = ("openai", "anthropic", "gemini", "mistral", "huggingface", "local")
 RANKER = Ranker(DEMO)
 
@@ -524,8 +528,7 @@ def test_a_call_in_flight_for_long_lowers_the_latency_score() -> None:
     assert ranker.score(quick) == ranker.score(snap("openai", latency_ms=100.0))
 
 
-def test_a_stale_latency_counts_as_neutral() -> None:
-    ranker = Ranker(DEMO)  # latency_stale_s = 30
-    slow = attrs.evolve(snap("openai", latency_ms=5000.0), last_check=100.0)
-    assert ranker.score(slow, now=120.0) == pytest.approx(0 * 0.3 + 50 + 20)
-    assert ranker.score(slow, now=131.0) == pytest.approx(50 * 0.3 + 50 + 20)
+def test_latency_zero_point_is_configurable() -> None:
+    wide = Ranker(attrs.evolve(DEMO, routing=attrs.evolve(DEMO.routing, latency_zero_ms=10_000.0)))
+    assert wide.score(snap("openai", latency_ms=8000)) == pytest.approx(20 * 0.3 + 50 + 20)
+    assert RANKER.score(snap("openai", latency_ms=8000)) == pytest.approx(0 * 0.3 + 50 + 20)

@@ -472,7 +472,10 @@ async def test_brownout_moves_traffic_before_slow_calls_finish_and_recovers(
         assert late and set(late) == {"anthropic"}
         rt.heal("openai")
         await traffic(70)
-    # Once openai's slow measurement is stale it scores neutral, wins traffic back, and is
-    # measured fast again.
-    back = [p for t, p in served if 60 <= t < 70]
-    assert back and set(back) == {"openai"}
+    # Once openai's slow measurement is stale (20 s after its last slow call finished, ~t=28),
+    # one request explores it, finds it fast again, and traffic returns; from then on only
+    # anthropic, now the stale one, gets an exploring request (one per stale period).
+    explored = [t for t, p in served if 28 <= t < 50 and p == "openai"]
+    assert explored and 46 <= explored[0] < 50
+    back = [p for t, p in served if 50 <= t < 70]
+    assert back.count("openai") >= len(back) - 1
