@@ -245,6 +245,8 @@ class ProviderActor(Actor):
                 outcome = self._timeout()
         except ProviderError as error:
             outcome = error
+        except Exception as error:
+            outcome = self._adapter_failed(error)
         except trio.Cancelled:
             # An enclosing scope with the same deadline (the level's) caught the cancellation
             # instead of ours: it is still this call's timeout.
@@ -285,8 +287,14 @@ class ProviderActor(Actor):
                 events = adapter.stream(request, model)
                 stack.push_async_callback(_aclose, events)
                 bounded = _bounded_stream(
-                    self.name, events, deadline, first_chunk_deadline, recorder
+                    self.name,
+                    events,
+                    deadline,
+                    first_chunk_deadline,
+                    recorder,
+                    self._adapter_failed,
                 )
+
                 stack.push_async_callback(bounded.aclose)
                 yield bounded
         except ProviderError as error:
@@ -295,6 +303,16 @@ class ProviderActor(Actor):
         finally:
             del self._calls[number]
             self._record(recorder.outcome, trio.current_time() - start, admitted=admitted)
+
+    def _adapter_failed(self, error: Exception) -> ProviderError:
+        """An adapter raised something it should have classified (a bug, or a reply shape no
+        one foresaw): one provider's surprise must not fail a request others can answer."""
+        self.context.events.emit(
+            "adapter_error", provider=self.name, error=type(error).__name__, detail=str(error)[:200]
+        )
+        return ProviderError(
+            FailureKind.MALFORMED, f"{self.name} adapter failed: {type(error).__name__}: {error}"
+        )
 
     def _timeout(self) -> ProviderError:
         return ProviderError(FailureKind.TIMEOUT, f"{self.name} did not answer within its deadline")
@@ -410,6 +428,7 @@ async def _bounded_stream(
     deadline: float,
     first_chunk_deadline: float | None,
     record: _StreamRecord,
+    adapter_failed: Callable[[Exception], ProviderError],
 ) -> AsyncGenerator[StreamEvent, None]:
     """Pass events through, turning a missed deadline into a classified timeout."""
     first = True
@@ -431,6 +450,10 @@ async def _bounded_stream(
             except ProviderError as error:
                 record.outcome = error
                 raise
+            except Exception as error:
+                failure = adapter_failed(error)
+                record.outcome = failure
+                raise failure from None
         if scope.cancelled_caught:
             what = "first chunk" if first else "stream"
             timeout = ProviderError(FailureKind.TIMEOUT, f"{provider} {what} timed out")

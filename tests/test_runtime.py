@@ -479,3 +479,28 @@ async def test_brownout_moves_traffic_before_slow_calls_finish_and_recovers(
     assert explored and 46 <= explored[0] < 50
     back = [p for t, p in served if 50 <= t < 70]
     assert back.count("openai") >= len(back) - 1
+
+
+async def test_an_adapter_bug_is_classified_and_falls_back(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        backend = rt.fault_target("openai")
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise KeyError("choices")  # a reply shape nobody foresaw
+
+        backend.plan = broken  # type: ignore[attr-defined]
+        with rt.events.subscribe() as events:
+            reply = await rt.complete(REQUEST)
+            async with rt.stream(REQUEST) as chunks:
+                text = "".join([piece async for piece in chunks])
+            seen = [
+                events.receive_nowait().event
+                for _ in range(events.statistics().current_buffer_used)
+            ]
+        assert reply.provider == "anthropic"
+        assert reply.attempts[0].outcome == "malformed"
+        assert "KeyError" in reply.attempts[0].detail
+        assert chunks.reply is not None and text == chunks.reply.text
+        assert chunks.reply.attempts[0].outcome == "malformed"
+        assert rt.snapshot("openai").breaker.consecutive_failures == 2
+        assert seen.count("adapter_error") == 2
