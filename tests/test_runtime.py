@@ -72,7 +72,7 @@ async def test_breakers_open_and_traffic_skips_the_primary(autojump_clock: Any) 
         status = {p.name: p for p in rt.status().providers}
         assert status["openai"].breaker == "open"
         assert status["openai"].status == "critical"
-        await trio.sleep(0.01)  # let the heartbeats reach the router
+        await trio.testing.wait_all_tasks_blocked()  # heartbeats reach the router
         reply = await rt.complete(REQUEST)
         # Both primaries are excluded by their breakers: no failed attempt is paid for them.
         assert [a.provider for a in reply.attempts] == ["gemini"]
@@ -168,7 +168,7 @@ async def test_all_breakers_open_still_leaves_a_candidate(autojump_clock: Any) -
         for name in ("openai", "anthropic", "gemini", "local"):
             rt.set_breaker(name, "open")
         rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         plan = rt.plan(REQUEST)
         # forced-open breakers are the operator's word: nothing panics past them.
         assert all(not level.candidates for level in plan.levels[:3])
@@ -185,7 +185,7 @@ async def test_all_breakers_open_still_leaves_a_candidate(autojump_clock: Any) -
             rt.inject_fault(name, Fault(FaultKind.OUTAGE))
         with pytest.raises(runtime.AllLevelsFailed):
             await rt.complete(runtime.Request(prompt="no template for this"))
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
         for name in ("openai", "anthropic", "gemini", "local"):
             rt.heal(name)
         plan = rt.plan(REQUEST)
