@@ -48,8 +48,19 @@ class _Prices:
         return usage.input_tokens * prices[0] + usage.output_tokens * prices[1]
 
 
-class _Won(Exception):
-    """Internal: a race has a winner."""
+#: How many times one request goes back to the first level after waiting for a provider.
+MAX_RECOVERY_ROUNDS = 3
+
+
+class _Recovery:
+    """What one request has spent waiting for excluded providers to come back."""
+
+    __slots__ = ("budget_s", "rounds", "waited")
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self.waited = 0.0
+        self.rounds = 0
 
 
 class CascadeSupervisor:
@@ -77,7 +88,39 @@ class CascadeSupervisor:
         self._last_resort = frozenset(
             p.name for p in config.providers if p.kind in LAST_RESORT_KINDS
         )
+        #: Levels served only by the last resort (cache, templates).
+        self._last_resort_levels = frozenset(
+            index
+            for index, level in enumerate(config.levels)
+            if all(name in self._last_resort for name in level.providers)
+        )
+        self.recovery_wait_s = config.runtime.recovery_wait_s
         self.in_flight = 0
+
+    async def _recover(
+        self, request: Request, plan: RoutePlan, deadline: float, recovery: _Recovery
+    ) -> RoutePlan | None:
+        """Before settling for the last resort (or failing), wait for the first excluded
+        provider to come back by itself (breaker half-open, Retry-After over) when that is soon:
+        within the request's deadline and its recovery budget. Returns the fresh plan to walk
+        again from the first level, or None to go on without waiting."""
+        back = plan.earliest_available
+        now = trio.current_time()
+        if back is None or back >= deadline or recovery.rounds >= MAX_RECOVERY_ROUNDS:
+            return None
+        wait = max(0.0, back - now)
+        if recovery.waited + wait > recovery.budget_s:
+            return None
+        recovery.rounds += 1
+        recovery.waited += wait
+        self._events.emit(
+            "waiting_for_provider",
+            wait_s=round(wait, 3),
+            round=recovery.rounds,
+            task_id=request.task_id,
+        )
+        await trio.sleep_until(back)
+        return self._plan(request)
 
     def _deadline(self, request: Request, start: float) -> float:
         return start + (request.deadline_s if request.deadline_s is not None else self.deadline_s)
@@ -100,22 +143,36 @@ class CascadeSupervisor:
         plan = self._plan(request)
         self.in_flight += 1
         try:
-            for index, level, _, level_deadline in self._walk(deadline):
-                candidates = plan.levels[index].candidates
-                if not candidates:
-                    continue
-                with trio.move_on_at(level_deadline):
-                    if level.strategy == "race" and len(candidates) > 1:
-                        won = await self._race(level, candidates, request, level_deadline, attempts)
-                    else:
-                        won = await self._sequential(
-                            level, candidates, request, level_deadline, attempts
-                        )
-                    if won is not None:
-                        candidate, completion = won
-                        return self._reply(
-                            request, level, index, candidate, completion, attempts, start
-                        )
+            recovery = _Recovery(self.recovery_wait_s)
+            while True:
+                for index, level, _, level_deadline in self._walk(deadline):
+                    if index in self._last_resort_levels:
+                        recovered = await self._recover(request, plan, deadline, recovery)
+                        if recovered is not None:
+                            plan = recovered
+                            break
+                    candidates = plan.levels[index].candidates
+                    if not candidates:
+                        continue
+                    with trio.move_on_at(level_deadline):
+                        if level.strategy == "race" and len(candidates) > 1:
+                            won = await self._race(
+                                level, candidates, request, level_deadline, attempts
+                            )
+                        else:
+                            won = await self._sequential(
+                                level, candidates, request, level_deadline, attempts
+                            )
+                        if won is not None:
+                            candidate, completion = won
+                            return self._reply(
+                                request, level, index, candidate, completion, attempts, start
+                            )
+                else:
+                    recovered = await self._recover(request, plan, deadline, recovery)
+                    if recovered is None:
+                        break
+                    plan = recovered
             error = AllLevelsFailed(_summary(attempts, trio.current_time() >= deadline), attempts)
             self._stats.record_error(tuple(attempts), "all_levels_failed")
             self._events.emit("request_failed", attempts=len(attempts), task_id=request.task_id)
@@ -276,103 +333,115 @@ class CascadeSupervisor:
         plan = self._plan(request)
         self.in_flight += 1
         try:
-            for index, level, now, level_deadline in self._walk(deadline):
-                first_chunk = (
-                    now + level.first_chunk_timeout_s
-                    if level.first_chunk_timeout_s is not None
-                    else None
-                )
-                for candidate in plan.levels[index].candidates:
-                    actor = self._provider(candidate.provider)
-                    if actor is None:
-                        attempts.append(
-                            Attempt(
-                                candidate.provider,
-                                candidate.model,
-                                level.name,
-                                "unavailable",
-                                0.0,
-                                "restarting",
+            recovery = _Recovery(self.recovery_wait_s)
+            while True:
+                for index, level, now, level_deadline in self._walk(deadline):
+                    if index in self._last_resort_levels:
+                        recovered = await self._recover(request, plan, deadline, recovery)
+                        if recovered is not None:
+                            plan = recovered
+                            break
+                    first_chunk = (
+                        now + level.first_chunk_timeout_s
+                        if level.first_chunk_timeout_s is not None
+                        else None
+                    )
+                    for candidate in plan.levels[index].candidates:
+                        actor = self._provider(candidate.provider)
+                        if actor is None:
+                            attempts.append(
+                                Attempt(
+                                    candidate.provider,
+                                    candidate.model,
+                                    level.name,
+                                    "unavailable",
+                                    0.0,
+                                    "restarting",
+                                )
                             )
-                        )
-                        continue
-                    if trio.current_time() >= level_deadline:
-                        break
-                    delivered: list[str] = []
-                    started = trio.current_time()
-                    try:
-                        async with actor.open_stream(
-                            request,
-                            candidate.model,
-                            deadline=level_deadline,
-                            first_chunk_deadline=first_chunk,
-                            panic=candidate.panic,
-                        ) as events:
-                            async for event in events:
-                                if isinstance(event, TextDelta):
-                                    if event.text:
-                                        delivered.append(event.text)
-                                        yield event.text
-                                elif isinstance(event, StreamDone):
-                                    elapsed = (trio.current_time() - started) * 1000.0
-                                    attempts.append(
-                                        Attempt(
-                                            candidate.provider,
-                                            event.completion.model,
-                                            level.name,
-                                            "ok",
-                                            elapsed,
+                            continue
+                        if trio.current_time() >= level_deadline:
+                            break
+                        delivered: list[str] = []
+                        started = trio.current_time()
+                        try:
+                            async with actor.open_stream(
+                                request,
+                                candidate.model,
+                                deadline=level_deadline,
+                                first_chunk_deadline=first_chunk,
+                                panic=candidate.panic,
+                            ) as events:
+                                async for event in events:
+                                    if isinstance(event, TextDelta):
+                                        if event.text:
+                                            delivered.append(event.text)
+                                            yield event.text
+                                    elif isinstance(event, StreamDone):
+                                        elapsed = (trio.current_time() - started) * 1000.0
+                                        attempts.append(
+                                            Attempt(
+                                                candidate.provider,
+                                                event.completion.model,
+                                                level.name,
+                                                "ok",
+                                                elapsed,
+                                            )
                                         )
-                                    )
-                                    self._history.record(
-                                        candidate.provider, started, elapsed, ok=True
-                                    )
-                                    out.reply = self._reply(
-                                        request,
-                                        level,
-                                        index,
-                                        candidate,
-                                        event.completion,
-                                        attempts,
-                                        start,
-                                    )
-                                    return
-                    except ProviderError as error:
-                        elapsed = (trio.current_time() - started) * 1000.0
-                        attempts.append(
-                            Attempt(
-                                candidate.provider,
-                                candidate.model,
-                                level.name,
-                                error.kind.value,
-                                elapsed,
-                                error.message,
+                                        self._history.record(
+                                            candidate.provider, started, elapsed, ok=True
+                                        )
+                                        out.reply = self._reply(
+                                            request,
+                                            level,
+                                            index,
+                                            candidate,
+                                            event.completion,
+                                            attempts,
+                                            start,
+                                        )
+                                        return
+                        except ProviderError as error:
+                            elapsed = (trio.current_time() - started) * 1000.0
+                            attempts.append(
+                                Attempt(
+                                    candidate.provider,
+                                    candidate.model,
+                                    level.name,
+                                    error.kind.value,
+                                    elapsed,
+                                    error.message,
+                                )
                             )
-                        )
-                        self._history.record(candidate.provider, started, elapsed, ok=False)
-                        if delivered:
-                            self._stats.record_error(tuple(attempts), "stream_interrupted")
-                            self._events.emit(
-                                "stream_interrupted",
-                                provider=candidate.provider,
-                                level=level.name,
-                                delivered_chars=sum(map(len, delivered)),
-                                kind=error.kind.value,
-                            )
-                            raise StreamInterrupted(
-                                f"{candidate.provider} failed mid-stream: {error.message}",
-                                candidate.provider,
-                                "".join(delivered),
-                                attempts,
-                            ) from None
-                        if error.kind is FailureKind.CLIENT_ERROR:
-                            self._stats.record_error(tuple(attempts), "request_rejected")
-                            raise RequestRejected(
-                                f"{candidate.provider} rejected the request: {error.message}",
-                                candidate.provider,
-                                error.status,
-                                attempts,
-                            ) from None
+                            self._history.record(candidate.provider, started, elapsed, ok=False)
+                            if delivered:
+                                self._stats.record_error(tuple(attempts), "stream_interrupted")
+                                self._events.emit(
+                                    "stream_interrupted",
+                                    provider=candidate.provider,
+                                    level=level.name,
+                                    delivered_chars=sum(map(len, delivered)),
+                                    kind=error.kind.value,
+                                )
+                                raise StreamInterrupted(
+                                    f"{candidate.provider} failed mid-stream: {error.message}",
+                                    candidate.provider,
+                                    "".join(delivered),
+                                    attempts,
+                                ) from None
+                            if error.kind is FailureKind.CLIENT_ERROR:
+                                self._stats.record_error(tuple(attempts), "request_rejected")
+                                raise RequestRejected(
+                                    f"{candidate.provider} rejected the request: {error.message}",
+                                    candidate.provider,
+                                    error.status,
+                                    attempts,
+                                ) from None
+                else:
+                    recovered = await self._recover(request, plan, deadline, recovery)
+                    if recovered is None:
+                        break
+                    plan = recovered
             self._stats.record_error(tuple(attempts), "all_levels_failed")
             raise AllLevelsFailed(_summary(attempts, trio.current_time() >= deadline), attempts)
         finally:

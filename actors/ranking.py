@@ -136,6 +136,8 @@ class Exclusion:
     #: The candidate it would be if its breaker were closed: set only when an open breaker is the
     #: one thing keeping it out, which makes it eligible for panic.
     standby: Candidate | None = attrs.field(default=None, repr=False)
+    #: When the exclusion lifts by itself (an open breaker's half-open time, a Retry-After's end).
+    available_at: float | None = None
 
 
 @attrs.frozen
@@ -171,9 +173,12 @@ class RoutePlan:
     #: What was ranked, without the prompt text (which may hold anything).
     summary: str
     levels: tuple[LevelPlan, ...]
-    #: The earliest time a breaker that alone keeps a provider out turns half-open, if any: the
-    #: cascade may wait for it when the deadline allows.
+    #: The earliest time a breaker that alone keeps a provider out turns half-open, if any.
     earliest_half_open: float | None
+    #: The earliest time any excluded provider comes back by itself (breaker half-open,
+    #: Retry-After over): the cascade waits for it, within the deadline, before it settles for
+    #: the last resort.
+    earliest_available: float | None = None
 
     def explain(self) -> list[str]:
         lines = [self.summary]
@@ -181,6 +186,8 @@ class RoutePlan:
             lines.extend(level.explain())
         if self.earliest_half_open is not None:
             lines.append(f"earliest half-open at t={self.earliest_half_open:.1f}s")
+        if self.earliest_available is not None:
+            lines.append(f"earliest provider back at t={self.earliest_available:.1f}s")
         return lines
 
     def level(self, name: str) -> LevelPlan:
@@ -389,7 +396,8 @@ class Ranker:
             f"request complexity={request.complexity.value} quality={request.quality.value} "
             f"budget={budget} prompt~{tokens:.0f}tok max_tokens={request.max_tokens}"
         )
-        return RoutePlan(summary, tuple(plans), earliest)
+        times = [e.available_at for p in plans for e in p.exclusions if e.available_at is not None]
+        return RoutePlan(summary, tuple(plans), earliest, min(times) if times else None)
 
     def _rank(
         self,
@@ -439,13 +447,19 @@ class Ranker:
                 retry_until = snapshot.retry_after_until
                 if retry_until is not None and retry_until > now:
                     if breaker_open:
-                        exclusions.append(_breaker_exclusion(name, open_until))
+                        exclusion = _breaker_exclusion(name, open_until)
+                        if open_until is not None:
+                            exclusion = attrs.evolve(
+                                exclusion, available_at=max(open_until, retry_until)
+                            )
+                        exclusions.append(exclusion)
                     else:
                         exclusions.append(
                             Exclusion(
                                 name,
                                 f"rate-limited until t={retry_until:.1f}s",
                                 ExclusionCause.RATE_LIMITED,
+                                available_at=retry_until,
                             )
                         )
                     continue
@@ -528,4 +542,5 @@ def _breaker_exclusion(
         ExclusionCause.BREAKER_OPEN,
         open_until=open_until,
         standby=standby if open_until is not None else None,
+        available_at=open_until,
     )

@@ -504,3 +504,59 @@ async def test_an_adapter_bug_is_classified_and_falls_back(autojump_clock: Any) 
         assert chunks.reply.attempts[0].outcome == "malformed"
         assert rt.snapshot("openai").breaker.consecutive_failures == 2
         assert seen.count("adapter_error") == 2
+
+
+async def _limit_all(rt: Any, retry_after_s: float) -> None:
+    """Every model provider answers 429 with this Retry-After once, then is healed."""
+    for name in ("openai", "anthropic", "gemini", "local"):
+        rt.inject_fault(name, Fault(FaultKind.RATE_LIMIT, retry_after_s=retry_after_s))
+    with pytest.raises(runtime.AllLevelsFailed):
+        await rt.complete(runtime.Request(prompt="no template fits", deadline_s=1))
+    for name in ("openai", "anthropic", "gemini", "local"):
+        rt.heal(name)
+
+
+async def test_a_request_waits_for_a_retry_after_instead_of_failing(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        await _limit_all(rt, retry_after_s=3)
+        start = trio.current_time()
+        with rt.events.subscribe() as events:
+            reply = await rt.complete(runtime.Request(prompt="no template fits either"))
+            waited = [e for e in _drain(events) if e.event == "waiting_for_provider"]
+        # Every provider was asked to stay away 3 s: rather than settle for the last resort
+        # (which has nothing here), the request waited for the first one to be back.
+        assert reply.level == "primary"
+        assert trio.current_time() - start == pytest.approx(3, abs=0.5)
+        assert len(waited) == 1
+
+
+async def test_recovery_waits_stay_within_budget_and_deadline(autojump_clock: Any) -> None:
+    async with open_runtime(make_config(runtime={"recovery_wait_s": 2})) as rt:
+        await _limit_all(rt, retry_after_s=3)
+        start = trio.current_time()
+        with pytest.raises(runtime.AllLevelsFailed):
+            await rt.complete(runtime.Request(prompt="no template fits either"))
+        assert trio.current_time() - start < 0.1  # 3 s is past the 2 s budget: no wait
+    async with open_runtime(make_config()) as rt:
+        await _limit_all(rt, retry_after_s=3)
+        with pytest.raises(runtime.AllLevelsFailed):
+            await rt.complete(runtime.Request(prompt="no template fits either", deadline_s=2))
+    async with open_runtime(make_config()) as rt:
+        await _limit_all(rt, retry_after_s=3)
+        # A template fits, but a real provider is back in 3 s: the request waits for it.
+        reply = await rt.complete(runtime.Request(prompt="hello, anyone?"))
+        assert reply.level == "primary"
+
+
+async def test_a_stream_waits_for_a_retry_after_too(autojump_clock: Any) -> None:
+    async with open_runtime(make_config()) as rt:
+        await _limit_all(rt, retry_after_s=3)
+        async with rt.stream(runtime.Request(prompt="no template fits either")) as chunks:
+            text = "".join([piece async for piece in chunks])
+        assert chunks.reply is not None
+        assert chunks.reply.level == "primary"
+        assert text == chunks.reply.text
+
+
+def _drain(channel: Any) -> list[Any]:
+    return [channel.receive_nowait() for _ in range(channel.statistics().current_buffer_used)]
