@@ -100,10 +100,11 @@ class CascadeSupervisor:
     async def _recover(
         self, request: Request, plan: RoutePlan, deadline: float, recovery: _Recovery
     ) -> RoutePlan | None:
-        """Before settling for the last resort (or failing), wait for the first excluded
-        provider to come back by itself (breaker half-open, Retry-After over) when that is soon:
-        within the request's deadline and its recovery budget. Returns the fresh plan to walk
-        again from the first level, or None to go on without waiting."""
+        """Before settling for the last resort (or failing), wait for the first provider that
+        asked us to wait (Retry-After) when that is soon: within the request's deadline and its
+        recovery budget. Returns the fresh plan to walk again from the first level, or None to
+        go on without waiting. Open breakers are not waited for: their half-open time is a
+        guess, and during a real outage the wait would only delay the last resort."""
         back = plan.earliest_available
         now = trio.current_time()
         if back is None or back >= deadline or recovery.rounds >= MAX_RECOVERY_ROUNDS:

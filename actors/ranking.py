@@ -136,7 +136,9 @@ class Exclusion:
     #: The candidate it would be if its breaker were closed: set only when an open breaker is the
     #: one thing keeping it out, which makes it eligible for panic.
     standby: Candidate | None = attrs.field(default=None, repr=False)
-    #: When the exclusion lifts by itself (an open breaker's half-open time, a Retry-After's end).
+    #: When a provider that asked us to wait (Retry-After) may be asked again. Set for that
+    #: cause only: a Retry-After is the provider's own word, where an open breaker's half-open
+    #: time is a guess that panic already covers.
     available_at: float | None = None
 
 
@@ -175,9 +177,8 @@ class RoutePlan:
     levels: tuple[LevelPlan, ...]
     #: The earliest time a breaker that alone keeps a provider out turns half-open, if any.
     earliest_half_open: float | None
-    #: The earliest time any excluded provider comes back by itself (breaker half-open,
-    #: Retry-After over): the cascade waits for it, within the deadline, before it settles for
-    #: the last resort.
+    #: The earliest time a provider that asked us to wait (Retry-After) may be asked again: the
+    #: cascade waits for it, within the deadline, before it settles for the last resort.
     earliest_available: float | None = None
 
     def explain(self) -> list[str]:
@@ -187,7 +188,7 @@ class RoutePlan:
         if self.earliest_half_open is not None:
             lines.append(f"earliest half-open at t={self.earliest_half_open:.1f}s")
         if self.earliest_available is not None:
-            lines.append(f"earliest provider back at t={self.earliest_available:.1f}s")
+            lines.append(f"earliest Retry-After ends at t={self.earliest_available:.1f}s")
         return lines
 
     def level(self, name: str) -> LevelPlan:
@@ -542,5 +543,4 @@ def _breaker_exclusion(
         ExclusionCause.BREAKER_OPEN,
         open_until=open_until,
         standby=standby if open_until is not None else None,
-        available_at=open_until,
     )

@@ -210,9 +210,8 @@ class RuntimeSettings:
     #: Overall deadline of a request when the request names none.
     deadline_s: float = attrs.field(default=120.0, validator=_at_least(0, inclusive=False))
     heartbeat_interval_s: float = attrs.field(default=1.0, validator=_at_least(0, inclusive=False))
-    #: Longest a request waits, in all, for an excluded provider to come back by itself (its
-    #: breaker turning half-open, its Retry-After ending) before settling for the last resort or
-    #: failing; within its deadline. 0: never wait.
+    #: Longest a request waits, in all, for a rate-limited provider's Retry-After to end before
+    #: settling for the last resort or failing; within its deadline. 0: never wait.
     recovery_wait_s: float = attrs.field(default=10.0, validator=_at_least(0))
     mailbox_size: int = attrs.field(default=256, validator=_at_least(1))
     history_size: int = attrs.field(default=100, validator=_at_least(1))

@@ -532,3 +532,15 @@ def test_latency_zero_point_is_configurable() -> None:
     wide = Ranker(attrs.evolve(DEMO, routing=attrs.evolve(DEMO.routing, latency_zero_ms=10_000.0)))
     assert wide.score(snap("openai", latency_ms=8000)) == pytest.approx(20 * 0.3 + 50 + 20)
     assert RANKER.score(snap("openai", latency_ms=8000)) == pytest.approx(0 * 0.3 + 50 + 20)
+
+
+def test_earliest_available_is_the_first_retry_after_to_end_not_a_breaker() -> None:
+    snapshots = {
+        "openai": snap("openai", retry_after_until=12.0),
+        "anthropic": snap("anthropic", state=BreakerState.OPEN, open_until=5.0),
+    }
+    plan = RANKER.plan(Request(prompt="hi"), DEMO.levels, snapshots, 0.0)
+    assert plan.earliest_available == 12.0
+    assert plan.earliest_half_open == 5.0
+    assert "earliest Retry-After ends at t=12.0s" in plan.explain()
+    assert RANKER.plan(Request(prompt="hi"), DEMO.levels, {}, 0.0).earliest_available is None
