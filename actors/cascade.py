@@ -96,6 +96,8 @@ class CascadeSupervisor:
         )
         self.recovery_wait_s = config.runtime.recovery_wait_s
         self.in_flight = 0
+        self.hedges = 0
+        self.hedges_in_flight = 0
 
     async def _recover(
         self, request: Request, plan: RoutePlan, deadline: float, recovery: _Recovery
@@ -160,6 +162,10 @@ class CascadeSupervisor:
                             won = await self._race(
                                 level, candidates, request, level_deadline, attempts
                             )
+                        elif level.strategy == "hedge" and len(candidates) > 1:
+                            won = await self._hedge(
+                                level, candidates, request, level_deadline, attempts
+                            )
                         else:
                             won = await self._sequential(
                                 level, candidates, request, level_deadline, attempts
@@ -221,6 +227,69 @@ class CascadeSupervisor:
                 raise rejected.exceptions[0] from None
             raise
         return winner[0] if winner else None
+
+    async def _hedge(
+        self,
+        level: LevelConfig,
+        candidates: Sequence[Candidate],
+        request: Request,
+        deadline: float,
+        attempts: list[Attempt],
+    ) -> tuple[Candidate, Completion] | None:
+        """Start the next candidate when the current one fails, or when it has taken longer than
+        its provider's p95 latency (at least `hedge_after_s`) and the hedge budget allows; the
+        first success wins and the rest are cancelled. The budget (Envoy's retry budget: hedges
+        in flight at most 20 % of requests in flight, at least 3) keeps an outage from doubling
+        the load on whoever is left."""
+        winner: list[tuple[Candidate, Completion]] = []
+
+        async def run(candidate: Candidate, done: trio.Event, scope: trio.CancelScope) -> None:
+            try:
+                completion = await self._attempt(level, candidate, request, deadline, attempts)
+                if completion is not None and not winner:
+                    winner.append((candidate, completion))
+                    scope.cancel()
+            finally:
+                done.set()
+
+        async with trio.open_nursery() as nursery:
+            last = len(candidates) - 1
+            for index, candidate in enumerate(candidates):
+                done = trio.Event()
+                nursery.start_soon(run, candidate, done, nursery.cancel_scope)
+                if index == last:
+                    break
+                actor = self._provider(candidate.provider)
+                patience = max(level.hedge_after_s, actor.latency_p95_s if actor else 0.0)
+                with trio.move_on_after(patience):
+                    await done.wait()
+                if winner:
+                    break
+                if not done.is_set():
+                    # The candidate is slow: hedge only within budget, else wait it out.
+                    if self.hedges_in_flight >= max(3, self.in_flight // 5):
+                        await done.wait()
+                        if winner:
+                            break
+                        continue
+                    self.hedges += 1
+                    self._events.emit(
+                        "request_hedged",
+                        level=level.name,
+                        slow=candidate.provider,
+                        next=candidates[index + 1].provider,
+                        after_s=round(patience, 3),
+                    )
+                    self.hedges_in_flight += 1
+                    nursery.start_soon(self._release_hedge, done)
+        return winner[0] if winner else None
+
+    async def _release_hedge(self, slow_call_done: trio.Event) -> None:
+        """A hedge counts as in flight for as long as the slow call it hedges does."""
+        try:
+            await slow_call_done.wait()
+        finally:
+            self.hedges_in_flight -= 1
 
     async def _attempt(
         self,

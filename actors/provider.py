@@ -93,6 +93,8 @@ class ProviderActor(Actor):
         self.retry_after_until: float | None = None
         self.unavailable_until: float | None = None
         self._dirty = trio.Event()
+        #: p95 latency as of the last heartbeat (0 before any call).
+        self.latency_p95_s = 0.0
         #: Start times of the calls in flight, by call number.
         self._calls: dict[int, float] = {}
         self._call_numbers = itertools.count()
@@ -153,6 +155,8 @@ class ProviderActor(Actor):
 
     def _publish(self) -> None:
         snapshot = self.snapshot()
+        # Kept for the cascade's hedging, which must not sort latencies per request.
+        self.latency_p95_s = snapshot.latency_p95_ms / 1000.0
         self.context.last_snapshots[self.name] = snapshot
         router = self.context.router()
         if router is not None:

@@ -110,7 +110,12 @@ class LevelConfig:
     name: str
     providers: tuple[str, ...]
     timeout_s: float = attrs.field(validator=_at_least(0, inclusive=False))
-    strategy: Literal["sequential", "race"] = "sequential"
+    #: sequential: one candidate after another; race: all at once, first success wins; hedge:
+    #: the next candidate starts when the current one fails or outlasts its provider's p95
+    #: latency (at least `hedge_after_s`), first success wins (Dean & Barroso's hedged requests).
+    strategy: Literal["sequential", "race", "hedge"] = "sequential"
+    #: hedge: the least time to give a candidate before starting the next one.
+    hedge_after_s: float = attrs.field(default=0.5, validator=_at_least(0))
     #: How long one candidate may take before the level moves to the next (None: the whole
     #: level's remaining time, so a hung first candidate uses up the level).
     attempt_timeout_s: float | None = attrs.field(

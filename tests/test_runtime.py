@@ -560,3 +560,75 @@ async def test_a_stream_waits_for_a_retry_after_too(autojump_clock: Any) -> None
 
 def _drain(channel: Any) -> list[Any]:
     return [channel.receive_nowait() for _ in range(channel.statistics().current_buffer_used)]
+
+
+def _hedged_config(**level: Any) -> Any:
+    return make_config(
+        providers={
+            "openai": {"latency_ms": 100, "latency_jitter": 0},
+            "anthropic": {"latency_ms": 120, "latency_jitter": 0},
+        },
+        levels=[
+            {
+                "name": "primary",
+                "providers": ["openai", "anthropic"],
+                "timeout_s": 30,
+                "strategy": "hedge",
+                "hedge_after_s": 0.5,
+                **level,
+            },
+            {"name": "last_resort", "providers": ["cache", "templates"], "timeout_s": 5},
+        ],
+    )
+
+
+async def test_hedge_starts_the_next_candidate_when_the_first_is_slow(autojump_clock: Any) -> None:
+    async with open_runtime(_hedged_config()) as rt:
+        fast = await rt.complete(REQUEST)
+        assert [(a.provider, a.outcome) for a in fast.attempts] == [("openai", "ok")]
+        rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=100))  # 10 s calls
+        start = trio.current_time()
+        reply = await rt.complete(REQUEST)
+        assert reply.provider == "anthropic"
+        assert trio.current_time() - start == pytest.approx(0.5 + 0.12)
+        assert sorted((a.provider, a.outcome) for a in reply.attempts) == [
+            ("anthropic", "ok"),
+            ("openai", "cancelled"),
+        ]
+        assert rt.cascade.hedges == 1
+        assert rt.cascade.hedges_in_flight == 0
+        assert rt.snapshot("openai").calls_in_flight == 0
+
+
+async def test_hedge_moves_on_at_once_when_the_first_fails(autojump_clock: Any) -> None:
+    async with open_runtime(_hedged_config()) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        start = trio.current_time()
+        reply = await rt.complete(REQUEST)
+        assert [(a.provider, a.outcome) for a in reply.attempts] == [
+            ("openai", "server_error"),
+            ("anthropic", "ok"),
+        ]
+        assert trio.current_time() - start == pytest.approx(0.12)
+        assert rt.cascade.hedges == 0
+
+
+async def test_hedges_stay_within_their_budget(autojump_clock: Any) -> None:
+    peak = 0
+    async with open_runtime(_hedged_config()) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=100))
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, rt.cascade.hedges_in_flight)
+                await trio.sleep(0.05)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            async with trio.open_nursery() as burst:
+                for _ in range(100):
+                    burst.start_soon(rt.complete, REQUEST)
+            nursery.cancel_scope.cancel()
+    # 100 requests in flight: at most 20 hedges at once; the rest waited for openai.
+    assert peak == 20
