@@ -14,9 +14,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Literal
 
-import attrs
 import trio
 
 from actors.adapters.base import ADAPTER_KINDS, Adapter, AdapterContext
@@ -33,7 +32,7 @@ from actors.messages import (
     StreamEvent,
 )
 from runtime.actor import Actor, ActorRef
-from runtime.config import LAST_RESORT_KINDS, ProviderConfig
+from runtime.config import ProviderConfig
 from runtime.events import EventBus
 
 BreakerMode = Literal["open", "close", "reset", "auto", "disable"]
@@ -42,18 +41,6 @@ BreakerMode = Literal["open", "close", "reset", "auto", "disable"]
 AUTH_RETRY_S = 60.0
 #: Retry-After assumed when a 429 names none.
 DEFAULT_RETRY_AFTER_S = 1.0
-
-
-@attrs.frozen
-class SetBreaker:
-    mode: BreakerMode
-
-
-@attrs.frozen
-class ProviderState:
-    """What survives an actor restart: the last snapshot, to rebuild from (OTP's init args)."""
-
-    snapshot: ProviderSnapshot | None = None
 
 
 class ProviderContext:
@@ -85,7 +72,6 @@ class ProviderActor(Actor):
         super().__init__(config.name)
         self.config = config
         self.context = context
-        self.last_resort = config.kind in LAST_RESORT_KINDS
         self.breaker = CircuitBreaker(config.breaker, on_transition=self._on_breaker_transition)
         self.health = HealthTracker(latency_stale_s=context.latency_stale_s)
         self.adapter: Adapter | None = None
@@ -135,11 +121,6 @@ class ProviderActor(Actor):
         if self.adapter is not None:
             await self.adapter.aclose()
             self.context.events.emit("provider_client_closed", provider=self.name)
-
-    async def handle(self, message: Any) -> Any:
-        if isinstance(message, SetBreaker):
-            return self.set_breaker(message.mode)
-        return await super().handle(message)
 
     async def _heartbeats(self) -> None:
         interval = self.context.heartbeat_interval_s

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import structlog
@@ -33,7 +33,7 @@ from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
 from actors.faults import Fault, FaultTarget
 from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
-from actors.provider import ProviderActor, ProviderContext
+from actors.provider import BreakerMode, ProviderActor, ProviderContext
 from actors.ranking import Ranker, RoutePlan
 from actors.router import RouterActor
 from actors.stats import (
@@ -50,8 +50,6 @@ from runtime.events import EventBus
 from runtime.logs import configure_logging
 from runtime.registry import ActorInfo, Registry, UnknownActor
 from runtime.supervisor import ChildSpec, RestartChild, Supervisor, run_actor
-
-BreakerCommand = Literal["open", "close", "reset", "auto", "disable"]
 
 
 class _SharedStore:
@@ -274,7 +272,7 @@ class Runtime:
 
     # -- steering ---------------------------------------------------------------------------
 
-    def set_breaker(self, name: str, mode: BreakerCommand) -> BreakerSnapshot:
+    def set_breaker(self, name: str, mode: BreakerMode) -> BreakerSnapshot:
         return self._provider_actor(name).set_breaker(mode)
 
     def register_fault_target(self, name: str, target: FaultTarget) -> None:
