@@ -24,6 +24,7 @@ from actors.adapters.http import (
     loads_event,
     malformed,
     quota_remaining,
+    stream_completion,
     text_or_empty,
     token_count,
 )
@@ -166,16 +167,16 @@ class AnthropicStreamParser:
         return ProviderError(kind, f"{self.provider}: {error_type} mid-stream: {message}")
 
     def finish(self, quota: float | None) -> Completion:
-        if not self.done:
-            raise ProviderError(
-                FailureKind.CONNECTION, f"{self.provider}: stream ended before message_stop"
-            )
-        return Completion(
-            text="".join(self._text),
-            model=self._reply_model or self.model,
+        return stream_completion(
+            self.provider,
+            self.model,
+            self._reply_model,
+            self._text,
+            ended=self.done,
+            end_marker="message_stop",
             finish_reason=self._stop_reason or "stop",
             usage=Usage(input_tokens=self._input_tokens, output_tokens=self._output_tokens),
-            quota_remaining=quota,
+            quota=quota,
         )
 
 

@@ -24,6 +24,7 @@ from actors.adapters.http import (
     loads_event,
     malformed,
     quota_remaining,
+    stream_completion,
     text_or_empty,
     token_count,
 )
@@ -184,16 +185,16 @@ class GeminiStreamParser:
         return []
 
     def finish(self, quota: float | None) -> Completion:
-        if self._finish_reason is None:
-            raise ProviderError(
-                FailureKind.CONNECTION, f"{self.provider}: stream ended before a finishReason"
-            )
-        return Completion(
-            text="".join(self._text),
-            model=self._reply_model or self.model,
-            finish_reason=self._finish_reason,
+        return stream_completion(
+            self.provider,
+            self.model,
+            self._reply_model,
+            self._text,
+            ended=self._finish_reason is not None,
+            end_marker="a finishReason",
+            finish_reason=self._finish_reason or "stop",
             usage=self._usage,
-            quota_remaining=quota,
+            quota=quota,
         )
 
 

@@ -26,7 +26,7 @@ import httpx
 import trio
 
 from actors.errors import FailureKind, ProviderError
-from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta
+from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta, Usage
 from runtime.logs import redact_text, register_secret
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "parse_retry_after",
     "quota_remaining",
     "read_api_key",
+    "stream_completion",
 ]
 
 _T = TypeVar("_T")
@@ -374,6 +375,31 @@ class StreamDecoder(Protocol[_T]):
     def feed(self, chunk: bytes) -> list[_T]: ...
 
     def close(self) -> list[_T]: ...
+
+
+def stream_completion(
+    provider: str,
+    model: str,
+    reply_model: str | None,
+    text: list[str],
+    *,
+    ended: bool,
+    end_marker: str,
+    finish_reason: str,
+    usage: Usage,
+    quota: float | None,
+) -> Completion:
+    """What every stream parser's `finish` returns: the whole completion, or CONNECTION when
+    the stream ended before the provider's `end_marker` (the reply was cut short)."""
+    if not ended:
+        raise ProviderError(FailureKind.CONNECTION, f"{provider}: stream ended before {end_marker}")
+    return Completion(
+        text="".join(text),
+        model=reply_model or model,
+        finish_reason=finish_reason,
+        usage=usage,
+        quota_remaining=quota,
+    )
 
 
 class StreamParser(Protocol[_T_contra]):

@@ -21,6 +21,7 @@ from actors.adapters.http import (
     KindDefaults,
     as_dict,
     malformed,
+    stream_completion,
     text_or_empty,
     token_count,
 )
@@ -112,16 +113,16 @@ class OllamaStreamParser:
         return []
 
     def finish(self, quota: float | None) -> Completion:
-        if not self.done:
-            raise ProviderError(
-                FailureKind.CONNECTION, f"{self.provider}: stream ended before done=true"
-            )
-        return Completion(
-            text="".join(self._text),
-            model=self._reply_model or self.model,
+        return stream_completion(
+            self.provider,
+            self.model,
+            self._reply_model,
+            self._text,
+            ended=self.done,
+            end_marker="done=true",
             finish_reason=self._finish_reason,
             usage=self._usage,
-            quota_remaining=quota,
+            quota=quota,
         )
 
 

@@ -23,6 +23,7 @@ from actors.adapters.http import (
     loads_event,
     malformed,
     quota_remaining,
+    stream_completion,
     text_or_empty,
     token_count,
 )
@@ -134,16 +135,16 @@ class OpenAIStreamParser:
     def finish(self, quota: float | None) -> Completion:
         # A server that closes cleanly after the finish reason but before [DONE] still gave
         # us the whole text; one that closes before either cut the reply short.
-        if not self.done and self._finish_reason is None:
-            raise ProviderError(
-                FailureKind.CONNECTION, f"{self.provider}: stream ended before [DONE]"
-            )
-        return Completion(
-            text="".join(self._text),
-            model=self._reply_model or self.model,
+        return stream_completion(
+            self.provider,
+            self.model,
+            self._reply_model,
+            self._text,
+            ended=self.done or self._finish_reason is not None,
+            end_marker="[DONE]",
             finish_reason=self._finish_reason or "stop",
             usage=self._usage,
-            quota_remaining=quota,
+            quota=quota,
         )
 
 
