@@ -215,12 +215,7 @@ class ProviderActor(Actor):
         self, request: Request, model: str, *, deadline: float, panic: bool = False
     ) -> Completion:
         """One call, bounded by `deadline` (trio time): a timeout is a classified failure."""
-        admitted = self._admit(panic=panic)
-        adapter = self.adapter
-        assert adapter is not None
-        start = trio.current_time()
-        number = next(self._call_numbers)
-        self._calls[number] = start
+        adapter, admitted, number, start = self._begin_call(panic=panic)
         outcome: ProviderError | Completion | None = None
         try:
             with trio.move_on_at(deadline) as scope:
@@ -239,8 +234,7 @@ class ProviderActor(Actor):
                 outcome = self._timeout()
             raise
         finally:
-            del self._calls[number]
-            self._record(outcome, trio.current_time() - start, admitted=admitted)
+            self._end_call(number, start, outcome, admitted=admitted)
         if isinstance(outcome, ProviderError):
             raise outcome
         assert outcome is not None
@@ -259,12 +253,7 @@ class ProviderActor(Actor):
         """A stream of events from one call. Time to the first event is bounded by
         `first_chunk_deadline`, the whole stream by `deadline`; a failure at any point is
         recorded against the provider once."""
-        admitted = self._admit(panic=panic)
-        adapter = self.adapter
-        assert adapter is not None
-        start = trio.current_time()
-        number = next(self._call_numbers)
-        self._calls[number] = start
+        adapter, admitted, number, start = self._begin_call(panic=panic)
         recorder = _StreamRecord()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -286,8 +275,29 @@ class ProviderActor(Actor):
             recorder.outcome = error
             raise
         finally:
-            del self._calls[number]
-            self._record(recorder.outcome, trio.current_time() - start, admitted=admitted)
+            self._end_call(number, start, recorder.outcome, admitted=admitted)
+
+    def _begin_call(self, *, panic: bool) -> tuple[Adapter, bool, int, float]:
+        """Admit a call and register it as in flight: (adapter, admitted by the breaker, call
+        number, start time)."""
+        admitted = self._admit(panic=panic)
+        adapter = self.adapter
+        assert adapter is not None
+        start = trio.current_time()
+        number = next(self._call_numbers)
+        self._calls[number] = start
+        return adapter, admitted, number, start
+
+    def _end_call(
+        self,
+        number: int,
+        start: float,
+        outcome: ProviderError | Completion | None,
+        *,
+        admitted: bool,
+    ) -> None:
+        del self._calls[number]
+        self._record(outcome, trio.current_time() - start, admitted=admitted)
 
     def _adapter_failed(self, error: Exception) -> ProviderError:
         """An adapter raised something it should have classified (a bug, or a reply shape no
