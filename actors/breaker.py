@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 import trio
 
+from actors.config import BreakerConfig
 from actors.messages import BreakerSnapshot, BreakerState
 from actors.window import Clock, SlidingWindow
-from runtime.config import BreakerConfig
 
 TransitionCallback = Callable[[BreakerState, BreakerState, str], None]
 

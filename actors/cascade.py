@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, S
 import trio
 
 from actors.adapters.lastresort import ResponseCache
+from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
 from actors.errors import (
     AllLevelsFailed,
     FailureKind,
@@ -28,8 +29,7 @@ from actors.messages import Attempt, Completion, Reply, Request, StreamDone, Tex
 from actors.provider import ProviderActor
 from actors.ranking import Candidate, RoutePlan
 from actors.stats import FallbackStats, PerformanceHistory
-from runtime.config import LAST_RESORT_KINDS, Config, LevelConfig
-from runtime.events import EventBus
+from runtime.kernel.events import EventBus
 
 
 class _Prices:

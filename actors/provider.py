@@ -20,6 +20,7 @@ import trio
 
 from actors.adapters.base import ADAPTER_KINDS, Adapter, AdapterContext
 from actors.breaker import CircuitBreaker
+from actors.config import ProviderConfig
 from actors.errors import FailureKind, ProviderError
 from actors.health import HealthTracker
 from actors.messages import (
@@ -31,9 +32,8 @@ from actors.messages import (
     StreamDone,
     StreamEvent,
 )
-from runtime.actor import Actor, ActorRef
-from runtime.config import ProviderConfig
-from runtime.events import EventBus
+from runtime.kernel.actor import Actor, ActorRef
+from runtime.kernel.events import EventBus
 
 BreakerMode = Literal["open", "close", "reset", "auto", "disable"]
 

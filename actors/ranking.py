@@ -37,8 +37,8 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
 from actors.messages import BreakerState, Complexity, ProviderSnapshot, Quality, Request
-from runtime.config import LAST_RESORT_KINDS, Config, LevelConfig
 
 __all__ = [
     "Candidate",

@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 import trio
 
+from actors.config import Config
 from actors.messages import ProviderSnapshot, Request
 from actors.ranking import Ranker, RoutePlan
-from runtime.actor import Actor
-from runtime.config import Config
+from runtime.kernel.actor import Actor
 
 
 @attrs.frozen

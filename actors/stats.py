@@ -21,7 +21,7 @@ import trio
 from actors.messages import Attempt, HealthStatus, ProviderSnapshot, Reply
 
 if TYPE_CHECKING:
-    from runtime.config import Config
+    from actors.config import Config
 
 _log = structlog.get_logger("uptax.stats")
 

@@ -1,7 +1,10 @@
-"""UpTax Fallback runtime: the actor kernel, and the public API that embeds it."""
+"""UpTax Fallback: the public API an application embeds.
 
-from typing import TYPE_CHECKING, Any
+`runtime.kernel` holds the actor kernel; `actors` holds the domain; this package is the public
+face on top of both (embed, cli, gateway, repl, scenario, testing).
+"""
 
+from actors.config import Config, load_config, parse_config
 from actors.errors import (
     AllLevelsFailed,
     ConfigError,
@@ -10,21 +13,7 @@ from actors.errors import (
     StreamInterrupted,
 )
 from actors.messages import Attempt, Complexity, Quality, Reply, Request, Usage
-from runtime.config import Config, load_config, parse_config
-
-if TYPE_CHECKING:
-    from runtime.embed import Runtime, RuntimeStatus, open_runtime
-
-
-def __getattr__(name: str) -> Any:
-    # The embedding layer imports the domain actors, which import the kernel modules of this
-    # package: importing it lazily lets `import actors.cascade` come first without a cycle.
-    if name in ("Runtime", "RuntimeStatus", "open_runtime"):
-        from runtime import embed
-
-        return getattr(embed, name)
-    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-
+from runtime.embed import Runtime, RuntimeStatus, open_runtime
 
 __all__ = [
     "AllLevelsFailed",

@@ -31,6 +31,7 @@ import actors.adapters.simulated  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
+from actors.config import HTTP_KINDS, Config, load_config
 from actors.faults import Fault, FaultTarget
 from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import BreakerMode, ProviderActor, ProviderContext
@@ -44,12 +45,11 @@ from actors.stats import (
     PerformanceHistory,
     recommendations,
 )
-from runtime.actor import ActorCell, ActorNotRunning, CrashRequest
-from runtime.config import HTTP_KINDS, Config, load_config
-from runtime.events import EventBus
+from runtime.kernel.actor import ActorCell, ActorNotRunning, CrashRequest
+from runtime.kernel.events import EventBus
+from runtime.kernel.registry import ActorInfo, Registry, UnknownActor
+from runtime.kernel.supervisor import ChildSpec, RestartChild, Supervisor, run_actor
 from runtime.logs import configure_logging
-from runtime.registry import ActorInfo, Registry, UnknownActor
-from runtime.supervisor import ChildSpec, RestartChild, Supervisor, run_actor
 
 
 class _SharedStore:

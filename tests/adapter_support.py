@@ -16,7 +16,7 @@ import actors.adapters.ollama
 import actors.adapters.openai  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.http import HTTPAdapter
-from runtime.config import ProviderConfig
+from actors.config import ProviderConfig
 
 #: A fake key per kind's default variable, shaped like the real thing so redaction patterns apply.
 KEYS: dict[str, tuple[str, str]] = {

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import runtime
-from runtime.config import Config
+from actors.config import Config
 
 BASE: dict[str, Any] = {
     "runtime": {"deadline_s": 120, "heartbeat_interval_s": 1.0},

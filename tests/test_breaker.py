@@ -8,8 +8,8 @@ import pytest
 import trio
 
 from actors.breaker import CircuitBreaker
+from actors.config import BreakerConfig
 from actors.messages import BreakerState
-from runtime.config import BreakerConfig
 
 CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN

@@ -11,7 +11,7 @@ import pytest
 from support import BASE, make_config
 
 import runtime
-from runtime.config import default_config_path
+from runtime.demo import default_config_path
 
 
 def test_demo_config_loads_with_the_seed_levels() -> None:

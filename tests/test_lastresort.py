@@ -21,9 +21,9 @@ from actors.adapters.lastresort import (
     shared_reply_cache,
     template_adapter,
 )
+from actors.config import Config, LevelConfig, ProviderConfig, TemplateConfig, parse_config
 from actors.errors import ConfigError, FailureKind, ProviderError
 from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta, Usage
-from runtime.config import Config, LevelConfig, ProviderConfig, TemplateConfig, parse_config
 
 
 class SharedObjects:

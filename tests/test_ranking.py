@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors.config import Config, LevelConfig, load_config, parse_config
 from actors.messages import (
     BreakerSnapshot,
     BreakerState,
@@ -17,7 +18,7 @@ from actors.messages import (
     Request,
 )
 from actors.ranking import Candidate, ExclusionCause, Fitness, LevelPlan, Ranker
-from runtime.config import Config, LevelConfig, default_config_path, load_config, parse_config
+from runtime.demo import default_config_path
 
 # The seed's score exactly: latency reaches 0 at 1000 ms (the demo config spreads it wider).
 DEMO = attrs.evolve(

@@ -14,8 +14,9 @@ from adapter_support import KEYS, build, set_keys
 
 from actors.errors import FailureKind, ProviderError
 from actors.messages import Request
-from runtime.events import EventBus
-from runtime.logs import configure_logging, redact_secrets, redact_text, register_secret
+from actors.secrets import redact_secrets, redact_text, register_secret
+from runtime.kernel.events import EventBus
+from runtime.logs import configure_logging
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import trio
 from support import make_config
 
 import runtime
-from runtime.config import default_config_path
+from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.repl import open_repl_server
 from runtime.repl.client import ConsoleConnection, run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.messages import BreakerState
-from runtime.events import Event
+from runtime.kernel.events import Event
 from runtime.repl.commands import (
     format_event,
     format_mapping,

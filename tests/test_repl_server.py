@@ -22,7 +22,7 @@ import runtime
 from actors.errors import ConfigError
 from actors.faults import Fault, FaultKind
 from actors.messages import BreakerState
-from runtime.config import default_config_path
+from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.repl import ReplServer, open_repl_server, serve_repl
 from runtime.repl.commands import COMMANDS, ROUTE_PROMPT
@@ -539,7 +539,7 @@ async def test_eval_errors_print_a_short_traceback_and_harm_nothing(
     assert not any("repl" in line and ".py" in line for line in lines), lines
 
     lines = await client.command("await rt.restart('nobody')")
-    assert lines[-1].startswith("runtime.registry.UnknownActor: no actor 'nobody'; actors: ")
+    assert lines[-1].startswith("runtime.kernel.registry.UnknownActor: no actor 'nobody'; actors: ")
 
     lines = await client.command("1 +")
     assert lines[-1].startswith("SyntaxError")

@@ -9,8 +9,8 @@ from typing import Any
 import attrs
 import pytest
 
+from actors.config import ModelInfo
 from actors.faults import Fault, FaultKind
-from runtime.config import ModelInfo
 from runtime.scenario.format import FaultStep, LoadProfile, MixEntry, RatePhase
 from runtime.scenario.load import LoadGenerator, prompt_text
 from runtime.scenario.recorder import Recorder

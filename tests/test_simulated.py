@@ -12,10 +12,10 @@ import trio.testing
 
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.simulated import SimulatedAdapter, SimulatedBackend, simulated_adapter
+from actors.config import Config, LevelConfig, ProviderConfig
 from actors.errors import FailureKind, ProviderError
 from actors.faults import Fault, FaultKind
 from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta
-from runtime.config import Config, LevelConfig, ProviderConfig
 
 REQUEST = Request(prompt="Explain circuit breakers in two short paragraphs please", max_tokens=200)
 

@@ -9,6 +9,7 @@ import attrs
 import cattrs
 import pytest
 
+from actors.config import parse_config
 from actors.messages import (
     Attempt,
     BreakerSnapshot,
@@ -29,7 +30,6 @@ from actors.stats import (
     Sample,
     recommendations,
 )
-from runtime.config import parse_config
 
 BREAKER = BreakerSnapshot(BreakerState.CLOSED, 0.0, 0.0, 0, 0, 0, None, 0)
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from runtime.actor import (
+from runtime.kernel.actor import (
     Actor,
     ActorCell,
     ActorCrashed,
@@ -15,9 +15,9 @@ from runtime.actor import (
     CrashRequest,
     MailboxFull,
 )
-from runtime.events import EventBus
-from runtime.registry import Registry, UnknownActor
-from runtime.supervisor import (
+from runtime.kernel.events import EventBus
+from runtime.kernel.registry import Registry, UnknownActor
+from runtime.kernel.supervisor import (
     ChildSpec,
     RestartChild,
     RestartType,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.messages import Completion, Request, StreamEvent
 
 if TYPE_CHECKING:
-    from runtime.config import Config, ProviderConfig
+    from actors.config import Config, ProviderConfig
 
 
 class Adapter(Protocol):

@@ -27,11 +27,11 @@ import trio
 
 from actors.errors import FailureKind, ProviderError
 from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta, Usage
-from runtime.logs import redact_text, register_secret
+from actors.secrets import redact_text, register_secret
 
 if TYPE_CHECKING:
     from actors.adapters.base import AdapterContext
-    from runtime.config import ProviderConfig
+    from actors.config import ProviderConfig
 
 __all__ = [
     "STATUS_RULES",

@@ -32,7 +32,7 @@ from actors.messages import (
 )
 
 if TYPE_CHECKING:
-    from runtime.config import ProviderConfig, TemplateConfig
+    from actors.config import ProviderConfig, TemplateConfig
 
 #: The provider name under which the one reply cache is shared (kind "cache").
 REPLY_CACHE_KEY = "__reply_cache__"

@@ -28,10 +28,10 @@ from actors.adapters.http import (
 from actors.adapters.sse import NDJSONDecoder
 from actors.errors import FailureKind, ProviderError
 from actors.messages import Completion, Request, StreamEvent, Usage
-from runtime.logs import redact_text
+from actors.secrets import redact_text
 
 if TYPE_CHECKING:
-    from runtime.config import ProviderConfig
+    from actors.config import ProviderConfig
 
 __all__ = [
     "OLLAMA_DEFAULTS",

@@ -32,7 +32,7 @@ from actors.errors import FailureKind, ProviderError
 from actors.messages import Completion, Request, StreamEvent, Usage
 
 if TYPE_CHECKING:
-    from runtime.config import ProviderConfig
+    from actors.config import ProviderConfig
 
 __all__ = [
     "HUGGINGFACE_DEFAULTS",

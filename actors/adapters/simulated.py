@@ -45,7 +45,7 @@ from actors.faults import Fault, FaultKind
 from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta, Usage
 
 if TYPE_CHECKING:
-    from runtime.config import ProviderConfig
+    from actors.config import ProviderConfig
 
 _FILLER = (
     "the", "provider", "considered", "request", "carefully", "and", "returns", "a", "concise",

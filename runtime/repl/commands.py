@@ -12,6 +12,7 @@ import ast
 import builtins
 import codeop
 import enum
+import importlib
 import inspect
 import itertools
 import linecache
@@ -28,11 +29,10 @@ import structlog
 import trio
 
 import actors
-import runtime
 from actors.faults import Fault, FaultKind
 from actors.messages import BreakerSnapshot, Complexity, Quality, Request
-from runtime.events import Event, EventBus
-from runtime.registry import ActorInfo
+from runtime.kernel.events import Event, EventBus
+from runtime.kernel.registry import ActorInfo
 from runtime.repl.protocol import COMMAND_PROMPT, CONTINUATION_PROMPT, EVAL_PROMPT
 
 _log = structlog.get_logger("uptax.repl")
@@ -289,7 +289,9 @@ class Console:
             "__builtins__": builtins,
             "rt": rt,
             "trio": trio,
-            "runtime": runtime,
+            # The public package, as the operator would import it; the console itself stands
+            # below it (the runtime starts the console server), so it is not imported here.
+            "runtime": importlib.import_module("runtime"),
             "actors": actors,
             "print": self._print,
             "help": self._help,

@@ -25,7 +25,7 @@ import structlog
 import trio
 
 from actors.errors import ConfigError
-from runtime.logs import redact_text
+from actors.secrets import redact_text
 from runtime.repl.commands import Console, ConsoleRuntime
 from runtime.repl.protocol import (
     AUTH_PREFIX,

@@ -29,17 +29,17 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
-from actors.errors import ConfigError
-from actors.faults import Fault, FaultKind
-from actors.messages import Complexity, Quality
-from runtime.config import (
+from actors.config import (
     HTTP_KINDS,
     SIMULATED_KINDS,
     Config,
-    default_config_path,
     parse_config,
     strict_converter,
 )
+from actors.errors import ConfigError
+from actors.faults import Fault, FaultKind
+from actors.messages import Complexity, Quality
+from runtime.demo import default_config_path
 
 #: Timeline kinds beyond the shared fault vocabulary: a toggling fault, and actor crashes.
 FLAPPING = "flapping"

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 import trio
 
+from actors.config import ModelInfo
 from actors.errors import AllLevelsFailed, RequestRejected, StreamInterrupted
 from actors.messages import Attempt, Reply
-from runtime.config import ModelInfo
 
 
 class Result(enum.IntEnum):

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from runtime.config import LAST_RESORT_KINDS
+from actors.config import LAST_RESORT_KINDS
 from runtime.scenario.format import CRASH, Expectations, Scenario
 from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 

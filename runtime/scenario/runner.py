@@ -27,11 +27,11 @@ import structlog
 import trio
 import trio.testing
 
+from actors.config import Config
 from actors.errors import FallbackError
 from actors.messages import Reply
-from runtime.config import Config
 from runtime.embed import Runtime, open_runtime
-from runtime.events import Event
+from runtime.kernel.events import Event
 from runtime.logs import configure_logging
 from runtime.scenario.format import Scenario
 from runtime.scenario.load import LoadGenerator, PlannedRequest

@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from actors.faults import Fault
-from runtime.actor import ActorError
+from runtime.kernel.actor import ActorError
 from runtime.scenario.format import CRASH, FLAPPING, FaultStep
 from runtime.scenario.recorder import AppliedFault, Recorder
 

@@ -365,8 +365,3 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML ({exc})") from None
     return parse_config(data, source=str(file))
-
-
-def default_config_path() -> Path:
-    """The shipped demo config: simulated providers modelled on the seed's."""
-    return Path(__file__).parent / "data" / "demo.toml"

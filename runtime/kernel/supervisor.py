@@ -18,9 +18,9 @@ from typing import Any
 import attrs
 import trio
 
-from runtime.actor import Actor, ActorCell
-from runtime.events import EventBus
-from runtime.registry import Registry, info
+from runtime.kernel.actor import Actor, ActorCell
+from runtime.kernel.events import EventBus
+from runtime.kernel.registry import Registry, info
 
 
 class Strategy(enum.StrEnum):

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from runtime.actor import ActorCell, ActorRef
+from runtime.kernel.actor import ActorCell, ActorRef
 
 
 @attrs.frozen
