@@ -23,6 +23,18 @@ class FailureKind(enum.StrEnum):
     NO_MATCH = "no_match"
     #: The actor serving the call crashed or was restarted under it.
     CRASHED = "crashed"
+    #: This model cannot take a parameter or value of the request (a 400 such as OpenAI's
+    #: `unsupported_parameter`): another model can, so the request falls back. Not the caller's
+    #: error and not the provider's ill health.
+    UNSUPPORTED = "unsupported"
+    #: The account is spent (OpenAI `insufficient_quota`, Anthropic's credit balance): like an
+    #: auth failure, the provider is held out until an operator fixes it, not retried.
+    BILLING = "billing"
+    #: A reply with no text and no tool call (a safety block, thinking that used every token):
+    #: falls back, is never cached.
+    EMPTY_REPLY = "empty_reply"
+    #: The model refused; falls back only where the level says so (`fallback_on_refusal`).
+    REFUSED = "refused"
 
 
 #: Failures that say something about the provider's health and so count against its breaker.

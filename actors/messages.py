@@ -130,7 +130,10 @@ class Request:
 @attrs.frozen
 class Usage:
     input_tokens: int = 0
+    #: Every billed output token, reasoning ("thinking") tokens included.
     output_tokens: int = 0
+    #: The part of `output_tokens` the model spent reasoning, where the provider reports it.
+    reasoning_tokens: int = 0
 
 
 @attrs.frozen
@@ -143,6 +146,11 @@ class Completion:
     usage: Usage = Usage()
     #: Fraction (0..1) of the provider's rate-limit quota left, when its reply said so.
     quota_remaining: float | None = None
+    #: The model's refusal, when it refused (OpenAI `message.refusal`, Anthropic's refusal).
+    refusal: str | None = None
+    #: The provider's own finish reason, before normalising into `finish_reason` (stop, length,
+    #: tool_calls, content_filter).
+    raw_finish_reason: str | None = None
 
 
 @attrs.frozen
@@ -188,7 +196,10 @@ class Reply:
     latency_ms: float
     cost_usd: float
     usage: Usage = Usage()
+    #: stop, length, tool_calls or content_filter.
     finish_reason: str = "stop"
+    #: The model's refusal text, when it refused and the level does not fall back on refusals.
+    refusal: str | None = None
 
 
 @attrs.frozen
