@@ -23,7 +23,9 @@ heartbeat yet is assumed available with a neutral score: the router may just hav
 Like Envoy's panic threshold, `plan` never lets open breakers exclude everything: when no
 provider outside the last resort is left and some were excluded only by an open breaker, the
 least-bad one (earliest half-open time, then lowest error rate) is added back as a panic
-candidate. `RoutePlan.earliest_half_open` tells the cascade when waiting would help.
+candidate. `RoutePlan.earliest_available` tells the cascade when waiting would help (the end of
+the first Retry-After); `RoutePlan.earliest_half_open` only reports, in `explain`, when the first
+such breaker turns half-open.
 
 The seed's cost matrix is deliberately not used: the per-model price table is its precise form,
 the budget check uses real prices, and ranking cheaper tiers first would contradict the quality
@@ -409,128 +411,156 @@ class Ranker:
         now: float,
     ) -> LevelPlan:
         routes = self._level_routes(level, request.complexity, request.quality)
-        max_tokens = request.max_tokens
-        budget = request.budget_usd
-        needed = tokens + max_tokens
         ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
         exclusions: list[Exclusion] = []
         for route in routes:
-            name = route.provider
-            snapshot = snapshots.get(name)
-            note = ""
-            breaker_open = False
-            open_until: float | None = None
-            if snapshot is None:
-                score = self._neutral_score
-                note = "no heartbeat yet: assumed available, neutral score"
-            else:
-                if not snapshot.available:
-                    exclusions.append(
-                        Exclusion(
-                            name,
-                            f"unavailable: {snapshot.reason or 'no reason given'}",
-                            ExclusionCause.UNAVAILABLE,
-                        )
-                    )
-                    continue
-                state = snapshot.breaker.state
-                if state is BreakerState.FORCED_OPEN:
-                    exclusions.append(
-                        Exclusion(name, "breaker forced open", ExclusionCause.FORCED_OPEN)
-                    )
-                    continue
-                if state is BreakerState.OPEN:
-                    breaker_open, open_until = True, snapshot.breaker.open_until
-                elif state is BreakerState.HALF_OPEN:
-                    note = (
-                        f"breaker half-open, {snapshot.breaker.half_open_probes_left} probes left"
-                    )
-                retry_until = snapshot.retry_after_until
-                if retry_until is not None and retry_until > now:
-                    if breaker_open:
-                        exclusion = _breaker_exclusion(name, open_until)
-                        if open_until is not None:
-                            exclusion = attrs.evolve(
-                                exclusion, available_at=max(open_until, retry_until)
-                            )
-                        exclusions.append(exclusion)
-                    else:
-                        exclusions.append(
-                            Exclusion(
-                                name,
-                                f"rate-limited until t={retry_until:.1f}s",
-                                ExclusionCause.RATE_LIMITED,
-                                available_at=retry_until,
-                            )
-                        )
-                    continue
-                score = self.score(snapshot)
-
-            # Choose the fittest model that fits the context window and the budget.
-            chosen: _ModelEntry | None = None
-            cost = 0.0
-            cheapest: tuple[float, str] | None = None
-            largest: _ModelEntry | None = None
-            for entry in route.models:
-                if largest is None or entry.context_window > largest.context_window:
-                    largest = entry
-                if needed > entry.context_window:
-                    continue
-                estimate = tokens * entry.input_per_token + max_tokens * entry.output_per_token
-                if budget is not None and estimate > budget:
-                    if cheapest is None or estimate < cheapest[0]:
-                        cheapest = (estimate, entry.model)
-                    continue
-                chosen, cost = entry, estimate
-                break
-
-            if chosen is None and route.models:
-                if breaker_open:
-                    exclusions.append(_breaker_exclusion(name, open_until))
-                elif cheapest is not None:
-                    assert budget is not None
-                    exclusions.append(
-                        Exclusion(
-                            name,
-                            f"over budget: cheapest estimate {_usd(cheapest[0])} ({cheapest[1]}) "
-                            f"> budget {_usd(budget)}",
-                            ExclusionCause.OVER_BUDGET,
-                        )
-                    )
-                else:
-                    assert largest is not None
-                    exclusions.append(
-                        Exclusion(
-                            name,
-                            f"context too long: ~{needed:.0f} tokens (prompt + max_tokens) > "
-                            f"largest window {largest.context_window} ({largest.model})",
-                            ExclusionCause.CONTEXT_TOO_LONG,
-                        )
-                    )
+            gate = self._gate(route.provider, snapshots.get(route.provider), now)
+            if isinstance(gate, Exclusion):
+                exclusions.append(gate)
                 continue
-
-            fallbacks: tuple[str, ...] = ()
-            if chosen is None:  # a last-resort provider: no models, nothing to pay
-                model, fitness = "", _NO_FIT
-            else:
-                model, fitness = chosen.model, chosen.fitness
-                fallbacks = tuple(
-                    o.model
-                    for o in chosen.larger
-                    if budget is None
-                    or tokens * o.input_per_token + max_tokens * o.output_per_token <= budget
+            choice = _choose_model(route, tokens, request.max_tokens, request.budget_usd)
+            if choice.entry is None and route.models:
+                exclusions.append(_unfit_exclusion(route.provider, gate, choice, request, tokens))
+                continue
+            candidate = _candidate(route.provider, gate, choice, request, tokens)
+            if gate.breaker_open:
+                exclusions.append(
+                    _breaker_exclusion(route.provider, gate.open_until, standby=candidate)
                 )
-            candidate = Candidate(name, model, fallbacks, score, fitness, cost, False, note)
-            if breaker_open:
-                exclusions.append(_breaker_exclusion(name, open_until, standby=candidate))
                 continue
             # Fitness tier (how many matrices name the model), then health, then matrix position:
             # position alone must never outrank a provider that is answering better right now.
-            key = fitness.sort_key
-            ranked.append(((key[0], -score, *key[1:]), name, candidate))
+            key = candidate.fitness.sort_key
+            ranked.append(((key[0], -candidate.score, *key[1:]), route.provider, candidate))
 
         ranked.sort(key=lambda item: item[:2])
         return LevelPlan(level.name, tuple(item[2] for item in ranked), tuple(exclusions))
+
+    def _gate(
+        self, name: str, snapshot: ProviderSnapshot | None, now: float
+    ) -> _Gate | Exclusion:
+        """What the provider's heartbeat says before any model is chosen: an exclusion (out for
+        a reason that no model choice changes), or its score and breaker state."""
+        if snapshot is None:
+            return _Gate(self._neutral_score, "no heartbeat yet: assumed available, neutral score")
+        if not snapshot.available:
+            return Exclusion(
+                name,
+                f"unavailable: {snapshot.reason or 'no reason given'}",
+                ExclusionCause.UNAVAILABLE,
+            )
+        state = snapshot.breaker.state
+        if state is BreakerState.FORCED_OPEN:
+            return Exclusion(name, "breaker forced open", ExclusionCause.FORCED_OPEN)
+        breaker_open = state is BreakerState.OPEN
+        open_until = snapshot.breaker.open_until if breaker_open else None
+        note = ""
+        if state is BreakerState.HALF_OPEN:
+            note = f"breaker half-open, {snapshot.breaker.half_open_probes_left} probes left"
+        retry_until = snapshot.retry_after_until
+        if retry_until is not None and retry_until > now:
+            return _retry_after_exclusion(name, breaker_open, open_until, retry_until)
+        return _Gate(self.score(snapshot), note, breaker_open, open_until)
+
+
+@attrs.frozen
+class _Gate:
+    """A provider past the heartbeat checks: its score, and whether only its breaker is open."""
+
+    score: float
+    note: str
+    breaker_open: bool = False
+    open_until: float | None = None
+
+
+@attrs.frozen
+class _ModelChoice:
+    """The fittest model that fits the context window and the budget (None: none does), with
+    what the exclusion message needs when none does."""
+
+    entry: _ModelEntry | None
+    cost: float
+    #: The cheapest estimate over budget, and its model.
+    cheapest: tuple[float, str] | None
+    largest: _ModelEntry | None
+
+
+def _choose_model(
+    route: _ProviderRoute, tokens: float, max_tokens: int, budget: float | None
+) -> _ModelChoice:
+    needed = tokens + max_tokens
+    cheapest: tuple[float, str] | None = None
+    largest: _ModelEntry | None = None
+    for entry in route.models:
+        if largest is None or entry.context_window > largest.context_window:
+            largest = entry
+        if needed > entry.context_window:
+            continue
+        estimate = tokens * entry.input_per_token + max_tokens * entry.output_per_token
+        if budget is not None and estimate > budget:
+            if cheapest is None or estimate < cheapest[0]:
+                cheapest = (estimate, entry.model)
+            continue
+        return _ModelChoice(entry, estimate, cheapest, largest)
+    return _ModelChoice(None, 0.0, cheapest, largest)
+
+
+def _retry_after_exclusion(
+    name: str, breaker_open: bool, open_until: float | None, retry_until: float
+) -> Exclusion:
+    if breaker_open:
+        exclusion = _breaker_exclusion(name, open_until)
+        if open_until is not None:
+            exclusion = attrs.evolve(exclusion, available_at=max(open_until, retry_until))
+        return exclusion
+    return Exclusion(
+        name,
+        f"rate-limited until t={retry_until:.1f}s",
+        ExclusionCause.RATE_LIMITED,
+        available_at=retry_until,
+    )
+
+
+def _unfit_exclusion(
+    name: str, gate: _Gate, choice: _ModelChoice, request: Request, tokens: float
+) -> Exclusion:
+    """Why a provider none of whose models fits is out: its breaker, the budget or the context."""
+    if gate.breaker_open:
+        return _breaker_exclusion(name, gate.open_until)
+    budget = request.budget_usd
+    if choice.cheapest is not None:
+        assert budget is not None
+        return Exclusion(
+            name,
+            f"over budget: cheapest estimate {_usd(choice.cheapest[0])} ({choice.cheapest[1]}) "
+            f"> budget {_usd(budget)}",
+            ExclusionCause.OVER_BUDGET,
+        )
+    largest = choice.largest
+    assert largest is not None
+    return Exclusion(
+        name,
+        f"context too long: ~{tokens + request.max_tokens:.0f} tokens (prompt + max_tokens) > "
+        f"largest window {largest.context_window} ({largest.model})",
+        ExclusionCause.CONTEXT_TOO_LONG,
+    )
+
+
+def _candidate(
+    name: str, gate: _Gate, choice: _ModelChoice, request: Request, tokens: float
+) -> Candidate:
+    chosen = choice.entry
+    if chosen is None:  # a last-resort provider: no models, nothing to pay
+        return Candidate(name, "", (), gate.score, _NO_FIT, choice.cost, False, gate.note)
+    budget, max_tokens = request.budget_usd, request.max_tokens
+    fallbacks = tuple(
+        o.model
+        for o in chosen.larger
+        if budget is None or tokens * o.input_per_token + max_tokens * o.output_per_token <= budget
+    )
+    return Candidate(
+        name, chosen.model, fallbacks, gate.score, chosen.fitness, choice.cost, False, gate.note
+    )
 
 
 def _breaker_exclusion(

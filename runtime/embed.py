@@ -71,6 +71,10 @@ class _SharedStore:
 
 @attrs.frozen
 class ProviderStatus:
+    """One provider in `Runtime.status()`: its `ProviderSnapshot` flattened for JSON and the REPL
+    (health and breaker by state name, figures rounded), plus what only the runtime knows (the
+    restarts counted now, whether its actor runs). Made from a snapshot by `of`, nowhere else."""
+
     name: str
     kind: str
     status: str
@@ -85,6 +89,25 @@ class ProviderStatus:
     available: bool
     reason: str
     running: bool
+
+    @classmethod
+    def of(cls, snapshot: ProviderSnapshot, *, restarts: int, running: bool) -> ProviderStatus:
+        return cls(
+            name=snapshot.provider,
+            kind=snapshot.kind,
+            status=snapshot.status.value,
+            breaker=snapshot.breaker.state.value,
+            latency_ms=round(snapshot.latency_ms, 3),
+            latency_p50_ms=round(snapshot.latency_p50_ms, 3),
+            latency_p95_ms=round(snapshot.latency_p95_ms, 3),
+            error_rate=round(snapshot.error_rate, 4),
+            quota_remaining=round(snapshot.quota_remaining, 4),
+            consecutive_failures=snapshot.consecutive_failures,
+            restarts=restarts,
+            available=snapshot.available,
+            reason=snapshot.reason,
+            running=running,
+        )
 
 
 @attrs.frozen
@@ -242,21 +265,8 @@ class Runtime:
                 continue
             snapshots.append(snapshot)
             providers.append(
-                ProviderStatus(
-                    name=snapshot.provider,
-                    kind=snapshot.kind,
-                    status=snapshot.status.value,
-                    breaker=snapshot.breaker.state.value,
-                    latency_ms=round(snapshot.latency_ms, 3),
-                    latency_p50_ms=round(snapshot.latency_p50_ms, 3),
-                    latency_p95_ms=round(snapshot.latency_p95_ms, 3),
-                    error_rate=round(snapshot.error_rate, 4),
-                    quota_remaining=round(snapshot.quota_remaining, 4),
-                    consecutive_failures=snapshot.consecutive_failures,
-                    restarts=self._restarts(provider.name),
-                    available=snapshot.available,
-                    reason=snapshot.reason,
-                    running=running,
+                ProviderStatus.of(
+                    snapshot, restarts=self._restarts(provider.name), running=running
                 )
             )
         stats = self.stats.snapshot()

@@ -44,10 +44,6 @@ class Registry:
             raise ValueError(f"an actor named {cell.name!r} is already registered")
         self._cells[cell.name] = cell
 
-    def remove(self, cell: ActorCell) -> None:
-        if self._cells.get(cell.name) is cell:
-            del self._cells[cell.name]
-
     def cell(self, name: str) -> ActorCell:
         try:
             return self._cells[name]

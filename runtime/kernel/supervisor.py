@@ -219,23 +219,14 @@ class Supervisor(Actor):
         self, child: _Child, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         cell = child.cell
-        started = False
+        status = _Started(cell, task_status)
         error: BaseException | None = None
-
-        class _Status:
-            def started(self, value: None = None) -> None:
-                nonlocal started
-                started = True
-                cell.state = "running"
-                cell.started_at = trio.current_time()
-                task_status.started()
-
         try:
             with trio.CancelScope(shield=True) as scope:
                 child.scope = scope
                 actor = cell.factory()
                 cell.actor = actor
-                await actor.run(cell, task_status=_Status())
+                await actor.run(cell, task_status=status)
         except Exception as exc:
             error = _unwrap(exc)
         finally:
@@ -244,7 +235,7 @@ class Supervisor(Actor):
             child.done.set()
             if not child.stopping:
                 self._exits_send.send_nowait(_Exit(cell, error))
-            if not started:
+            if not status.reported:
                 task_status.started()
 
     async def _stop(self, child: _Child) -> None:
@@ -332,8 +323,22 @@ class Supervisor(Actor):
             raise KeyError(name)
         await self._restart_children(self._restart_set(spec), reason="operator")
 
-    def child_names(self) -> list[str]:
-        return [spec.name for spec in self.specs]
+
+class _Started:
+    """The task status an actor reports its start to: marks its cell running, then lets the
+    starter go on. `reported` tells a starter whose actor failed before starting that it must
+    still release whoever waits on it."""
+
+    def __init__(self, cell: ActorCell, task_status: trio.TaskStatus[None]) -> None:
+        self._cell = cell
+        self._task_status = task_status
+        self.reported = False
+
+    def started(self, value: None = None) -> None:
+        self.reported = True
+        self._cell.state = "running"
+        self._cell.started_at = trio.current_time()
+        self._task_status.started()
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -350,15 +355,8 @@ async def run_actor(
     actor = cell.factory()
     cell.actor = actor
     cell.state = "starting"
-
-    class _Status:
-        def started(self, value: None = None) -> None:
-            cell.state = "running"
-            cell.started_at = trio.current_time()
-            task_status.started()
-
     try:
-        await actor.run(cell, task_status=_Status())
+        await actor.run(cell, task_status=_Started(cell, task_status))
     except Exception:
         cell.state = "crashed"
         raise
