@@ -39,10 +39,16 @@ _ADMIT_ALL = frozenset({BreakerState.CLOSED, BreakerState.FORCED_CLOSED, Breaker
 class CircuitBreaker:
     """Decides whether a call may go to a provider, from how its recent calls ended.
 
-    The owner calls `try_acquire` before a call and exactly one of `on_success`, `on_failure`
-    or `on_ignored` after a call it was admitted for. Only failures that say something about the
-    provider (see `actors.errors.BREAKER_FAILURES`) should be reported as failures; the rest are
-    `on_ignored`, which only gives back a half-open probe permit.
+    The owner calls `try_acquire` when a call really goes out (not before it queues for a slot:
+    a permit taken early would let a call admitted while closed or open reach the provider once
+    it is half-open), notes `period`, and calls exactly one of `on_success`, `on_failure` or
+    `on_ignored` after a call it was admitted for, passing that period back. Only failures that
+    say something about the provider (see `actors.errors.BREAKER_FAILURES`) should be reported
+    as failures; the rest are `on_ignored`, which only gives back a half-open probe permit.
+
+    A panic call (the plan's last hope past an open breaker) goes out through `try_panic` and
+    ends with `end_panic`; while it is in flight it holds one of the half-open probe places, so
+    a breaker that turns half-open meanwhile never has more than `half_open_probes` calls out.
     """
 
     def __init__(
@@ -65,6 +71,10 @@ class CircuitBreaker:
         self._hold_only = False
         self._probes_in_flight = 0
         self._probe_successes = 0
+        #: Panic calls (`try_panic`) still in flight.
+        self._panic_in_flight = 0
+        #: Counts state changes: a permit taken in one half-open period is no probe of the next.
+        self._period = 0
         #: Start of the closed stretch the trip count decays over.
         self._decay_from = clock()
 
@@ -93,6 +103,13 @@ class CircuitBreaker:
     @property
     def consecutive_failures(self) -> int:
         return self._consecutive_failures
+
+    @property
+    def period(self) -> int:
+        """The number of the current state period; it changes with every transition. An owner
+        reads it right after `try_acquire` and passes it back with the call's outcome."""
+        self._refresh()
+        return self._period
 
     def snapshot(self) -> BreakerSnapshot:
         self._refresh()
@@ -146,13 +163,41 @@ class CircuitBreaker:
             return True
         return False
 
-    def on_success(self, duration_s: float) -> None:
-        """An admitted call succeeded after `duration_s` seconds."""
+    def would_admit(self, *, panic: bool = False) -> bool:
+        """Whether `try_acquire` (or, for a panic call, `try_panic`) would let a call out now;
+        takes nothing."""
+        self._refresh()
+        state = self._state
+        if state in _ADMIT_ALL:
+            return True
+        if state is BreakerState.HALF_OPEN:
+            return self._probe_capacity() > 0
+        return panic and state is BreakerState.OPEN
+
+    def try_panic(self) -> bool:
+        """Whether a panic call may go out past the breaker now: only while it is open (not
+        forced open, and not half-open, where the probes decide). True counts the call in flight
+        until `end_panic`."""
+        self._refresh()
+        if self._state is not BreakerState.OPEN:
+            return False
+        self._panic_in_flight += 1
+        return True
+
+    def end_panic(self, duration_s: float, *, success: bool) -> None:
+        """A call let out by `try_panic` ended; a success is evidence, see
+        `on_unadmitted_success`."""
+        self._panic_in_flight = max(0, self._panic_in_flight - 1)
+        if success:
+            self.on_unadmitted_success(duration_s)
+
+    def on_success(self, duration_s: float, *, period: int | None = None) -> None:
+        """An admitted call succeeded after `duration_s` seconds (`period`: see `period`)."""
         self._refresh()
         slow = duration_s > self.config.slow_call_s
         state = self._state
         if state is BreakerState.HALF_OPEN:
-            if not self._release_probe():
+            if not self._release_probe(period):
                 return
             if slow:
                 self._consecutive_failures = 0
@@ -183,13 +228,13 @@ class CircuitBreaker:
             self._open_until = self._clock()
             self._refresh()
 
-    def on_failure(self, duration_s: float) -> None:
+    def on_failure(self, duration_s: float, *, period: int | None = None) -> None:
         """An admitted call failed, in a way that counts against the provider."""
         self._refresh()
         slow = duration_s > self.config.slow_call_s
         state = self._state
         if state is BreakerState.HALF_OPEN:
-            if self._release_probe():
+            if self._release_probe(period):
                 self._consecutive_failures += 1
                 self._trip("probe_failed")
             return
@@ -198,12 +243,12 @@ class CircuitBreaker:
             self._window.record(failure=True, slow=slow)
             self._check_trip()
 
-    def on_ignored(self) -> None:
+    def on_ignored(self, *, period: int | None = None) -> None:
         """An admitted call ended in a way that says nothing about the provider (a client error,
         a rate limit, a cancellation): give back its half-open permit, count nothing."""
         self._refresh()
         if self._state is BreakerState.HALF_OPEN:
-            self._release_probe()
+            self._release_probe(period)
 
     # --- operator overrides and Retry-After ----------------------------------------------------
 
@@ -256,11 +301,13 @@ class CircuitBreaker:
     # --- internals -----------------------------------------------------------------------------
 
     def _probe_capacity(self) -> int:
-        return self.config.half_open_probes - self._probes_in_flight - self._probe_successes
+        taken = self._probes_in_flight + self._probe_successes + self._panic_in_flight
+        return max(0, self.config.half_open_probes - taken)
 
-    def _release_probe(self) -> bool:
-        """Give back a probe permit; False when none was out (a call admitted before the trip)."""
-        if self._probes_in_flight <= 0:
+    def _release_probe(self, period: int | None) -> bool:
+        """Give back a probe permit; False when the call held none (it was admitted before this
+        half-open period began: `period`, when given, tells)."""
+        if self._probes_in_flight <= 0 or (period is not None and period != self._period):
             return False
         self._probes_in_flight -= 1
         return True
@@ -336,6 +383,7 @@ class CircuitBreaker:
     def _transition(self, new: BreakerState, reason: str) -> None:
         old = self._state
         self._state = new
+        self._period += 1
         if new in _ADMIT_ALL and old not in _ADMIT_ALL and reason != "retry_after_elapsed":
             # A closed stretch starts; a Retry-After hold does not interrupt the one before it.
             self._decay_from = self._clock()

@@ -3,7 +3,10 @@
 Calls do not queue through the mailbox. A call runs in the *caller's* task (the cascade's level
 nursery), so the level's cancel scope bounds it and a timed-out level leaves nothing behind; the
 actor's part is admission (availability, Retry-After, breaker, bulkhead) and bookkeeping, both
-synchronous, so in trio they are atomic with respect to every other task. The mailbox carries
+synchronous, so in trio they are atomic with respect to every other task. A call first waits for
+a bulkhead slot (no later than its deadline) and is admitted only once it holds one, when it
+really goes out: a breaker permit taken before the wait would let calls queued while the breaker
+was closed or open reach the provider once it is half-open. The mailbox carries
 control messages (operator breaker commands, crash requests); the actor's own task publishes a
 heartbeat to the router on a period, whenever its state changes, and when an open breaker is due
 to turn half-open.
@@ -16,6 +19,7 @@ import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Literal
 
+import attrs
 import trio
 
 from actors.adapters.base import ADAPTER_KINDS, Adapter, AdapterContext
@@ -39,6 +43,11 @@ BreakerMode = Literal["open", "close", "reset", "auto", "disable"]
 
 #: How long an auth failure keeps a provider out before one call may try the key again.
 AUTH_RETRY_S = 60.0
+#: How long a billing failure (a spent account) keeps a provider out before one call tries
+#: again: an account is topped up by a person, so asking every minute would only add noise.
+BILLING_RETRY_S = 300.0
+#: The failures that hold a provider out (unavailable, with the reason), and for how long.
+HELD_OUT_FOR = {FailureKind.AUTH: AUTH_RETRY_S, FailureKind.BILLING: BILLING_RETRY_S}
 #: Retry-After assumed when a 429 names none.
 DEFAULT_RETRY_AFTER_S = 1.0
 
@@ -182,59 +191,90 @@ class ProviderActor(Actor):
     def unavailable_reason(self) -> str:
         return self.health.snapshot().reason or f"{self.name} is unavailable"
 
-    def _admit(self, *, panic: bool) -> bool:
-        """Raise `ProviderError(UNAVAILABLE | RATE_LIMITED)` unless a call may go out now;
-        return whether the breaker admitted it (False: a panic call past an open breaker)."""
-        adapter = self.adapter
-        if adapter is None:
-            raise ProviderError(FailureKind.UNAVAILABLE, f"{self.name} is not running")
+    def _refusal(self, *, panic: bool) -> ProviderError | None:
+        """Why a call may not go out now, if it may not; changes nothing."""
+        if self.adapter is None:
+            return ProviderError(FailureKind.UNAVAILABLE, f"{self.name} is not running")
         now = trio.current_time()
         if self.unavailable_until is not None:
             if now < self.unavailable_until:
-                raise ProviderError(FailureKind.UNAVAILABLE, self.unavailable_reason)
-            # The wait after an auth failure is over: let one call try the key again.
-            self.unavailable_until = None
-            self.health.mark_available()
+                return ProviderError(FailureKind.UNAVAILABLE, self.unavailable_reason)
         elif not self.health.available:
-            raise ProviderError(FailureKind.UNAVAILABLE, self.unavailable_reason)
+            return ProviderError(FailureKind.UNAVAILABLE, self.unavailable_reason)
         if self.retry_after_until is not None and now < self.retry_after_until and not panic:
-            raise ProviderError(
+            return ProviderError(
                 FailureKind.RATE_LIMITED,
                 f"{self.name} asked to wait until t={self.retry_after_until:.1f}",
                 retry_after_s=self.retry_after_until - now,
             )
-        if self.breaker.try_acquire():
-            return True
-        if not panic:
-            raise ProviderError(
+        if not self.breaker.would_admit(panic=panic):
+            return ProviderError(
                 FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}"
             )
-        return False
+        return None
+
+    def _admit(self, *, panic: bool) -> _Admission:
+        """Let one call out now, when it really goes out (it holds a bulkhead slot): raise
+        `ProviderError(UNAVAILABLE | RATE_LIMITED)` unless it may. A panic call passes an open
+        breaker without a permit, holding a half-open probe place while it is out."""
+        refusal = self._refusal(panic=panic)
+        if refusal is not None:
+            raise refusal
+        if self.unavailable_until is not None:
+            # The wait after an auth or billing failure is over: let one call try again.
+            self.unavailable_until = None
+            self.health.mark_available()
+        if self.breaker.try_acquire():
+            return _Admission(admitted=True, period=self.breaker.period)
+        if panic and self.breaker.try_panic():
+            return _Admission(admitted=False, period=self.breaker.period)
+        raise ProviderError(FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}")
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, deadline: float, *, panic: bool) -> AsyncIterator[None]:
+        """Hold a bulkhead slot, waiting for one no later than `deadline`. What would be refused
+        anyway is refused before the wait; a call that never got a slot never went out, so it
+        is not booked against the provider."""
+        refusal = self._refusal(panic=panic)
+        if refusal is not None:
+            raise refusal
+        with trio.move_on_at(deadline) as scope:
+            await self.bulkhead.acquire()
+        if scope.cancelled_caught:
+            raise ProviderError(
+                FailureKind.TIMEOUT,
+                f"{self.name} had no free slot (max_in_flight={self.config.max_in_flight}) "
+                "before the deadline",
+            )
+        try:
+            yield
+        finally:
+            self.bulkhead.release()
 
     async def complete(
         self, request: Request, model: str, *, deadline: float, panic: bool = False
     ) -> Completion:
         """One call, bounded by `deadline` (trio time): a timeout is a classified failure."""
-        adapter, admitted, number, start = self._begin_call(panic=panic)
-        outcome: ProviderError | Completion | None = None
-        try:
-            with trio.move_on_at(deadline) as scope:
-                async with self.bulkhead:
-                    outcome = await adapter.complete(request, model)
-            if scope.cancelled_caught:
-                outcome = self._timeout()
-        except ProviderError as error:
-            outcome = error
-        except Exception as error:
-            outcome = self._adapter_failed(error)
-        except trio.Cancelled:
-            # An enclosing scope with the same deadline (the level's) caught the cancellation
-            # instead of ours: it is still this call's timeout.
-            if trio.current_time() >= deadline:
-                outcome = self._timeout()
-            raise
-        finally:
-            self._end_call(number, start, outcome, admitted=admitted)
+        async with self._slot(deadline, panic=panic):
+            call = self._begin_call(panic=panic)
+            outcome: ProviderError | Completion | None = None
+            try:
+                with trio.move_on_at(deadline) as scope:
+                    outcome = await call.adapter.complete(request, model)
+                if scope.cancelled_caught:
+                    outcome = self._timeout()
+            except ProviderError as error:
+                outcome = error
+            except Exception as error:
+                outcome = self._adapter_failed(error)
+            except trio.Cancelled:
+                # An enclosing scope with the same deadline (the level's) caught the
+                # cancellation instead of ours: it is still this call's timeout.
+                if trio.current_time() >= deadline:
+                    outcome = self._timeout()
+                raise
+            finally:
+                self._end_call(call, outcome)
         if isinstance(outcome, ProviderError):
             raise outcome
         assert outcome is not None
@@ -250,54 +290,46 @@ class ProviderActor(Actor):
         first_chunk_deadline: float | None = None,
         panic: bool = False,
     ) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        """A stream of events from one call. Time to the first event is bounded by
-        `first_chunk_deadline`, the whole stream by `deadline`; a failure at any point is
-        recorded against the provider once."""
-        adapter, admitted, number, start = self._begin_call(panic=panic)
-        recorder = _StreamRecord()
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                await stack.enter_async_context(self.bulkhead)
-                events = adapter.stream(request, model)
-                stack.push_async_callback(_aclose, events)
-                bounded = _bounded_stream(
-                    self.name,
-                    events,
-                    deadline,
-                    first_chunk_deadline,
-                    recorder,
-                    self._adapter_failed,
-                )
+        """A stream of events from one call. Time to the first event (the wait for a slot
+        included) is bounded by `first_chunk_deadline`, the whole stream by `deadline`; a
+        failure at any point is recorded against the provider once."""
+        first = deadline if first_chunk_deadline is None else min(deadline, first_chunk_deadline)
+        async with self._slot(first, panic=panic):
+            call = self._begin_call(panic=panic)
+            recorder = _StreamRecord()
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    events = call.adapter.stream(request, model)
+                    stack.push_async_callback(_aclose, events)
+                    bounded = _bounded_stream(
+                        self.name,
+                        events,
+                        deadline,
+                        first_chunk_deadline,
+                        recorder,
+                        self._adapter_failed,
+                    )
+                    stack.push_async_callback(bounded.aclose)
+                    yield bounded
+            except ProviderError as error:
+                recorder.outcome = error
+                raise
+            finally:
+                self._end_call(call, recorder.outcome)
 
-                stack.push_async_callback(bounded.aclose)
-                yield bounded
-        except ProviderError as error:
-            recorder.outcome = error
-            raise
-        finally:
-            self._end_call(number, start, recorder.outcome, admitted=admitted)
-
-    def _begin_call(self, *, panic: bool) -> tuple[Adapter, bool, int, float]:
-        """Admit a call and register it as in flight: (adapter, admitted by the breaker, call
-        number, start time)."""
-        admitted = self._admit(panic=panic)
+    def _begin_call(self, *, panic: bool) -> _Call:
+        """Admit a call that goes out now and register it as in flight."""
+        admission = self._admit(panic=panic)
         adapter = self.adapter
         assert adapter is not None
         start = trio.current_time()
         number = next(self._call_numbers)
         self._calls[number] = start
-        return adapter, admitted, number, start
+        return _Call(adapter, admission, number, start)
 
-    def _end_call(
-        self,
-        number: int,
-        start: float,
-        outcome: ProviderError | Completion | None,
-        *,
-        admitted: bool,
-    ) -> None:
-        del self._calls[number]
-        self._record(outcome, trio.current_time() - start, admitted=admitted)
+    def _end_call(self, call: _Call, outcome: ProviderError | Completion | None) -> None:
+        del self._calls[call.number]
+        self._record(outcome, trio.current_time() - call.start, call.admission)
 
     def _adapter_failed(self, error: Exception) -> ProviderError:
         """An adapter raised something it should have classified (a bug, or a reply shape no
@@ -313,24 +345,19 @@ class ProviderActor(Actor):
         return ProviderError(FailureKind.TIMEOUT, f"{self.name} did not answer within its deadline")
 
     def _record(
-        self, outcome: ProviderError | Completion | None, elapsed_s: float, *, admitted: bool
+        self, outcome: ProviderError | Completion | None, elapsed_s: float, admission: _Admission
     ) -> None:
         """Book one call's end into breaker and health. `None` = cancelled from outside."""
-        if outcome is None:
-            if admitted:
-                self.breaker.on_ignored()
-            return
         before = self.health.status
         if isinstance(outcome, Completion):
-            if admitted:
-                self.breaker.on_success(elapsed_s)
-            else:
-                self.breaker.on_unadmitted_success(elapsed_s)
+            self._book_breaker(admission, elapsed_s, success=True)
             self.health.record_success(elapsed_s)
             if outcome.quota_remaining is not None:
                 self.health.set_quota(outcome.quota_remaining)
+        elif isinstance(outcome, ProviderError):
+            self._record_failure(outcome, elapsed_s, admission)
         else:
-            self._record_failure(outcome, elapsed_s, admitted=admitted)
+            self._book_breaker(admission, elapsed_s, success=None)
         if self.health.status is not before:
             self.context.events.emit(
                 "provider_health_changed",
@@ -340,35 +367,65 @@ class ProviderActor(Actor):
             )
             self._changed()
 
-    def _record_failure(self, error: ProviderError, elapsed_s: float, *, admitted: bool) -> None:
-        now = trio.current_time()
+    def _book_breaker(
+        self, admission: _Admission, elapsed_s: float, *, success: bool | None
+    ) -> None:
+        """Tell the breaker how a call ended: True success, False a failure that counts against
+        the provider, None an end that says nothing about it."""
+        breaker = self.breaker
+        if not admission.admitted:
+            breaker.end_panic(elapsed_s, success=success is True)
+        elif success is None:
+            breaker.on_ignored(period=admission.period)
+        elif success:
+            breaker.on_success(elapsed_s, period=admission.period)
+        else:
+            breaker.on_failure(elapsed_s, period=admission.period)
+
+    def _record_failure(
+        self, error: ProviderError, elapsed_s: float, admission: _Admission
+    ) -> None:
+        """Only `BREAKER_FAILURES` count against the breaker and in the error rate and the run
+        of consecutive failures: those are the provider's ill health. A model that cannot take a
+        parameter (UNSUPPORTED), an empty reply (EMPTY_REPLY) or a refusal (REFUSED) say nothing
+        about it, and neither count nor hold it out. A rate limit holds it out until its
+        Retry-After; an auth or billing failure holds it out (unavailable, with the reason)
+        until one call may try again."""
         if error.quota_remaining is not None:
             self.health.set_quota(error.quota_remaining)
         if error.counts_against_breaker:
-            if admitted:
-                self.breaker.on_failure(elapsed_s)
+            self._book_breaker(admission, elapsed_s, success=False)
             # A timeout says the provider is slow; a fast error would flatter its latency.
             self.health.record_failure(elapsed_s if error.kind is FailureKind.TIMEOUT else None)
             return
-        if admitted:
-            self.breaker.on_ignored()
+        self._book_breaker(admission, elapsed_s, success=None)
         if error.kind is FailureKind.RATE_LIMITED:
-            wait = error.retry_after_s if error.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
-            until = now + wait
-            if self.retry_after_until is None or until > self.retry_after_until:
-                self.retry_after_until = until
-                self.context.events.emit(
-                    "provider_rate_limited", provider=self.name, retry_after_s=round(wait, 3)
-                )
-            self.breaker.hold_open_until(until)
-            self._changed()
-        elif error.kind is FailureKind.AUTH:
-            self.unavailable_until = now + AUTH_RETRY_S
-            self.health.mark_unavailable(error.message)
+            self._hold_for_retry_after(error)
+        elif error.kind in HELD_OUT_FOR:
+            self._hold_out(error)
+
+    def _hold_for_retry_after(self, error: ProviderError) -> None:
+        now = trio.current_time()
+        wait = error.retry_after_s if error.retry_after_s is not None else DEFAULT_RETRY_AFTER_S
+        until = now + wait
+        if self.retry_after_until is None or until > self.retry_after_until:
+            self.retry_after_until = until
             self.context.events.emit(
-                "provider_auth_failed", provider=self.name, reason=error.message
+                "provider_rate_limited", provider=self.name, retry_after_s=round(wait, 3)
             )
-            self._changed()
+        self.breaker.hold_open_until(until)
+        self._changed()
+
+    def _hold_out(self, error: ProviderError) -> None:
+        """An auth or billing failure: unavailable, with the reason, for `HELD_OUT_FOR[kind]`."""
+        wait = HELD_OUT_FOR[error.kind]
+        self.unavailable_until = trio.current_time() + wait
+        self.health.mark_unavailable(error.message)
+        event = (
+            "provider_auth_failed" if error.kind is FailureKind.AUTH else "provider_billing_failed"
+        )
+        self.context.events.emit(event, provider=self.name, reason=error.message, retry_in_s=wait)
+        self._changed()
 
     # -- state ----------------------------------------------------------------------------
 
@@ -402,6 +459,25 @@ class ProviderActor(Actor):
             oldest_call_s=now - min(self._calls.values()) if self._calls else 0.0,
             restarts=self.context.restarts(self.name),
         )
+
+
+@attrs.frozen
+class _Admission:
+    """How a call was let out: with a breaker permit (taken in breaker `period`), or as a panic
+    call past an open breaker."""
+
+    admitted: bool
+    period: int
+
+
+@attrs.frozen
+class _Call:
+    """A call that went out: its adapter, admission, number among the calls in flight, start."""
+
+    adapter: Adapter
+    admission: _Admission
+    number: int
+    start: float
 
 
 class _StreamRecord:
