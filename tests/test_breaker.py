@@ -565,3 +565,58 @@ def test_a_panic_success_does_not_end_a_retry_after_hold() -> None:
     breaker.hold_open_until(clock.now + 30)
     breaker.on_unadmitted_success(0.1)
     assert breaker.state is OPEN
+
+
+# --- permits belong to the period they were taken in; panic calls hold a probe place -----------
+
+
+def test_a_permit_from_an_earlier_half_open_period_is_no_probe_of_this_one() -> None:
+    breaker, clock, _ = make(half_open_probes=1)
+    trip(breaker)
+    to_half_open(breaker, clock)
+    assert breaker.try_acquire()
+    stale = breaker.period
+    breaker.on_failure(0.1, period=stale)  # the probe fails: open again
+    to_half_open(breaker, clock)
+    assert breaker.try_acquire()  # this period's one probe
+    assert not breaker.try_acquire()
+    # A call from the earlier period ending now gives back no permit and decides nothing.
+    breaker.on_success(0.1, period=stale)
+    breaker.on_ignored(period=stale)
+    assert breaker.state is HALF_OPEN
+    assert not breaker.try_acquire()
+    breaker.on_success(0.1, period=breaker.period)
+    assert breaker.state is CLOSED
+
+
+def test_a_panic_call_goes_out_only_while_open_and_holds_a_probe_place() -> None:
+    breaker, clock, _ = make(half_open_probes=1)
+    assert not breaker.try_panic()  # closed: an ordinary permit is the way out
+    trip(breaker)
+    assert not breaker.try_acquire()
+    assert breaker.would_admit(panic=True) and not breaker.would_admit()
+    assert breaker.try_panic()
+    to_half_open(breaker, clock)
+    # The panic call is still out: it is this half-open period's one call at the provider.
+    assert breaker.snapshot().half_open_probes_left == 0
+    assert not breaker.would_admit(panic=True)
+    assert not breaker.try_acquire()
+    assert not breaker.try_panic()  # half-open: the probes decide, panic or not
+    breaker.end_panic(0.1, success=False)
+    assert breaker.try_acquire()
+
+
+def test_a_panic_call_never_passes_a_forced_open_breaker() -> None:
+    breaker, _, _ = make()
+    breaker.force_open()
+    assert not breaker.would_admit(panic=True)
+    assert not breaker.try_panic()
+
+
+def test_a_panic_success_reported_through_end_panic_ends_the_open_period() -> None:
+    breaker, _, _ = make()
+    trip(breaker)
+    assert breaker.try_panic()
+    breaker.end_panic(0.1, success=True)
+    assert breaker.state is HALF_OPEN
+    assert breaker.snapshot().half_open_probes_left == 3
