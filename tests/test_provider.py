@@ -72,7 +72,7 @@ async def test_half_open_never_lets_out_more_than_its_probes(
         actor.adapter.complete = spy  # type: ignore[method-assign]
 
         async def client() -> None:
-            end = trio.current_time() + 120
+            end = trio.current_time() + 60
             while trio.current_time() < end:
                 with contextlib.suppress(runtime.AllLevelsFailed):
                     await rt.complete(REQUEST)
