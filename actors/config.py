@@ -19,11 +19,10 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
+from actors.kinds import HTTP_KINDS, KNOWN_KINDS, LAST_RESORT_KINDS, SIMULATED_KINDS
 
-SIMULATED_KINDS = frozenset({"simulated"})
-LAST_RESORT_KINDS = frozenset({"cache", "template"})
-HTTP_KINDS = frozenset({"openai", "mistral", "huggingface", "anthropic", "gemini", "ollama"})
-KNOWN_KINDS = SIMULATED_KINDS | LAST_RESORT_KINDS | HTTP_KINDS
+# The kind sets come from the kinds table; re-exported here, where callers always found them.
+__all__ = ["HTTP_KINDS", "KNOWN_KINDS", "LAST_RESORT_KINDS", "SIMULATED_KINDS"]
 
 
 def _at_least(minimum: float, *, inclusive: bool = True) -> Any:

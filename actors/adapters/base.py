@@ -43,7 +43,9 @@ class AdapterContext(Protocol):
         ...
 
 
-#: kind -> factory(config, context) -> Adapter. Adapter modules register themselves here.
+#: kind -> factory(config, context) -> Adapter. Adapter modules register themselves here with
+#: `register_kind` when imported (HTTP wire formats through `actors.adapters.http.register_wire`);
+#: `actors.kinds` says which module serves each kind.
 AdapterFactory = Callable[["ProviderConfig", AdapterContext], Adapter]
 ADAPTER_KINDS: dict[str, AdapterFactory] = {}
 
