@@ -18,7 +18,13 @@ import attrs
 from actors.adapters.http import register_wire
 from actors.adapters.parsing import as_dict, loads_event, text_or_empty, token_count
 from actors.adapters.sse import SSEDecoder, SSEEvent
-from actors.adapters.wire import StreamState, WireError, WireRequest
+from actors.adapters.wire import (
+    RequestShape,
+    StreamState,
+    WireDefaults,
+    WireError,
+    WireRequest,
+)
 from actors.errors import FailureKind
 from actors.messages import Completion, Request, Usage
 
@@ -36,7 +42,11 @@ STOP_REASONS: Mapping[str, str] = {
     "max_tokens": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
+    "pause_turn": "stop",
 }
+
+#: What a refusal carries when the model said nothing before refusing.
+SILENT_REFUSAL = "the model declined to answer (stop_reason: refusal)"
 
 #: The ``error.type`` of an error event, as a failure kind.
 ERROR_TYPES: Mapping[str, FailureKind] = {
@@ -45,6 +55,7 @@ ERROR_TYPES: Mapping[str, FailureKind] = {
     "timeout_error": FailureKind.TIMEOUT,
     "rate_limit_error": FailureKind.RATE_LIMITED,
     "authentication_error": FailureKind.AUTH,
+    "billing_error": FailureKind.BILLING,
     "permission_error": FailureKind.AUTH,
     "invalid_request_error": FailureKind.CLIENT_ERROR,
     "not_found_error": FailureKind.CLIENT_ERROR,
@@ -52,10 +63,9 @@ ERROR_TYPES: Mapping[str, FailureKind] = {
 }
 
 
-def _stop_reason(value: object) -> str | None:
-    if value is None:
-        return None
-    return STOP_REASONS.get(str(value), str(value))
+def _refusal(stop_reason: str | None, text: str) -> str | None:
+    """A refusal (``stop_reason: "refusal"``) keeps what the model said as its refusal."""
+    return (text or SILENT_REFUSAL) if stop_reason == "refusal" else None
 
 
 def _stream_error(error: object) -> WireError:
@@ -65,24 +75,30 @@ def _stream_error(error: object) -> WireError:
     return WireError(kind, f"{error_type} mid-stream: {error.get('message') or error_type}")
 
 
-class AnthropicWire:
+class AnthropicWire(WireDefaults):
     name = "anthropic"
     key_header = "x-api-key"
     key_prefix = ""
     reply_name = "a message"
     end_marker = "message_stop"
+    finish_reasons = STOP_REASONS
+    #: Anthropic takes temperature 0-1 (the request allows 0-2): clamped, see `shaping`.
+    temperature_range = (0.0, 1.0)
 
     def headers(self, config: ProviderConfig) -> dict[str, str]:
         return {"anthropic-version": config.anthropic_version}
 
-    def build_request(self, request: Request, model: str, *, stream: bool) -> WireRequest:
+    def build_request(
+        self, request: Request, model: str, shape: RequestShape, *, stream: bool
+    ) -> WireRequest:
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens,
             "messages": [{"role": "user", "content": request.prompt}],
-            "temperature": request.temperature,
-            "stream": stream,
         }
+        if shape.temperature is not None:
+            body["temperature"] = shape.temperature
+        body["stream"] = stream
         if request.system:
             body["system"] = request.system
         return WireRequest(PATH, body)
@@ -97,15 +113,14 @@ class AnthropicWire:
             for block in blocks
             if as_dict(block, "content block").get("type") == "text"
         )
-        usage = as_dict(reply.get("usage") or {}, "usage")
+        stop_reason = reply.get("stop_reason")
+        stop_reason = str(stop_reason) if stop_reason is not None else None
         return Completion(
             text=text,
             model=str(reply.get("model") or model),
-            finish_reason=_stop_reason(reply.get("stop_reason")) or "stop",
-            usage=Usage(
-                input_tokens=token_count(usage.get("input_tokens")),
-                output_tokens=token_count(usage.get("output_tokens")),
-            ),
+            usage=_usage_update(Usage(), reply.get("usage")),
+            refusal=_refusal(stop_reason, text),
+            raw_finish_reason=stop_reason,
         )
 
     def stream_decoder(self) -> SSEDecoder:
@@ -129,7 +144,9 @@ class AnthropicWire:
                 return state.add_text(text_or_empty(delta.get("text")))
         elif name == "message_delta":
             delta = as_dict(data.get("delta") or {}, "delta")
-            state.finish_reason = _stop_reason(delta.get("stop_reason")) or state.finish_reason
+            if delta.get("stop_reason") is not None:
+                state.finish_reason = str(delta["stop_reason"])
+                state.refusal = _refusal(state.finish_reason, "".join(state.text))
             state.usage = _usage_update(state.usage, data.get("usage"))
         elif name == "message_stop":
             state.done = state.ended = True

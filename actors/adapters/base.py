@@ -35,7 +35,8 @@ class AdapterContext(Protocol):
 
     @property
     def config(self) -> Config:
-        """The whole runtime config (the template adapter reads `templates`, the cache its size)."""
+        """The whole runtime config (the template adapter reads `templates`, the cache its size,
+        HTTP adapters the model table for request shaping)."""
         ...
 
     def shared(self, provider: str, kind: str, factory: Callable[[], Any]) -> Any:

@@ -10,22 +10,26 @@ sentinel, so a stream that closes before any ``finishReason`` was cut short.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from actors.adapters.http import register_wire
 from actors.adapters.parsing import as_dict, loads_event, text_or_empty, token_count
 from actors.adapters.sse import SSEDecoder, SSEEvent
-from actors.adapters.wire import StreamState, WireError, WireRequest
+from actors.adapters.status import in_band_kind
+from actors.adapters.wire import (
+    RequestShape,
+    StreamState,
+    WireDefaults,
+    WireError,
+    WireRequest,
+)
 from actors.errors import FailureKind
 from actors.messages import Completion, Request, Usage
 
-if TYPE_CHECKING:
-    from actors.config import ProviderConfig
-
 __all__ = ["GeminiWire", "model_path"]
 
-#: Gemini finish reasons in the runtime's (OpenAI's) vocabulary; others are lower-cased.
+#: Gemini finish reasons in the runtime's (OpenAI's) vocabulary; others read as "stop".
 FINISH_REASONS: Mapping[str, str] = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -34,6 +38,8 @@ FINISH_REASONS: Mapping[str, str] = {
     "PROHIBITED_CONTENT": "content_filter",
     "BLOCKLIST": "content_filter",
     "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "MALFORMED_FUNCTION_CALL": "tool_calls",
 }
 
 
@@ -43,22 +49,19 @@ def model_path(model: str, method: str) -> str:
     return f"/v1beta/models/{quote(name, safe='-._~')}:{method}"
 
 
-def _finish_reason(value: object) -> str | None:
-    if value is None:
-        return None
-    return FINISH_REASONS.get(str(value), str(value).lower())
-
-
 def _usage(data: object) -> Usage:
+    """Thinking is billed as output: ``thoughtsTokenCount`` counts in `output_tokens` too."""
     usage = as_dict(data or {}, "usageMetadata")
+    thoughts = token_count(usage.get("thoughtsTokenCount"))
     return Usage(
         input_tokens=token_count(usage.get("promptTokenCount")),
-        output_tokens=token_count(usage.get("candidatesTokenCount")),
+        output_tokens=token_count(usage.get("candidatesTokenCount")) + thoughts,
+        reasoning_tokens=thoughts,
     )
 
 
 def _candidate_text(reply: dict[str, Any]) -> tuple[str, str | None]:
-    """The first candidate's text and finish reason (text may be empty)."""
+    """The first candidate's text and raw finish reason (text may be empty)."""
     candidates = reply.get("candidates") or []
     if not isinstance(candidates, list):
         raise TypeError("candidates is not a list")
@@ -74,7 +77,8 @@ def _candidate_text(reply: dict[str, Any]) -> tuple[str, str | None]:
         for part in parts
         if not as_dict(part, "part").get("thought")
     )
-    return text, _finish_reason(candidate.get("finishReason"))
+    finish_reason = candidate.get("finishReason")
+    return text, str(finish_reason) if finish_reason is not None else None
 
 
 def _raise_if_failed(reply: dict[str, Any]) -> None:
@@ -82,7 +86,7 @@ def _raise_if_failed(reply: dict[str, Any]) -> None:
     if "error" in reply:
         error = reply["error"]
         message = error.get("message") if isinstance(error, dict) else error
-        raise WireError(FailureKind.SERVER_ERROR, f"error mid-stream: {message}")
+        raise WireError(in_band_kind(error), f"error mid-stream: {message}")
     feedback = reply.get("promptFeedback")
     if reply.get("candidates") or not isinstance(feedback, dict):
         return
@@ -91,23 +95,23 @@ def _raise_if_failed(reply: dict[str, Any]) -> None:
         raise WireError(FailureKind.CLIENT_ERROR, f"prompt blocked by the provider ({reason})")
 
 
-class GeminiWire:
+class GeminiWire(WireDefaults):
     name = "gemini"
     key_header = "x-goog-api-key"
     key_prefix = ""
     reply_name = "a GenerateContentResponse"
     end_marker = "a finishReason"
+    finish_reasons = FINISH_REASONS
 
-    def headers(self, config: ProviderConfig) -> dict[str, str]:
-        return {}
-
-    def build_request(self, request: Request, model: str, *, stream: bool) -> WireRequest:
+    def build_request(
+        self, request: Request, model: str, shape: RequestShape, *, stream: bool
+    ) -> WireRequest:
+        generation: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
+        if shape.temperature is not None:
+            generation["temperature"] = shape.temperature
         body: dict[str, Any] = {
             "contents": [{"role": "user", "parts": [{"text": request.prompt}]}],
-            "generationConfig": {
-                "maxOutputTokens": request.max_tokens,
-                "temperature": request.temperature,
-            },
+            "generationConfig": generation,
         }
         if request.system:
             body["systemInstruction"] = {"parts": [{"text": request.system}]}
@@ -124,8 +128,8 @@ class GeminiWire:
         return Completion(
             text=text,
             model=str(reply.get("modelVersion") or model),
-            finish_reason=finish_reason or "stop",
             usage=_usage(reply.get("usageMetadata")),
+            raw_finish_reason=finish_reason,
         )
 
     def stream_decoder(self) -> SSEDecoder:

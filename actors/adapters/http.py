@@ -23,13 +23,20 @@ from actors.adapters.base import Adapter, AdapterContext, register_kind
 from actors.adapters.credentials import HeaderKeyAuth, read_api_key
 from actors.adapters.headers import parse_retry_after, quota_remaining
 from actors.adapters.parsing import SHAPE_ERRORS, malformed
+from actors.adapters.shaping import model_shape, request_shape
 from actors.adapters.status import STATUS_RULES, StatusRule, classify_status, error_detail
 from actors.adapters.transport import (
     TRANSPORT_RULES,
     classify_transport_error,
     translating_transport_errors,
 )
-from actors.adapters.wire import StreamState, WireError, WireFormat, WireRequest
+from actors.adapters.wire import (
+    StreamState,
+    WireError,
+    WireFormat,
+    WireRequest,
+    normalise_finish_reason,
+)
 from actors.errors import FailureKind, ProviderError
 from actors.kinds import ProviderKind, kind_named, kinds_speaking
 from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta
@@ -73,6 +80,8 @@ class HTTPAdapter:
     ) -> None:
         kind = kind or kind_named(config.kind)
         self.wire = wire
+        #: The model table's entry for a model (its request shape lives there).
+        self._model_info = context.config.model_info
         self.name = config.name
         self.kind = config.kind
         self.base_url = (config.base_url or kind.base_url or "").rstrip("/")
@@ -126,11 +135,10 @@ class HTTPAdapter:
         await self._client.aclose()
 
     async def complete(self, request: Request, model: str) -> Completion:
-        call = self.wire.build_request(request, model, stream=False)
-        data, headers = await self._post_json(call)
-        with self._translating_reply_errors(f"not {self.wire.reply_name}"):
+        data, headers = await self._post_json(self._call(request, model, stream=False))
+        with self._translating_parse_errors(stream=False):
             completion = self.wire.parse_reply(data, model)
-        return attrs.evolve(completion, quota_remaining=quota_remaining(headers))
+        return self._finished(completion, quota_remaining(headers))
 
     async def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
         """Text deltas as the provider streams them, then one `StreamDone`.
@@ -138,10 +146,9 @@ class HTTPAdapter:
         A body that ends before the provider's end marker raises CONNECTION; an undecodable or
         wrongly shaped item raises MALFORMED; both only after the deltas already yielded.
         """
-        call = self.wire.build_request(request, model, stream=True)
         decoder = self.wire.stream_decoder()
         state = StreamState(model)
-        async with self._open_stream(call) as response:
+        async with self._open_stream(self._call(request, model, stream=True)) as response:
             quota = quota_remaining(response.headers)
             chunks = response.aiter_bytes()
             async for chunk in chunks:
@@ -154,7 +161,26 @@ class HTTPAdapter:
                 for text in self._parsed(lambda _: decoder.close(), b"", state):
                     yield TextDelta(text)
         completion = state.completion(self.name, self.wire.end_marker)
-        yield StreamDone(attrs.evolve(completion, quota_remaining=quota))
+        yield StreamDone(self._finished(completion, quota))
+
+    def _call(self, request: Request, model: str, *, stream: bool) -> WireRequest:
+        """The wire request for `model`, shaped as it takes requests (see `shaping`)."""
+        shape = model_shape(model, self._model_info(model))
+        sent = request_shape(request, shape, self.wire.temperature_range)
+        return self.wire.build_request(request, model, sent, stream=stream)
+
+    def _finished(self, completion: Completion, quota: float | None) -> Completion:
+        """The finish reason normalised and the quota added; a reply with neither text nor a
+        refusal (a safety block, thinking that used every token) is EMPTY_REPLY."""
+        raw = completion.raw_finish_reason
+        if not completion.text and completion.refusal is None:
+            raise ProviderError(
+                FailureKind.EMPTY_REPLY,
+                f"{self.name}: empty reply: no text and no refusal (finish reason {raw})",
+                quota_remaining=quota,
+            )
+        finish_reason = normalise_finish_reason(raw, self.wire.finish_reasons)
+        return attrs.evolve(completion, finish_reason=finish_reason, quota_remaining=quota)
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -205,14 +231,16 @@ class HTTPAdapter:
     # -- parsing ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _translating_reply_errors(self, what: str) -> Iterator[None]:
-        """A `WireError` becomes the provider's `ProviderError`, a shape error MALFORMED."""
+    def _translating_parse_errors(self, *, stream: bool) -> Iterator[None]:
+        """A `WireError` becomes the provider's `ProviderError`; a reply or stream item of the
+        wrong shape (StreamDecodeError is a ValueError), MALFORMED."""
         try:
             yield
         except WireError as exc:
             raise ProviderError(exc.kind, f"{self.name}: {redact_text(exc.message)}") from None
-        except SHAPE_ERRORS as exc:  # StreamDecodeError is a ValueError
-            raise malformed(self.name, f"{what} ({exc!r})" if what else str(exc)) from None
+        except SHAPE_ERRORS as exc:
+            what = f"stream: {exc}" if stream else f"not {self.wire.reply_name} ({exc!r})"
+            raise malformed(self.name, what) from None
 
     # Items are decoded and parsed one at a time, so text that arrived before a bad item is
     # delivered before the failure, whatever the network chunking.
@@ -220,21 +248,12 @@ class HTTPAdapter:
     def _parsed(
         self, decode: Callable[[bytes], list[Any]], chunk: bytes, state: StreamState
     ) -> Iterator[str]:
-        with self._translating_stream_errors():
+        with self._translating_parse_errors(stream=True):
             items = decode(chunk)
         for item in items:
-            with self._translating_stream_errors():
+            with self._translating_parse_errors(stream=True):
                 texts = self.wire.parse_event(item, state)
             yield from texts
-
-    @contextlib.contextmanager
-    def _translating_stream_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except WireError as exc:
-            raise ProviderError(exc.kind, f"{self.name}: {redact_text(exc.message)}") from None
-        except SHAPE_ERRORS as exc:
-            raise malformed(self.name, f"stream: {exc}") from None
 
 
 def register_wire(wire: WireFormat) -> WireFormat:

@@ -9,17 +9,20 @@ always says so explicitly. Streaming is NDJSON: one JSON object per line with th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actors.adapters.http import register_wire
 from actors.adapters.parsing import as_dict, text_or_empty, token_count
 from actors.adapters.sse import NDJSONDecoder
-from actors.adapters.wire import StreamState, WireError, WireRequest
-from actors.errors import FailureKind
+from actors.adapters.status import in_band_kind
+from actors.adapters.wire import (
+    RequestShape,
+    StreamState,
+    WireDefaults,
+    WireError,
+    WireRequest,
+)
 from actors.messages import Completion, Request, Usage
-
-if TYPE_CHECKING:
-    from actors.config import ProviderConfig
 
 __all__ = ["OllamaWire"]
 
@@ -35,30 +38,31 @@ def _usage(reply: dict[str, Any]) -> Usage:
 
 def _raise_if_error(reply: dict[str, Any]) -> None:
     if "error" in reply:
-        raise WireError(FailureKind.SERVER_ERROR, f"error mid-stream: {reply['error']}")
+        raise WireError(in_band_kind(reply["error"]), f"error mid-stream: {reply['error']}")
 
 
-class OllamaWire:
+def _done_reason(reply: dict[str, Any]) -> str | None:
+    reason = reply.get("done_reason")
+    return str(reason) if reason else None
+
+
+class OllamaWire(WireDefaults):
     name = "ollama"
-    key_header = "authorization"
-    key_prefix = "Bearer "
     reply_name = "an /api/chat reply"
     end_marker = "done=true"
+    # finish reasons: ``done_reason`` is "stop", "length", or "load"/"unload" (read as "stop").
 
-    def headers(self, config: ProviderConfig) -> dict[str, str]:
-        return {}
-
-    def build_request(self, request: Request, model: str, *, stream: bool) -> WireRequest:
+    def build_request(
+        self, request: Request, model: str, shape: RequestShape, *, stream: bool
+    ) -> WireRequest:
         messages: list[dict[str, str]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})
-        body = {
-            "model": model,
-            "messages": messages,
-            "stream": stream,
-            "options": {"num_predict": request.max_tokens, "temperature": request.temperature},
-        }
+        options: dict[str, Any] = {"num_predict": request.max_tokens}
+        if shape.temperature is not None:
+            options["temperature"] = shape.temperature
+        body = {"model": model, "messages": messages, "stream": stream, "options": options}
         return WireRequest(PATH, body)
 
     def parse_reply(self, data: Any, model: str) -> Completion:
@@ -68,8 +72,8 @@ class OllamaWire:
         return Completion(
             text=text_or_empty(message.get("content")),
             model=str(reply.get("model") or model),
-            finish_reason=str(reply.get("done_reason") or "stop"),
             usage=_usage(reply),
+            raw_finish_reason=_done_reason(reply),
         )
 
     def stream_decoder(self) -> NDJSONDecoder:
@@ -83,7 +87,7 @@ class OllamaWire:
         text = text_or_empty(message.get("content"))
         if reply.get("done") is True:
             state.done = state.ended = True
-            state.finish_reason = str(reply.get("done_reason") or "stop")
+            state.finish_reason = _done_reason(reply)
             state.usage = _usage(reply)
         return state.add_text(text)
 

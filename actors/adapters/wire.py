@@ -19,7 +19,41 @@ from actors.messages import Completion, Request, Usage
 if TYPE_CHECKING:
     from actors.config import ProviderConfig
 
-__all__ = ["StreamDecoder", "StreamState", "WireError", "WireFormat", "WireRequest"]
+__all__ = [
+    "FINISH_REASONS",
+    "RequestShape",
+    "StreamDecoder",
+    "StreamState",
+    "WireDefaults",
+    "WireError",
+    "WireFormat",
+    "WireRequest",
+    "normalise_finish_reason",
+]
+
+#: The finish reasons a `Completion` reports; each wire format maps its own onto these.
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
+
+
+def normalise_finish_reason(raw: str | None, table: Mapping[str, str]) -> str:
+    """`raw` in the runtime's vocabulary: the wire's `table`, else itself if already normal,
+    else "stop" (a reason we do not know, such as Ollama's "unload", ended the reply normally)."""
+    if raw is None:
+        return "stop"
+    normal = table.get(raw, raw)
+    return normal if normal in FINISH_REASONS else "stop"
+
+
+@attrs.frozen
+class RequestShape:
+    """How this model takes a request (see `actors.adapters.shaping`)."""
+
+    #: The body field for the output limit (OpenAI reasoning models: "max_completion_tokens").
+    token_field: str = "max_tokens"
+    #: The role for the system prompt: "system", "developer", or "user" (folded into the prompt).
+    system_role: str = "system"
+    #: The temperature to send, already in the provider's range; None to leave it out.
+    temperature: float | None = None
 
 
 @attrs.frozen
@@ -50,8 +84,11 @@ class StreamState:
     model: str
     text: list[str] = attrs.field(factory=list)
     reply_model: str | None = None
+    #: The provider's own finish reason.
     finish_reason: str | None = None
     usage: Usage = attrs.field(factory=Usage)
+    #: The model's refusal, when it refused.
+    refusal: str | None = None
     #: The end marker arrived: stop reading.
     done: bool = False
     #: The reply is whole (an end marker or a final finish reason arrived).
@@ -73,8 +110,9 @@ class StreamState:
         return Completion(
             text="".join(self.text),
             model=self.reply_model or self.model,
-            finish_reason=self.finish_reason or "stop",
             usage=self.usage,
+            refusal=self.refusal,
+            raw_finish_reason=self.finish_reason,
         )
 
 
@@ -84,6 +122,18 @@ class StreamDecoder(Protocol):
     def feed(self, chunk: bytes) -> list[Any]: ...
 
     def close(self) -> list[Any]: ...
+
+
+class WireDefaults:
+    """What most wire formats share; a format subclasses this and overrides what differs."""
+
+    key_header = "authorization"
+    key_prefix = "Bearer "
+    finish_reasons: Mapping[str, str] = {}
+    temperature_range = (0.0, 2.0)
+
+    def headers(self, config: ProviderConfig) -> dict[str, str]:
+        return {}
 
 
 class WireFormat(Protocol):
@@ -99,15 +149,22 @@ class WireFormat(Protocol):
     reply_name: str
     #: What ends a stream, for the CONNECTION message when it is missing ("[DONE]").
     end_marker: str
+    #: The provider's finish reasons in the runtime's vocabulary (see `normalise_finish_reason`).
+    finish_reasons: Mapping[str, str]
+    #: The temperatures the provider takes; the request's is clamped into it.
+    temperature_range: tuple[float, float]
 
     def headers(self, config: ProviderConfig) -> dict[str, str]:
         """Headers besides content type and key (an API version)."""
         ...
 
-    def build_request(self, request: Request, model: str, *, stream: bool) -> WireRequest: ...
+    def build_request(
+        self, request: Request, model: str, shape: RequestShape, *, stream: bool
+    ) -> WireRequest: ...
 
     def parse_reply(self, data: Any, model: str) -> Completion:
-        """A whole decoded reply; the shared adapter adds what the headers say (quota)."""
+        """A whole decoded reply, its finish reason in `raw_finish_reason`; the shared adapter
+        normalises it and adds what the headers say (quota)."""
         ...
 
     def stream_decoder(self) -> StreamDecoder: ...
