@@ -19,11 +19,10 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
+from actors.kinds import HTTP_KINDS, KNOWN_KINDS, LAST_RESORT_KINDS, SIMULATED_KINDS
 
-SIMULATED_KINDS = frozenset({"simulated"})
-LAST_RESORT_KINDS = frozenset({"cache", "template"})
-HTTP_KINDS = frozenset({"openai", "mistral", "huggingface", "anthropic", "gemini", "ollama"})
-KNOWN_KINDS = SIMULATED_KINDS | LAST_RESORT_KINDS | HTTP_KINDS
+# The kind sets come from the kinds table; re-exported here, where callers always found them.
+__all__ = ["HTTP_KINDS", "KNOWN_KINDS", "LAST_RESORT_KINDS", "SIMULATED_KINDS"]
 
 
 def _at_least(minimum: float, *, inclusive: bool = True) -> Any:
@@ -129,11 +128,20 @@ class LevelConfig:
 
 @attrs.frozen
 class ModelInfo:
-    """Price (USD per million tokens) and context window of one model."""
+    """Price (USD per million tokens), context window and request shape of one model."""
 
     input_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
     output_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
     context_window: int = attrs.field(default=128_000, validator=_at_least(1))
+    # Request shaping; None takes the built-in default for the model's family (OpenAI o1, o3,
+    # o4 and gpt-5 differ), see actors/adapters/shaping.py and the README.
+    #: The body field for the output limit.
+    token_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    #: The system prompt's role; "user" puts it before the prompt in the user message.
+    system_role: Literal["system", "developer", "user"] | None = None
+    #: Sampling parameters the model takes (["temperature"], or [] for none); the others are
+    #: left out of the request, so the model's default applies.
+    sampling: tuple[Literal["temperature"], ...] | None = None
 
 
 @attrs.frozen

@@ -18,15 +18,14 @@ import attrs
 import structlog
 import trio
 
+# Last-resort kinds' "failures" are misses (no cached reply, no template), not health problems.
+from actors.kinds import LAST_RESORT_KINDS
 from actors.messages import Attempt, HealthStatus, ProviderSnapshot, Reply
 
 if TYPE_CHECKING:
     from actors.config import Config
 
 _log = structlog.get_logger("uptax.stats")
-
-#: Kinds whose "failures" are misses (no cached reply, no template), not health problems.
-_LAST_RESORT_KINDS = frozenset({"cache", "template"})
 
 ALL_NORMAL = "all systems operating normally"
 INVESTIGATE_PRIMARIES = "investigate primary providers"
@@ -232,7 +231,7 @@ def recommendations(
         name = snapshot.provider
         if snapshot.status in (HealthStatus.CRITICAL, HealthStatus.OFFLINE):
             advice.append(f"{name} needs attention")
-        elif snapshot.kind not in _LAST_RESORT_KINDS and (
+        elif snapshot.kind not in LAST_RESORT_KINDS and (
             snapshot.status is HealthStatus.DEGRADED
             or snapshot.consecutive_failures > 0
             or history.summary(name).recent_failures > 0
@@ -329,7 +328,7 @@ class AlertWatch:
                     f"{name} offline for {now - offline_since:.0f} s",
                     offline_since,
                 )
-            if snapshot.kind in _LAST_RESORT_KINDS:
+            if snapshot.kind in LAST_RESORT_KINDS:
                 continue
             rate, calls = history.error_rate_since(name, now - rules.error_window_s)
             if calls >= rules.error_min_calls and rate > rules.error_rate:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -31,8 +32,9 @@ import actors.adapters.simulated  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
-from actors.config import HTTP_KINDS, Config, load_config
+from actors.config import Config, load_config
 from actors.faults import Fault, FaultTarget
+from actors.kinds import kind_named
 from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import BreakerMode, ProviderActor, ProviderContext
 from actors.ranking import Ranker, RoutePlan
@@ -338,12 +340,10 @@ def _fault_fields(fault: Fault) -> dict[str, Any]:
     }
 
 
-def _import_http_adapters(config: Config) -> None:
-    if any(p.kind in HTTP_KINDS for p in config.providers):
-        import actors.adapters.anthropic
-        import actors.adapters.gemini
-        import actors.adapters.ollama
-        import actors.adapters.openai  # noqa: F401
+def _import_adapters(config: Config) -> None:
+    """Import the adapter module of each configured kind (importing it registers the kind)."""
+    for module in sorted({kind_named(p.kind).module for p in config.providers}):
+        importlib.import_module(module)
 
 
 @contextlib.asynccontextmanager
@@ -355,7 +355,7 @@ async def open_runtime(
     """Start the runtime in the caller's trio run; everything stops when the block exits."""
     if not isinstance(config, Config):
         config = load_config(config)
-    _import_http_adapters(config)
+    _import_adapters(config)
     missing = sorted({p.kind for p in config.providers} - set(ADAPTER_KINDS))
     if missing:
         raise ValueError(f"no adapter is installed for provider kind(s): {', '.join(missing)}")

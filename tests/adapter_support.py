@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import actors.adapters.ollama
 import actors.adapters.openai  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.http import HTTPAdapter
-from actors.config import ProviderConfig
+from actors.config import ModelInfo, ProviderConfig
 
 #: A fake key per kind's default variable, shaped like the real thing so redaction patterns apply.
 KEYS: dict[str, tuple[str, str]] = {
@@ -34,14 +35,21 @@ Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 class AdapterTestContext:
-    """What the runtime lends an adapter, reduced to what HTTP adapters read: a transport."""
+    """What the runtime lends an adapter, reduced to what HTTP adapters read: a transport, and
+    the model table (for request shaping)."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        models: Mapping[str, ModelInfo] | None = None,
+    ) -> None:
         self.http_transport = transport
+        self._models = dict(models or {})
 
     @property
     def config(self) -> Any:
-        raise AssertionError("HTTP adapters do not read the runtime config")
+        """Only `model_info` of the runtime config: HTTP adapters read nothing else."""
+        return SimpleNamespace(model_info=lambda model: self._models.get(model, ModelInfo()))
 
     def shared(self, provider: str, kind: str, factory: Callable[[], Any]) -> Any:
         raise AssertionError("HTTP adapters keep nothing across incarnations")
@@ -58,12 +66,13 @@ def build(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     model: str = "test-model",
+    models: Mapping[str, ModelInfo] | None = None,
     **config: Any,
 ) -> HTTPAdapter:
     if handler is not None:
         transport = httpx.MockTransport(handler)
     provider = ProviderConfig(name=f"my-{kind}", kind=kind, models=(model,), **config)
-    adapter = ADAPTER_KINDS[kind](provider, AdapterTestContext(transport))
+    adapter = ADAPTER_KINDS[kind](provider, AdapterTestContext(transport, models))
     assert isinstance(adapter, HTTPAdapter)
     return adapter
 

@@ -27,6 +27,8 @@ from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDe
 REQ = Request("Tell me a joke", system="Be brief.", max_tokens=64, temperature=0.25)
 PIECES = ["Why did ", "the h\u00e9ron ", "cross \u4e16\u754c? \U0001f389"]
 TEXT = "".join(PIECES)
+#: Each protocol's own word for a normal stop, kept in `Completion.raw_finish_reason`.
+RAW_STOP = {"openai": "stop", "anthropic": "end_turn", "gemini": "STOP", "ollama": "stop"}
 
 
 class Recorder:
@@ -224,7 +226,11 @@ async def test_complete_parses_text_finish_reason_and_usage(kind: str) -> None:
     adapter = build(kind, Recorder(ok_reply(kind, TEXT)))
     completion = await adapter.complete(REQ, "test-model")
     assert completion == Completion(
-        text=TEXT, model="test-model", finish_reason="stop", usage=Usage(5, 2)
+        text=TEXT,
+        model="test-model",
+        finish_reason="stop",
+        usage=Usage(5, 2),
+        raw_finish_reason=RAW_STOP[kind],
     )
     await adapter.aclose()
 
@@ -234,17 +240,25 @@ async def test_complete_parses_text_finish_reason_and_usage(kind: str) -> None:
     [
         (
             "openai",
-            {"choices": [{"message": {"content": None}, "finish_reason": "length"}]},
+            {"choices": [{"message": {"content": "a"}, "finish_reason": "length"}]},
             "length",
         ),
-        ("anthropic", {"content": [], "stop_reason": "max_tokens", "usage": {}}, "length"),
+        (
+            "anthropic",
+            {"content": [{"type": "text", "text": "a"}], "stop_reason": "max_tokens", "usage": {}},
+            "length",
+        ),
         (
             "gemini",
-            {"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "MAX_TOKENS"}]},
+            {"candidates": [{"content": {"parts": [{"text": "a"}]}, "finishReason": "MAX_TOKENS"}]},
             "length",
         ),
-        ("gemini", {"candidates": [{"finishReason": "SAFETY"}]}, "content_filter"),
-        ("ollama", {"message": {"content": ""}, "done": True, "done_reason": "length"}, "length"),
+        (
+            "gemini",
+            {"candidates": [{"content": {"parts": [{"text": "a"}]}, "finishReason": "SAFETY"}]},
+            "content_filter",
+        ),
+        ("ollama", {"message": {"content": "a"}, "done": True, "done_reason": "length"}, "length"),
     ],
 )
 async def test_finish_reasons_are_normalised(
@@ -253,8 +267,29 @@ async def test_finish_reasons_are_normalised(
     adapter = build(kind, Recorder(reply))
     completion = await adapter.complete(REQ, "test-model")
     assert completion.finish_reason == finish_reason
-    assert completion.text == ""
+    assert completion.text == "a"
     assert completion.usage == Usage()
+    await adapter.aclose()
+
+
+@pytest.mark.parametrize(
+    ("kind", "reply"),
+    [
+        ("openai", {"choices": [{"message": {"content": None}, "finish_reason": "length"}]}),
+        ("anthropic", {"content": [], "stop_reason": "max_tokens", "usage": {}}),
+        (
+            "gemini",
+            {"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "MAX_TOKENS"}]},
+        ),
+        ("gemini", {"candidates": [{"finishReason": "SAFETY"}]}),
+        ("ollama", {"message": {"content": ""}, "done": True, "done_reason": "length"}),
+    ],
+)
+async def test_a_reply_without_text_is_an_empty_reply(kind: str, reply: dict[str, Any]) -> None:
+    adapter = build(kind, Recorder(reply))
+    with pytest.raises(ProviderError) as caught:
+        await adapter.complete(REQ, "test-model")
+    assert caught.value.kind is FailureKind.EMPTY_REPLY
     await adapter.aclose()
 
 
@@ -304,11 +339,17 @@ async def test_rate_limit_headers_become_quota_remaining(
 # -- streams ------------------------------------------------------------------------------------------
 
 
-def expected_stream() -> list[StreamEvent]:
+def expected_stream(kind: str) -> list[StreamEvent]:
     return [
         *(TextDelta(piece) for piece in PIECES),
         StreamDone(
-            Completion(text=TEXT, model="test-model", finish_reason="stop", usage=Usage(5, 2))
+            Completion(
+                text=TEXT,
+                model="test-model",
+                finish_reason="stop",
+                usage=Usage(5, 2),
+                raw_finish_reason=RAW_STOP[kind],
+            )
         ),
     ]
 
@@ -316,7 +357,7 @@ def expected_stream() -> list[StreamEvent]:
 @pytest.mark.parametrize("kind", PROTOCOL_KINDS)
 async def test_stream_yields_deltas_then_one_done(kind: str) -> None:
     adapter = build(kind, Recorder(stream_body(kind, PIECES)))
-    assert await collect(adapter.stream(REQ, "test-model")) == expected_stream()
+    assert await collect(adapter.stream(REQ, "test-model")) == expected_stream(kind)
     await adapter.aclose()
 
 
@@ -325,7 +366,7 @@ async def test_stream_split_at_every_byte(kind: str) -> None:
     body = stream_body(kind, PIECES)
     recorder = Recorder(body)
     adapter = build(kind, recorder)
-    expected = expected_stream()
+    expected = expected_stream(kind)
     for cut in range(len(body) + 1):
         recorder.chunks = [body[:cut], body[cut:]]
         assert await collect(adapter.stream(REQ, "test-model")) == expected, f"cut at byte {cut}"
@@ -342,7 +383,7 @@ async def test_stream_stops_reading_at_the_end_marker(kind: str) -> None:
     recorder = Recorder(b"")
     recorder.chunks = [stream_body(kind, PIECES), b"garbage that would be malformed\n\n"]
     adapter = build(kind, recorder)
-    assert await collect(adapter.stream(REQ, "test-model")) == expected_stream()
+    assert await collect(adapter.stream(REQ, "test-model")) == expected_stream(kind)
     await adapter.aclose()
 
 

@@ -232,13 +232,17 @@ async def test_rate_limit_honours_retry_after(
     await adapter.aclose()
 
 
-@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+# OpenAI's mount answers the quota fault with `insufficient_quota`, which the real API sends for
+# a spent account: billing (issue 8 item 3). Anthropic's is a rate limit.
+@pytest.mark.parametrize(
+    ("kind", "expected"), [("openai", K.BILLING), ("anthropic", K.RATE_LIMITED)]
+)
 async def test_exhausted_quota_reports_zero_left(
-    kind: str, fake_providers: FakeProviderServer
+    kind: str, expected: FailureKind, fake_providers: FakeProviderServer
 ) -> None:
     fake_providers.target(kind).inject(Fault(FaultKind.QUOTA))
     adapter = adapter_for(fake_providers, kind)
-    error = await expect_failure(adapter, kind, K.RATE_LIMITED, stream=False)
+    error = await expect_failure(adapter, kind, expected, stream=False)
     assert error.quota_remaining == 0.0
     await adapter.aclose()
 

@@ -10,42 +10,28 @@ policy asks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actors.adapters.base import Adapter, AdapterContext, register_kind
-from actors.adapters.http import (
-    SHAPE_ERRORS,
-    HTTPAdapter,
-    KindDefaults,
-    as_dict,
-    loads_event,
-    malformed,
-    quota_remaining,
-    stream_completion,
-    text_or_empty,
-    token_count,
-)
+from actors.adapters.http import register_wire
+from actors.adapters.parsing import as_dict, loads_event, text_or_empty, token_count
 from actors.adapters.sse import SSEDecoder, SSEEvent
-from actors.errors import FailureKind, ProviderError
-from actors.messages import Completion, Request, StreamEvent, Usage
-from actors.secrets import redact_text
+from actors.adapters.wire import (
+    RequestShape,
+    StreamState,
+    WireDefaults,
+    WireError,
+    WireRequest,
+)
+from actors.errors import FailureKind
+from actors.messages import Completion, Request, Usage
 
 if TYPE_CHECKING:
     from actors.config import ProviderConfig
 
-__all__ = [
-    "ANTHROPIC_DEFAULTS",
-    "ERROR_TYPES",
-    "AnthropicAdapter",
-    "AnthropicStreamParser",
-    "build_body",
-    "parse_completion",
-]
-
-ANTHROPIC_DEFAULTS = KindDefaults("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY")
+__all__ = ["ERROR_TYPES", "AnthropicWire"]
 
 PATH = "/v1/messages"
 
@@ -56,7 +42,11 @@ STOP_REASONS: Mapping[str, str] = {
     "max_tokens": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
+    "pause_turn": "stop",
 }
+
+#: What a refusal carries when the model said nothing before refusing.
+SILENT_REFUSAL = "the model declined to answer (stop_reason: refusal)"
 
 #: The ``error.type`` of an error event, as a failure kind.
 ERROR_TYPES: Mapping[str, FailureKind] = {
@@ -65,6 +55,7 @@ ERROR_TYPES: Mapping[str, FailureKind] = {
     "timeout_error": FailureKind.TIMEOUT,
     "rate_limit_error": FailureKind.RATE_LIMITED,
     "authentication_error": FailureKind.AUTH,
+    "billing_error": FailureKind.BILLING,
     "permission_error": FailureKind.AUTH,
     "invalid_request_error": FailureKind.CLIENT_ERROR,
     "not_found_error": FailureKind.CLIENT_ERROR,
@@ -72,140 +63,105 @@ ERROR_TYPES: Mapping[str, FailureKind] = {
 }
 
 
-def build_body(request: Request, model: str, *, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": model,
-        "max_tokens": request.max_tokens,
-        "messages": [{"role": "user", "content": request.prompt}],
-        "temperature": request.temperature,
-        "stream": stream,
-    }
-    if request.system:
-        body["system"] = request.system
-    return body
+def _refusal(stop_reason: str | None, text: str) -> str | None:
+    """A refusal (``stop_reason: "refusal"``) keeps what the model said as its refusal."""
+    return (text or SILENT_REFUSAL) if stop_reason == "refusal" else None
 
 
-def _stop_reason(value: object) -> str | None:
-    if value is None:
-        return None
-    return STOP_REASONS.get(str(value), str(value))
+def _stream_error(error: object) -> WireError:
+    error = error if isinstance(error, dict) else {}
+    error_type = str(error.get("type") or "api_error")
+    kind = ERROR_TYPES.get(error_type, FailureKind.SERVER_ERROR)
+    return WireError(kind, f"{error_type} mid-stream: {error.get('message') or error_type}")
 
 
-def parse_completion(data: Any, model: str, quota: float | None) -> Completion:
-    """A ``message`` object; raises a shape error (KeyError, TypeError...) if it is not one."""
-    reply = as_dict(data, "reply")
-    blocks = reply["content"]
-    if not isinstance(blocks, list):
-        raise TypeError("content is not a list")
-    text = "".join(
-        text_or_empty(as_dict(block, "content block").get("text"))
-        for block in blocks
-        if as_dict(block, "content block").get("type") == "text"
-    )
-    usage = as_dict(reply.get("usage") or {}, "usage")
-    return Completion(
-        text=text,
-        model=str(reply.get("model") or model),
-        finish_reason=_stop_reason(reply.get("stop_reason")) or "stop",
-        usage=Usage(
-            input_tokens=token_count(usage.get("input_tokens")),
-            output_tokens=token_count(usage.get("output_tokens")),
-        ),
-        quota_remaining=quota,
-    )
+class AnthropicWire(WireDefaults):
+    name = "anthropic"
+    key_header = "x-api-key"
+    key_prefix = ""
+    reply_name = "a message"
+    end_marker = "message_stop"
+    finish_reasons = STOP_REASONS
+    #: Anthropic takes temperature 0-1 (the request allows 0-2): clamped, see `shaping`.
+    temperature_range = (0.0, 1.0)
 
+    def headers(self, config: ProviderConfig) -> dict[str, str]:
+        return {"anthropic-version": config.anthropic_version}
 
-@attrs.define
-class AnthropicStreamParser:
-    provider: str
-    model: str
-    done: bool = False
-    _text: list[str] = attrs.field(factory=list)
-    _stop_reason: str | None = None
-    _input_tokens: int = 0
-    _output_tokens: int = 0
-    _reply_model: str | None = None
+    def build_request(
+        self, request: Request, model: str, shape: RequestShape, *, stream: bool
+    ) -> WireRequest:
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if shape.temperature is not None:
+            body["temperature"] = shape.temperature
+        body["stream"] = stream
+        if request.system:
+            body["system"] = request.system
+        return WireRequest(PATH, body)
 
-    def feed(self, event: SSEEvent) -> list[str]:
-        name = event.event
+    def parse_reply(self, data: Any, model: str) -> Completion:
+        reply = as_dict(data, "reply")
+        blocks = reply["content"]
+        if not isinstance(blocks, list):
+            raise TypeError("content is not a list")
+        text = "".join(
+            text_or_empty(as_dict(block, "content block").get("text"))
+            for block in blocks
+            if as_dict(block, "content block").get("type") == "text"
+        )
+        stop_reason = reply.get("stop_reason")
+        stop_reason = str(stop_reason) if stop_reason is not None else None
+        return Completion(
+            text=text,
+            model=str(reply.get("model") or model),
+            usage=_usage_update(Usage(), reply.get("usage")),
+            refusal=_refusal(stop_reason, text),
+            raw_finish_reason=stop_reason,
+        )
+
+    def stream_decoder(self) -> SSEDecoder:
+        return SSEDecoder()
+
+    def parse_event(self, item: SSEEvent, state: StreamState) -> list[str]:
+        name = item.event
         if name == "ping":
             return []
-        data = as_dict(loads_event(self.provider, event.data), "event data")
+        data = as_dict(loads_event(item.data), "event data")
         name = str(data.get("type") or name) if name == "message" else name
         if name == "error":
-            raise self._error(data.get("error"))
+            raise _stream_error(data.get("error"))
         if name == "message_start":
             message = as_dict(data["message"], "message")
-            self._reply_model = message.get("model") or self._reply_model
-            usage = as_dict(message.get("usage") or {}, "usage")
-            self._input_tokens = token_count(usage.get("input_tokens"))
-            self._output_tokens = token_count(usage.get("output_tokens"))
+            state.reply_model = message.get("model") or state.reply_model
+            state.usage = _usage_update(Usage(), message.get("usage"))
         elif name == "content_block_delta":
             delta = as_dict(data["delta"], "delta")
             if delta.get("type") == "text_delta":
-                text = text_or_empty(delta.get("text"))
-                if text:
-                    self._text.append(text)
-                    return [text]
+                return state.add_text(text_or_empty(delta.get("text")))
         elif name == "message_delta":
             delta = as_dict(data.get("delta") or {}, "delta")
-            self._stop_reason = _stop_reason(delta.get("stop_reason")) or self._stop_reason
-            usage = as_dict(data.get("usage") or {}, "usage")
-            if usage.get("output_tokens") is not None:
-                self._output_tokens = token_count(usage["output_tokens"])
-            if usage.get("input_tokens") is not None:
-                self._input_tokens = token_count(usage["input_tokens"])
+            if delta.get("stop_reason") is not None:
+                state.finish_reason = str(delta["stop_reason"])
+                state.refusal = _refusal(state.finish_reason, "".join(state.text))
+            state.usage = _usage_update(state.usage, data.get("usage"))
         elif name == "message_stop":
-            self.done = True
+            state.done = state.ended = True
         return []
 
-    def _error(self, error: object) -> ProviderError:
-        error = error if isinstance(error, dict) else {}
-        error_type = str(error.get("type") or "api_error")
-        kind = ERROR_TYPES.get(error_type, FailureKind.SERVER_ERROR)
-        message = redact_text(str(error.get("message") or error_type))
-        return ProviderError(kind, f"{self.provider}: {error_type} mid-stream: {message}")
 
-    def finish(self, quota: float | None) -> Completion:
-        return stream_completion(
-            self.provider,
-            self.model,
-            self._reply_model,
-            self._text,
-            ended=self.done,
-            end_marker="message_stop",
-            finish_reason=self._stop_reason or "stop",
-            usage=Usage(input_tokens=self._input_tokens, output_tokens=self._output_tokens),
-            quota=quota,
-        )
+def _usage_update(usage: Usage, data: object) -> Usage:
+    """`usage` with the token counts `data` carries (message_delta's are cumulative)."""
+    counts = as_dict(data or {}, "usage")
+    changes = {
+        field: token_count(counts[key])
+        for key, field in (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"))
+        if counts.get(key) is not None
+    }
+    return attrs.evolve(usage, **changes)
 
 
-class AnthropicAdapter(HTTPAdapter):
-    defaults: ClassVar[KindDefaults] = ANTHROPIC_DEFAULTS
-    key_header: ClassVar[str] = "x-api-key"
-    key_prefix: ClassVar[str] = ""
-
-    def default_headers(self, config: ProviderConfig) -> dict[str, str]:
-        return {
-            "accept": "application/json",
-            "content-type": "application/json",
-            "anthropic-version": config.anthropic_version,
-        }
-
-    async def complete(self, request: Request, model: str) -> Completion:
-        data, headers = await self.post_json(PATH, build_body(request, model, stream=False))
-        try:
-            return parse_completion(data, model, quota_remaining(headers))
-        except SHAPE_ERRORS as exc:
-            raise malformed(self.name, f"not a message ({exc!r})") from None
-
-    def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
-        body = build_body(request, model, stream=True)
-        return self.stream_completion(
-            PATH, body, SSEDecoder(), AnthropicStreamParser(self.name, model)
-        )
-
-
-@register_kind("anthropic")
-def build_anthropic(config: ProviderConfig, context: AdapterContext) -> Adapter:
-    return AnthropicAdapter(config, context)
+register_wire(AnthropicWire())

@@ -35,7 +35,8 @@ class AdapterContext(Protocol):
 
     @property
     def config(self) -> Config:
-        """The whole runtime config (the template adapter reads `templates`, the cache its size)."""
+        """The whole runtime config (the template adapter reads `templates`, the cache its size,
+        HTTP adapters the model table for request shaping)."""
         ...
 
     def shared(self, provider: str, kind: str, factory: Callable[[], Any]) -> Any:
@@ -43,7 +44,9 @@ class AdapterContext(Protocol):
         ...
 
 
-#: kind -> factory(config, context) -> Adapter. Adapter modules register themselves here.
+#: kind -> factory(config, context) -> Adapter. Adapter modules register themselves here with
+#: `register_kind` when imported (HTTP wire formats through `actors.adapters.http.register_wire`);
+#: `actors.kinds` says which module serves each kind.
 AdapterFactory = Callable[["ProviderConfig", AdapterContext], Adapter]
 ADAPTER_KINDS: dict[str, AdapterFactory] = {}
 

@@ -14,9 +14,11 @@ from typing import Any, Literal
 
 import attrs
 
+from actors.kinds import HTTP_KINDS, kind_named, kinds_speaking
+
 #: Kinds that speak OpenAI Chat Completions (their real APIs are OpenAI-compatible).
-OPENAI_FORMAT_KINDS = frozenset({"openai", "mistral", "huggingface"})
-KINDS = OPENAI_FORMAT_KINDS | {"anthropic", "gemini", "ollama"}
+OPENAI_FORMAT_KINDS = frozenset(kind.name for kind in kinds_speaking("openai"))
+KINDS = HTTP_KINDS
 
 #: Fixed timestamps keep replies byte-for-byte deterministic.
 CREATED = 1_700_000_000
@@ -827,13 +829,13 @@ class OllamaWire(Wire):
 
 
 def wire_for(kind: str) -> Wire:
-    if kind in OPENAI_FORMAT_KINDS:
-        return OpenAIWire()
-    wires: dict[str, type[Wire]] = {
+    wires: dict[str | None, type[Wire]] = {
+        "openai": OpenAIWire,
         "anthropic": AnthropicWire,
         "gemini": GeminiWire,
         "ollama": OllamaWire,
     }
-    if kind not in wires:
+    wire = kind_named(kind).wire if kind in KINDS else None
+    if wire not in wires:
         raise ValueError(f"kind={kind!r} is not one of: {', '.join(sorted(KINDS))}")
-    return wires[kind]()
+    return wires[wire]()

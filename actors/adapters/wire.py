@@ -1,0 +1,174 @@
+"""The shape every HTTP wire format has: build a request, parse a reply, a stream item, an error.
+
+A `WireFormat` knows one provider API's bytes and nothing of transport: the shared `HTTPAdapter`
+sends what `build_request` describes, hands the decoded reply to `parse_reply` (or each decoded
+stream item to `parse_event`, which records what it saw in a `StreamState`), and classifies,
+redacts and names the provider once for every format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from actors.errors import FailureKind, ProviderError
+from actors.messages import Completion, Request, Usage
+
+if TYPE_CHECKING:
+    from actors.config import ProviderConfig
+
+__all__ = [
+    "FINISH_REASONS",
+    "RequestShape",
+    "StreamDecoder",
+    "StreamState",
+    "WireDefaults",
+    "WireError",
+    "WireFormat",
+    "WireRequest",
+    "normalise_finish_reason",
+]
+
+#: The finish reasons a `Completion` reports; each wire format maps its own onto these.
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
+
+
+def normalise_finish_reason(raw: str | None, table: Mapping[str, str]) -> str:
+    """`raw` in the runtime's vocabulary: the wire's `table`, else itself if already normal,
+    else "stop" (a reason we do not know, such as Ollama's "unload", ended the reply normally)."""
+    if raw is None:
+        return "stop"
+    normal = table.get(raw, raw)
+    return normal if normal in FINISH_REASONS else "stop"
+
+
+@attrs.frozen
+class RequestShape:
+    """How this model takes a request (see `actors.adapters.shaping`)."""
+
+    #: The body field for the output limit (OpenAI reasoning models: "max_completion_tokens").
+    token_field: str = "max_tokens"
+    #: The role for the system prompt: "system", "developer", or "user" (folded into the prompt).
+    system_role: str = "system"
+    #: The temperature to send, already in the provider's range; None to leave it out.
+    temperature: float | None = None
+
+
+@attrs.frozen
+class WireRequest:
+    """One call as the provider wants it: where to POST, what, and with which query parameters."""
+
+    path: str
+    body: Mapping[str, Any]
+    params: Mapping[str, str] | None = None
+
+
+class WireError(Exception):
+    """A well-formed reply that says the call failed (an in-band error, a blocked prompt).
+
+    The shared adapter turns it into a `ProviderError` naming the provider, the text redacted.
+    """
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@attrs.define
+class StreamState:
+    """What a stream has said so far; a wire format's `parse_event` fills it in."""
+
+    model: str
+    text: list[str] = attrs.field(factory=list)
+    reply_model: str | None = None
+    #: The provider's own finish reason.
+    finish_reason: str | None = None
+    usage: Usage = attrs.field(factory=Usage)
+    #: The model's refusal, when it refused.
+    refusal: str | None = None
+    #: The end marker arrived: stop reading.
+    done: bool = False
+    #: The reply is whole (an end marker or a final finish reason arrived).
+    ended: bool = False
+
+    def add_text(self, text: str) -> list[str]:
+        """Record a piece of text; the deltas to deliver (none for an empty piece)."""
+        if not text:
+            return []
+        self.text.append(text)
+        return [text]
+
+    def completion(self, provider: str, end_marker: str) -> Completion:
+        """The whole completion, or CONNECTION when the stream ended before `end_marker`."""
+        if not self.ended:
+            raise ProviderError(
+                FailureKind.CONNECTION, f"{provider}: stream ended before {end_marker}"
+            )
+        return Completion(
+            text="".join(self.text),
+            model=self.reply_model or self.model,
+            usage=self.usage,
+            refusal=self.refusal,
+            raw_finish_reason=self.finish_reason,
+        )
+
+
+class StreamDecoder(Protocol):
+    """Turns body chunks, split anywhere, into items (SSE events, NDJSON values)."""
+
+    def feed(self, chunk: bytes) -> list[Any]: ...
+
+    def close(self) -> list[Any]: ...
+
+
+class WireDefaults:
+    """What most wire formats share; a format subclasses this and overrides what differs."""
+
+    key_header = "authorization"
+    key_prefix = "Bearer "
+    finish_reasons: Mapping[str, str] = {}
+    temperature_range = (0.0, 2.0)
+
+    def headers(self, config: ProviderConfig) -> dict[str, str]:
+        return {}
+
+
+class WireFormat(Protocol):
+    """One provider API's request and reply shapes. Parse methods raise `WireError` for a reply
+    that reports a failure and a shape error (KeyError, TypeError...) for one of the wrong shape."""
+
+    #: The name the kinds table uses for this format.
+    name: str
+    #: Header carrying the key, and the prefix before it ("Bearer ").
+    key_header: str
+    key_prefix: str
+    #: What a whole reply is called, for MALFORMED messages ("a chat.completion").
+    reply_name: str
+    #: What ends a stream, for the CONNECTION message when it is missing ("[DONE]").
+    end_marker: str
+    #: The provider's finish reasons in the runtime's vocabulary (see `normalise_finish_reason`).
+    finish_reasons: Mapping[str, str]
+    #: The temperatures the provider takes; the request's is clamped into it.
+    temperature_range: tuple[float, float]
+
+    def headers(self, config: ProviderConfig) -> dict[str, str]:
+        """Headers besides content type and key (an API version)."""
+        ...
+
+    def build_request(
+        self, request: Request, model: str, shape: RequestShape, *, stream: bool
+    ) -> WireRequest: ...
+
+    def parse_reply(self, data: Any, model: str) -> Completion:
+        """A whole decoded reply, its finish reason in `raw_finish_reason`; the shared adapter
+        normalises it and adds what the headers say (quota)."""
+        ...
+
+    def stream_decoder(self) -> StreamDecoder: ...
+
+    def parse_event(self, item: Any, state: StreamState) -> list[str]:
+        """One decoded stream item into `state`; the text deltas it carried."""
+        ...
