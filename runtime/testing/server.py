@@ -228,6 +228,107 @@ class _Exchange:
             pass
 
 
+class _ProviderResponse:
+    """The answer to one request to one provider: its exchange, wire format and reply headers."""
+
+    def __init__(self, exchange: _Exchange, provider: ProviderTarget, seq: int) -> None:
+        self.exchange = exchange
+        self.provider = provider
+        self.wire = provider.wire
+        self.seq = seq
+        self.base_headers = self.wire.reply_headers(seq)
+
+    async def error(
+        self,
+        status: int,
+        reason: Reason,
+        message: str | None = None,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Answer with the provider's own error body."""
+        body = self.wire.error_body(status, reason, message)
+        await self.exchange.json(status, body, [*self.base_headers, *extra])
+
+    def rate_headers(self, quota: Quota) -> Headers:
+        return self.wire.rate_limit_headers(quota) if self.wire.has_rate_limit_headers else []
+
+
+async def _accept(
+    out: _ProviderResponse,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Call | None:
+    """The request as a Call, or None once it was refused as the real provider would."""
+    if method != "POST":
+        await out.error(405, "method_not_allowed", f"Method {method} not allowed for {path}")
+        return None
+    expected = out.provider.expected_key
+    if expected is not None:
+        presented = out.wire.presented_key(headers, query)
+        if presented != expected:
+            message = None if presented else "No API key was provided."
+            await out.error(out.wire.auth_status, "authentication", message)
+            return None
+    try:
+        return out.wire.parse(path, query, headers, body)
+    except WireError as refused:
+        await out.error(refused.status, refused.reason, refused.message)
+        return None
+
+
+async def _fail_by_fault(out: _ProviderResponse) -> bool:
+    """Hang, wait out the latency, then answer a scripted response or a server error if one is
+    due. True when the request was answered (or dropped)."""
+    provider = out.provider
+    if provider.fault(FaultKind.HANG) is not None:
+        await out.exchange.wait_for_client_to_leave()
+        raise _DropConnection
+    latency = provider.latency_s()
+    if latency > 0:
+        await trio.sleep(latency)
+    scripted = provider.take_scripted()
+    if scripted is not None:
+        await out.exchange.whole(scripted.status, scripted.headers, scripted.body)
+        return True
+    if (outage := provider.fault(FaultKind.OUTAGE)) is not None:
+        await out.error(outage.status, reason_for_status(outage.status))
+        return True
+    errors = provider.fault(FaultKind.ERRORS)
+    if errors is not None and provider.draw() < errors.rate:
+        await out.error(errors.status, reason_for_status(errors.status))
+        return True
+    return False
+
+
+async def _fail_by_limit(out: _ProviderResponse, call: Call) -> bool:
+    """Answer an exhausted quota, a rate limit or a too-long prompt. True when answered."""
+    provider = out.provider
+    if provider.fault(FaultKind.QUOTA) is not None:
+        quota = provider.quota(exhausted=True)
+        await out.error(429, "quota", extra=out.rate_headers(quota))
+        return True
+    if (limited := provider.fault(FaultKind.RATE_LIMIT)) is not None:
+        retry = limited.retry_after_s
+        retry_headers = [
+            ("retry-after", f"{retry:g}"),
+            ("retry-after-ms", str(round(retry * 1000))),
+        ]
+        await out.exchange.json(
+            429,
+            out.wire.rate_limit_body(retry),
+            [*out.base_headers, *retry_headers, *out.rate_headers(provider.quota())],
+        )
+        return True
+    limit = provider.context_limit(call.model)
+    if limit is not None and call.prompt_tokens > limit:
+        await out.error(400, "context_length", out.wire.context_message(call.prompt_tokens, limit))
+        return True
+    return False
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -493,85 +594,20 @@ class FakeProviderServer:
         headers: Mapping[str, str],
         body: bytes,
     ) -> None:
-        wire = provider.wire
+        """Answer one request to a mounted provider: refuse it, fail it as a fault says, or reply."""
         provider.seq += 1
-        seq = provider.seq
-        base_headers = wire.reply_headers(seq)
-
-        async def error(
-            status: int,
-            reason: Reason,
-            message: str | None = None,
-            extra: Sequence[tuple[str, str]] = (),
-        ) -> None:
-            await exchange.json(
-                status, wire.error_body(status, reason, message), [*base_headers, *extra]
-            )
-
-        if method != "POST":
-            await error(405, "method_not_allowed", f"Method {method} not allowed for {path}")
+        out = _ProviderResponse(exchange, provider, provider.seq)
+        call = await _accept(out, method, path, query, headers, body)
+        if call is None or await _fail_by_fault(out) or await _fail_by_limit(out, call):
             return
-        if provider.expected_key is not None:
-            presented = wire.presented_key(headers, query)
-            if presented != provider.expected_key:
-                message = None if presented else "No API key was provided."
-                await error(wire.auth_status, "authentication", message)
-                return
-        try:
-            call = wire.parse(path, query, headers, body)
-        except WireError as refused:
-            await error(refused.status, refused.reason, refused.message)
-            return
-
-        if provider.fault(FaultKind.HANG) is not None:
-            await exchange.wait_for_client_to_leave()
-            raise _DropConnection
-        latency = provider.latency_s()
-        if latency > 0:
-            await trio.sleep(latency)
-        scripted = provider.take_scripted()
-        if scripted is not None:
-            await exchange.whole(scripted.status, scripted.headers, scripted.body)
-            return
-        if (outage := provider.fault(FaultKind.OUTAGE)) is not None:
-            await error(outage.status, reason_for_status(outage.status))
-            return
-        errors = provider.fault(FaultKind.ERRORS)
-        if errors is not None and provider.draw() < errors.rate:
-            await error(errors.status, reason_for_status(errors.status))
-            return
-
-        def rate_headers(quota: Quota) -> Headers:
-            return wire.rate_limit_headers(quota) if wire.has_rate_limit_headers else []
-
-        if provider.fault(FaultKind.QUOTA) is not None:
-            await error(429, "quota", extra=rate_headers(provider.quota(exhausted=True)))
-            return
-        if (limited := provider.fault(FaultKind.RATE_LIMIT)) is not None:
-            retry = limited.retry_after_s
-            retry_headers = [
-                ("retry-after", f"{retry:g}"),
-                ("retry-after-ms", str(round(retry * 1000))),
-            ]
-            await exchange.json(
-                429,
-                wire.rate_limit_body(retry),
-                [*base_headers, *retry_headers, *rate_headers(provider.quota())],
-            )
-            return
-        limit = provider.context_limit(call.model)
-        if limit is not None and call.prompt_tokens > limit:
-            await error(400, "context_length", wire.context_message(call.prompt_tokens, limit))
-            return
-
         answer = Answer.for_call(call)
         provider.used_requests += 1
         provider.used_tokens += answer.prompt_tokens + answer.completion_tokens
-        reply_headers = [*base_headers, *rate_headers(provider.quota())]
+        reply_headers = [*out.base_headers, *out.rate_headers(provider.quota())]
         if call.stream:
-            await self._send_stream(exchange, provider, call, answer, seq, reply_headers)
+            await self._send_stream(exchange, provider, call, answer, out.seq, reply_headers)
         else:
-            await self._send_reply(exchange, provider, call, answer, seq, reply_headers)
+            await self._send_reply(exchange, provider, call, answer, out.seq, reply_headers)
 
     async def _send_reply(
         self,
