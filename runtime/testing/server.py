@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import random
 import sys
@@ -30,6 +29,14 @@ import h11
 import structlog
 import trio
 
+from actors.fault_admin import (
+    ADMIN_PREFIX,
+    MOUNT_PREFIX,
+    fault_from_json,
+    fault_to_json,
+    is_loopback,
+    register_in_process_server,
+)
 from actors.faults import Fault, FaultKind
 from runtime.testing.protocols import (
     KINDS,
@@ -57,7 +64,6 @@ DEFAULT_PROVIDERS: Mapping[str, str] = {
     "mistral": "mistral",
     "huggingface": "huggingface",
 }
-MOUNT_PREFIX = "/p/"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -222,6 +228,12 @@ class _Exchange:
     async def json(self, status: int, body: Any, headers: Sequence[tuple[str, str]] = ()) -> None:
         await self.whole(status, [("content-type", "application/json"), *headers], dump(body))
 
+    def peer_is_loopback(self) -> bool:
+        try:
+            return is_loopback(self._stream.socket.getpeername()[0])
+        except OSError:
+            return False
+
     async def wait_for_client_to_leave(self) -> None:
         """Read and discard until the client closes: a hang that frees itself when abandoned."""
         while await self._stream.receive_some(4096):
@@ -327,15 +339,6 @@ async def _fail_by_limit(out: _ProviderResponse, call: Call) -> bool:
         await out.error(400, "context_length", out.wire.context_message(call.prompt_tokens, limit))
         return True
     return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_name(name: str) -> None:
@@ -556,6 +559,9 @@ class FakeProviderServer:
         target = request.target.decode("ascii", "replace")
         path, _, query_string = target.partition("?")
         method = request.method.decode("ascii", "replace")
+        if path.startswith(ADMIN_PREFIX):
+            await self._admin(exchange, method, path.removeprefix(ADMIN_PREFIX), body)
+            return
         name, _, sub_path = path.removeprefix(MOUNT_PREFIX).partition("/")
         provider = self._providers.get(name) if path.startswith(MOUNT_PREFIX) else None
         if provider is None:
@@ -583,6 +589,37 @@ class FakeProviderServer:
             )
         )
         await self._answer(exchange, provider, method, "/" + sub_path, query, headers, body)
+
+    async def _admin(self, exchange: _Exchange, method: str, name: str, body: bytes) -> None:
+        """The fault admin endpoint: PUT sets a fault, DELETE lifts them all, GET lists them."""
+
+        async def refuse(status: int, message: str) -> None:
+            await exchange.json(status, {"error": {"message": message, "type": "fault_admin"}})
+
+        if not exchange.peer_is_loopback():
+            await refuse(403, "the fault admin endpoint answers loopback clients only")
+            return
+        if method not in ("PUT", "DELETE", "GET"):
+            await refuse(405, f"Method {method} not allowed; use PUT, DELETE or GET")
+            return
+        try:
+            provider = self._provider(name)
+        except UnknownProvider as exc:
+            await refuse(404, str(exc))
+            return
+        try:
+            if method == "PUT":
+                provider.inject(fault_from_json(json.loads(body or b"null")))
+            elif method == "DELETE":
+                provider.heal()
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            await refuse(400, "the body is not JSON: send a fault's fields as a JSON object")
+            return
+        except ValueError as exc:
+            await refuse(400, str(exc))
+            return
+        faults = [fault_to_json(fault) for fault in provider.faults()]
+        await exchange.json(200, {"provider": name, "faults": faults})
 
     async def _answer(
         self,
@@ -687,7 +724,7 @@ async def open_fake_provider_server(
     None mounts `DEFAULT_PROVIDERS`. `host` must be a loopback address; `port` 0 picks a free
     one. `seed` seeds each provider's error-rate draws.
     """
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ValueError(
             f"host={host!r} is not a loopback address; the fake server binds only to loopback"
         )
@@ -710,7 +747,8 @@ async def open_fake_provider_server(
             nursery.start_soon(_serve, server, listeners, nursery)
             _log.info("fake_server.started", base_url=server.base_url)
             try:
-                yield server
+                with register_in_process_server(server.base_url, server.target):
+                    yield server
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -778,7 +816,7 @@ async def _run_cli(providers: Mapping[str, str], host: str, port: int, seed: int
 def main(argv: list[str] | None = None) -> int:
     """`uptax fake-providers`: serve until Ctrl-C. Returns the exit status."""
     args = build_parser().parse_args(argv)
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         print(
             f"error: --host {args.host!r} is not a loopback address; the fake provider server "
             "only binds to loopback (127.0.0.1, ::1, localhost)",
