@@ -28,6 +28,10 @@ class FaultKind(enum.StrEnum):
     MALFORMED = "malformed"
     #: Streamed chunks arrive `delay_s` apart.
     SLOW_DRIP = "slow_drip"
+    #: Streams break off after `after_chunks` chunks with the provider's in-band error event
+    #: (Anthropic `event: error` overloaded_error, OpenAI `data: {"error": ...}`, an Ollama
+    #: `{"error": ...}` line); whole replies fail as server errors with `status`.
+    STREAM_ERROR = "stream_error"
 
 
 @attrs.frozen

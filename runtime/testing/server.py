@@ -261,6 +261,13 @@ class _ProviderResponse:
         body = self.wire.error_body(status, reason, message)
         await self.exchange.json(status, body, [*self.base_headers, *extra])
 
+    async def refuse(self, refused: WireError) -> None:
+        """Answer a request the provider would refuse, in its own words."""
+        if refused.body is None:
+            await self.error(refused.status, refused.reason, refused.message)
+        else:
+            await self.exchange.json(refused.status, refused.body, self.base_headers)
+
     def rate_headers(self, quota: Quota) -> Headers:
         return self.wire.rate_limit_headers(quota) if self.wire.has_rate_limit_headers else []
 
@@ -281,19 +288,19 @@ async def _accept(
     if expected is not None:
         presented = out.wire.presented_key(headers, query)
         if presented != expected:
-            message = None if presented else "No API key was provided."
-            await out.error(out.wire.auth_status, "authentication", message)
+            await out.refuse(out.wire.auth_error(presented))
             return None
     try:
         return out.wire.parse(path, query, headers, body)
     except WireError as refused:
-        await out.error(refused.status, refused.reason, refused.message)
+        await out.refuse(refused)
         return None
 
 
-async def _fail_by_fault(out: _ProviderResponse) -> bool:
+async def _fail_by_fault(out: _ProviderResponse, call: Call) -> bool:
     """Hang, wait out the latency, then answer a scripted response or a server error if one is
-    due. True when the request was answered (or dropped)."""
+    due (a stream error fails whole replies only: streams fail in-band). True when the request
+    was answered (or dropped)."""
     provider = out.provider
     if provider.fault(FaultKind.HANG) is not None:
         await out.exchange.wait_for_client_to_leave()
@@ -307,6 +314,9 @@ async def _fail_by_fault(out: _ProviderResponse) -> bool:
         return True
     if (outage := provider.fault(FaultKind.OUTAGE)) is not None:
         await out.error(outage.status, reason_for_status(outage.status))
+        return True
+    if (broken := provider.fault(FaultKind.STREAM_ERROR)) is not None and not call.stream:
+        await out.error(broken.status, reason_for_status(broken.status))
         return True
     errors = provider.fault(FaultKind.ERRORS)
     if errors is not None and provider.draw() < errors.rate:
@@ -635,7 +645,7 @@ class FakeProviderServer:
         provider.seq += 1
         out = _ProviderResponse(exchange, provider, provider.seq)
         call = await _accept(out, method, path, query, headers, body)
-        if call is None or await _fail_by_fault(out) or await _fail_by_limit(out, call):
+        if call is None or await _fail_by_fault(out, call) or await _fail_by_limit(out, call):
             return
         answer = Answer.for_call(call)
         provider.used_requests += 1
@@ -697,16 +707,23 @@ class FakeProviderServer:
             await exchange.data(event)
         if provider.fault(FaultKind.MALFORMED) is not None:
             await exchange.data(wire.malformed_event(call))
+        broken = provider.fault(FaultKind.STREAM_ERROR)
         for index, chunk in enumerate(stream.chunks):
             if drop is not None and index >= drop.after_chunks:
                 raise _DropConnection
+            if broken is not None and index >= broken.after_chunks:
+                break
             if drip is not None:
                 await trio.sleep(drip.delay_s)
             await exchange.data(chunk)
         if drop is not None:  # all chunks sent, but the stream never says it is complete
             raise _DropConnection
-        for event in stream.epilogue:
-            await exchange.data(event)
+        if broken is not None:  # the provider's own error event, and the stream ends there
+            sent = min(broken.after_chunks, len(stream.chunks))
+            await exchange.data(wire.stream_error_event(call, sent))
+        else:
+            for event in stream.epilogue:
+                await exchange.data(event)
         await exchange.end()
 
 
