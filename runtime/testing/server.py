@@ -7,6 +7,9 @@ below that prefix, so one server stands in for several providers with independen
         server.url_for("gpt")              # http://127.0.0.1:PORT/p/gpt/v1
         server.target("claude").inject(Fault(FaultKind.OUTAGE, status=529))
 
+Faults can also be set over HTTP, by another process: `PUT /_uptax/faults/{name}` with a fault's
+fields as JSON, `DELETE` to lift them, `GET` to list them (`actors.fault_admin`).
+
 HTTP/1.1 is h11 over trio sockets: keep-alive, Content-Length replies, chunked streams,
 concurrent connections, and every task dies with the server's nursery. Every sleep is
 `trio.sleep`, so latency and drip faults follow whatever clock the trio run uses.
