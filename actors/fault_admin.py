@@ -18,6 +18,7 @@ registers itself here and is reached by a direct call instead (`register_in_proc
 from __future__ import annotations
 
 import ipaddress
+import math
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -64,8 +65,8 @@ def fault_from_json(value: Any) -> Fault:
         wanted = _FIELDS.get(name)
         if wanted is None:
             raise ValueError(f"{name!r} is not a fault field; fields: kind, {', '.join(_FIELDS)}")
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise ValueError(f"{name}={raw!r} must be a number")
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise ValueError(f"{name}={raw!r} must be a finite number")
         if wanted is int and raw != int(raw):
             raise ValueError(f"{name}={raw!r} must be a whole number")
         fields[name] = wanted(raw)

@@ -79,7 +79,8 @@ def test_a_fault_survives_its_json_form() -> None:
         ({"rate": 0.5}, "kind=None is not one of: outage, errors"),
         ({"kind": "flood"}, "kind='flood'"),
         ({"kind": "outage", "colour": 1}, "'colour' is not a fault field"),
-        ({"kind": "outage", "status": "503"}, "status='503' must be a number"),
+        ({"kind": "outage", "status": "503"}, "status='503' must be a finite number"),
+        ({"kind": "outage", "status": float("inf")}, "status=inf must be a finite number"),
         ({"kind": "outage", "status": 503.5}, "status=503.5 must be a whole number"),
     ],
 )
@@ -150,6 +151,8 @@ async def test_admin_endpoint_sets_lists_and_lifts_faults(
         ("PUT", "openai", {"kind": "outage", "colour": 1}, 400, "'colour' is not a fault field"),
         ("PUT", "openai", {"kind": "errors", "rate": 2}, 400, "rate=2.0 must be between 0 and 1"),
         ("PUT", "openai", None, 400, "JSON object"),
+        ("PUT", "openai", b'{"kind": "latency", "factor": Infinity}', 400, "finite number"),
+        ("PUT", "openai", b"{not json", 400, "the body is not JSON"),
         ("PUT", "nobody", {"kind": "outage"}, 404, "no fake provider named 'nobody'"),
         ("POST", "openai", {"kind": "outage"}, 405, "use PUT, DELETE or GET"),
     ],
@@ -164,7 +167,10 @@ async def test_admin_endpoint_refuses_bad_requests_clearly(
 ) -> None:
     url = f"{fake_providers.base_url}/_uptax/faults/{path}"
     async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
-        answer = await client.request(method, url, json=body)
+        if isinstance(body, bytes):
+            answer = await client.request(method, url, content=body)
+        else:
+            answer = await client.request(method, url, json=body)
     assert answer.status_code == status
     assert says in answer.json()["error"]["message"]
     assert fake_providers.target("openai").faults() == ()
