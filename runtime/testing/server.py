@@ -829,7 +829,12 @@ async def _run_cli(providers: Mapping[str, str], host: str, port: int, seed: int
         print(f"base_url={server.base_url}", flush=True)
         for name, kind in server.providers.items():
             print(f"provider={name} kind={kind} base_url={server.url_for(name)}", flush=True)
-        print("Press Ctrl-C to stop.", file=sys.stderr, flush=True)
+        print(
+            f"Faults: PUT {server.base_url}{ADMIN_PREFIX}NAME with a fault's fields as JSON, "
+            'e.g. {"kind": "outage"}; DELETE lifts them. Press Ctrl-C to stop.',
+            file=sys.stderr,
+            flush=True,
+        )
         await trio.sleep_forever()
 
 
