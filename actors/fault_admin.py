@@ -20,26 +20,19 @@ from __future__ import annotations
 import ipaddress
 import math
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import attrs
 import httpx
 import trio
 
-from actors.faults import Fault, FaultKind, FaultTarget
+from actors.faults import FAULT_FIELDS, Fault, FaultKind, FaultTarget
 
 ADMIN_PREFIX = "/_uptax/faults/"
 MOUNT_PREFIX = "/p/"
 #: How long one admin call may take: the server is on loopback, so this only bounds a stuck one.
 ADMIN_TIMEOUT_S = 5.0
-
-_FIELDS: Mapping[str, type] = {
-    field.name: int if field.name in ("status", "after_chunks") else float
-    for field in attrs.fields(Fault)
-    if field.name != "kind"
-}
 
 
 class FaultAdminError(Exception):
@@ -48,7 +41,7 @@ class FaultAdminError(Exception):
 
 def fault_to_json(fault: Fault) -> dict[str, Any]:
     """A fault as the admin endpoint's JSON: its kind and every field."""
-    return {"kind": fault.kind.value, **{name: getattr(fault, name) for name in _FIELDS}}
+    return {"kind": fault.kind.value, **{name: getattr(fault, name) for name in FAULT_FIELDS}}
 
 
 def fault_from_json(value: Any) -> Fault:
@@ -62,9 +55,11 @@ def fault_from_json(value: Any) -> Fault:
     for name, raw in value.items():
         if name == "kind":
             continue
-        wanted = _FIELDS.get(name)
+        wanted = FAULT_FIELDS.get(name)
         if wanted is None:
-            raise ValueError(f"{name!r} is not a fault field; fields: kind, {', '.join(_FIELDS)}")
+            raise ValueError(
+                f"{name!r} is not a fault field; fields: kind, {', '.join(FAULT_FIELDS)}"
+            )
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
             raise ValueError(f"{name}={raw!r} must be a finite number")
         if wanted is int and raw != int(raw):

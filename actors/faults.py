@@ -4,6 +4,8 @@ provider server, chaos scenarios and the debug REPL."""
 from __future__ import annotations
 
 import enum
+import typing
+from collections.abc import Mapping
 from typing import Protocol
 
 import attrs
@@ -49,6 +51,15 @@ class Fault:
             lambda self: 0.5 if self.kind is FaultKind.SLOW_DRIP else 0.0, takes_self=True
         )
     )
+
+
+#: A fault's settings besides its kind, and the type of each (int or float): what a fault given
+#: as text or JSON may set.
+FAULT_FIELDS: Mapping[str, type] = {
+    field.name: typing.get_type_hints(Fault)[field.name]
+    for field in attrs.fields(Fault)
+    if field.name != "kind"
+}
 
 
 class FaultTarget(Protocol):
