@@ -4,6 +4,8 @@ provider server, chaos scenarios and the debug REPL."""
 from __future__ import annotations
 
 import enum
+import typing
+from collections.abc import Mapping
 from typing import Protocol
 
 import attrs
@@ -28,6 +30,10 @@ class FaultKind(enum.StrEnum):
     MALFORMED = "malformed"
     #: Streamed chunks arrive `delay_s` apart.
     SLOW_DRIP = "slow_drip"
+    #: Streams break off after `after_chunks` chunks with the provider's in-band error event
+    #: (Anthropic `event: error` overloaded_error, OpenAI `data: {"error": ...}`, an Ollama
+    #: `{"error": ...}` line); whole replies fail as server errors with `status`.
+    STREAM_ERROR = "stream_error"
 
 
 @attrs.frozen
@@ -45,6 +51,15 @@ class Fault:
             lambda self: 0.5 if self.kind is FaultKind.SLOW_DRIP else 0.0, takes_self=True
         )
     )
+
+
+#: A fault's settings besides its kind, and the type of each (int or float): what a fault given
+#: as text or JSON may set.
+FAULT_FIELDS: Mapping[str, type] = {
+    field.name: typing.get_type_hints(Fault)[field.name]
+    for field in attrs.fields(Fault)
+    if field.name != "kind"
+}
 
 
 class FaultTarget(Protocol):

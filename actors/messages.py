@@ -117,14 +117,37 @@ class Request:
     task_id: str | None = None
     context: Mapping[str, str] | None = None
 
-    def cache_key(self) -> tuple[str, str, str, int]:
-        """The normalised identity of a request, for the last-resort cache."""
-        return (
-            " ".join(self.prompt.lower().split()),
-            self.complexity,
-            self.quality,
-            self.max_tokens,
+    def cache_key(self) -> CacheKey:
+        """The identity of a request for the last-resort cache: everything that changes the
+        answer, so one caller's reply is never served to another.
+
+        The prompt is normalised (case and runs of whitespace do not count); the system prompt
+        only for whitespace, since its case can name a tenant or a rule. `context` is the
+        application's scope (e.g. a tenant): requests with different contexts never share an
+        entry. Budget, deadline and task id change how a request is served, not what it says.
+        """
+        return CacheKey(
+            prompt=" ".join(self.prompt.lower().split()),
+            system=None if self.system is None else " ".join(self.system.split()),
+            complexity=self.complexity,
+            quality=self.quality,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            context=tuple(sorted((str(k), repr(v)) for k, v in (self.context or {}).items())),
         )
+
+
+@attrs.frozen
+class CacheKey:
+    """What the last-resort cache files a reply under (see `Request.cache_key`)."""
+
+    prompt: str
+    system: str | None
+    complexity: Complexity
+    quality: Quality
+    max_tokens: int
+    temperature: float
+    context: tuple[tuple[str, str], ...]
 
 
 @attrs.frozen

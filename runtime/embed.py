@@ -33,6 +33,7 @@ from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
 from actors.config import Config, load_config
+from actors.fault_admin import fake_server_target
 from actors.faults import Fault, FaultTarget
 from actors.kinds import kind_named
 from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
@@ -288,25 +289,33 @@ class Runtime:
         return self._provider_actor(name).set_breaker(mode)
 
     def register_fault_target(self, name: str, target: FaultTarget) -> None:
-        """Route `inject_fault`/`heal` for `name` to `target` (e.g. a fake-server provider)."""
+        """Route `inject_fault`/`heal` for `name` to `target` (e.g. a fake-server provider); it
+        takes precedence over a simulated backend or a fake server found from `base_url`."""
         if name not in self._provider_kinds:
             raise UnknownActor(name, sorted(self._provider_kinds))
         self._fault_targets[name] = target
 
     def fault_target(self, name: str) -> FaultTarget:
+        """Where `inject_fault`/`heal` for `name` go: a registered target, a simulated backend,
+        or the admin endpoint of the fake server that the provider's `base_url` points at."""
         if name not in self._provider_kinds:
             raise UnknownActor(name, sorted(self._provider_kinds))
-        target = self._fault_targets.get(name) or self._store.objects.get((name, "simulated"))
+        target = self._find_fault_target(name)
         if target is None:
-            faultable = sorted(
-                n
-                for n in self._provider_kinds
-                if n in self._fault_targets or (n, "simulated") in self._store.objects
-            )
+            faultable = sorted(n for n in self._provider_kinds if self._find_fault_target(n))
             raise ValueError(
                 f"provider {name!r} (kind {self._provider_kinds[name]}) takes no injected faults; "
-                f"faultable: {', '.join(faultable) or '(none)'}"
+                f"faultable: {', '.join(faultable) or '(none)'} (simulated providers, and HTTP "
+                "providers whose base_url is a fake provider server)"
             )
+        return target
+
+    def _find_fault_target(self, name: str) -> FaultTarget | None:
+        target = self._fault_targets.get(name) or self._store.objects.get((name, "simulated"))
+        if target is None and self._provider_kinds[name] in HTTP_KINDS:
+            target = fake_server_target(self.config.provider(name).base_url)
+            if target is not None:
+                self._fault_targets[name] = target
         return target
 
     def inject_fault(self, name: str, fault: Fault) -> None:

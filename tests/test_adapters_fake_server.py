@@ -334,6 +334,22 @@ async def test_dropped_mid_body_on_complete(kind: str, fake_providers: FakeProvi
     await adapter.aclose()
 
 
+@pytest.mark.parametrize("kind", PROTOCOL_KINDS)
+async def test_in_band_stream_error_after_text_is_a_server_error(
+    kind: str, fake_providers: FakeProviderServer
+) -> None:
+    fake_providers.target(kind).inject(Fault(FaultKind.STREAM_ERROR, after_chunks=2))
+    adapter = adapter_for(fake_providers, kind)
+    events: list[StreamEvent] = []
+    with pytest.raises(ProviderError) as caught:
+        async for event in adapter.stream(REQ, MODELS[kind]):
+            events.append(event)
+    assert caught.value.kind is K.SERVER_ERROR, caught.value.message
+    assert events == [TextDelta(CHUNKS[0]), TextDelta(CHUNKS[1])]
+    await expect_failure(adapter, kind, K.SERVER_ERROR, stream=False)  # whole replies: a 503
+    await adapter.aclose()
+
+
 @STREAM_OR_NOT
 @pytest.mark.parametrize("kind", PROTOCOL_KINDS)
 async def test_hang_is_a_timeout(

@@ -453,6 +453,215 @@ async def test_auth_error_shapes_per_provider(
     assert ollama.json() == {"error": "No API key was provided."}
 
 
+# --- what the real APIs do, where it matters for fallback ---
+
+
+async def test_gemini_wrong_key_is_400_api_key_invalid(
+    server: FakeProviderServer, client: httpx.AsyncClient
+) -> None:
+    server.expect_key("gemini", "secret")
+    url = server.url_for("gemini") + "/v1beta/models/g:generateContent"
+    wrong = await client.post(url, json=gemini_body(), headers={"x-goog-api-key": "AIza-wrong"})
+    message = "API key not valid. Please pass a valid API key."
+    assert wrong.status_code == 400
+    assert wrong.json() == {
+        "error": {
+            "code": 400,
+            "message": message,
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                    "locale": "en-US",
+                    "message": message,
+                },
+            ],
+        }
+    }
+    assert "AIza-wrong" not in wrong.text
+    missing = await client.post(url, json=gemini_body())
+    assert (missing.status_code, missing.json()["error"]["status"]) == (403, "PERMISSION_DENIED")
+    assert "unregistered callers" in missing.json()["error"]["message"]
+
+
+REASONING_MODELS = ["o1", "o1-2024-12-17", "o1-mini", "o1-preview", "o3", "o3-mini", "o4-mini"]
+REASONING_MODELS += ["gpt-5", "gpt-5-mini", "gpt-5.1"]
+
+
+@pytest.mark.parametrize("model", REASONING_MODELS)
+async def test_reasoning_models_refuse_max_tokens_and_take_max_completion_tokens(
+    server: FakeProviderServer, client: httpx.AsyncClient, model: str
+) -> None:
+    user_only = [{"role": "user", "content": PROMPT}]
+    refused = await post_openai(client, server, model=model, messages=user_only, max_tokens=3)
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error": {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "unsupported_parameter",
+        }
+    }
+    taken = await post_openai(
+        client, server, model=model, messages=user_only, max_completion_tokens=3
+    )
+    assert taken.status_code == 200
+    assert taken.json()["choices"][0]["message"]["content"] == "".join(reply_chunks(PROMPT, 3))
+    hot = await post_openai(client, server, model=model, messages=user_only, temperature=0.7)
+    assert hot.status_code == 400
+    assert hot.json()["error"] == {
+        "message": "Unsupported value: 'temperature' does not support 0.7 with this model. "
+        "Only the default (1) value is supported.",
+        "type": "invalid_request_error",
+        "param": "temperature",
+        "code": "unsupported_value",
+    }
+    default = await post_openai(client, server, model=model, messages=user_only, temperature=1)
+    assert default.status_code == 200
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "o10-lookalike"])
+async def test_other_models_take_max_tokens_and_any_temperature(
+    server: FakeProviderServer, client: httpx.AsyncClient, model: str
+) -> None:
+    reply = await post_openai(client, server, model=model, max_tokens=3, temperature=1.7)
+    assert reply.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("model", "role", "refused"),
+    [
+        ("o1-mini", "system", True),
+        ("o1-mini-2024-09-12", "system", True),
+        ("o1-preview", "system", True),
+        ("o1-mini", "developer", True),
+        ("o1", "system", False),  # o1 and later take a system message as a developer one
+        ("o1", "developer", False),
+        ("o3-mini", "system", False),
+        ("gpt-5", "system", False),
+    ],
+)
+async def test_system_role_on_o1_family_models_as_openai_answers_it(
+    server: FakeProviderServer, client: httpx.AsyncClient, model: str, role: str, refused: bool
+) -> None:
+    messages = [{"role": role, "content": "be brief"}, {"role": "user", "content": PROMPT}]
+    reply = await post_openai(client, server, model=model, messages=messages)
+    if not refused:
+        assert reply.status_code == 200
+        return
+    assert reply.status_code == 400
+    assert reply.json()["error"] == {
+        "message": f"Unsupported value: 'messages[0].role' does not support '{role}' with "
+        "this model.",
+        "type": "invalid_request_error",
+        "param": "messages[0].role",
+        "code": "unsupported_value",
+    }
+
+
+async def test_anthropic_refuses_temperature_above_one(
+    server: FakeProviderServer, client: httpx.AsyncClient
+) -> None:
+    url = server.url_for("anthropic") + "/v1/messages"
+    for temperature in (1.5, 2, -0.1):
+        hot = await client.post(
+            url, json=anthropic_body(temperature=temperature), headers=ANTHROPIC_HEADERS
+        )
+        assert hot.status_code == 400
+        assert hot.json() == {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "temperature: range: 0..1"},
+        }
+    for temperature in (0, 0.7, 1):
+        ok = await client.post(
+            url, json=anthropic_body(temperature=temperature), headers=ANTHROPIC_HEADERS
+        )
+        assert ok.status_code == 200
+
+
+async def test_anthropic_takes_the_key_as_x_api_key_or_bearer(
+    server: FakeProviderServer, client: httpx.AsyncClient
+) -> None:
+    server.expect_key("anthropic", "sk-ant-right")
+    url = server.url_for("anthropic") + "/v1/messages"
+
+    async def status(**auth: str) -> int:
+        headers = {**ANTHROPIC_HEADERS, **auth}
+        return (await client.post(url, json=anthropic_body(), headers=headers)).status_code
+
+    assert await status(**{"x-api-key": "sk-ant-right"}) == 200
+    assert await status(authorization="Bearer sk-ant-right") == 200
+    assert await status(authorization="Bearer sk-ant-wrong") == 401
+    assert await status() == 401
+
+
+STREAMS = {
+    "openai": ("/chat/completions", openai_body(stream=True), {}),
+    "anthropic": ("/v1/messages", anthropic_body(stream=True), ANTHROPIC_HEADERS),
+    "gemini": ("/v1beta/models/g:streamGenerateContent?alt=sse", gemini_body(), {}),
+    "gemini-array": ("/v1beta/models/g:streamGenerateContent", gemini_body(), {}),
+    "ollama": ("/api/chat", ollama_body(), {}),
+}
+
+
+IN_BAND_ERRORS = {
+    "openai": {
+        "error": {
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    },
+    "anthropic": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    "gemini": {
+        "error": {
+            "code": 503,
+            "message": "The model is overloaded. Please try again later.",
+            "status": "UNAVAILABLE",
+        }
+    },
+    "ollama": {"error": "an error was encountered while running the model"},
+}
+
+
+def _in_band_error(name: str, body: str) -> Any:
+    """The error a stream ended with, parsed."""
+    if name == "ollama":
+        return json.loads(body.strip().split("\n")[-1])
+    if name == "gemini-array":
+        return json.loads(body)[-1]
+    return json.loads(sse_events(body)[-1][1])
+
+
+@pytest.mark.parametrize("name", STREAMS)
+async def test_stream_error_sends_the_providers_in_band_error_after_text(
+    server: FakeProviderServer, client: httpx.AsyncClient, name: str
+) -> None:
+    provider = name.partition("-")[0]
+    server.target(provider).inject(Fault(FaultKind.STREAM_ERROR, after_chunks=2))
+    path, body, headers = STREAMS[name]
+    reply = await client.post(server.url_for(provider) + path, json=body, headers=headers)
+    assert reply.status_code == 200  # the error comes in band, after the status
+    text = reply.text
+    first, second, third = reply_chunks(PROMPT)[:3]
+    assert json.dumps(first)[1:-1] in text and json.dumps(second)[1:-1] in text
+    assert json.dumps(third)[1:-1] not in text
+    assert _in_band_error(name, text) == IN_BAND_ERRORS[provider]
+    if provider == "anthropic":
+        assert sse_events(text)[-1][0] == "error"
+    for end_marker in ("[DONE]", "message_stop", '"done":true', "finishReason"):
+        assert end_marker not in text
+
+
 # --- faults ---
 
 

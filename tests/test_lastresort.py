@@ -6,9 +6,11 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
+from support import make_config as runtime_config
 
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import (
@@ -22,8 +24,10 @@ from actors.adapters.lastresort import (
     template_adapter,
 )
 from actors.config import Config, LevelConfig, ProviderConfig, TemplateConfig, parse_config
-from actors.errors import ConfigError, FailureKind, ProviderError
+from actors.errors import AllLevelsFailed, ConfigError, FailureKind, ProviderError
+from actors.faults import Fault, FaultKind
 from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta, Usage
+from runtime.embed import open_runtime
 
 
 class SharedObjects:
@@ -78,6 +82,50 @@ def test_cache_is_keyed_on_the_normalised_request() -> None:
     assert cache.get(Request(prompt="what is trio?", quality="draft")) is None
     assert cache.get(Request(prompt="what is trio?", max_tokens=10)) is None
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+ACME = "You are the support bot. Tenant=acme"
+GLOBEX = "You are the support bot. Tenant=globex"
+
+
+def test_cache_key_covers_everything_that_changes_the_answer() -> None:
+    cache = ResponseCache(clock=lambda: 0.0)
+    asked = Request(prompt="What is my balance?", system=ACME, context={"tenant": "acme"})
+    cache.put(asked, "acme's balance is $12", "gpt-4o")
+    same = attrs.evolve(asked, prompt="what is  my BALANCE?", system=f"  {ACME} ")
+    assert cache.get(same) is not None  # prompt case and whitespace, system whitespace
+    others = {
+        "system": attrs.evolve(asked, system=GLOBEX),
+        "no system": attrs.evolve(asked, system=None),
+        "temperature": attrs.evolve(asked, temperature=0.0),
+        "context": attrs.evolve(asked, context={"tenant": "globex"}),
+        "no context": attrs.evolve(asked, context=None),
+        "max_tokens": attrs.evolve(asked, max_tokens=10),
+    }
+    leaked = [name for name, request in others.items() if cache.get(request) is not None]
+    assert leaked == []
+    # What only changes how a request is served still finds the entry.
+    served = attrs.evolve(asked, budget_usd=0.01, deadline_s=5.0, task_id="t-1")
+    assert cache.get(served) is not None
+
+
+async def test_outage_never_serves_one_tenants_cached_reply_to_another(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_runtime(runtime_config()) as rt:
+        acme = Request(prompt="What is my balance?", system=ACME, context={"tenant": "acme"})
+        first = await rt.complete(acme)
+        for name in ("openai", "anthropic", "gemini", "local"):
+            rt.inject_fault(name, Fault(FaultKind.OUTAGE))
+        assert (await rt.complete(acme)).text == first.text  # the cache still serves acme
+        for other in (
+            attrs.evolve(acme, system=GLOBEX, context={"tenant": "globex"}),
+            attrs.evolve(acme, system=GLOBEX),
+            attrs.evolve(acme, context={"tenant": "globex"}),
+        ):
+            with pytest.raises(AllLevelsFailed) as failed:
+                await rt.complete(other)
+            assert ("cache", "no_match") in [(a.provider, a.outcome) for a in failed.value.attempts]
 
 
 def test_cache_evicts_least_recently_used() -> None:

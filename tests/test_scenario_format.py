@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.faults import FaultKind
+from actors.faults import Fault, FaultKind
 from runtime.scenario.cli import main
 from runtime.scenario.format import ScenarioError, load_scenario, parse_scenario
 
@@ -195,6 +195,18 @@ def test_malformed_scenarios_name_file_table_and_key(tmp_path: Path, extra: str,
     assert f"table {table}" in message, message
     if key is not None:
         assert f"key {key}" in message, message
+
+
+def test_stream_error_is_a_timeline_fault_kind(tmp_path: Path) -> None:
+    faults = (
+        "[[faults]]\nat_s = 1\nprovider = 'openai'\nkind = 'stream_error'\nafter_chunks = 2\n"
+        "duration_s = 5\n"
+        "[[faults]]\nat_s = 10\nprovider = 'openai'\nkind = 'flapping'\nfault = 'stream_error'\n"
+        "duration_s = 5\n"
+    )
+    steady, flapping = load_scenario(_write(tmp_path, _with(faults))).faults
+    assert steady.to_fault() == Fault(FaultKind.STREAM_ERROR, after_chunks=2)
+    assert flapping.to_fault().kind is FaultKind.STREAM_ERROR
 
 
 def test_malformed_scenario_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

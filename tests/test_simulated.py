@@ -319,6 +319,25 @@ async def test_drop_stream_after_n_chunks(
     assert all(isinstance(event, TextDelta) for event in received)
 
 
+@pytest.mark.parametrize("after", [0, 2])
+async def test_stream_error_breaks_off_after_n_chunks_as_a_server_error(
+    after: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    sim = adapter()
+    sim.backend.inject(Fault(FaultKind.STREAM_ERROR, after_chunks=after, status=529))
+    received: list[StreamEvent] = []
+    with pytest.raises(ProviderError) as info:
+        async with aclosing(sim.stream(REQUEST, "m1")) as stream:  # type: ignore[type-var]
+            async for event in stream:
+                received.append(event)
+    assert (info.value.kind, info.value.status) == (FailureKind.SERVER_ERROR, 529)
+    assert len(received) == after
+    assert all(isinstance(event, TextDelta) for event in received)
+    with pytest.raises(ProviderError) as whole:  # a whole reply fails as a server error
+        await sim.complete(REQUEST, "m1")
+    assert (whole.value.kind, whole.value.status) == (FailureKind.SERVER_ERROR, 529)
+
+
 async def test_slow_drip_spaces_chunks(autojump_clock: trio.testing.MockClock) -> None:
     sim = adapter(latency_ms=0.0)
     sim.backend.inject(Fault(FaultKind.SLOW_DRIP, delay_s=0.5))

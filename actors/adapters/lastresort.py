@@ -22,6 +22,7 @@ import trio
 from actors.adapters.base import AdapterContext, register_kind
 from actors.errors import ConfigError, FailureKind, ProviderError
 from actors.messages import (
+    CacheKey,
     Completion,
     Complexity,
     Quality,
@@ -66,7 +67,7 @@ class ResponseCache:
         self.size = size
         self.ttl_s = ttl_s
         self._clock = clock
-        self._entries: OrderedDict[tuple[str, str, str, int], CachedReply] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, CachedReply] = OrderedDict()
         self.hits = 0
         self.misses = 0
 

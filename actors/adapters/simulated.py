@@ -76,6 +76,8 @@ class CallPlan:
     completion: Completion | None = None
     #: For streams: text deltas delivered before the connection drops (None: no drop).
     drop_after: int | None = None
+    #: For streams: what breaking off raises (None: a dropped connection).
+    drop_error: ProviderError | None = None
     #: For streams: extra seconds between chunks.
     drip_s: float = 0.0
 
@@ -201,6 +203,7 @@ class SimulatedBackend:
         if self.error_rate > 0 and rng.random() < self.error_rate:
             return CallPlan(latency_s, error=_server_error(503, "simulated error"))
         drop_after: int | None = None
+        drop_error: ProviderError | None = None
         drip_s = 0.0
         if faults:
             if (fault := faults.get(FaultKind.ERRORS)) is not None and rng.random() < fault.rate:
@@ -208,6 +211,12 @@ class SimulatedBackend:
             if (fault := faults.get(FaultKind.MALFORMED)) is not None and rng.random() < fault.rate:
                 error = ProviderError(FailureKind.MALFORMED, "reply is not the expected shape")
                 return CallPlan(latency_s, error=error)
+            fault = faults.get(FaultKind.STREAM_ERROR)
+            if fault is not None and rng.random() < fault.rate:
+                error = _server_error(fault.status, "in-band stream error")
+                if not streaming:
+                    return CallPlan(latency_s, error=error)
+                drop_after, drop_error = fault.after_chunks, error
             if streaming:
                 fault = faults.get(FaultKind.DROP_STREAM)
                 if fault is not None and rng.random() < fault.rate:
@@ -215,7 +224,13 @@ class SimulatedBackend:
                 if (fault := faults.get(FaultKind.SLOW_DRIP)) is not None:
                     drip_s = fault.delay_s
         completion = self._completion(request, model, quota)
-        return CallPlan(latency_s, completion=completion, drop_after=drop_after, drip_s=drip_s)
+        return CallPlan(
+            latency_s,
+            completion=completion,
+            drop_after=drop_after,
+            drop_error=drop_error,
+            drip_s=drip_s,
+        )
 
     def _take_token(self, rps: float) -> float | None:
         """Token bucket (burst of one second's worth) on the trio clock; None when empty."""
@@ -294,14 +309,14 @@ class SimulatedAdapter:
         gap_s = plan.latency_s / len(words) + plan.drip_s
         for index, word in enumerate(words):
             if plan.drop_after is not None and index >= plan.drop_after:
-                raise ProviderError(FailureKind.CONNECTION, "stream dropped")
+                raise plan.drop_error or ProviderError(FailureKind.CONNECTION, "stream dropped")
             if gap_s > 0:
                 await trio.sleep(gap_s)
             else:
                 await trio.lowlevel.checkpoint()
             yield TextDelta(word if index == 0 else " " + word)
         if plan.drop_after is not None:
-            raise ProviderError(FailureKind.CONNECTION, "stream dropped")
+            raise plan.drop_error or ProviderError(FailureKind.CONNECTION, "stream dropped")
         yield StreamDone(completion)
 
     async def aclose(self) -> None:

@@ -9,6 +9,7 @@ nothing here sleeps or does I/O.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -75,13 +76,15 @@ def reason_for_status(status: int) -> Reason:
 
 
 class WireError(Exception):
-    """A request the provider would refuse: answered with the provider's own error body."""
+    """A request the provider would refuse: answered with the provider's own error body, or
+    with `body` when the refusal has a shape of its own (a parameter named, error details)."""
 
-    def __init__(self, status: int, reason: Reason, message: str) -> None:
+    def __init__(self, status: int, reason: Reason, message: str, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
+        self.body = body
 
 
 @attrs.frozen
@@ -194,6 +197,58 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+#: OpenAI's reasoning models (o1, o3, o4 and gpt-5 families, dated or sized variants included).
+_REASONING_MODEL = re.compile(r"^(o1|o3|o4|gpt-5)([.-]|$)")
+#: The first reasoning models, which take neither a system nor a developer message.
+_NO_SYSTEM_MODEL = re.compile(r"^o1-(mini|preview)([.-]|$)")
+
+
+def _openai_refusal(code: str, param: str, message: str) -> WireError:
+    """OpenAI's 400 for a parameter or value this model does not take."""
+    body = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
+        }
+    }
+    return WireError(400, "invalid_request", message, body)
+
+
+def _check_reasoning_request(model: str, data: dict[str, Any], messages: list[Any]) -> None:
+    """Refuse what OpenAI's reasoning models refuse: `max_tokens` (they take
+    `max_completion_tokens`), a temperature other than 1, and on o1-mini / o1-preview a system
+    or developer message."""
+    if not _REASONING_MODEL.match(model):
+        return
+    if data.get("max_tokens") is not None:
+        raise _openai_refusal(
+            "unsupported_parameter",
+            "max_tokens",
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+        )
+    temperature = data.get("temperature")
+    if temperature is not None and temperature != 1:
+        raise _openai_refusal(
+            "unsupported_value",
+            "temperature",
+            f"Unsupported value: 'temperature' does not support {json.dumps(temperature)} with "
+            "this model. Only the default (1) value is supported.",
+        )
+    if _NO_SYSTEM_MODEL.match(model):
+        for index, message in enumerate(messages):
+            role = message.get("role") if isinstance(message, dict) else None
+            if role in ("system", "developer"):
+                param = f"messages[{index}].role"
+                raise _openai_refusal(
+                    "unsupported_value",
+                    param,
+                    f"Unsupported value: '{param}' does not support '{role}' with this model.",
+                )
+
+
 class Wire:
     """One provider protocol. Subclasses fill in the shapes."""
 
@@ -220,6 +275,18 @@ class Wire:
         raise NotImplementedError
 
     def error_body(self, status: int, reason: Reason, message: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def auth_error(self, presented: str | None) -> WireError:
+        """The refusal of a missing (`presented` None) or wrong key."""
+        message = (
+            self.default_message("authentication") if presented else "No API key was provided."
+        )
+        return WireError(self.auth_status, "authentication", message)
+
+    def stream_error_event(self, call: Call, sent_chunks: int) -> bytes:
+        """The provider's in-band error, sent mid-stream after `sent_chunks` text chunks (the
+        HTTP status was already 200)."""
         raise NotImplementedError
 
     def default_message(self, reason: Reason) -> str:
@@ -280,6 +347,7 @@ class OpenAIWire(Wire):
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise WireError(400, "invalid_request", "Missing required parameter: 'messages'.")
+        _check_reasoning_request(model, data, messages)
         max_tokens = _int_or_none(data.get("max_completion_tokens"))
         if max_tokens is None:
             max_tokens = _int_or_none(data.get("max_tokens"))
@@ -409,6 +477,9 @@ class OpenAIWire(Wire):
     def reply_headers(self, seq: int) -> Headers:
         return [("x-request-id", f"req_fake{seq}"), ("openai-processing-ms", "1")]
 
+    def stream_error_event(self, call: Call, sent_chunks: int) -> bytes:
+        return _sse(self.error_body(500, "server_error"))
+
 
 class AnthropicWire(Wire):
     """Anthropic Messages: `x-api-key`, `anthropic-version`, 529 overloaded."""
@@ -416,7 +487,8 @@ class AnthropicWire(Wire):
     paths = ("/v1/messages",)
 
     def presented_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-        return headers.get("x-api-key")
+        # The API takes `x-api-key`; the SDKs can send `Authorization: Bearer` instead.
+        return headers.get("x-api-key") or super().presented_key(headers, query)
 
     def parse(
         self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
@@ -436,6 +508,9 @@ class AnthropicWire(Wire):
             raise WireError(400, "invalid_request", "messages: at least one message is required")
         if _int_or_none(max_tokens) is None or max_tokens < 1:
             raise WireError(400, "invalid_request", "max_tokens: Input should be a valid integer")
+        temperature = data.get("temperature")
+        if isinstance(temperature, int | float) and not 0 <= temperature <= 1:
+            raise WireError(400, "invalid_request", "temperature: range: 0..1")
         texts = [_text_of(m.get("content")) for m in messages if isinstance(m, dict)]
         texts.append(_text_of(data.get("system")))
         return Call(
@@ -564,6 +639,9 @@ class AnthropicWire(Wire):
     def reply_headers(self, seq: int) -> Headers:
         return [("request-id", f"req_fake{seq}")]
 
+    def stream_error_event(self, call: Call, sent_chunks: int) -> bytes:
+        return _sse(self.error_body(529, "overloaded"), "error")
+
     def malformed_body(self) -> bytes:
         return b'{"id": "msg_malformed", "type": "message", "content": [{"type": "text", "te'
 
@@ -590,7 +668,8 @@ _GRPC_STATUS = {
 class GeminiWire(Wire):
     """Gemini `generateContent` / `streamGenerateContent` (SSE with `alt=sse`, else a JSON array).
 
-    A missing or wrong key is answered 403 PERMISSION_DENIED, the auth status Gemini uses.
+    A missing key is answered 403 PERMISSION_DENIED, a wrong one 400 INVALID_ARGUMENT with the
+    reason API_KEY_INVALID in its details, as Gemini does.
     Gemini's SSE separates events with CRLF, which parsers must accept.
     """
 
@@ -714,6 +793,40 @@ class GeminiWire(Wire):
             }
         }
 
+    def auth_error(self, presented: str | None) -> WireError:
+        """No key: 403 PERMISSION_DENIED. A wrong one: 400 INVALID_ARGUMENT with an ErrorInfo
+        detail whose reason is API_KEY_INVALID, as generativelanguage.googleapis.com answers."""
+        if not presented:
+            return WireError(
+                403,
+                "permission",
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+            )
+        message = self.default_message("authentication")
+        body = self.error_body(400, "invalid_request", message)
+        body["error"]["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
+        ]
+        return WireError(400, "authentication", message, body)
+
+    def stream_error_event(self, call: Call, sent_chunks: int) -> bytes:
+        error = self.error_body(503, "unavailable")
+        if call.sse:
+            return _sse(error, newline=b"\r\n")
+        return (b",\r\n" if sent_chunks else b"") + dump(error) + b"]"
+
     def rate_limit_body(self, retry_after_s: float) -> Any:
         # Gemini also states the wait in the body, as a google.rpc.RetryInfo detail.
         body = self.error_body(429, "rate_limit")
@@ -820,6 +933,9 @@ class OllamaWire(Wire):
 
     def context_message(self, tokens: int, limit: int) -> str:
         return f"input length ({tokens} tokens) exceeds the model's context length ({limit} tokens)"
+
+    def stream_error_event(self, call: Call, sent_chunks: int) -> bytes:
+        return dump(self.error_body(500, "server_error")) + b"\n"
 
     def malformed_body(self) -> bytes:
         return b'{"model": "malformed", "message": {"role": "assistant", "content": "ec'

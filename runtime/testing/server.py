@@ -7,6 +7,9 @@ below that prefix, so one server stands in for several providers with independen
         server.url_for("gpt")              # http://127.0.0.1:PORT/p/gpt/v1
         server.target("claude").inject(Fault(FaultKind.OUTAGE, status=529))
 
+Faults can also be set over HTTP, by another process: `PUT /_uptax/faults/{name}` with a fault's
+fields as JSON, `DELETE` to lift them, `GET` to list them (`actors.fault_admin`).
+
 HTTP/1.1 is h11 over trio sockets: keep-alive, Content-Length replies, chunked streams,
 concurrent connections, and every task dies with the server's nursery. Every sleep is
 `trio.sleep`, so latency and drip faults follow whatever clock the trio run uses.
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import random
 import sys
@@ -30,6 +32,14 @@ import h11
 import structlog
 import trio
 
+from actors.fault_admin import (
+    ADMIN_PREFIX,
+    MOUNT_PREFIX,
+    fault_from_json,
+    fault_to_json,
+    is_loopback,
+    register_in_process_server,
+)
 from actors.faults import Fault, FaultKind
 from runtime.testing.protocols import (
     KINDS,
@@ -57,7 +67,6 @@ DEFAULT_PROVIDERS: Mapping[str, str] = {
     "mistral": "mistral",
     "huggingface": "huggingface",
 }
-MOUNT_PREFIX = "/p/"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -222,19 +231,127 @@ class _Exchange:
     async def json(self, status: int, body: Any, headers: Sequence[tuple[str, str]] = ()) -> None:
         await self.whole(status, [("content-type", "application/json"), *headers], dump(body))
 
+    def peer_is_loopback(self) -> bool:
+        try:
+            return is_loopback(self._stream.socket.getpeername()[0])
+        except OSError:
+            return False
+
     async def wait_for_client_to_leave(self) -> None:
         """Read and discard until the client closes: a hang that frees itself when abandoned."""
         while await self._stream.receive_some(4096):
             pass
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+class _ProviderResponse:
+    """The answer to one request to one provider: its exchange, wire format and reply headers."""
+
+    def __init__(self, exchange: _Exchange, provider: ProviderTarget, seq: int) -> None:
+        self.exchange = exchange
+        self.provider = provider
+        self.wire = provider.wire
+        self.seq = seq
+        self.base_headers = self.wire.reply_headers(seq)
+
+    async def error(
+        self,
+        status: int,
+        reason: Reason,
+        message: str | None = None,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Answer with the provider's own error body."""
+        body = self.wire.error_body(status, reason, message)
+        await self.exchange.json(status, body, [*self.base_headers, *extra])
+
+    async def refuse(self, refused: WireError) -> None:
+        """Answer a request the provider would refuse, in its own words."""
+        if refused.body is None:
+            await self.error(refused.status, refused.reason, refused.message)
+        else:
+            await self.exchange.json(refused.status, refused.body, self.base_headers)
+
+    def rate_headers(self, quota: Quota) -> Headers:
+        return self.wire.rate_limit_headers(quota) if self.wire.has_rate_limit_headers else []
+
+
+async def _accept(
+    out: _ProviderResponse,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Call | None:
+    """The request as a Call, or None once it was refused as the real provider would."""
+    if method != "POST":
+        await out.error(405, "method_not_allowed", f"Method {method} not allowed for {path}")
+        return None
+    expected = out.provider.expected_key
+    if expected is not None:
+        presented = out.wire.presented_key(headers, query)
+        if presented != expected:
+            await out.refuse(out.wire.auth_error(presented))
+            return None
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return out.wire.parse(path, query, headers, body)
+    except WireError as refused:
+        await out.refuse(refused)
+        return None
+
+
+async def _fail_by_fault(out: _ProviderResponse, call: Call) -> bool:
+    """Hang, wait out the latency, then answer a scripted response or a server error if one is
+    due (a stream error fails whole replies only: streams fail in-band). True when the request
+    was answered (or dropped)."""
+    provider = out.provider
+    if provider.fault(FaultKind.HANG) is not None:
+        await out.exchange.wait_for_client_to_leave()
+        raise _DropConnection
+    latency = provider.latency_s()
+    if latency > 0:
+        await trio.sleep(latency)
+    scripted = provider.take_scripted()
+    if scripted is not None:
+        await out.exchange.whole(scripted.status, scripted.headers, scripted.body)
+        return True
+    if (outage := provider.fault(FaultKind.OUTAGE)) is not None:
+        await out.error(outage.status, reason_for_status(outage.status))
+        return True
+    if (broken := provider.fault(FaultKind.STREAM_ERROR)) is not None and not call.stream:
+        await out.error(broken.status, reason_for_status(broken.status))
+        return True
+    errors = provider.fault(FaultKind.ERRORS)
+    if errors is not None and provider.draw() < errors.rate:
+        await out.error(errors.status, reason_for_status(errors.status))
+        return True
+    return False
+
+
+async def _fail_by_limit(out: _ProviderResponse, call: Call) -> bool:
+    """Answer an exhausted quota, a rate limit or a too-long prompt. True when answered."""
+    provider = out.provider
+    if provider.fault(FaultKind.QUOTA) is not None:
+        quota = provider.quota(exhausted=True)
+        await out.error(429, "quota", extra=out.rate_headers(quota))
+        return True
+    if (limited := provider.fault(FaultKind.RATE_LIMIT)) is not None:
+        retry = limited.retry_after_s
+        retry_headers = [
+            ("retry-after", f"{retry:g}"),
+            ("retry-after-ms", str(round(retry * 1000))),
+        ]
+        await out.exchange.json(
+            429,
+            out.wire.rate_limit_body(retry),
+            [*out.base_headers, *retry_headers, *out.rate_headers(provider.quota())],
+        )
+        return True
+    limit = provider.context_limit(call.model)
+    if limit is not None and call.prompt_tokens > limit:
+        await out.error(400, "context_length", out.wire.context_message(call.prompt_tokens, limit))
+        return True
+    return False
 
 
 def _check_name(name: str) -> None:
@@ -455,6 +572,9 @@ class FakeProviderServer:
         target = request.target.decode("ascii", "replace")
         path, _, query_string = target.partition("?")
         method = request.method.decode("ascii", "replace")
+        if path.startswith(ADMIN_PREFIX):
+            await self._admin(exchange, method, path.removeprefix(ADMIN_PREFIX), body)
+            return
         name, _, sub_path = path.removeprefix(MOUNT_PREFIX).partition("/")
         provider = self._providers.get(name) if path.startswith(MOUNT_PREFIX) else None
         if provider is None:
@@ -483,6 +603,37 @@ class FakeProviderServer:
         )
         await self._answer(exchange, provider, method, "/" + sub_path, query, headers, body)
 
+    async def _admin(self, exchange: _Exchange, method: str, name: str, body: bytes) -> None:
+        """The fault admin endpoint: PUT sets a fault, DELETE lifts them all, GET lists them."""
+
+        async def refuse(status: int, message: str) -> None:
+            await exchange.json(status, {"error": {"message": message, "type": "fault_admin"}})
+
+        if not exchange.peer_is_loopback():
+            await refuse(403, "the fault admin endpoint answers loopback clients only")
+            return
+        if method not in ("PUT", "DELETE", "GET"):
+            await refuse(405, f"Method {method} not allowed; use PUT, DELETE or GET")
+            return
+        try:
+            provider = self._provider(name)
+        except UnknownProvider as exc:
+            await refuse(404, str(exc))
+            return
+        try:
+            if method == "PUT":
+                provider.inject(fault_from_json(json.loads(body or b"null")))
+            elif method == "DELETE":
+                provider.heal()
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            await refuse(400, "the body is not JSON: send a fault's fields as a JSON object")
+            return
+        except ValueError as exc:
+            await refuse(400, str(exc))
+            return
+        faults = [fault_to_json(fault) for fault in provider.faults()]
+        await exchange.json(200, {"provider": name, "faults": faults})
+
     async def _answer(
         self,
         exchange: _Exchange,
@@ -493,85 +644,20 @@ class FakeProviderServer:
         headers: Mapping[str, str],
         body: bytes,
     ) -> None:
-        wire = provider.wire
+        """Answer one request to a mounted provider: refuse it, fail it as a fault says, or reply."""
         provider.seq += 1
-        seq = provider.seq
-        base_headers = wire.reply_headers(seq)
-
-        async def error(
-            status: int,
-            reason: Reason,
-            message: str | None = None,
-            extra: Sequence[tuple[str, str]] = (),
-        ) -> None:
-            await exchange.json(
-                status, wire.error_body(status, reason, message), [*base_headers, *extra]
-            )
-
-        if method != "POST":
-            await error(405, "method_not_allowed", f"Method {method} not allowed for {path}")
+        out = _ProviderResponse(exchange, provider, provider.seq)
+        call = await _accept(out, method, path, query, headers, body)
+        if call is None or await _fail_by_fault(out, call) or await _fail_by_limit(out, call):
             return
-        if provider.expected_key is not None:
-            presented = wire.presented_key(headers, query)
-            if presented != provider.expected_key:
-                message = None if presented else "No API key was provided."
-                await error(wire.auth_status, "authentication", message)
-                return
-        try:
-            call = wire.parse(path, query, headers, body)
-        except WireError as refused:
-            await error(refused.status, refused.reason, refused.message)
-            return
-
-        if provider.fault(FaultKind.HANG) is not None:
-            await exchange.wait_for_client_to_leave()
-            raise _DropConnection
-        latency = provider.latency_s()
-        if latency > 0:
-            await trio.sleep(latency)
-        scripted = provider.take_scripted()
-        if scripted is not None:
-            await exchange.whole(scripted.status, scripted.headers, scripted.body)
-            return
-        if (outage := provider.fault(FaultKind.OUTAGE)) is not None:
-            await error(outage.status, reason_for_status(outage.status))
-            return
-        errors = provider.fault(FaultKind.ERRORS)
-        if errors is not None and provider.draw() < errors.rate:
-            await error(errors.status, reason_for_status(errors.status))
-            return
-
-        def rate_headers(quota: Quota) -> Headers:
-            return wire.rate_limit_headers(quota) if wire.has_rate_limit_headers else []
-
-        if provider.fault(FaultKind.QUOTA) is not None:
-            await error(429, "quota", extra=rate_headers(provider.quota(exhausted=True)))
-            return
-        if (limited := provider.fault(FaultKind.RATE_LIMIT)) is not None:
-            retry = limited.retry_after_s
-            retry_headers = [
-                ("retry-after", f"{retry:g}"),
-                ("retry-after-ms", str(round(retry * 1000))),
-            ]
-            await exchange.json(
-                429,
-                wire.rate_limit_body(retry),
-                [*base_headers, *retry_headers, *rate_headers(provider.quota())],
-            )
-            return
-        limit = provider.context_limit(call.model)
-        if limit is not None and call.prompt_tokens > limit:
-            await error(400, "context_length", wire.context_message(call.prompt_tokens, limit))
-            return
-
         answer = Answer.for_call(call)
         provider.used_requests += 1
         provider.used_tokens += answer.prompt_tokens + answer.completion_tokens
-        reply_headers = [*base_headers, *rate_headers(provider.quota())]
+        reply_headers = [*out.base_headers, *out.rate_headers(provider.quota())]
         if call.stream:
-            await self._send_stream(exchange, provider, call, answer, seq, reply_headers)
+            await self._send_stream(exchange, provider, call, answer, out.seq, reply_headers)
         else:
-            await self._send_reply(exchange, provider, call, answer, seq, reply_headers)
+            await self._send_reply(exchange, provider, call, answer, out.seq, reply_headers)
 
     async def _send_reply(
         self,
@@ -624,16 +710,23 @@ class FakeProviderServer:
             await exchange.data(event)
         if provider.fault(FaultKind.MALFORMED) is not None:
             await exchange.data(wire.malformed_event(call))
+        broken = provider.fault(FaultKind.STREAM_ERROR)
         for index, chunk in enumerate(stream.chunks):
             if drop is not None and index >= drop.after_chunks:
                 raise _DropConnection
+            if broken is not None and index >= broken.after_chunks:
+                break
             if drip is not None:
                 await trio.sleep(drip.delay_s)
             await exchange.data(chunk)
         if drop is not None:  # all chunks sent, but the stream never says it is complete
             raise _DropConnection
-        for event in stream.epilogue:
-            await exchange.data(event)
+        if broken is not None:  # the provider's own error event, and the stream ends there
+            sent = min(broken.after_chunks, len(stream.chunks))
+            await exchange.data(wire.stream_error_event(call, sent))
+        else:
+            for event in stream.epilogue:
+                await exchange.data(event)
         await exchange.end()
 
 
@@ -651,7 +744,7 @@ async def open_fake_provider_server(
     None mounts `DEFAULT_PROVIDERS`. `host` must be a loopback address; `port` 0 picks a free
     one. `seed` seeds each provider's error-rate draws.
     """
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ValueError(
             f"host={host!r} is not a loopback address; the fake server binds only to loopback"
         )
@@ -674,7 +767,8 @@ async def open_fake_provider_server(
             nursery.start_soon(_serve, server, listeners, nursery)
             _log.info("fake_server.started", base_url=server.base_url)
             try:
-                yield server
+                with register_in_process_server(server.base_url, server.target):
+                    yield server
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -735,14 +829,19 @@ async def _run_cli(providers: Mapping[str, str], host: str, port: int, seed: int
         print(f"base_url={server.base_url}", flush=True)
         for name, kind in server.providers.items():
             print(f"provider={name} kind={kind} base_url={server.url_for(name)}", flush=True)
-        print("Press Ctrl-C to stop.", file=sys.stderr, flush=True)
+        print(
+            f"Faults: PUT {server.base_url}{ADMIN_PREFIX}NAME with a fault's fields as JSON, "
+            'e.g. {"kind": "outage"}; DELETE lifts them. Press Ctrl-C to stop.',
+            file=sys.stderr,
+            flush=True,
+        )
         await trio.sleep_forever()
 
 
 def main(argv: list[str] | None = None) -> int:
     """`uptax fake-providers`: serve until Ctrl-C. Returns the exit status."""
     args = build_parser().parse_args(argv)
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         print(
             f"error: --host {args.host!r} is not a loopback address; the fake provider server "
             "only binds to loopback (127.0.0.1, ::1, localhost)",
