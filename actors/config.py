@@ -19,6 +19,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
+from actors.validation import at_least, fraction, non_negative, positive
 
 SIMULATED_KINDS = frozenset({"simulated"})
 LAST_RESORT_KINDS = frozenset({"cache", "template"})
@@ -26,45 +27,28 @@ HTTP_KINDS = frozenset({"openai", "mistral", "huggingface", "anthropic", "gemini
 KNOWN_KINDS = SIMULATED_KINDS | LAST_RESORT_KINDS | HTTP_KINDS
 
 
-def _at_least(minimum: float, *, inclusive: bool = True) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is None:
-            return
-        ok = value >= minimum if inclusive else value > minimum
-        if not ok:
-            op = ">=" if inclusive else ">"
-            raise ValueError(f"{attribute.name}={value!r} must be {op} {minimum}")
-
-    return check
-
-
-def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}={value!r} must be between 0 and 1")
-
-
 @attrs.frozen
 class BreakerConfig:
     """Circuit breaker settings (resilience4j's vocabulary, Envoy's growing open time)."""
 
     #: Length of the sliding time window over which failure and slow-call rates are measured.
-    window_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
+    window_s: float = attrs.field(default=30.0, validator=positive)
     #: No rate-based trip before this many calls are in the window.
-    minimum_calls: int = attrs.field(default=10, validator=_at_least(1))
-    failure_rate_threshold: float = attrs.field(default=0.5, validator=_fraction)
+    minimum_calls: int = attrs.field(default=10, validator=at_least(1))
+    failure_rate_threshold: float = attrs.field(default=0.5, validator=fraction)
     #: Trip after this many consecutive failures, whatever the rate (0 disables).
-    consecutive_failures: int = attrs.field(default=5, validator=_at_least(0))
+    consecutive_failures: int = attrs.field(default=5, validator=non_negative)
     #: A call slower than this counts as slow; trip when the slow-call rate reaches the threshold.
-    slow_call_s: float = attrs.field(default=20.0, validator=_at_least(0, inclusive=False))
-    slow_call_rate_threshold: float = attrs.field(default=1.0, validator=_fraction)
+    slow_call_s: float = attrs.field(default=20.0, validator=positive)
+    slow_call_rate_threshold: float = attrs.field(default=1.0, validator=fraction)
     #: First open period; each further trip multiplies it, up to the cap.
-    open_s: float = attrs.field(default=5.0, validator=_at_least(0, inclusive=False))
-    open_multiplier: float = attrs.field(default=2.0, validator=_at_least(1))
-    open_max_s: float = attrs.field(default=300.0, validator=_at_least(0, inclusive=False))
+    open_s: float = attrs.field(default=5.0, validator=positive)
+    open_multiplier: float = attrs.field(default=2.0, validator=at_least(1))
+    open_max_s: float = attrs.field(default=300.0, validator=positive)
     #: Probe calls admitted while half-open; all must succeed to close.
-    half_open_probes: int = attrs.field(default=3, validator=_at_least(1))
+    half_open_probes: int = attrs.field(default=3, validator=at_least(1))
     #: Healthy (closed) time after which the trip count, and so the open time, decays by one step.
-    decay_s: float = attrs.field(default=60.0, validator=_at_least(0, inclusive=False))
+    decay_s: float = attrs.field(default=60.0, validator=positive)
 
 
 @attrs.frozen
@@ -74,27 +58,27 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     breaker: BreakerConfig = BreakerConfig()
     #: Bulkhead: calls in flight at once; more queue for a slot.
-    max_in_flight: int = attrs.field(default=64, validator=_at_least(1))
+    max_in_flight: int = attrs.field(default=64, validator=at_least(1))
     # --- simulated ---
-    latency_ms: float = attrs.field(default=50.0, validator=_at_least(0))
+    latency_ms: float = attrs.field(default=50.0, validator=non_negative)
     #: Spread of the simulated latency, as a fraction of latency_ms (lognormal sigma).
-    latency_jitter: float = attrs.field(default=0.2, validator=_at_least(0))
-    error_rate: float = attrs.field(default=0.0, validator=_fraction)
-    hang_probability: float = attrs.field(default=0.0, validator=_fraction)
+    latency_jitter: float = attrs.field(default=0.2, validator=non_negative)
+    error_rate: float = attrs.field(default=0.0, validator=fraction)
+    hang_probability: float = attrs.field(default=0.0, validator=fraction)
     #: Requests per second the simulated provider accepts before answering 429.
     rate_limit_rps: float | None = attrs.field(
-        default=None, validator=_at_least(0, inclusive=False)
+        default=None, validator=positive
     )
     seed: int = 0
     # --- http kinds ---
     base_url: str | None = None
     api_key_env: str | None = None
-    connect_timeout_s: float = attrs.field(default=5.0, validator=_at_least(0, inclusive=False))
-    read_timeout_s: float = attrs.field(default=60.0, validator=_at_least(0, inclusive=False))
+    connect_timeout_s: float = attrs.field(default=5.0, validator=positive)
+    read_timeout_s: float = attrs.field(default=60.0, validator=positive)
     anthropic_version: str = "2023-06-01"
     # --- cache ---
-    cache_size: int = attrs.field(default=1024, validator=_at_least(1))
-    cache_ttl_s: float = attrs.field(default=3600.0, validator=_at_least(0, inclusive=False))
+    cache_size: int = attrs.field(default=1024, validator=at_least(1))
+    cache_ttl_s: float = attrs.field(default=3600.0, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in KNOWN_KINDS:
@@ -109,21 +93,21 @@ class ProviderConfig:
 class LevelConfig:
     name: str
     providers: tuple[str, ...]
-    timeout_s: float = attrs.field(validator=_at_least(0, inclusive=False))
+    timeout_s: float = attrs.field(validator=positive)
     #: sequential: one candidate after another; race: all at once, first success wins; hedge:
     #: the next candidate starts when the current one fails or outlasts its provider's p95
     #: latency (at least `hedge_after_s`), first success wins (Dean & Barroso's hedged requests).
     strategy: Literal["sequential", "race", "hedge"] = "sequential"
     #: hedge: the least time to give a candidate before starting the next one.
-    hedge_after_s: float = attrs.field(default=0.5, validator=_at_least(0))
+    hedge_after_s: float = attrs.field(default=0.5, validator=non_negative)
     #: How long one candidate may take before the level moves to the next (None: the whole
     #: level's remaining time, so a hung first candidate uses up the level).
     attempt_timeout_s: float | None = attrs.field(
-        default=None, validator=_at_least(0, inclusive=False)
+        default=None, validator=positive
     )
     #: Streaming: how long the first chunk may take before the level moves on.
     first_chunk_timeout_s: float | None = attrs.field(
-        default=None, validator=_at_least(0, inclusive=False)
+        default=None, validator=positive
     )
 
 
@@ -131,9 +115,9 @@ class LevelConfig:
 class ModelInfo:
     """Price (USD per million tokens) and context window of one model."""
 
-    input_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
-    output_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
-    context_window: int = attrs.field(default=128_000, validator=_at_least(1))
+    input_usd_per_mtok: float = attrs.field(default=0.0, validator=non_negative)
+    output_usd_per_mtok: float = attrs.field(default=0.0, validator=non_negative)
+    context_window: int = attrs.field(default=128_000, validator=at_least(1))
 
 
 @attrs.frozen
@@ -182,13 +166,13 @@ class RoutingConfig:
     #: The latency at which the latency component reaches 0: ``max(0, 100 - 100 * latency_ms /
     #: latency_zero_ms)``. The seed's 1000 ms makes every latency above a second equally bad;
     #: LLM calls commonly take several seconds, so a larger value tells them apart.
-    latency_zero_ms: float = attrs.field(default=1000.0, validator=_at_least(0, inclusive=False))
+    latency_zero_ms: float = attrs.field(default=1000.0, validator=positive)
     #: A provider whose latency was last measured longer ago than this is sent one request
     #: first in its level (at most once per period) to measure it again: how a provider that
     #: recovered from a brownout gets back into rotation.
-    latency_stale_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
+    latency_stale_s: float = attrs.field(default=30.0, validator=positive)
     #: Characters per token when estimating a prompt's size before the call.
-    chars_per_token: float = attrs.field(default=4.0, validator=_at_least(0, inclusive=False))
+    chars_per_token: float = attrs.field(default=4.0, validator=positive)
 
 
 @attrs.frozen
@@ -205,21 +189,21 @@ class TemplateConfig:
 
 @attrs.frozen
 class SupervisionConfig:
-    max_restarts: int = attrs.field(default=5, validator=_at_least(0))
-    period_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
-    shutdown_grace_s: float = attrs.field(default=5.0, validator=_at_least(0))
+    max_restarts: int = attrs.field(default=5, validator=non_negative)
+    period_s: float = attrs.field(default=30.0, validator=positive)
+    shutdown_grace_s: float = attrs.field(default=5.0, validator=non_negative)
 
 
 @attrs.frozen
 class RuntimeSettings:
     #: Overall deadline of a request when the request names none.
-    deadline_s: float = attrs.field(default=120.0, validator=_at_least(0, inclusive=False))
-    heartbeat_interval_s: float = attrs.field(default=1.0, validator=_at_least(0, inclusive=False))
+    deadline_s: float = attrs.field(default=120.0, validator=positive)
+    heartbeat_interval_s: float = attrs.field(default=1.0, validator=positive)
     #: Longest a request waits, in all, for a rate-limited provider's Retry-After to end before
     #: settling for the last resort or failing; within its deadline. 0: never wait.
-    recovery_wait_s: float = attrs.field(default=10.0, validator=_at_least(0))
-    mailbox_size: int = attrs.field(default=256, validator=_at_least(1))
-    history_size: int = attrs.field(default=100, validator=_at_least(1))
+    recovery_wait_s: float = attrs.field(default=10.0, validator=non_negative)
+    mailbox_size: int = attrs.field(default=256, validator=at_least(1))
+    history_size: int = attrs.field(default=100, validator=at_least(1))
     repl_socket: str | None = None
     log_level: str = "warning"
 
