@@ -32,6 +32,7 @@ from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
 from actors.config import HTTP_KINDS, Config, load_config
+from actors.events import EVENT_LEVELS
 from actors.faults import Fault, FaultTarget
 from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import BreakerMode, ProviderActor, ProviderContext
@@ -101,7 +102,7 @@ class RuntimeStatus:
 class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.events = EventBus()
+        self.events = EventBus(levels=EVENT_LEVELS)
         self.registry = Registry()
         self._store = _SharedStore(config)
         self._fault_targets: dict[str, FaultTarget] = {}
