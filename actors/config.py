@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,12 +20,41 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
-from actors.validation import at_least, fraction, non_negative, positive
+from actors.messages import Complexity, Quality
+from actors.prices import PRICES_AS_OF, shipped_price
+from actors.validation import (
+    FieldError,
+    at_least,
+    fraction,
+    keys_one_of,
+    non_negative,
+    one_of,
+    positive,
+)
 
 SIMULATED_KINDS = frozenset({"simulated"})
 LAST_RESORT_KINDS = frozenset({"cache", "template"})
 HTTP_KINDS = frozenset({"openai", "mistral", "huggingface", "anthropic", "gemini", "ollama"})
 KNOWN_KINDS = SIMULATED_KINDS | LAST_RESORT_KINDS | HTTP_KINDS
+
+Strategy = Literal["sequential", "race", "hedge"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+COMPLEXITIES: tuple[str, ...] = tuple(member.value for member in Complexity)
+QUALITIES: tuple[str, ...] = tuple(member.value for member in Quality)
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
+
+#: A level's `timeout_s` when it names none: by position (the third and later levels take the
+#: last), or `LAST_RESORT_TIMEOUT_S` for a level served only by last-resort kinds.
+DEFAULT_LEVEL_TIMEOUTS_S = (30.0, 45.0, 60.0)
+LAST_RESORT_TIMEOUT_S = 5.0
+
+
+def default_level_timeout(position: int, *, last_resort_only: bool) -> float:
+    """The documented default `timeout_s` of the level at `position` (0-based)."""
+    if last_resort_only:
+        return LAST_RESORT_TIMEOUT_S
+    return DEFAULT_LEVEL_TIMEOUTS_S[min(position, len(DEFAULT_LEVEL_TIMEOUTS_S) - 1)]
 
 
 @attrs.frozen
@@ -82,7 +112,7 @@ class ProviderConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in KNOWN_KINDS:
-            raise ValueError(f"kind={self.kind!r} is not one of: {', '.join(sorted(KNOWN_KINDS))}")
+            raise FieldError("kind", f"{self.kind!r} is not one of: {', '.join(sorted(KNOWN_KINDS))}")
         if not self.name:
             raise ValueError("name must not be empty")
         if not self.models and self.kind not in LAST_RESORT_KINDS:
@@ -93,11 +123,13 @@ class ProviderConfig:
 class LevelConfig:
     name: str
     providers: tuple[str, ...]
+    #: Default: 30 / 45 / 60 s by position, 5 s for a level of last-resort kinds only (filled in
+    #: by `parse_config`; see `default_level_timeout`).
     timeout_s: float = attrs.field(validator=positive)
     #: sequential: one candidate after another; race: all at once, first success wins; hedge:
     #: the next candidate starts when the current one fails or outlasts its provider's p95
     #: latency (at least `hedge_after_s`), first success wins (Dean & Barroso's hedged requests).
-    strategy: Literal["sequential", "race", "hedge"] = "sequential"
+    strategy: Strategy = attrs.field(default="sequential", validator=one_of(STRATEGIES))
     #: hedge: the least time to give a candidate before starting the next one.
     hedge_after_s: float = attrs.field(default=0.5, validator=non_negative)
     #: How long one candidate may take before the level moves to the next (None: the whole
@@ -159,8 +191,12 @@ def _default_cost() -> dict[str, tuple[str, ...]]:
 class RoutingConfig:
     """The seed's matrices: candidate models in preference order per complexity, quality, cost."""
 
-    complexity: dict[str, tuple[str, ...]] = attrs.field(factory=_default_complexity)
-    quality: dict[str, tuple[str, ...]] = attrs.field(factory=_default_quality)
+    complexity: dict[str, tuple[str, ...]] = attrs.field(
+        factory=_default_complexity, validator=keys_one_of(COMPLEXITIES)
+    )
+    quality: dict[str, tuple[str, ...]] = attrs.field(
+        factory=_default_quality, validator=keys_one_of(QUALITIES)
+    )
     cost: dict[str, tuple[str, ...]] = attrs.field(factory=_default_cost)
     weights: ScoreWeights = ScoreWeights()
     #: The latency at which the latency component reaches 0: ``max(0, 100 - 100 * latency_ms /
@@ -205,7 +241,7 @@ class RuntimeSettings:
     mailbox_size: int = attrs.field(default=256, validator=at_least(1))
     history_size: int = attrs.field(default=100, validator=at_least(1))
     repl_socket: str | None = None
-    log_level: str = "warning"
+    log_level: LogLevel = attrs.field(default="warning", validator=one_of(LOG_LEVELS))
 
 
 def _default_levels() -> tuple[LevelConfig, ...]:
@@ -221,6 +257,10 @@ class Config:
     templates: tuple[TemplateConfig, ...] = ()
     supervision: SupervisionConfig = SupervisionConfig()
     runtime: RuntimeSettings = RuntimeSettings()
+    #: Models some provider serves that have a price neither in `models` nor in the shipped
+    #: table (`actors.prices`): they cost $0, so `budget_usd` never excludes them. Set by
+    #: `parse_config`; not a TOML key.
+    unpriced_models: tuple[str, ...] = attrs.field(default=(), init=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         names = [p.name for p in self.providers]
@@ -239,6 +279,21 @@ class Config:
                         f"(known: {', '.join(names)})"
                     )
 
+        self._check_templates()
+
+    def _check_templates(self) -> None:
+        """Template match fields are checked at load (the last resort compiles them later)."""
+        for index, template in enumerate(self.templates):
+            for field, choices in (("complexity", COMPLEXITIES), ("quality", QUALITIES)):
+                for value in getattr(template, field):
+                    if str(value).lower() not in choices:
+                        raise ConfigError(
+                            f"templates[{index}].{field}: {value!r} is not one of: "
+                            f"{', '.join(choices)}"
+                        )
+            if not template.text:
+                raise ConfigError(f"templates[{index}].text: must not be empty")
+
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:
             if provider.name == name:
@@ -248,8 +303,23 @@ class Config:
     def model_info(self, model: str) -> ModelInfo:
         return self.models.get(model, _UNKNOWN_MODEL)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What loads but is probably not what the user meant, one sentence each."""
+        return [
+            f"model {model!r} has no price in [models] nor in the price table of {PRICES_AS_OF}: "
+            f"it counts as free, so budget_usd never excludes it (set input_usd_per_mtok and "
+            f'output_usd_per_mtok in [models."{model}"])'
+            for model in self.unpriced_models
+        ]
+
 
 _UNKNOWN_MODEL = ModelInfo()
+
+
+def _is_literal(cls: Any) -> bool:
+    origin: Any = typing.get_origin(cls)
+    return origin is Literal
 
 
 def strict_converter(*classes: type) -> cattrs.Converter:
@@ -279,6 +349,14 @@ def strict_converter(*classes: type) -> cattrs.Converter:
             raise ValueError(f"{value!r} is not true or false")
         return value
 
+    def structure_literal(value: Any, literal: Any) -> Any:
+        choices = typing.get_args(literal)
+        found = value.lower() if isinstance(value, str) else value
+        if isinstance(value, bool) or found not in choices:
+            raise ValueError(f"{value!r} is not one of: {', '.join(map(str, choices))}")
+        return found
+
+    converter.register_structure_hook_func(_is_literal, structure_literal)
     converter.register_structure_hook(float, structure_float)
     converter.register_structure_hook(int, structure_int)
     converter.register_structure_hook(str, structure_str)
@@ -327,14 +405,75 @@ def _describe(exc: BaseException, path: str = "") -> list[str]:
     return [f"{path}: {message}" if path else message]
 
 
+def _fill_level_timeouts(data: dict[str, Any]) -> None:
+    """Give each level without `timeout_s` its documented default (`default_level_timeout`)."""
+    levels, providers = data.get("levels"), data.get("providers")
+    if not isinstance(levels, list) or not isinstance(providers, list):
+        return
+    kinds = {
+        p.get("name"): p.get("kind") for p in providers if isinstance(p, Mapping)
+    }
+    filled = []
+    for position, level in enumerate(levels):
+        if isinstance(level, Mapping) and "timeout_s" not in level:
+            names = level.get("providers")
+            last_resort_only = isinstance(names, list) and bool(names) and all(
+                kinds.get(name) in LAST_RESORT_KINDS for name in names
+            )
+            timeout = default_level_timeout(position, last_resort_only=last_resort_only)
+            level = {**level, "timeout_s": timeout}
+        filled.append(level)
+    data["levels"] = filled
+
+
+def _fill_prices(data: dict[str, Any]) -> list[str]:
+    """Price from the shipped table every served model whose config gives none; the models
+    that have no price anywhere, in order."""
+    providers, models = data.get("providers"), data.get("models", {})
+    if not isinstance(providers, list) or not isinstance(models, Mapping):
+        return []
+    served: dict[str, None] = {}
+    for provider in providers:
+        if isinstance(provider, Mapping) and provider.get("kind") not in LAST_RESORT_KINDS:
+            names = provider.get("models", [])
+            served.update((name, None) for name in names if isinstance(name, str))
+    priced = dict(models)
+    unpriced = []
+    for model in [*served, *(name for name in models if name not in served)]:
+        entry = priced.get(model, {})
+        if not isinstance(entry, Mapping):
+            continue
+        keys = ("input_usd_per_mtok", "output_usd_per_mtok")
+        if all(key in entry for key in keys):
+            continue
+        price = shipped_price(model)
+        if price is not None:
+            priced[model] = {**dict(zip(keys, price, strict=True)), **entry}
+        elif model in served:
+            unpriced.append(model)
+    data["models"] = priced
+    return unpriced
+
+
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    """Structure a config mapping (as TOML gives it); a bad value raises `ConfigError`.
+
+    A level without `timeout_s` takes its default, a model without a price the shipped one
+    (`actors.prices`); models without any price are listed in `Config.warnings`.
+    """
+    data = dict(data)
+    _fill_level_timeouts(data)
+    unpriced = _fill_prices(data)
     try:
-        return CONVERTER.structure(dict(data), Config)
+        config = CONVERTER.structure(data, Config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except Exception as exc:  # cattrs raises groups of anything a validator raised
         lines = _describe(exc)
         raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+    # Frozen, and not a TOML key: set once here, like a value computed at load.
+    object.__setattr__(config, "unpriced_models", tuple(unpriced))
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

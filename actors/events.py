@@ -39,7 +39,7 @@ EVENT_LEVELS: Mapping[str, str] = {
     "alert_cleared": INFO,
     "fault_injected": WARNING,
     "fault_healed": INFO,
-    "model_price_unknown": WARNING,
+    "config_warning": WARNING,
 }
 
 #: Every event name, sorted: what `watch` accepts.

@@ -10,8 +10,19 @@ import enum
 from collections.abc import Mapping
 
 import attrs
+from attrs.validators import optional
 
-from actors.validation import between, enum_converter, non_negative, positive_int
+from actors.validation import (
+    between,
+    enum_converter,
+    non_negative,
+    number,
+    positive_int,
+    string,
+    string_mapping,
+    text,
+    to_float,
+)
 
 
 class Complexity(enum.StrEnum):
@@ -63,21 +74,25 @@ def _to_quality(value: object) -> Quality:
 class Request:
     """What an application asks for. Complexity and quality accept plain strings."""
 
-    prompt: str = attrs.field(validator=attrs.validators.instance_of(str))
+    prompt: str = attrs.field(validator=text)
     complexity: Complexity = attrs.field(default=Complexity.MODERATE, converter=_to_complexity)
     quality: Quality = attrs.field(default=Quality.PRODUCTION, converter=_to_quality)
     budget_usd: float | None = attrs.field(
-        default=None, validator=non_negative
+        default=None, converter=to_float, validator=optional([number, non_negative])
     )
     max_tokens: int = attrs.field(default=500, validator=positive_int)
-    temperature: float = attrs.field(default=0.7, converter=float, validator=between(0.0, 2.0))
+    temperature: float = attrs.field(
+        default=0.7, converter=to_float, validator=[number, between(0.0, 2.0)]
+    )
     #: Seconds the whole request may take; None means the runtime's configured deadline.
     deadline_s: float | None = attrs.field(
-        default=None, validator=non_negative
+        default=None, converter=to_float, validator=optional([number, non_negative])
     )
-    system: str | None = None
-    task_id: str | None = None
-    context: Mapping[str, str] | None = None
+    system: str | None = attrs.field(default=None, validator=optional(string))
+    task_id: str | None = attrs.field(default=None, validator=optional(string))
+    context: Mapping[str, str] | None = attrs.field(
+        default=None, validator=optional(string_mapping)
+    )
 
     def cache_key(self) -> tuple[str, str, str, int]:
         """The normalised identity of a request, for the last-resort cache."""

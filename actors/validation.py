@@ -7,7 +7,8 @@ Each raises `FieldError`, which knows the field it is about: a config error read
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -24,6 +25,45 @@ class FieldError(ValueError):
         super().__init__(f"{field}={message}")
         self.field = field
         self.message = message
+
+
+def number(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A finite int or float (not a bool, not None, not nan or inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldError(attribute.name, f"{value!r} is not a number")
+    if not math.isfinite(value):
+        raise FieldError(attribute.name, f"{value!r} is not a finite number")
+
+
+def to_float(value: Any) -> Any:
+    """An attrs converter: an int becomes a float; anything else is left for the validators."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def string(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A str."""
+    if not isinstance(value, str):
+        raise FieldError(attribute.name, f"{value!r} is not a string")
+
+
+def text(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A str with something in it besides whitespace."""
+    string(instance, attribute, value)
+    if not value.strip():
+        raise FieldError(attribute.name, f"{value!r} must not be empty")
+
+
+def string_mapping(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A mapping of str to str."""
+    if not isinstance(value, Mapping):
+        raise FieldError(attribute.name, f"{value!r} is not a mapping of strings to strings")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise FieldError(
+                attribute.name, f"entry {key!r}: {item!r} is not a string key with a string value"
+            )
 
 
 def at_least(minimum: float, *, inclusive: bool = True) -> Validator:
@@ -86,3 +126,14 @@ def enum_converter(enum_type: type[E], field: str) -> Callable[[object], E]:
             raise FieldError(field, f"{value!r} is not one of: {choices}") from None
 
     return convert
+
+
+def keys_one_of(choices: Sequence[str]) -> Validator:
+    """Every key of a table is one of `choices`."""
+
+    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        for key in value:
+            if key not in choices:
+                raise FieldError(attribute.name, f"{key!r} is not one of: {', '.join(choices)}")
+
+    return check

@@ -355,6 +355,8 @@ async def open_runtime(
         # secrets redacted and the config's level.
         configure_logging(config.runtime.log_level)
     rt = Runtime(config)
+    for warning in config.warnings:
+        rt.events.emit("config_warning", warning=warning)
     socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket
     async with trio.open_nursery() as nursery:
         await nursery.start(run_actor, rt._root)
