@@ -45,6 +45,11 @@ class EventBus:
         self._subscribers: list[trio.MemorySendChannel[Event]] = []
         self.dropped = 0
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The events the level table names, sorted (empty when none was given)."""
+        return tuple(sorted(self._levels))
+
     def level(self, event: str) -> str:
         """The level `event` is logged at."""
         return self._levels.get(event, self._default)

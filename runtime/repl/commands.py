@@ -24,7 +24,7 @@ from actors.faults import Fault, FaultKind
 from actors.messages import BreakerSnapshot, Complexity, Quality, Request
 from runtime.kernel.events import EventBus
 from runtime.kernel.registry import ActorInfo
-from runtime.repl.evaluation import BadSource, Evaluator
+from runtime.repl.evaluation import BadSource, Evaluator, Outcome
 from runtime.repl.formatting import (
     format_age,
     format_event,
@@ -33,6 +33,7 @@ from runtime.repl.formatting import (
     format_records,
     format_table,
     format_value,
+    relative_time_text,
     relative_times,
     unstructure,
 )
@@ -135,6 +136,8 @@ class Console:
         self.input_closed = False
         #: The command running now.
         self.current: str | None = None
+        #: Whether the line running now failed (the server tells the client, see `take_failure`).
+        self._failed = False
         self.evaluator = Evaluator(
             {
                 "rt": rt,
@@ -160,6 +163,16 @@ class Console:
     async def write(self, *lines: str) -> None:
         await self._write(lines)
 
+    async def fail(self, *lines: str) -> None:
+        """Write why the line failed, and mark it failed."""
+        self._failed = True
+        await self._write(lines)
+
+    def take_failure(self) -> bool:
+        """Whether the line that just ended failed; clears the mark for the next one."""
+        failed, self._failed = self._failed, False
+        return failed
+
     def _plain(self, value: Any) -> Any:
         """A snapshot as plain data, its timestamps relative to the runtime's start."""
         data = unstructure(value)
@@ -176,15 +189,15 @@ class Console:
         name = words[0].lower()
         command = COMMANDS.get(ALIASES.get(name, name))
         if command is None:
-            await self.write(f"unknown command {words[0]!r}; commands: {', '.join(COMMANDS)}")
+            await self.fail(f"unknown command {words[0]!r}; commands: {', '.join(COMMANDS)}")
             return
         self.current = command.name
         try:
             await command.run(self, words[1:], line.strip()[len(words[0]) :].strip())
         except UsageError as exc:
-            await self.write(*([f"error: {exc}"] if str(exc) else []), f"usage: {command.usage}")
+            await self.fail(*([f"error: {exc}"] if str(exc) else []), f"usage: {command.usage}")
         except NoSuchActor as exc:
-            await self.write(str(exc))
+            await self.fail(str(exc))
         except Exception as exc:
             # A steering call refused (or a bug): the client hears about it, the runtime goes on.
             _log.warning(
@@ -194,7 +207,7 @@ class Console:
                 error_type=type(exc).__name__,
                 error=str(exc),
             )
-            await self.write(f"error: {exc}" if str(exc) else f"error: {type(exc).__name__}")
+            await self.fail(f"error: {exc}" if str(exc) else f"error: {type(exc).__name__}")
         finally:
             self.current = None
 
@@ -293,7 +306,8 @@ class Console:
             f"plan for complexity={request.complexity.value} quality={request.quality.value} "
             f"budget={'none' if budget is None else format_float(budget)}:"
         )
-        await self.write(header, *(f"  {line}" for line in self.rt.plan(request).explain()))
+        explained = self.rt.plan(request).explain()
+        await self.write(header, *(f"  {relative_time_text(line, self.origin)}" for line in explained))
 
     async def cmd_stats(self, args: list[str], text: str) -> None:
         if args:
@@ -331,6 +345,7 @@ class Console:
                 count = int(arg)
             else:
                 patterns.append(arg)
+        self._check_event_patterns(patterns)
         with self.rt.events.subscribe() as events:
             what = f" matching {', '.join(patterns)}" if patterns else ""
             limit = f", stopping after {count}" if count is not None else ""
@@ -345,6 +360,13 @@ class Console:
                 seen += 1
                 if count is not None and seen >= count:
                     return
+
+    def _check_event_patterns(self, patterns: list[str]) -> None:
+        """A pattern that is part of no event's name would wait forever: refuse it."""
+        names = self.rt.events.names
+        for pattern in patterns:
+            if names and not any(pattern in name for name in names):
+                raise UsageError(f"no event matches {pattern!r}; events: {', '.join(names)}")
 
     async def cmd_breaker(self, args: list[str], text: str) -> None:
         if len(args) != 2:
@@ -437,7 +459,7 @@ class Console:
         try:
             source = self.evaluator.feed(line)
         except BadSource as exc:
-            await self.write(str(exc))
+            await self.fail(str(exc))
             return
         if source is None:
             return
@@ -450,11 +472,12 @@ class Console:
     async def _run_source(self, source: str) -> None:
         """Run statements in this (the console's) task and write what they printed."""
         try:
-            left = await self.evaluator.run(source)
+            outcome = await self.evaluator.run(source)
         except BadSource as exc:
-            await self.write(str(exc))
+            await self.fail(str(exc))
             return
-        if left and self.mode is Mode.EVAL:
+        self._failed = outcome is Outcome.FAILED
+        if outcome is Outcome.LEFT and self.mode is Mode.EVAL:
             self.mode = Mode.COMMAND
             self.evaluator.note("back to commands")
         output = self.evaluator.take_output()

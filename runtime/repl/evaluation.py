@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import builtins
 import codeop
+import enum
 import inspect
 import itertools
 import linecache
@@ -20,6 +21,16 @@ TRACEBACK_FRAMES = 8
 DISPLAY_HOOK = "_uptax_display_"
 
 _statement_numbers = itertools.count(1)
+
+
+class Outcome(enum.Enum):
+    """How a run of statements ended."""
+
+    DONE = "done"
+    #: They raised; the traceback is in the output.
+    FAILED = "failed"
+    #: They called `exit()` or `quit()`.
+    LEFT = "left"
 
 
 class BadSource(Exception):
@@ -72,8 +83,8 @@ class Evaluator:
         self._pending.clear()
         return source
 
-    async def run(self, source: str) -> bool:
-        """Run `source` in this task; True when it called `exit()` or `quit()`.
+    async def run(self, source: str) -> Outcome:
+        """Run `source` in this task; whether it ended, raised or called `exit()` / `quit()`.
 
         Expression statements are rewritten to call a display hook of this session: the
         interpreter's own `sys.displayhook` would print on the runtime's stdout, not the client's.
@@ -93,10 +104,11 @@ class Evaluator:
             if code.co_flags & inspect.CO_COROUTINE:
                 await result
         except SystemExit:
-            return True
+            return Outcome.LEFT
         except Exception as exc:
             self._output.append(_short_traceback(exc) + "\n")
-        return False
+            return Outcome.FAILED
+        return Outcome.DONE
 
     def note(self, text: str) -> None:
         """Add a line of the console's own to the output."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -155,6 +156,14 @@ def relative_times(data: Mapping[Any, Any], origin: float) -> dict[Any, Any]:
         else:
             result[key] = value
     return result
+
+
+_TIME_IN_TEXT = re.compile(r"\bt=(-?\d+(?:\.\d+)?)s\b")
+
+
+def relative_time_text(text: str, origin: float) -> str:
+    """Trio times written into text as ``t=1234.5s`` (a route plan's reasons), made relative."""
+    return _TIME_IN_TEXT.sub(lambda match: f"t={float(match[1]) - origin:.1f}s", text)
 
 
 def format_age(now: float, at: float | None) -> str:
