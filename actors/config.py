@@ -271,7 +271,13 @@ class Config:
             seen.add(name)
         if not self.levels:
             raise ConfigError("levels: at least one [[levels]] table is required")
+        level_names: set[str] = set()
         for index, level in enumerate(self.levels):
+            if level.name in level_names:
+                raise ConfigError(f"levels[{index}].name: {level.name!r} is defined twice")
+            level_names.add(level.name)
+            if not level.providers:
+                raise ConfigError(f"levels[{index}].providers: must name at least one provider")
             for provider in level.providers:
                 if provider not in seen:
                     raise ConfigError(

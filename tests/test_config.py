@@ -249,6 +249,14 @@ async def test_an_unpriced_model_is_logged_at_start(autojump_clock: Any) -> None
             "routing: complexity='hard' is not one of: trivial, simple",
         ),
         ({"runtime": {"deadline_s": float("inf")}}, "runtime.deadline_s: inf is not a finite"),
+        (
+            {"levels": [{"name": "p", "providers": []}]},
+            "levels[0].providers: must name at least one provider",
+        ),
+        (
+            {"levels": [{"name": "p", "providers": ["openai"]}] * 2},
+            "levels[1].name: 'p' is defined twice",
+        ),
     ],
 )
 def test_every_choice_is_checked_at_load_in_plain_words(
