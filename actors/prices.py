@@ -1,7 +1,8 @@
 """List prices of common models, used when a configured model has no price of its own.
 
 USD per million input and output tokens, standard (non-batch, non-cached) rates of the shortest
-context tier, as the providers published them on `PRICES_AS_OF`. Prices change: a config's
+context tier, as the providers listed them around `PRICES_AS_OF`. Prices change (re-check the
+providers' price pages when updating this table, and move the date): a config's
 ``[models."NAME"]`` table always wins, and a model found neither there nor here is warned about
 at load, since `budget_usd` cannot exclude a model that costs nothing.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-#: The date the prices below were read from the providers' price pages.
+#: The date the prices below are dated: the list prices in force then.
 PRICES_AS_OF = "2025-08-01"
 
 #: model -> (input, output) USD per million tokens.
