@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -20,26 +21,39 @@ from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
 from actors.kinds import HTTP_KINDS, KNOWN_KINDS, LAST_RESORT_KINDS, SIMULATED_KINDS
+from actors.messages import Complexity, Quality
+from actors.prices import PRICES_AS_OF, shipped_price
+from actors.validation import (
+    FieldError,
+    at_least,
+    fraction,
+    keys_one_of,
+    non_negative,
+    one_of,
+    positive,
+)
 
 # The kind sets come from the kinds table; re-exported here, where callers always found them.
 __all__ = ["HTTP_KINDS", "KNOWN_KINDS", "LAST_RESORT_KINDS", "SIMULATED_KINDS"]
 
+Strategy = Literal["sequential", "race", "hedge"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+COMPLEXITIES: tuple[str, ...] = tuple(member.value for member in Complexity)
+QUALITIES: tuple[str, ...] = tuple(member.value for member in Quality)
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 
-def _at_least(minimum: float, *, inclusive: bool = True) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is None:
-            return
-        ok = value >= minimum if inclusive else value > minimum
-        if not ok:
-            op = ">=" if inclusive else ">"
-            raise ValueError(f"{attribute.name}={value!r} must be {op} {minimum}")
-
-    return check
+#: A level's `timeout_s` when it names none: by position (the third and later levels take the
+#: last), or `LAST_RESORT_TIMEOUT_S` for a level served only by last-resort kinds.
+DEFAULT_LEVEL_TIMEOUTS_S = (30.0, 45.0, 60.0)
+LAST_RESORT_TIMEOUT_S = 5.0
 
 
-def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name}={value!r} must be between 0 and 1")
+def default_level_timeout(position: int, *, last_resort_only: bool) -> float:
+    """The documented default `timeout_s` of the level at `position` (0-based)."""
+    if last_resort_only:
+        return LAST_RESORT_TIMEOUT_S
+    return DEFAULT_LEVEL_TIMEOUTS_S[min(position, len(DEFAULT_LEVEL_TIMEOUTS_S) - 1)]
 
 
 @attrs.frozen
@@ -47,23 +61,23 @@ class BreakerConfig:
     """Circuit breaker settings (resilience4j's vocabulary, Envoy's growing open time)."""
 
     #: Length of the sliding time window over which failure and slow-call rates are measured.
-    window_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
+    window_s: float = attrs.field(default=30.0, validator=positive)
     #: No rate-based trip before this many calls are in the window.
-    minimum_calls: int = attrs.field(default=10, validator=_at_least(1))
-    failure_rate_threshold: float = attrs.field(default=0.5, validator=_fraction)
+    minimum_calls: int = attrs.field(default=10, validator=at_least(1))
+    failure_rate_threshold: float = attrs.field(default=0.5, validator=fraction)
     #: Trip after this many consecutive failures, whatever the rate (0 disables).
-    consecutive_failures: int = attrs.field(default=5, validator=_at_least(0))
+    consecutive_failures: int = attrs.field(default=5, validator=non_negative)
     #: A call slower than this counts as slow; trip when the slow-call rate reaches the threshold.
-    slow_call_s: float = attrs.field(default=20.0, validator=_at_least(0, inclusive=False))
-    slow_call_rate_threshold: float = attrs.field(default=1.0, validator=_fraction)
+    slow_call_s: float = attrs.field(default=20.0, validator=positive)
+    slow_call_rate_threshold: float = attrs.field(default=1.0, validator=fraction)
     #: First open period; each further trip multiplies it, up to the cap.
-    open_s: float = attrs.field(default=5.0, validator=_at_least(0, inclusive=False))
-    open_multiplier: float = attrs.field(default=2.0, validator=_at_least(1))
-    open_max_s: float = attrs.field(default=300.0, validator=_at_least(0, inclusive=False))
+    open_s: float = attrs.field(default=5.0, validator=positive)
+    open_multiplier: float = attrs.field(default=2.0, validator=at_least(1))
+    open_max_s: float = attrs.field(default=300.0, validator=positive)
     #: Probe calls admitted while half-open; all must succeed to close.
-    half_open_probes: int = attrs.field(default=3, validator=_at_least(1))
+    half_open_probes: int = attrs.field(default=3, validator=at_least(1))
     #: Healthy (closed) time after which the trip count, and so the open time, decays by one step.
-    decay_s: float = attrs.field(default=60.0, validator=_at_least(0, inclusive=False))
+    decay_s: float = attrs.field(default=60.0, validator=positive)
 
 
 @attrs.frozen
@@ -73,31 +87,31 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     breaker: BreakerConfig = BreakerConfig()
     #: Bulkhead: calls in flight at once; more queue for a slot.
-    max_in_flight: int = attrs.field(default=64, validator=_at_least(1))
+    max_in_flight: int = attrs.field(default=64, validator=at_least(1))
     # --- simulated ---
-    latency_ms: float = attrs.field(default=50.0, validator=_at_least(0))
+    latency_ms: float = attrs.field(default=50.0, validator=non_negative)
     #: Spread of the simulated latency, as a fraction of latency_ms (lognormal sigma).
-    latency_jitter: float = attrs.field(default=0.2, validator=_at_least(0))
-    error_rate: float = attrs.field(default=0.0, validator=_fraction)
-    hang_probability: float = attrs.field(default=0.0, validator=_fraction)
+    latency_jitter: float = attrs.field(default=0.2, validator=non_negative)
+    error_rate: float = attrs.field(default=0.0, validator=fraction)
+    hang_probability: float = attrs.field(default=0.0, validator=fraction)
     #: Requests per second the simulated provider accepts before answering 429.
     rate_limit_rps: float | None = attrs.field(
-        default=None, validator=_at_least(0, inclusive=False)
+        default=None, validator=positive
     )
     seed: int = 0
     # --- http kinds ---
     base_url: str | None = None
     api_key_env: str | None = None
-    connect_timeout_s: float = attrs.field(default=5.0, validator=_at_least(0, inclusive=False))
-    read_timeout_s: float = attrs.field(default=60.0, validator=_at_least(0, inclusive=False))
+    connect_timeout_s: float = attrs.field(default=5.0, validator=positive)
+    read_timeout_s: float = attrs.field(default=60.0, validator=positive)
     anthropic_version: str = "2023-06-01"
     # --- cache ---
-    cache_size: int = attrs.field(default=1024, validator=_at_least(1))
-    cache_ttl_s: float = attrs.field(default=3600.0, validator=_at_least(0, inclusive=False))
+    cache_size: int = attrs.field(default=1024, validator=at_least(1))
+    cache_ttl_s: float = attrs.field(default=3600.0, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in KNOWN_KINDS:
-            raise ValueError(f"kind={self.kind!r} is not one of: {', '.join(sorted(KNOWN_KINDS))}")
+            raise FieldError("kind", f"{self.kind!r} is not one of: {', '.join(sorted(KNOWN_KINDS))}")
         if not self.name:
             raise ValueError("name must not be empty")
         if not self.models and self.kind not in LAST_RESORT_KINDS:
@@ -108,21 +122,23 @@ class ProviderConfig:
 class LevelConfig:
     name: str
     providers: tuple[str, ...]
-    timeout_s: float = attrs.field(validator=_at_least(0, inclusive=False))
+    #: Default: 30 / 45 / 60 s by position, 5 s for a level of last-resort kinds only (filled in
+    #: by `parse_config`; see `default_level_timeout`).
+    timeout_s: float = attrs.field(validator=positive)
     #: sequential: one candidate after another; race: all at once, first success wins; hedge:
     #: the next candidate starts when the current one fails or outlasts its provider's p95
     #: latency (at least `hedge_after_s`), first success wins (Dean & Barroso's hedged requests).
-    strategy: Literal["sequential", "race", "hedge"] = "sequential"
+    strategy: Strategy = attrs.field(default="sequential", validator=one_of(STRATEGIES))
     #: hedge: the least time to give a candidate before starting the next one.
-    hedge_after_s: float = attrs.field(default=0.5, validator=_at_least(0))
+    hedge_after_s: float = attrs.field(default=0.5, validator=non_negative)
     #: How long one candidate may take before the level moves to the next (None: the whole
     #: level's remaining time, so a hung first candidate uses up the level).
     attempt_timeout_s: float | None = attrs.field(
-        default=None, validator=_at_least(0, inclusive=False)
+        default=None, validator=positive
     )
     #: Streaming: how long the first chunk may take before the level moves on.
     first_chunk_timeout_s: float | None = attrs.field(
-        default=None, validator=_at_least(0, inclusive=False)
+        default=None, validator=positive
     )
 
 
@@ -130,9 +146,9 @@ class LevelConfig:
 class ModelInfo:
     """Price (USD per million tokens), context window and request shape of one model."""
 
-    input_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
-    output_usd_per_mtok: float = attrs.field(default=0.0, validator=_at_least(0))
-    context_window: int = attrs.field(default=128_000, validator=_at_least(1))
+    input_usd_per_mtok: float = attrs.field(default=0.0, validator=non_negative)
+    output_usd_per_mtok: float = attrs.field(default=0.0, validator=non_negative)
+    context_window: int = attrs.field(default=128_000, validator=at_least(1))
     # Request shaping; None takes the built-in default for the model's family (OpenAI o1, o3,
     # o4 and gpt-5 differ), see actors/adapters/shaping.py and the README.
     #: The body field for the output limit.
@@ -183,20 +199,24 @@ def _default_cost() -> dict[str, tuple[str, ...]]:
 class RoutingConfig:
     """The seed's matrices: candidate models in preference order per complexity, quality, cost."""
 
-    complexity: dict[str, tuple[str, ...]] = attrs.field(factory=_default_complexity)
-    quality: dict[str, tuple[str, ...]] = attrs.field(factory=_default_quality)
+    complexity: dict[str, tuple[str, ...]] = attrs.field(
+        factory=_default_complexity, validator=keys_one_of(COMPLEXITIES)
+    )
+    quality: dict[str, tuple[str, ...]] = attrs.field(
+        factory=_default_quality, validator=keys_one_of(QUALITIES)
+    )
     cost: dict[str, tuple[str, ...]] = attrs.field(factory=_default_cost)
     weights: ScoreWeights = ScoreWeights()
     #: The latency at which the latency component reaches 0: ``max(0, 100 - 100 * latency_ms /
     #: latency_zero_ms)``. The seed's 1000 ms makes every latency above a second equally bad;
     #: LLM calls commonly take several seconds, so a larger value tells them apart.
-    latency_zero_ms: float = attrs.field(default=1000.0, validator=_at_least(0, inclusive=False))
+    latency_zero_ms: float = attrs.field(default=1000.0, validator=positive)
     #: A provider whose latency was last measured longer ago than this is sent one request
     #: first in its level (at most once per period) to measure it again: how a provider that
     #: recovered from a brownout gets back into rotation.
-    latency_stale_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
+    latency_stale_s: float = attrs.field(default=30.0, validator=positive)
     #: Characters per token when estimating a prompt's size before the call.
-    chars_per_token: float = attrs.field(default=4.0, validator=_at_least(0, inclusive=False))
+    chars_per_token: float = attrs.field(default=4.0, validator=positive)
 
 
 @attrs.frozen
@@ -213,23 +233,23 @@ class TemplateConfig:
 
 @attrs.frozen
 class SupervisionConfig:
-    max_restarts: int = attrs.field(default=5, validator=_at_least(0))
-    period_s: float = attrs.field(default=30.0, validator=_at_least(0, inclusive=False))
-    shutdown_grace_s: float = attrs.field(default=5.0, validator=_at_least(0))
+    max_restarts: int = attrs.field(default=5, validator=non_negative)
+    period_s: float = attrs.field(default=30.0, validator=positive)
+    shutdown_grace_s: float = attrs.field(default=5.0, validator=non_negative)
 
 
 @attrs.frozen
 class RuntimeSettings:
     #: Overall deadline of a request when the request names none.
-    deadline_s: float = attrs.field(default=120.0, validator=_at_least(0, inclusive=False))
-    heartbeat_interval_s: float = attrs.field(default=1.0, validator=_at_least(0, inclusive=False))
+    deadline_s: float = attrs.field(default=120.0, validator=positive)
+    heartbeat_interval_s: float = attrs.field(default=1.0, validator=positive)
     #: Longest a request waits, in all, for a rate-limited provider's Retry-After to end before
     #: settling for the last resort or failing; within its deadline. 0: never wait.
-    recovery_wait_s: float = attrs.field(default=10.0, validator=_at_least(0))
-    mailbox_size: int = attrs.field(default=256, validator=_at_least(1))
-    history_size: int = attrs.field(default=100, validator=_at_least(1))
+    recovery_wait_s: float = attrs.field(default=10.0, validator=non_negative)
+    mailbox_size: int = attrs.field(default=256, validator=at_least(1))
+    history_size: int = attrs.field(default=100, validator=at_least(1))
     repl_socket: str | None = None
-    log_level: str = "warning"
+    log_level: LogLevel = attrs.field(default="warning", validator=one_of(LOG_LEVELS))
 
 
 def _default_levels() -> tuple[LevelConfig, ...]:
@@ -245,6 +265,10 @@ class Config:
     templates: tuple[TemplateConfig, ...] = ()
     supervision: SupervisionConfig = SupervisionConfig()
     runtime: RuntimeSettings = RuntimeSettings()
+    #: Models some provider serves that have a price neither in `models` nor in the shipped
+    #: table (`actors.prices`): they cost $0, so `budget_usd` never excludes them. Set by
+    #: `parse_config`; not a TOML key.
+    unpriced_models: tuple[str, ...] = attrs.field(default=(), init=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         names = [p.name for p in self.providers]
@@ -255,13 +279,34 @@ class Config:
             seen.add(name)
         if not self.levels:
             raise ConfigError("levels: at least one [[levels]] table is required")
+        level_names: set[str] = set()
         for index, level in enumerate(self.levels):
+            if level.name in level_names:
+                raise ConfigError(f"levels[{index}].name: {level.name!r} is defined twice")
+            level_names.add(level.name)
+            if not level.providers:
+                raise ConfigError(f"levels[{index}].providers: must name at least one provider")
             for provider in level.providers:
                 if provider not in seen:
                     raise ConfigError(
                         f"levels[{index}].providers: {provider!r} is not a configured provider "
                         f"(known: {', '.join(names)})"
                     )
+
+        self._check_templates()
+
+    def _check_templates(self) -> None:
+        """Template match fields are checked at load (the last resort compiles them later)."""
+        for index, template in enumerate(self.templates):
+            for field, choices in (("complexity", COMPLEXITIES), ("quality", QUALITIES)):
+                for value in getattr(template, field):
+                    if str(value).lower() not in choices:
+                        raise ConfigError(
+                            f"templates[{index}].{field}: {value!r} is not one of: "
+                            f"{', '.join(choices)}"
+                        )
+            if not template.text:
+                raise ConfigError(f"templates[{index}].text: must not be empty")
 
     def provider(self, name: str) -> ProviderConfig:
         for provider in self.providers:
@@ -272,8 +317,23 @@ class Config:
     def model_info(self, model: str) -> ModelInfo:
         return self.models.get(model, _UNKNOWN_MODEL)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What loads but is probably not what the user meant, one sentence each."""
+        return [
+            f"model {model!r} has no price in [models] nor in the price table of {PRICES_AS_OF}: "
+            f"it counts as free, so budget_usd never excludes it (set input_usd_per_mtok and "
+            f'output_usd_per_mtok in [models."{model}"])'
+            for model in self.unpriced_models
+        ]
+
 
 _UNKNOWN_MODEL = ModelInfo()
+
+
+def _is_literal(cls: Any) -> bool:
+    origin: Any = typing.get_origin(cls)
+    return origin is Literal
 
 
 def strict_converter(*classes: type) -> cattrs.Converter:
@@ -303,6 +363,14 @@ def strict_converter(*classes: type) -> cattrs.Converter:
             raise ValueError(f"{value!r} is not true or false")
         return value
 
+    def structure_literal(value: Any, literal: Any) -> Any:
+        choices = typing.get_args(literal)
+        found = value.lower() if isinstance(value, str) else value
+        if isinstance(value, bool) or found not in choices:
+            raise ValueError(f"{value!r} is not one of: {', '.join(map(str, choices))}")
+        return found
+
+    converter.register_structure_hook_func(_is_literal, structure_literal)
     converter.register_structure_hook(float, structure_float)
     converter.register_structure_hook(int, structure_int)
     converter.register_structure_hook(str, structure_str)
@@ -351,14 +419,75 @@ def _describe(exc: BaseException, path: str = "") -> list[str]:
     return [f"{path}: {message}" if path else message]
 
 
+def _fill_level_timeouts(data: dict[str, Any]) -> None:
+    """Give each level without `timeout_s` its documented default (`default_level_timeout`)."""
+    levels, providers = data.get("levels"), data.get("providers")
+    if not isinstance(levels, list) or not isinstance(providers, list):
+        return
+    kinds = {
+        p.get("name"): p.get("kind") for p in providers if isinstance(p, Mapping)
+    }
+    filled = []
+    for position, level in enumerate(levels):
+        if isinstance(level, Mapping) and "timeout_s" not in level:
+            names = level.get("providers")
+            last_resort_only = isinstance(names, list) and bool(names) and all(
+                kinds.get(name) in LAST_RESORT_KINDS for name in names
+            )
+            timeout = default_level_timeout(position, last_resort_only=last_resort_only)
+            level = {**level, "timeout_s": timeout}
+        filled.append(level)
+    data["levels"] = filled
+
+
+def _fill_prices(data: dict[str, Any]) -> list[str]:
+    """Price from the shipped table every served model whose config gives none; the models
+    that have no price anywhere, in order."""
+    providers, models = data.get("providers"), data.get("models", {})
+    if not isinstance(providers, list) or not isinstance(models, Mapping):
+        return []
+    served: dict[str, None] = {}
+    for provider in providers:
+        if isinstance(provider, Mapping) and provider.get("kind") not in LAST_RESORT_KINDS:
+            names = provider.get("models", [])
+            served.update((name, None) for name in names if isinstance(name, str))
+    priced = dict(models)
+    unpriced = []
+    for model in [*served, *(name for name in models if name not in served)]:
+        entry = priced.get(model, {})
+        if not isinstance(entry, Mapping):
+            continue
+        keys = ("input_usd_per_mtok", "output_usd_per_mtok")
+        if all(key in entry for key in keys):
+            continue
+        price = shipped_price(model)
+        if price is not None:
+            priced[model] = {**dict(zip(keys, price, strict=True)), **entry}
+        elif model in served:
+            unpriced.append(model)
+    data["models"] = priced
+    return unpriced
+
+
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    """Structure a config mapping (as TOML gives it); a bad value raises `ConfigError`.
+
+    A level without `timeout_s` takes its default, a model without a price the shipped one
+    (`actors.prices`); models without any price are listed in `Config.warnings`.
+    """
+    data = dict(data)
+    _fill_level_timeouts(data)
+    unpriced = _fill_prices(data)
     try:
-        return CONVERTER.structure(dict(data), Config)
+        config = CONVERTER.structure(data, Config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except Exception as exc:  # cattrs raises groups of anything a validator raised
         lines = _describe(exc)
         raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+    # Frozen, and not a TOML key: set once here, like a value computed at load.
+    object.__setattr__(config, "unpriced_models", tuple(unpriced))
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

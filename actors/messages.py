@@ -8,9 +8,21 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
 
 import attrs
+from attrs.validators import optional
+
+from actors.validation import (
+    between,
+    enum_converter,
+    non_negative,
+    number,
+    positive_int,
+    string,
+    string_mapping,
+    text,
+    to_float,
+)
 
 
 class Complexity(enum.StrEnum):
@@ -46,76 +58,41 @@ class BreakerState(enum.StrEnum):
     DISABLED = "disabled"
 
 
-def _enum_converter(enum_type: type[enum.StrEnum], field: str) -> Any:
-    choices = ", ".join(member.value for member in enum_type)
-
-    def convert(value: object) -> Any:
-        if isinstance(value, enum_type):
-            return value
-        try:
-            return enum_type(str(value).lower())
-        except ValueError:
-            raise ValueError(f"{field}={value!r} is not one of: {choices}") from None
-
-    return convert
-
-
-_COMPLEXITY = _enum_converter(Complexity, "complexity")
-_QUALITY = _enum_converter(Quality, "quality")
+_COMPLEXITY = enum_converter(Complexity, "complexity")
+_QUALITY = enum_converter(Quality, "quality")
 
 
 def _to_complexity(value: object) -> Complexity:
-    converted: Complexity = _COMPLEXITY(value)
-    return converted
+    return _COMPLEXITY(value)
 
 
 def _to_quality(value: object) -> Quality:
-    converted: Quality = _QUALITY(value)
-    return converted
-
-
-def _positive_int(field: str) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{field}={value!r} must be a positive integer")
-
-    return check
-
-
-def _optional_non_negative(field: str) -> Any:
-    def check(
-        instance: object, attribute: attrs.Attribute[float | None], value: float | None
-    ) -> None:
-        if value is not None and not value >= 0:
-            raise ValueError(f"{field}={value!r} must be >= 0")
-
-    return check
-
-
-def _temperature(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0.0 <= value <= 2.0:
-        raise ValueError(f"temperature={value!r} must be between 0 and 2")
+    return _QUALITY(value)
 
 
 @attrs.frozen
 class Request:
     """What an application asks for. Complexity and quality accept plain strings."""
 
-    prompt: str = attrs.field(validator=attrs.validators.instance_of(str))
+    prompt: str = attrs.field(validator=text)
     complexity: Complexity = attrs.field(default=Complexity.MODERATE, converter=_to_complexity)
     quality: Quality = attrs.field(default=Quality.PRODUCTION, converter=_to_quality)
     budget_usd: float | None = attrs.field(
-        default=None, validator=_optional_non_negative("budget_usd")
+        default=None, converter=to_float, validator=optional([number, non_negative])
     )
-    max_tokens: int = attrs.field(default=500, validator=_positive_int("max_tokens"))
-    temperature: float = attrs.field(default=0.7, converter=float, validator=_temperature)
+    max_tokens: int = attrs.field(default=500, validator=positive_int)
+    temperature: float = attrs.field(
+        default=0.7, converter=to_float, validator=[number, between(0.0, 2.0)]
+    )
     #: Seconds the whole request may take; None means the runtime's configured deadline.
     deadline_s: float | None = attrs.field(
-        default=None, validator=_optional_non_negative("deadline_s")
+        default=None, converter=to_float, validator=optional([number, non_negative])
     )
-    system: str | None = None
-    task_id: str | None = None
-    context: Mapping[str, str] | None = None
+    system: str | None = attrs.field(default=None, validator=optional(string))
+    task_id: str | None = attrs.field(default=None, validator=optional(string))
+    context: Mapping[str, str] | None = attrs.field(
+        default=None, validator=optional(string_mapping)
+    )
 
     def cache_key(self) -> CacheKey:
         """The identity of a request for the last-resort cache: everything that changes the

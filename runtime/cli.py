@@ -9,12 +9,23 @@ USAGE = """\
 usage: uptax COMMAND [ARGS...]
 
 commands:
+  init [PATH] [--force]  write a commented starter config (default: uptax.toml)
   scenario run FILE [--seed N] [--json PATH] [--html PATH] [--mode virtual|http] [--repl PATH]
-                        run a chaos scenario and report whether its expectations hold
-  repl PATH             attach a debug console to a running runtime's socket
-  fake-providers        serve the fake OpenAI/Anthropic/Gemini/Ollama server on 127.0.0.1
-  help                  show this message
+                         run a chaos scenario and report whether its expectations hold
+  scenario check FILE...
+                         parse and check scenario files without running them
+  repl PATH [-c COMMAND]... [--token-file FILE]
+                         attach a debug console to a running runtime's socket
+  fake-providers [--host HOST] [--port PORT] [--providers NAME:KIND,...] [--seed N]
+                         serve the fake OpenAI/Anthropic/Gemini/Ollama server on 127.0.0.1
+  help                   show this message
 """
+
+
+def _init(argv: list[str]) -> int:
+    from runtime.starter import main
+
+    return main(argv)
 
 
 def _scenario(argv: list[str]) -> int:
@@ -36,6 +47,7 @@ def _fake_providers(argv: list[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "init": _init,
     "scenario": _scenario,
     "repl": _repl,
     "fake-providers": _fake_providers,
@@ -44,7 +56,10 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("help", "-h", "--help"):
+    if not args:
+        sys.stderr.write(USAGE)
+        return 2
+    if args[0] in ("help", "-h", "--help"):
         sys.stdout.write(USAGE)
         return 0
     command = COMMANDS.get(args[0])

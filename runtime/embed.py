@@ -32,7 +32,8 @@ import actors.adapters.simulated  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
-from actors.config import Config, load_config
+from actors.config import HTTP_KINDS, Config, load_config
+from actors.events import EVENT_LEVELS
 from actors.fault_admin import fake_server_target
 from actors.faults import Fault, FaultTarget
 from actors.kinds import kind_named
@@ -127,7 +128,7 @@ class RuntimeStatus:
 class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.events = EventBus()
+        self.events = EventBus(levels=EVENT_LEVELS)
         self.registry = Registry()
         self._store = _SharedStore(config)
         self._fault_targets: dict[str, FaultTarget] = {}
@@ -373,6 +374,8 @@ async def open_runtime(
         # secrets redacted and the config's level.
         configure_logging(config.runtime.log_level)
     rt = Runtime(config)
+    for warning in config.warnings:
+        rt.events.emit("config_warning", warning=warning)
     socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket
     async with trio.open_nursery() as nursery:
         await nursery.start(run_actor, rt._root)

@@ -9,16 +9,14 @@ from typing import TextIO
 
 import structlog
 
+from actors import config
 from actors.secrets import redact_secrets
 
 __all__ = ["LOG_LEVELS", "configure_logging"]
 
+#: The config's `log_level` choices, and the logging level of each.
 LOG_LEVELS: Mapping[str, int] = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
+    name: logging.getLevelNamesMapping()[name.upper()] for name in config.LOG_LEVELS
 }
 
 

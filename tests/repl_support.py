@@ -25,6 +25,8 @@ class Reply:
     lines: list[str]
     #: The prompt the server asks for next; None when it said bye.
     prompt: str | None
+    #: Whether the server said the line failed.
+    failed: bool = False
 
 
 class ConsoleClient:
@@ -77,7 +79,7 @@ class ConsoleClient:
             if isinstance(line, Output):
                 lines.append(line.text)
             elif isinstance(line, End):
-                return Reply(lines, line.prompt)
+                return Reply(lines, line.prompt, line.failed)
             elif isinstance(line, Bye):
                 return Reply(lines, None)
 

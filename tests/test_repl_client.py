@@ -89,9 +89,10 @@ async def test_dash_c_commands_and_quit(served: Served) -> None:
     assert result.out == "openai healed: every fault lifted\n"
 
 
-async def test_unknown_command_is_output_not_failure(served: Served) -> None:
+async def test_unknown_command_is_output_and_a_failed_status(served: Served) -> None:
+    # Issue 8 item 12: scripted use exits non-zero on an unknown command (it was 0).
     result = await run_client([served.path], "bogus\n")
-    assert result.status == 0
+    assert result.status == 1
     assert result.out.startswith("unknown command 'bogus'; commands: actors, show, route")
 
 

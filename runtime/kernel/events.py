@@ -6,7 +6,7 @@ with `send_nowait`: a slow subscriber loses events, it never slows an actor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,6 +15,9 @@ import structlog
 import trio
 
 _log = structlog.get_logger("uptax")
+
+#: The structlog levels an event can be written at.
+LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @attrs.frozen
@@ -25,13 +28,35 @@ class Event:
 
 
 class EventBus:
-    def __init__(self) -> None:
+    """Fans state changes out to structlog and to subscribers.
+
+    `levels` maps an event name to the level it is logged at (one of `LEVELS`); an event not in
+    it is logged at `default`. The kernel names no events of its own domain's: the application
+    passes its table in.
+    """
+
+    def __init__(self, levels: Mapping[str, str] | None = None, default: str = "info") -> None:
+        table = dict(levels or {})
+        for name, level in [*table.items(), ("default", default)]:
+            if level not in LEVELS:
+                raise ValueError(f"level {level!r} of {name!r} is not one of: {', '.join(LEVELS)}")
+        self._levels = table
+        self._default = default
         self._subscribers: list[trio.MemorySendChannel[Event]] = []
         self.dropped = 0
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The events the level table names, sorted (empty when none was given)."""
+        return tuple(sorted(self._levels))
+
+    def level(self, event: str) -> str:
+        """The level `event` is logged at."""
+        return self._levels.get(event, self._default)
+
     def emit(self, event: str, **fields: Any) -> None:
         """Log one state change as a structlog event and hand it to subscribers."""
-        _log.info(event, **fields)
+        getattr(_log, self.level(event))(event, **fields)
         if not self._subscribers:
             return
         item = Event(trio.current_time(), event, fields)

@@ -123,6 +123,8 @@ class ConsoleConnection:
         self._sock = sock
         self._buffer = LineBuffer()
         self._lines: list[str] = []
+        #: Whether the console said the last line failed.
+        self.failed = False
 
     @classmethod
     def open(cls, target: str, token: str | None = None) -> ConsoleConnection:
@@ -145,6 +147,8 @@ class ConsoleConnection:
     def read_reply(self, out: Output, interrupts: Interrupts | None = None) -> str | None:
         """Print the answer as it arrives; return the next prompt, or None if the console said bye.
 
+        `failed` tells afterwards whether the console said the line failed.
+
         A Ctrl-C noticed through `interrupts` is passed on to the console, which stops the
         running command and ends its answer as usual.
         """
@@ -155,6 +159,7 @@ class ConsoleConnection:
             line = parse_server_line(self._lines.pop(0))
             if isinstance(line, End):
                 out.flush()
+                self.failed = line.failed
                 return line.prompt
             if isinstance(line, Bye):
                 out.flush()
@@ -273,9 +278,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status when the reader of our output went away (`| head`): 128 + SIGPIPE, as a tool
+#: killed by SIGPIPE would end.
+BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
+
+
 def main(argv: list[str]) -> int:
-    """`uptax repl ...` (argv without `repl`): 0 on a normal end, 1 if the console is unreachable."""
-    return run(argv, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
+    """`uptax repl ...` (argv without `repl`): 0 on a normal end, 1 if the console is unreachable
+    or a scripted line failed."""
+    try:
+        return run(argv, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr)
+    except BrokenPipeError:
+        # Whoever read our output stopped (`uptax repl PATH -c status | head`): end quietly, and
+        # keep the interpreter's final flush from failing again on the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_STATUS
 
 
 def run(argv: list[str], *, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -369,17 +388,22 @@ def _is_quit(line: str, prompt: str) -> bool:
 
 
 def _run_lines(conn: ConsoleConnection, lines: Iterable[str], stdout: TextIO) -> int:
+    """Scripted use: every line runs; the status is 1 if any of them failed."""
     prompt = COMMAND_PROMPT
+    failed = False
     for line in lines:
         next_prompt = _ask(conn, line, stdout)
         if next_prompt is None:
-            return 0 if _is_quit(line, prompt) else 1
+            return 0 if _is_quit(line, prompt) and not failed else 1
+        failed = failed or conn.failed
         prompt = next_prompt
-    return 0
+    return 1 if failed else 0
 
 
 def _run_terminal(conn: ConsoleConnection, prompt: str, stdout: TextIO) -> int:
     editing = _LineEditing.start()
+    if editing is not None:
+        editing.actors = _actor_kinds(conn)
     try:
         while True:
             if editing is not None:
@@ -388,7 +412,12 @@ def _run_terminal(conn: ConsoleConnection, prompt: str, stdout: TextIO) -> int:
                 line = input(prompt)
             except EOFError:
                 stdout.write("\n")
-                return 0
+                if prompt == COMMAND_PROMPT:
+                    return 0
+                # Ctrl-D in eval mode goes back to commands, as the line '.' does.
+                if prompt == CONTINUATION_PROMPT:
+                    conn.send(INTERRUPT)  # the console drops the half-typed statement
+                line = "."
             except KeyboardInterrupt:
                 stdout.write("\nKeyboardInterrupt\n")
                 if prompt == CONTINUATION_PROMPT:
@@ -404,13 +433,31 @@ def _run_terminal(conn: ConsoleConnection, prompt: str, stdout: TextIO) -> int:
             editing.save_history()
 
 
+def _actor_kinds(conn: ConsoleConnection) -> dict[str, str]:
+    """Actor name -> kind, read from the `actors` table once, for Tab completion."""
+    table = _Collector()
+    conn.send("actors")
+    if conn.read_reply(table) is None or conn.failed:
+        return {}
+    rows = [line.split() for line in table.lines[1:]]
+    return {row[0]: row[1] for row in rows if len(row) >= 2}
+
+
+#: Commands whose first argument is an actor (any kind, or providers only).
+ACTOR_COMMANDS = frozenset({"show", "restart"})
+PROVIDER_COMMANDS = frozenset({"breaker", "fault", "heal"})
+
+
 class _LineEditing:
-    """readline: history in ~/.uptax_history (mode 0600), Tab completes commands (not Python)."""
+    """readline: history in ~/.uptax_history (mode 0600), Tab completes commands and their
+    arguments (actor names, breaker actions, fault kinds), not Python."""
 
     def __init__(self, readline: Any) -> None:
         self._readline = readline
         self.path = os.path.expanduser(HISTORY_FILE)
         self.prompt = COMMAND_PROMPT
+        #: Actor name -> kind, as the console listed them when the session began.
+        self.actors: dict[str, str] = {}
 
     @classmethod
     def start(cls) -> _LineEditing | None:
@@ -436,6 +483,10 @@ class _LineEditing:
         choices: list[str]
         if not words or (words[0] == "help" and len(words) == 1):
             choices = list(COMMANDS)
+        elif words[0] in ACTOR_COMMANDS and len(words) == 1:
+            choices = list(self.actors)
+        elif words[0] in PROVIDER_COMMANDS and len(words) == 1:
+            choices = [name for name, kind in self.actors.items() if kind == "provider"]
         elif words[0] == "breaker" and len(words) == 2:
             choices = list(BREAKER_ACTIONS)
         elif words[0] == "fault" and len(words) == 2:

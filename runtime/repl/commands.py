@@ -1,47 +1,64 @@
-"""The console's commands, and the plain-text formatting they answer with.
+"""The console's commands: one client's session, and the table of what it can be asked.
 
 A `Console` is one client's session state (command or eval mode, the eval namespace). It knows
 nothing of sockets: it writes lines through the callable it was given, and the server frames them.
 It only reads the runtime's snapshots and calls its steering methods, so a console can never hold
-up a request.
+up a request. Formatting lives in `runtime.repl.formatting`, Python eval in `runtime.repl.evaluation`.
 """
 
 from __future__ import annotations
 
-import ast
-import builtins
-import codeop
 import enum
 import importlib
-import inspect
-import itertools
-import linecache
 import math
-import pydoc
-import traceback
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
-import cattrs
 import structlog
 import trio
 
 import actors
 from actors.faults import Fault, FaultKind
 from actors.messages import BreakerSnapshot, Complexity, Quality, Request
-from runtime.kernel.events import Event, EventBus
+from runtime.kernel.events import EventBus
 from runtime.kernel.registry import ActorInfo
+from runtime.repl.evaluation import BadSource, Evaluator, Outcome
+from runtime.repl.formatting import (
+    format_age,
+    format_event,
+    format_float,
+    format_mapping,
+    format_records,
+    format_table,
+    format_value,
+    relative_time_text,
+    relative_times,
+    unstructure,
+)
 from runtime.repl.protocol import COMMAND_PROMPT, CONTINUATION_PROMPT, EVAL_PROMPT
+
+__all__ = [
+    "ALIASES",
+    "BREAKER_ACTIONS",
+    "COMMANDS",
+    "ROUTE_PROMPT",
+    "Console",
+    "ConsoleRuntime",
+    "format_event",
+    "format_mapping",
+    "format_records",
+    "format_table",
+    "format_value",
+    "relative_times",
+]
 
 _log = structlog.get_logger("uptax.repl")
 
 BREAKER_ACTIONS = ("open", "close", "reset", "auto")
 #: The prompt of the request `route` plans for: its length only moves the cost estimates.
 ROUTE_PROMPT = "(route preview)"
-#: Frames of a failed eval statement shown to the client: the end of the stack is what matters.
-TRACEBACK_FRAMES = 8
 
 
 class Plan(Protocol):
@@ -72,158 +89,6 @@ class ConsoleRuntime(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------
-# Formatting: plain aligned tables and nested `key: value` lines.
-
-
-def format_float(value: float) -> str:
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    if value == 0:
-        return "0"
-    if abs(value) >= 1:
-        return f"{value:.3f}".rstrip("0").rstrip(".")
-    return f"{value:.4g}"
-
-
-def format_value(value: Any) -> str:
-    """One scalar (or a flat list of scalars) as the console prints it."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, float):
-        return format_float(value)
-    if isinstance(value, str):
-        return value if value else '""'
-    if isinstance(value, Mapping):
-        if not value:
-            return "(none)"
-        return " ".join(f"{key}={format_value(item)}" for key, item in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        if not value:
-            return "(none)"
-        return ", ".join(format_value(item) for item in value)
-    return str(value)
-
-
-def _is_nested(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return bool(value)
-    if isinstance(value, list | tuple):
-        return any(isinstance(item, Mapping | list | tuple) for item in value)
-    return False
-
-
-def format_mapping(data: Mapping[Any, Any], indent: str = "") -> list[str]:
-    """Nested `key: value` lines, values aligned within each block; lists of records as `- `."""
-    lines: list[str] = []
-    width = max((len(str(key)) for key in data), default=0)
-    for key, value in data.items():
-        label = f"{key}:"
-        if not _is_nested(value):
-            lines.append(f"{indent}{label.ljust(width + 1)} {format_value(value)}")
-            continue
-        lines.append(f"{indent}{label}")
-        if isinstance(value, Mapping):
-            lines.extend(format_mapping(value, indent + "  "))
-            continue
-        for item in value:
-            if isinstance(item, Mapping) and item:
-                block = format_mapping(item, indent + "    ")
-                block[0] = f"{indent}  - " + block[0][len(indent) + 4 :]
-                lines.extend(block)
-            else:
-                lines.append(f"{indent}  - {format_value(item)}")
-    return lines
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """An aligned table: numbers right-aligned, everything else left-aligned."""
-    raw = [list(row) for row in rows]
-    cells = [[format_value(value) for value in row] for row in raw]
-    numeric = [True] * len(headers)
-    for row in raw:
-        for index, value in enumerate(row):
-            if value is not None and not (
-                isinstance(value, int | float) and not isinstance(value, bool)
-            ):
-                numeric[index] = False
-    widths = [len(header) for header in headers]
-    for row in cells:
-        for index, text in enumerate(row):
-            widths[index] = max(widths[index], len(text))
-
-    def line(values: Sequence[str], align_numbers: bool) -> str:
-        parts = [
-            text.rjust(widths[index]) if align_numbers and numeric[index] else text.ljust(widths[index])
-            for index, text in enumerate(values)
-        ]
-        return "  ".join(parts).rstrip()
-
-    return [line(headers, align_numbers=True), *(line(row, align_numbers=True) for row in cells)]
-
-
-def format_records(records: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Records with the same keys as a table, one column per key."""
-    rows = list(records)
-    headers = list(rows[0]) if rows else []
-    return format_table(
-        [header.upper() for header in headers], [[row.get(key) for key in headers] for row in rows]
-    )
-
-
-def _field(value: Any) -> str:
-    text = format_value(value)
-    if not text or any(char.isspace() for char in text) or "=" in text:
-        return repr(text)
-    return text
-
-
-def format_event(event: Event, origin: float = 0.0) -> str:
-    """`t=12.345 breaker_opened provider=openai ...`: one line per state change."""
-    values = relative_times(event.fields, origin)
-    fields = " ".join(f"{key}={_field(value)}" for key, value in values.items())
-    return f"t={event.at - origin:.3f} {event.event}" + (f" {fields}" if fields else "")
-
-
-def _is_time_key(key: object) -> bool:
-    return isinstance(key, str) and (
-        key in ("at", "last_check") or key.endswith(("_at", "_until"))
-    )
-
-
-def relative_times(data: Mapping[Any, Any], origin: float) -> dict[Any, Any]:
-    """Trio timestamps (`at`, `*_at`, `*_until`, `last_check`) as seconds since `origin`.
-
-    trio's clock starts at an arbitrary offset; seconds since the runtime started can be read and
-    compared with `watch`'s `t=`.
-    """
-    result: dict[Any, Any] = {}
-    for key, value in data.items():
-        if _is_time_key(key) and isinstance(value, int | float) and not isinstance(value, bool):
-            result[key] = round(value - origin, 3)
-        elif isinstance(value, Mapping):
-            result[key] = relative_times(value, origin)
-        elif isinstance(value, list | tuple):
-            result[key] = [
-                relative_times(item, origin) if isinstance(item, Mapping) else item
-                for item in value
-            ]
-        else:
-            result[key] = value
-    return result
-
-
-def _age(now: float, at: float | None) -> str:
-    if at is None:
-        return "-"
-    seconds = max(0.0, now - at)
-    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
-
-
-# ---------------------------------------------------------------------------------------------
 # Errors a command reports to the client (never to the runtime).
 
 
@@ -233,12 +98,6 @@ class UsageError(Exception):
 
 class NoSuchActor(Exception):
     """The name is no actor (or no actor of the kind the command needs)."""
-
-
-def _unstructure(value: Any) -> Any:
-    if attrs.has(type(value)):
-        return cattrs.unstructure(value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,9 +110,6 @@ class Mode(enum.Enum):
 
 
 Write = Callable[[Sequence[str]], Awaitable[None]]
-
-_statement_numbers = itertools.count(1)
-
 
 def _fault_fields() -> dict[str, type]:
     hints = typing.get_type_hints(Fault)
@@ -280,32 +136,24 @@ class Console:
         self.input_closed = False
         #: The command running now.
         self.current: str | None = None
-        self._eval_lines: list[str] = []
-        self._eval_output: list[str] = []
-        self._compiler = codeop.CommandCompiler()
-        self._compiler.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        self.namespace: dict[str, Any] = {
-            "__name__": "__console__",
-            "__builtins__": builtins,
-            "rt": rt,
-            "trio": trio,
-            # The public package, as the operator would import it; the console itself stands
-            # below it (the runtime starts the console server), so it is not imported here.
-            "runtime": importlib.import_module("runtime"),
-            "actors": actors,
-            "print": self._print,
-            "help": self._help,
-            "exit": _Leave("exit"),
-            "quit": _Leave("quit"),
-            "input": _no_input,
-            "_uptax_display_": self._display,
-        }
+        #: Whether the line running now failed (the server tells the client, see `take_failure`).
+        self._failed = False
+        self.evaluator = Evaluator(
+            {
+                "rt": rt,
+                "trio": trio,
+                # The public package, as the operator would import it; the console itself stands
+                # below it (the runtime starts the console server), so it is not imported here.
+                "runtime": importlib.import_module("runtime"),
+                "actors": actors,
+            }
+        )
 
     @property
     def prompt(self) -> str:
         if self.mode is Mode.COMMAND:
             return COMMAND_PROMPT
-        return CONTINUATION_PROMPT if self._eval_lines else EVAL_PROMPT
+        return CONTINUATION_PROMPT if self.evaluator.pending else EVAL_PROMPT
 
     @property
     def streaming(self) -> bool:
@@ -315,9 +163,19 @@ class Console:
     async def write(self, *lines: str) -> None:
         await self._write(lines)
 
+    async def fail(self, *lines: str) -> None:
+        """Write why the line failed, and mark it failed."""
+        self._failed = True
+        await self._write(lines)
+
+    def take_failure(self) -> bool:
+        """Whether the line that just ended failed; clears the mark for the next one."""
+        failed, self._failed = self._failed, False
+        return failed
+
     def _plain(self, value: Any) -> Any:
         """A snapshot as plain data, its timestamps relative to the runtime's start."""
-        data = _unstructure(value)
+        data = unstructure(value)
         return relative_times(data, self.origin) if isinstance(data, Mapping) else data
 
     async def run_line(self, line: str) -> None:
@@ -331,15 +189,15 @@ class Console:
         name = words[0].lower()
         command = COMMANDS.get(ALIASES.get(name, name))
         if command is None:
-            await self.write(f"unknown command {words[0]!r}; commands: {', '.join(COMMANDS)}")
+            await self.fail(f"unknown command {words[0]!r}; commands: {', '.join(COMMANDS)}")
             return
         self.current = command.name
         try:
             await command.run(self, words[1:], line.strip()[len(words[0]) :].strip())
         except UsageError as exc:
-            await self.write(*([f"error: {exc}"] if str(exc) else []), f"usage: {command.usage}")
+            await self.fail(*([f"error: {exc}"] if str(exc) else []), f"usage: {command.usage}")
         except NoSuchActor as exc:
-            await self.write(str(exc))
+            await self.fail(str(exc))
         except Exception as exc:
             # A steering call refused (or a bug): the client hears about it, the runtime goes on.
             _log.warning(
@@ -349,14 +207,14 @@ class Console:
                 error_type=type(exc).__name__,
                 error=str(exc),
             )
-            await self.write(f"error: {exc}" if str(exc) else f"error: {type(exc).__name__}")
+            await self.fail(f"error: {exc}" if str(exc) else f"error: {type(exc).__name__}")
         finally:
             self.current = None
 
     def interrupted(self, line: str) -> list[str]:
         """What to tell the client when its Ctrl-C stopped `line` (or kept it from starting)."""
-        output = self._take_output()
-        self._eval_lines.clear()
+        output = self.evaluator.take_output()
+        self.evaluator.discard()
         words = line.split()
         command = words[0].lower() if words and self.mode is Mode.COMMAND else "eval"
         note = {"watch": "watch stopped", "eval": "KeyboardInterrupt"}.get(command, "interrupted")
@@ -364,7 +222,7 @@ class Console:
 
     def discard_input(self) -> None:
         """Ctrl-C at the prompt: forget a half-typed multi-line statement."""
-        self._eval_lines.clear()
+        self.evaluator.discard()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -399,8 +257,8 @@ class Console:
                 info.state,
                 info.restarts,
                 info.mailbox_depth,
-                _age(now, info.last_message_at),
-                _age(now, info.started_at),
+                format_age(now, info.last_message_at),
+                format_age(now, info.started_at),
                 info.parent,
             ]
             for info in self._actor_infos()
@@ -448,7 +306,8 @@ class Console:
             f"plan for complexity={request.complexity.value} quality={request.quality.value} "
             f"budget={'none' if budget is None else format_float(budget)}:"
         )
-        await self.write(header, *(f"  {line}" for line in self.rt.plan(request).explain()))
+        explained = self.rt.plan(request).explain()
+        await self.write(header, *(f"  {relative_time_text(line, self.origin)}" for line in explained))
 
     async def cmd_stats(self, args: list[str], text: str) -> None:
         if args:
@@ -486,6 +345,7 @@ class Console:
                 count = int(arg)
             else:
                 patterns.append(arg)
+        self._check_event_patterns(patterns)
         with self.rt.events.subscribe() as events:
             what = f" matching {', '.join(patterns)}" if patterns else ""
             limit = f", stopping after {count}" if count is not None else ""
@@ -500,6 +360,13 @@ class Console:
                 seen += 1
                 if count is not None and seen >= count:
                     return
+
+    def _check_event_patterns(self, patterns: list[str]) -> None:
+        """A pattern that is part of no event's name would wait forever: refuse it."""
+        names = self.rt.events.names
+        for pattern in patterns:
+            if names and not any(pattern in name for name in names):
+                raise UsageError(f"no event matches {pattern!r}; events: {', '.join(names)}")
 
     async def cmd_breaker(self, args: list[str], text: str) -> None:
         if len(args) != 2:
@@ -585,21 +452,17 @@ class Console:
     # -- eval ----------------------------------------------------------------------------------
 
     async def _eval_line(self, line: str) -> None:
-        if not self._eval_lines and line.strip() in ("exit", "."):
+        if not self.evaluator.pending and line.strip() in ("exit", "."):
             self.mode = Mode.COMMAND
             await self.write("back to commands")
             return
-        self._eval_lines.append(line)
-        source = "\n".join(self._eval_lines)
         try:
-            complete = self._compiler(source, "<console>", "single")
-        except (SyntaxError, OverflowError, ValueError) as exc:
-            self._eval_lines.clear()
-            await self.write("".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n"))
+            source = self.evaluator.feed(line)
+        except BadSource as exc:
+            await self.fail(str(exc))
             return
-        if complete is None:
+        if source is None:
             return
-        self._eval_lines.clear()
         self.current = "eval"
         try:
             await self._run_source(source)
@@ -607,96 +470,19 @@ class Console:
             self.current = None
 
     async def _run_source(self, source: str) -> None:
-        """Compile with top-level await allowed; await the coroutine in this (the console's) task.
-
-        Expression statements are rewritten to call a display hook of this console: the
-        interpreter's own `sys.displayhook` would print on the runtime's stdout, not the client's.
-        """
-        filename = f"<console#{next(_statement_numbers)}>"
+        """Run statements in this (the console's) task and write what they printed."""
         try:
-            tree = ast.parse(source, filename, "exec")
-            tree.body = [_display_expression(node) for node in tree.body]
-            ast.fix_missing_locations(tree)
-            code = compile(tree, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-        except (SyntaxError, OverflowError, ValueError) as exc:
-            await self.write("".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n"))
+            outcome = await self.evaluator.run(source)
+        except BadSource as exc:
+            await self.fail(str(exc))
             return
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        try:
-            result = eval(code, self.namespace)
-            if code.co_flags & inspect.CO_COROUTINE:
-                await result
-        except SystemExit:
-            if self.mode is Mode.EVAL:
-                self.mode = Mode.COMMAND
-                self._eval_output.append("back to commands\n")
-        except Exception as exc:
-            self._eval_output.append(_short_traceback(exc) + "\n")
-        output = self._take_output()
+        self._failed = outcome is Outcome.FAILED
+        if outcome is Outcome.LEFT and self.mode is Mode.EVAL:
+            self.mode = Mode.COMMAND
+            self.evaluator.note("back to commands")
+        output = self.evaluator.take_output()
         if output:
             await self.write(*output)
-
-    def _display(self, value: object) -> None:
-        if value is None:
-            return
-        self.namespace["_"] = value
-        self._eval_output.append(repr(value) + "\n")
-
-    def _print(
-        self, *values: object, sep: str | None = " ", end: str | None = "\n", **kw: Any
-    ) -> None:
-        """`print` inside eval: to the client, unless a `file` is given."""
-        if kw.get("file") is not None:
-            builtins.print(*values, sep=sep, end=end, **kw)
-            return
-        text = (" " if sep is None else sep).join(str(value) for value in values)
-        self._eval_output.append(text + ("\n" if end is None else end))
-
-    def _take_output(self) -> list[str]:
-        """The text eval produced since the last call, as lines."""
-        text, self._eval_output = "".join(self._eval_output), []
-        if not text:
-            return []
-        return text.removesuffix("\n").split("\n")
-
-    def _help(self, obj: object = None) -> None:
-        if obj is None:
-            self._eval_output.append("help(obj) shows the documentation of obj\n")
-            return
-        self._eval_output.append(pydoc.plain(pydoc.render_doc(obj)) + "\n")
-
-
-def _display_expression(node: ast.stmt) -> ast.stmt:
-    if not isinstance(node, ast.Expr):
-        return node
-    call = ast.Call(ast.Name("_uptax_display_", ast.Load()), [node.value], [])
-    return ast.copy_location(ast.Expr(call), node)
-
-
-def _short_traceback(exc: BaseException) -> str:
-    """The traceback from the client's own code down, the last few frames only."""
-    tb = exc.__traceback__
-    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<console#"):
-        tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb, limit=-TRACEBACK_FRAMES, chain=False)
-    return "".join(lines).rstrip("\n")
-
-
-class _Leave:
-    """`exit()` / `quit()` inside eval: leave eval mode (the site builtins would close stdin)."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return f"Use {self._name}() or a line '.' to go back to commands"
-
-    def __call__(self, code: object = None) -> NoReturn:
-        raise SystemExit(code)
-
-
-def _no_input(prompt: object = "") -> NoReturn:
-    raise RuntimeError("input() would read the runtime's own stdin; it is not available here")
 
 
 def _parse_budget(arg: str) -> float | None:

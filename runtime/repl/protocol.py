@@ -9,7 +9,9 @@ Client to server, one line each:
 
 Server to client, after the greeting and after every line the client sent:
   - output lines, dot-stuffed: a line that starts with "." is sent with one more "." in front;
-  - an end line: ". " followed by the prompt to show next (`uptax> `, `>>> `, `... `);
+  - an end line: ". " followed by the prompt to show next (`uptax> `, `>>> `, `... `), or ".! "
+    followed by the prompt when the line failed (an unknown command, bad arguments, a refused
+    steering call, an exception in eval), so a scripted client can exit non-zero;
   - or the bye line `.bye` when the server ends the session (after `quit`).
 
 Dot-stuffing (as in SMTP) lets any text through, a traceback or a printed ".", without ever being
@@ -27,6 +29,7 @@ MAX_LINE_BYTES = 64 * 1024
 INTERRUPT = "\x03"
 AUTH_PREFIX = "auth "
 END_PREFIX = ". "
+FAILED_END_PREFIX = ".! "
 BYE = ".bye"
 
 COMMAND_PROMPT = "uptax> "
@@ -83,8 +86,8 @@ def encode_output(lines: list[str]) -> bytes:
     return "".join(part + "\n" for part in parts).encode(ENCODING)
 
 
-def encode_end(prompt: str) -> bytes:
-    return (END_PREFIX + prompt + "\n").encode(ENCODING)
+def encode_end(prompt: str, *, failed: bool = False) -> bytes:
+    return ((FAILED_END_PREFIX if failed else END_PREFIX) + prompt + "\n").encode(ENCODING)
 
 
 def encode_bye() -> bytes:
@@ -99,6 +102,8 @@ class Output:
 @attrs.frozen
 class End:
     prompt: str
+    #: Whether the line this ends failed.
+    failed: bool = False
 
 
 @attrs.frozen
@@ -115,6 +120,8 @@ def parse_server_line(line: str) -> ServerLine:
         return Output(line[1:])
     if line == BYE:
         return Bye()
+    if line.startswith(FAILED_END_PREFIX):
+        return End(line[len(FAILED_END_PREFIX) :], failed=True)
     if line == "." or line.startswith(END_PREFIX):
         return End(line[len(END_PREFIX) :])
     return Output(line)

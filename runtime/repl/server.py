@@ -471,7 +471,8 @@ class _Session:
                 if self._console.closed:
                     await self._out_send.send(encode_bye())
                     return
-                await self._out_send.send(encode_end(self._console.prompt))
+                failed = self._console.take_failure()
+                await self._out_send.send(encode_end(self._console.prompt, failed=failed))
 
     async def _send_output(self, lines: Sequence[str]) -> None:
         if lines:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from actors.config import (
 from actors.errors import ConfigError
 from actors.faults import Fault, FaultKind
 from actors.messages import Complexity, Quality
+from actors.validation import FieldError, fraction, non_negative, one_of, positive
 from runtime.demo import default_config_path
 
 #: Timeline kinds beyond the shared fault vocabulary: a toggling fault, and actor crashes.
@@ -61,44 +62,12 @@ class ScenarioError(ValueError):
     """A scenario file is wrong; the message names the file, the table and the key."""
 
 
-class _FieldProblem(ValueError):
-    """A validator's complaint about one key, so the error can name it."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.message = message
-
-
 T = TypeVar("T")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not value > 0:
-        raise _FieldProblem(attribute.name, f"{value!r} must be > 0")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not value >= 0:
-        raise _FieldProblem(attribute.name, f"{value!r} must be >= 0")
-
-
-def _fraction(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise _FieldProblem(attribute.name, f"{value!r} must be between 0 and 1")
-
-
-def _one_of(choices: Sequence[str]) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value not in choices:
-            raise _FieldProblem(attribute.name, f"{value!r} is not one of: {', '.join(choices)}")
-
-    return check
 
 
 def _http_error_status(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not 400 <= value <= 599:
-        raise _FieldProblem(attribute.name, f"{value!r} is not an HTTP error status (400-599)")
+        raise FieldError(attribute.name, f"{value!r} is not an HTTP error status (400-599)")
 
 
 @attrs.frozen
@@ -113,32 +82,32 @@ class ScenarioInfo:
     base: str | None = None
     #: A reply slower than this still counts as paying for a fault (MTTR). Default: twice the
     #: p95 latency measured before the first fault.
-    clean_latency_ms: float | None = attrs.field(default=None, validator=_positive)
+    clean_latency_ms: float | None = attrs.field(default=None, validator=positive)
     #: After the load stops, how long in-flight requests may take before they count as lost.
-    drain_s: float = attrs.field(default=300.0, validator=_positive)
+    drain_s: float = attrs.field(default=300.0, validator=positive)
     #: How often the recorder samples `rt.status()` (breaker states, quotas, restarts).
-    sample_s: float = attrs.field(default=1.0, validator=_positive)
+    sample_s: float = attrs.field(default=1.0, validator=positive)
     #: Memory checkpoints during the run (soaks): "blocks" counts live allocated blocks and
     #: gc-tracked objects after a full collection (cheap); "tracemalloc" also measures the bytes
     #: held by allocations made in the runtime's own code (several times slower).
-    memory: str = attrs.field(default="off", validator=_one_of(["off", "blocks", "tracemalloc"]))
+    memory: str = attrs.field(default="off", validator=one_of(["off", "blocks", "tracemalloc"]))
 
 
 @attrs.frozen
 class MixEntry:
     """One kind of request in the load, drawn with probability proportional to its weight."""
 
-    weight: float = attrs.field(default=1.0, validator=_positive)
+    weight: float = attrs.field(default=1.0, validator=positive)
     complexity: str = attrs.field(
-        default="moderate", validator=_one_of([c.value for c in Complexity])
+        default="moderate", validator=one_of([c.value for c in Complexity])
     )
-    quality: str = attrs.field(default="production", validator=_one_of([q.value for q in Quality]))
-    budget_usd: float | None = attrs.field(default=None, validator=_non_negative)
-    max_tokens: int = attrs.field(default=300, validator=_positive)
+    quality: str = attrs.field(default="production", validator=one_of([q.value for q in Quality]))
+    budget_usd: float | None = attrs.field(default=None, validator=non_negative)
+    max_tokens: int = attrs.field(default=300, validator=positive)
     #: Length of the generated prompts, in characters.
-    prompt_chars: int = attrs.field(default=400, validator=_positive)
+    prompt_chars: int = attrs.field(default=400, validator=positive)
     #: Fraction of these requests sent with `rt.stream` rather than `rt.complete`.
-    stream_fraction: float | None = attrs.field(default=None, validator=_fraction)
+    stream_fraction: float | None = attrs.field(default=None, validator=fraction)
     #: A label for reports; defaults to "complexity/quality".
     name: str = ""
 
@@ -151,25 +120,25 @@ class MixEntry:
 class RatePhase:
     """From `at_s` on, the load runs at `rps` (a stampede, a lull)."""
 
-    at_s: float = attrs.field(validator=_non_negative)
-    rps: float = attrs.field(validator=_non_negative)
+    at_s: float = attrs.field(validator=non_negative)
+    rps: float = attrs.field(validator=non_negative)
 
 
 @attrs.frozen
 class LoadProfile:
     """The ``[load]`` table."""
 
-    rps: float = attrs.field(validator=_positive)
-    duration_s: float = attrs.field(validator=_positive)
+    rps: float = attrs.field(validator=positive)
+    duration_s: float = attrs.field(validator=positive)
     #: Requests in flight at most; more wait their turn (in arrival order), none is dropped.
-    concurrency: int = attrs.field(default=256, validator=_positive)
-    arrivals: str = attrs.field(default="poisson", validator=_one_of(["poisson", "uniform"]))
+    concurrency: int = attrs.field(default=256, validator=positive)
+    arrivals: str = attrs.field(default="poisson", validator=one_of(["poisson", "uniform"]))
     #: Fraction of requests streamed, unless a mix entry says otherwise.
-    stream_fraction: float = attrs.field(default=0.0, validator=_fraction)
+    stream_fraction: float = attrs.field(default=0.0, validator=fraction)
     #: Distinct prompts per mix entry: repeats are what the last-resort cache can answer.
-    prompts: int = attrs.field(default=200, validator=_positive)
+    prompts: int = attrs.field(default=200, validator=positive)
     #: Per-request deadline; None means the runtime's.
-    deadline_s: float | None = attrs.field(default=None, validator=_positive)
+    deadline_s: float | None = attrs.field(default=None, validator=positive)
     mix: tuple[MixEntry, ...] = (MixEntry(),)
     phases: tuple[RatePhase, ...] = ()
 
@@ -185,26 +154,26 @@ class LoadProfile:
 class FaultStep:
     """One ``[[faults]]`` entry: what happens to which provider, when, and for how long."""
 
-    at_s: float = attrs.field(validator=_non_negative)
+    at_s: float = attrs.field(validator=non_negative)
     provider: str
-    kind: str = attrs.field(validator=_one_of(TIMELINE_KINDS))
+    kind: str = attrs.field(validator=one_of(TIMELINE_KINDS))
     #: How long the fault lasts; None: until the end of the run. A single crash takes no time.
-    duration_s: float | None = attrs.field(default=None, validator=_positive)
+    duration_s: float | None = attrs.field(default=None, validator=positive)
     # The shared fault vocabulary's knobs (actors.faults.Fault).
-    rate: float = attrs.field(default=1.0, validator=_fraction)
-    factor: float = attrs.field(default=1.0, validator=_positive)
-    retry_after_s: float = attrs.field(default=1.0, validator=_non_negative)
+    rate: float = attrs.field(default=1.0, validator=fraction)
+    factor: float = attrs.field(default=1.0, validator=positive)
+    retry_after_s: float = attrs.field(default=1.0, validator=non_negative)
     status: int = attrs.field(default=503, validator=_http_error_status)
-    after_chunks: int = attrs.field(default=1, validator=_non_negative)
+    after_chunks: int = attrs.field(default=1, validator=non_negative)
     #: slow_drip: seconds between chunks (0.5 by default). Elsewhere 0 unless given: the fake
     #: provider server adds it to a latency fault's time to first byte.
-    delay_s: float | None = attrs.field(default=None, validator=_non_negative)
+    delay_s: float | None = attrs.field(default=None, validator=non_negative)
     #: flapping: the fault toggled on for `down_s`, off for `up_s`, over `duration_s`.
-    fault: str = attrs.field(default="outage", validator=_one_of([k.value for k in FaultKind]))
-    down_s: float = attrs.field(default=10.0, validator=_positive)
-    up_s: float = attrs.field(default=10.0, validator=_positive)
+    fault: str = attrs.field(default="outage", validator=one_of([k.value for k in FaultKind]))
+    down_s: float = attrs.field(default=10.0, validator=positive)
+    up_s: float = attrs.field(default=10.0, validator=positive)
     #: crash: crash again every `every_s` over `duration_s` (a crash loop).
-    every_s: float | None = attrs.field(default=None, validator=_positive)
+    every_s: float | None = attrs.field(default=None, validator=positive)
     label: str = ""
 
     @property
@@ -244,68 +213,68 @@ class FaultStep:
 class ProviderExpectation:
     """``[expect.providers.NAME]``: what must hold for one provider."""
 
-    served_min: int | None = attrs.field(default=None, validator=_non_negative)
-    served_max: int | None = attrs.field(default=None, validator=_non_negative)
+    served_min: int | None = attrs.field(default=None, validator=non_negative)
+    served_max: int | None = attrs.field(default=None, validator=non_negative)
     #: Calls that went out to the provider (not those its breaker or Retry-After held back).
-    calls_max: int | None = attrs.field(default=None, validator=_non_negative)
-    failures_max: int | None = attrs.field(default=None, validator=_non_negative)
-    breaker_trips_min: int | None = attrs.field(default=None, validator=_non_negative)
-    breaker_trips_max: int | None = attrs.field(default=None, validator=_non_negative)
-    time_open_s_max: float | None = attrs.field(default=None, validator=_non_negative)
-    restarts_min: int | None = attrs.field(default=None, validator=_non_negative)
-    restarts_max: int | None = attrs.field(default=None, validator=_non_negative)
+    calls_max: int | None = attrs.field(default=None, validator=non_negative)
+    failures_max: int | None = attrs.field(default=None, validator=non_negative)
+    breaker_trips_min: int | None = attrs.field(default=None, validator=non_negative)
+    breaker_trips_max: int | None = attrs.field(default=None, validator=non_negative)
+    time_open_s_max: float | None = attrs.field(default=None, validator=non_negative)
+    restarts_min: int | None = attrs.field(default=None, validator=non_negative)
+    restarts_max: int | None = attrs.field(default=None, validator=non_negative)
     #: The most calls that started while the breaker was half-open, in any one half-open spell.
-    half_open_calls_max: int | None = attrs.field(default=None, validator=_non_negative)
-    cost_usd_max: float | None = attrs.field(default=None, validator=_non_negative)
+    half_open_calls_max: int | None = attrs.field(default=None, validator=non_negative)
+    cost_usd_max: float | None = attrs.field(default=None, validator=non_negative)
 
 
 @attrs.frozen
 class LevelExpectation:
     """``[expect.levels.NAME]``: the share of replies a level served."""
 
-    share_min: float | None = attrs.field(default=None, validator=_fraction)
-    share_max: float | None = attrs.field(default=None, validator=_fraction)
-    served_min: int | None = attrs.field(default=None, validator=_non_negative)
-    served_max: int | None = attrs.field(default=None, validator=_non_negative)
+    share_min: float | None = attrs.field(default=None, validator=fraction)
+    share_max: float | None = attrs.field(default=None, validator=fraction)
+    served_min: int | None = attrs.field(default=None, validator=non_negative)
+    served_max: int | None = attrs.field(default=None, validator=non_negative)
 
 
 @attrs.frozen
 class ActorExpectation:
     """``[expect.actors.NAME]``: restarts of any actor (supervisors included)."""
 
-    restarts_min: int | None = attrs.field(default=None, validator=_non_negative)
-    restarts_max: int | None = attrs.field(default=None, validator=_non_negative)
+    restarts_min: int | None = attrs.field(default=None, validator=non_negative)
+    restarts_max: int | None = attrs.field(default=None, validator=non_negative)
 
 
 @attrs.frozen
 class Expectations:
     """The ``[expect]`` table. Every check is optional except lost requests (0 unless told)."""
 
-    availability_min: float | None = attrs.field(default=None, validator=_fraction)
+    availability_min: float | None = attrs.field(default=None, validator=fraction)
     #: Share answered by a model rather than the last-resort cache or templates.
-    model_availability_min: float | None = attrs.field(default=None, validator=_fraction)
-    fallback_rate_max: float | None = attrs.field(default=None, validator=_fraction)
-    p50_ms_max: float | None = attrs.field(default=None, validator=_positive)
-    p95_ms_max: float | None = attrs.field(default=None, validator=_positive)
-    p99_ms_max: float | None = attrs.field(default=None, validator=_positive)
+    model_availability_min: float | None = attrs.field(default=None, validator=fraction)
+    fallback_rate_max: float | None = attrs.field(default=None, validator=fraction)
+    p50_ms_max: float | None = attrs.field(default=None, validator=positive)
+    p95_ms_max: float | None = attrs.field(default=None, validator=positive)
+    p99_ms_max: float | None = attrs.field(default=None, validator=positive)
     #: Worst, over the faults, of: fault start -> requests answered again without paying for it.
-    mttr_s_max: float | None = attrs.field(default=None, validator=_non_negative)
+    mttr_s_max: float | None = attrs.field(default=None, validator=non_negative)
     #: Worst, over the faults, of: fault end -> the provider is back in rotation.
-    recovery_s_max: float | None = attrs.field(default=None, validator=_non_negative)
-    cost_usd_max: float | None = attrs.field(default=None, validator=_non_negative)
+    recovery_s_max: float | None = attrs.field(default=None, validator=non_negative)
+    cost_usd_max: float | None = attrs.field(default=None, validator=non_negative)
     #: Saving against the single-provider baseline, as a fraction (0.15 = 15 %).
     savings_min: float | None = None
-    lost_requests_max: int = attrs.field(default=0, validator=_non_negative)
-    errors_max: int | None = attrs.field(default=None, validator=_non_negative)
+    lost_requests_max: int = attrs.field(default=0, validator=non_negative)
+    errors_max: int | None = attrs.field(default=None, validator=non_negative)
     #: Replies that cost more than their request's budget.
-    over_budget_max: int | None = attrs.field(default=None, validator=_non_negative)
+    over_budget_max: int | None = attrs.field(default=None, validator=non_negative)
     #: Largest length of any bounded history the runtime reports at any sample (soak).
-    history_max: int | None = attrs.field(default=None, validator=_positive)
+    history_max: int | None = attrs.field(default=None, validator=positive)
     #: Growth of live gc-tracked objects between the first and last memory checkpoint (soak).
-    object_growth_max: int | None = attrs.field(default=None, validator=_non_negative)
+    object_growth_max: int | None = attrs.field(default=None, validator=non_negative)
     #: Growth of the runtime's traced memory between the first and last checkpoint (soak,
     #: ``memory = "tracemalloc"``).
-    memory_growth_kib_max: float | None = attrs.field(default=None, validator=_non_negative)
+    memory_growth_kib_max: float | None = attrs.field(default=None, validator=non_negative)
     providers: Mapping[str, ProviderExpectation] = attrs.field(factory=dict)
     levels: Mapping[str, LevelExpectation] = attrs.field(factory=dict)
     actors: Mapping[str, ActorExpectation] = attrs.field(factory=dict)
@@ -363,8 +332,8 @@ class _Place:
 
 def _problems(exc: BaseException) -> list[tuple[str | None, str]]:
     """(key, message) pairs out of whatever cattrs or a validator raised."""
-    if isinstance(exc, _FieldProblem):
-        return [(exc.key, exc.message)]
+    if isinstance(exc, FieldError):
+        return [(exc.field, exc.message)]
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         keys = sorted(exc.extra_fields)
         return [(", ".join(keys), "unknown key" + ("s" if len(keys) > 1 else ""))]
