@@ -7,17 +7,24 @@ wins, the others are cancelled). Calls run in tasks the level owns, so when a le
 passes every call in it is cancelled and none outlives it. A request ends in exactly one
 `Reply` or one typed error: `RequestRejected` (the request itself is wrong, no fallback) or
 `AllLevelsFailed` (with every attempt).
+
+`complete` and `stream` share one walk (`_Walk`): the plan, the levels and their deadlines,
+the recovery waits and the Retry-After re-walk, attempt recording, stats and how a request
+ends. The walk is a plain iterator of steps driven by its caller, so the stream, an async
+generator that must not yield inside a cancel scope, drives it as well as `complete` does.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from typing import NamedTuple
 
 import trio
 
 from actors.adapters.lastresort import ResponseCache
 from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
+from actors.directory import ProviderDirectory, RoutePlanner
 from actors.errors import (
     AllLevelsFailed,
     FailureKind,
@@ -26,8 +33,7 @@ from actors.errors import (
     StreamInterrupted,
 )
 from actors.messages import Attempt, Completion, Reply, Request, StreamDone, TextDelta
-from actors.provider import ProviderActor
-from actors.ranking import Candidate, RoutePlan
+from actors.ranking import Candidate
 from actors.stats import FallbackStats, PerformanceHistory
 from runtime.kernel.events import EventBus
 
@@ -63,13 +69,183 @@ class _Recovery:
         self.rounds = 0
 
 
+class _Level(NamedTuple):
+    """One level to try: its place, config, candidates, and when it started and must end."""
+
+    position: int
+    level: LevelConfig
+    candidates: Sequence[Candidate]
+    started: float
+    deadline: float
+
+
+class _Walk:
+    """One request's way through the levels, whichever way its reply is delivered.
+
+    `steps()` yields each level to try (`_Level`), or a time to sleep until (a float) before
+    walking again from the first level with a fresh plan; the caller tries the level, and ends
+    the request with `reply` or `failed`. Every attempt is recorded here."""
+
+    __slots__ = ("attempts", "cascade", "deadline", "plan", "recovery", "request", "start")
+
+    def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
+        self.cascade = cascade
+        self.request = request
+        self.start = trio.current_time()
+        limit = request.deadline_s if request.deadline_s is not None else cascade.deadline_s
+        self.deadline = self.start + limit
+        self.attempts: list[Attempt] = []
+        self.plan = cascade.planner.plan(request, explore=True)
+        self.recovery = _Recovery(cascade.recovery_wait_s)
+
+    def steps(self) -> Iterator[_Level | float]:
+        cascade = self.cascade
+        while True:
+            for index, level, now, level_deadline in self._levels():
+                if index in cascade.last_resort_levels:
+                    back = self._recovery_time()
+                    if back is not None:
+                        yield back
+                        self.plan = cascade.planner.plan(self.request, explore=True)
+                        break
+                candidates = self.plan.levels[index].candidates
+                if candidates:
+                    yield _Level(index, level, candidates, now, level_deadline)
+            else:
+                back = self._recovery_time()
+                if back is None:
+                    return
+                yield back
+                self.plan = cascade.planner.plan(self.request, explore=True)
+
+    def _levels(self) -> Iterator[tuple[int, LevelConfig, float, float]]:
+        """The levels still reachable before the deadline: (index, level, now, level deadline),
+        each level's deadline counted from when it starts."""
+        deadline = self.deadline
+        for index, level in enumerate(self.cascade.levels):
+            now = trio.current_time()
+            if now >= deadline:
+                return
+            yield index, level, now, min(now + level.timeout_s, deadline)
+
+    def _recovery_time(self) -> float | None:
+        """Before settling for the last resort (or failing), wait for the first provider that
+        asked us to wait (Retry-After) when that is soon: within the request's deadline and its
+        recovery budget. Returns when to walk again from the first level, or None to go on
+        without waiting. Open breakers are not waited for: their half-open time is a guess, and
+        during a real outage the wait would only delay the last resort."""
+        back = self.plan.earliest_available
+        recovery = self.recovery
+        now = trio.current_time()
+        if back is None or back >= self.deadline or recovery.rounds >= MAX_RECOVERY_ROUNDS:
+            return None
+        wait = max(0.0, back - now)
+        if recovery.waited + wait > recovery.budget_s:
+            return None
+        recovery.rounds += 1
+        recovery.waited += wait
+        self.cascade.events.emit(
+            "waiting_for_provider",
+            wait_s=round(wait, 3),
+            round=recovery.rounds,
+            task_id=self.request.task_id,
+        )
+        return back
+
+    # -- attempts ---------------------------------------------------------------------------
+
+    def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
+        self.attempts.append(
+            Attempt(
+                candidate.provider, candidate.model, level.name, "unavailable", 0.0, "restarting"
+            )
+        )
+
+    def succeeded(self, provider: str, model: str, level: LevelConfig, started: float) -> None:
+        elapsed = (trio.current_time() - started) * 1000.0
+        self.attempts.append(Attempt(provider, model, level.name, "ok", elapsed))
+        self.cascade.history.record(provider, started, elapsed, ok=True)
+
+    def cancelled(
+        self, provider: str, model: str, level: LevelConfig, started: float, deadline: float
+    ) -> None:
+        """A call cancelled because the level's deadline passed (a timeout) or a race was won."""
+        now = trio.current_time()
+        outcome = "timeout" if now >= deadline else "cancelled"
+        elapsed = (now - started) * 1000.0
+        self.attempts.append(Attempt(provider, model, level.name, outcome, elapsed))
+        if outcome == "timeout":
+            self.cascade.history.record(provider, started, elapsed, ok=False)
+
+    def failed_attempt(
+        self, provider: str, model: str, level: LevelConfig, error: ProviderError, started: float
+    ) -> None:
+        elapsed = (trio.current_time() - started) * 1000.0
+        self.attempts.append(
+            Attempt(provider, model, level.name, error.kind.value, elapsed, error.message)
+        )
+        self.cascade.history.record(provider, started, elapsed, ok=False)
+
+    def reject_if_client_error(self, provider: str, error: ProviderError) -> None:
+        """The request itself is wrong: no other provider would take it either."""
+        if error.kind is FailureKind.CLIENT_ERROR:
+            self.cascade.stats.record_error(tuple(self.attempts), "request_rejected")
+            raise RequestRejected(
+                f"{provider} rejected the request: {error.message}",
+                provider,
+                error.status,
+                self.attempts,
+            ) from None
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def reply(self, step: _Level, candidate: Candidate, completion: Completion) -> Reply:
+        return self.cascade.reply(
+            self.request,
+            step.level,
+            step.position,
+            candidate,
+            completion,
+            self.attempts,
+            self.start,
+        )
+
+    def interrupted(
+        self, provider: str, level: LevelConfig, error: ProviderError, delivered: list[str]
+    ) -> StreamInterrupted:
+        cascade = self.cascade
+        cascade.stats.record_error(tuple(self.attempts), "stream_interrupted")
+        cascade.events.emit(
+            "stream_interrupted",
+            provider=provider,
+            level=level.name,
+            delivered_chars=sum(map(len, delivered)),
+            kind=error.kind.value,
+        )
+        return StreamInterrupted(
+            f"{provider} failed mid-stream: {error.message}",
+            provider,
+            "".join(delivered),
+            self.attempts,
+        )
+
+    def failed(self) -> AllLevelsFailed:
+        attempts = self.attempts
+        error = AllLevelsFailed(_summary(attempts, trio.current_time() >= self.deadline), attempts)
+        self.cascade.stats.record_error(tuple(attempts), "all_levels_failed")
+        self.cascade.events.emit(
+            "request_failed", attempts=len(attempts), task_id=self.request.task_id
+        )
+        return error
+
+
 class CascadeSupervisor:
     def __init__(
         self,
         config: Config,
         *,
-        plan: Callable[[Request], RoutePlan],
-        provider: Callable[[str], ProviderActor | None],
+        planner: RoutePlanner,
+        providers: ProviderDirectory,
         cache: ResponseCache | None,
         stats: FallbackStats,
         history: PerformanceHistory,
@@ -78,18 +254,18 @@ class CascadeSupervisor:
         self.config = config
         self.levels: Sequence[LevelConfig] = config.levels
         self.deadline_s = config.runtime.deadline_s
-        self._plan = plan
-        self._provider = provider
+        self.planner = planner
+        self.providers = providers
+        self.stats = stats
+        self.history = history
+        self.events = events
         self._cache = cache
-        self._stats = stats
-        self._history = history
-        self._events = events
         self._prices = _Prices(config)
         self._last_resort = frozenset(
             p.name for p in config.providers if p.kind in LAST_RESORT_KINDS
         )
         #: Levels served only by the last resort (cache, templates).
-        self._last_resort_levels = frozenset(
+        self.last_resort_levels = frozenset(
             index
             for index, level in enumerate(config.levels)
             if all(name in self._last_resort for name in level.providers)
@@ -99,120 +275,46 @@ class CascadeSupervisor:
         self.hedges = 0
         self.hedges_in_flight = 0
 
-    async def _recover(
-        self, request: Request, plan: RoutePlan, deadline: float, recovery: _Recovery
-    ) -> RoutePlan | None:
-        """Before settling for the last resort (or failing), wait for the first provider that
-        asked us to wait (Retry-After) when that is soon: within the request's deadline and its
-        recovery budget. Returns the fresh plan to walk again from the first level, or None to
-        go on without waiting. Open breakers are not waited for: their half-open time is a
-        guess, and during a real outage the wait would only delay the last resort."""
-        back = plan.earliest_available
-        now = trio.current_time()
-        if back is None or back >= deadline or recovery.rounds >= MAX_RECOVERY_ROUNDS:
-            return None
-        wait = max(0.0, back - now)
-        if recovery.waited + wait > recovery.budget_s:
-            return None
-        recovery.rounds += 1
-        recovery.waited += wait
-        self._events.emit(
-            "waiting_for_provider",
-            wait_s=round(wait, 3),
-            round=recovery.rounds,
-            task_id=request.task_id,
-        )
-        await trio.sleep_until(back)
-        return self._plan(request)
-
-    def _deadline(self, request: Request, start: float) -> float:
-        return start + (request.deadline_s if request.deadline_s is not None else self.deadline_s)
-
-    def _walk(self, deadline: float) -> Iterator[tuple[int, LevelConfig, float, float]]:
-        """The levels still reachable before `deadline`: (index, level, now, level deadline),
-        each level's deadline counted from when it starts."""
-        for index, level in enumerate(self.levels):
-            now = trio.current_time()
-            if now >= deadline:
-                return
-            yield index, level, now, min(now + level.timeout_s, deadline)
-
     # -- complete ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
-        start = trio.current_time()
-        deadline = self._deadline(request, start)
-        attempts: list[Attempt] = []
-        plan = self._plan(request)
+        walk = _Walk(self, request)
         self.in_flight += 1
         try:
-            recovery = _Recovery(self.recovery_wait_s)
-            while True:
-                for index, level, _, level_deadline in self._walk(deadline):
-                    if index in self._last_resort_levels:
-                        recovered = await self._recover(request, plan, deadline, recovery)
-                        if recovered is not None:
-                            plan = recovered
-                            break
-                    candidates = plan.levels[index].candidates
-                    if not candidates:
-                        continue
-                    with trio.move_on_at(level_deadline):
-                        if level.strategy == "race" and len(candidates) > 1:
-                            won = await self._race(
-                                level, candidates, request, level_deadline, attempts
-                            )
-                        elif level.strategy == "hedge" and len(candidates) > 1:
-                            won = await self._hedge(
-                                level, candidates, request, level_deadline, attempts
-                            )
-                        else:
-                            won = await self._sequential(
-                                level, candidates, request, level_deadline, attempts
-                            )
-                        if won is not None:
-                            candidate, completion = won
-                            return self._reply(
-                                request, level, index, candidate, completion, attempts, start
-                            )
-                else:
-                    recovered = await self._recover(request, plan, deadline, recovery)
-                    if recovered is None:
-                        break
-                    plan = recovered
-            error = AllLevelsFailed(_summary(attempts, trio.current_time() >= deadline), attempts)
-            self._stats.record_error(tuple(attempts), "all_levels_failed")
-            self._events.emit("request_failed", attempts=len(attempts), task_id=request.task_id)
-            raise error
+            for step in walk.steps():
+                if not isinstance(step, _Level):
+                    await trio.sleep_until(step)
+                    continue
+                level, candidates = step.level, step.candidates
+                with trio.move_on_at(step.deadline):
+                    if level.strategy == "race" and len(candidates) > 1:
+                        won = await self._race(walk, level, candidates, step.deadline)
+                    elif level.strategy == "hedge" and len(candidates) > 1:
+                        won = await self._hedge(walk, level, candidates, step.deadline)
+                    else:
+                        won = await self._sequential(walk, level, candidates, step.deadline)
+                    if won is not None:
+                        return walk.reply(step, *won)
+            raise walk.failed()
         finally:
             self.in_flight -= 1
 
     async def _sequential(
-        self,
-        level: LevelConfig,
-        candidates: Sequence[Candidate],
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
     ) -> tuple[Candidate, Completion] | None:
         for candidate in candidates:
-            completion = await self._attempt(level, candidate, request, deadline, attempts)
+            completion = await self._attempt(walk, level, candidate, deadline)
             if completion is not None:
                 return candidate, completion
         return None
 
     async def _race(
-        self,
-        level: LevelConfig,
-        candidates: Sequence[Candidate],
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
     ) -> tuple[Candidate, Completion] | None:
         winner: list[tuple[Candidate, Completion]] = []
 
         async def run(candidate: Candidate, scope: trio.CancelScope) -> None:
-            completion = await self._attempt(level, candidate, request, deadline, attempts)
+            completion = await self._attempt(walk, level, candidate, deadline)
             if completion is not None and not winner:
                 winner.append((candidate, completion))
                 scope.cancel()
@@ -229,12 +331,7 @@ class CascadeSupervisor:
         return winner[0] if winner else None
 
     async def _hedge(
-        self,
-        level: LevelConfig,
-        candidates: Sequence[Candidate],
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
     ) -> tuple[Candidate, Completion] | None:
         """Start the next candidate when the current one fails, or when it has taken longer than
         its provider's p95 latency (at least `hedge_after_s`) and the hedge budget allows; the
@@ -245,7 +342,7 @@ class CascadeSupervisor:
 
         async def run(candidate: Candidate, done: trio.Event, scope: trio.CancelScope) -> None:
             try:
-                completion = await self._attempt(level, candidate, request, deadline, attempts)
+                completion = await self._attempt(walk, level, candidate, deadline)
                 if completion is not None and not winner:
                     winner.append((candidate, completion))
                     scope.cancel()
@@ -259,7 +356,7 @@ class CascadeSupervisor:
                 nursery.start_soon(run, candidate, done, nursery.cancel_scope)
                 if index == last:
                     break
-                actor = self._provider(candidate.provider)
+                actor = self.providers.live(candidate.provider)
                 patience = max(level.hedge_after_s, actor.latency_p95_s if actor else 0.0)
                 with trio.move_on_after(patience):
                     await done.wait()
@@ -273,7 +370,7 @@ class CascadeSupervisor:
                             break
                         continue
                     self.hedges += 1
-                    self._events.emit(
+                    self.events.emit(
                         "request_hedged",
                         level=level.name,
                         slow=candidate.provider,
@@ -292,63 +389,36 @@ class CascadeSupervisor:
             self.hedges_in_flight -= 1
 
     async def _attempt(
-        self,
-        level: LevelConfig,
-        candidate: Candidate,
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidate: Candidate, deadline: float
     ) -> Completion | None:
         """Try one candidate (and its larger-context models); record every try."""
         name = candidate.provider
         if level.attempt_timeout_s is not None:
             deadline = min(deadline, trio.current_time() + level.attempt_timeout_s)
-        actor = self._provider(name)
-        models = (candidate.model, *candidate.fallback_models)
+        actor = self.providers.live(name)
         if actor is None:
-            attempts.append(
-                Attempt(name, candidate.model, level.name, "unavailable", 0.0, "restarting")
-            )
+            walk.unavailable(candidate, level)
             return None
-        for model in models:
+        for model in (candidate.model, *candidate.fallback_models):
             started = trio.current_time()
             try:
                 completion = await actor.complete(
-                    request, model, deadline=deadline, panic=candidate.panic
+                    walk.request, model, deadline=deadline, panic=candidate.panic
                 )
             except trio.Cancelled:
-                # The level's deadline passed (a timeout), or a race was won by another call.
-                now = trio.current_time()
-                outcome = "timeout" if now >= deadline else "cancelled"
-                elapsed = (now - started) * 1000.0
-                attempts.append(Attempt(name, model, level.name, outcome, elapsed))
-                if outcome == "timeout":
-                    self._history.record(name, started, elapsed, ok=False)
+                walk.cancelled(name, model, level, started, deadline)
                 raise
             except ProviderError as error:
-                elapsed = (trio.current_time() - started) * 1000.0
-                attempts.append(
-                    Attempt(name, model, level.name, error.kind.value, elapsed, error.message)
-                )
-                self._history.record(name, started, elapsed, ok=False)
+                walk.failed_attempt(name, model, level, error, started)
                 if error.kind is FailureKind.CONTEXT_TOO_LONG:
                     continue
-                if error.kind is FailureKind.CLIENT_ERROR:
-                    self._stats.record_error(tuple(attempts), "request_rejected")
-                    raise RequestRejected(
-                        f"{name} rejected the request: {error.message}",
-                        name,
-                        error.status,
-                        attempts,
-                    ) from None
+                walk.reject_if_client_error(name, error)
                 return None
-            elapsed = (trio.current_time() - started) * 1000.0
-            attempts.append(Attempt(name, completion.model, level.name, "ok", elapsed))
-            self._history.record(name, started, elapsed, ok=True)
+            walk.succeeded(name, completion.model, level, started)
             return completion
         return None
 
-    def _reply(
+    def reply(
         self,
         request: Request,
         level: LevelConfig,
@@ -358,6 +428,7 @@ class CascadeSupervisor:
         attempts: list[Attempt],
         start: float,
     ) -> Reply:
+        """The reply to `request`, recorded in stats and, from a real provider, in the cache."""
         fallback = level_index > 0 or len(attempts) > 1
         reply = Reply(
             text=completion.text,
@@ -371,9 +442,9 @@ class CascadeSupervisor:
             usage=completion.usage,
             finish_reason=completion.finish_reason,
         )
-        self._stats.record_reply(reply)
+        self.stats.record_reply(reply)
         if fallback:
-            self._events.emit(
+            self.events.emit(
                 "fallback_used",
                 provider=candidate.provider,
                 level=level.name,
@@ -393,127 +464,63 @@ class CascadeSupervisor:
         finally:
             await stream.aclose()
 
-    async def _stream(self, request: Request, out: ReplyStream) -> AsyncGenerator[str, None]:
-        """Text pieces from the first candidate that starts streaming; fallback before the first
-        piece, `StreamInterrupted` after it. Deadlines are passed down rather than wrapped in
-        cancel scopes, because a generator must not yield inside a cancel scope."""
-        start = trio.current_time()
-        deadline = self._deadline(request, start)
-        attempts: list[Attempt] = []
-        plan = self._plan(request)
+    async def stream_text(self, request: Request, out: ReplyStream) -> AsyncGenerator[str, None]:
+        """Text pieces from the first candidate that starts streaming, with `out.reply` set
+        once the stream has ended; fallback before the first piece, `StreamInterrupted` after
+        it. Deadlines are passed down rather than wrapped in cancel scopes, because a generator
+        must not yield inside a cancel scope."""
+        walk = _Walk(self, request)
         self.in_flight += 1
         try:
-            recovery = _Recovery(self.recovery_wait_s)
-            while True:
-                for index, level, now, level_deadline in self._walk(deadline):
-                    if index in self._last_resort_levels:
-                        recovered = await self._recover(request, plan, deadline, recovery)
-                        if recovered is not None:
-                            plan = recovered
-                            break
-                    first_chunk = (
-                        now + level.first_chunk_timeout_s
-                        if level.first_chunk_timeout_s is not None
-                        else None
-                    )
-                    for candidate in plan.levels[index].candidates:
-                        actor = self._provider(candidate.provider)
-                        if actor is None:
-                            attempts.append(
-                                Attempt(
-                                    candidate.provider,
-                                    candidate.model,
-                                    level.name,
-                                    "unavailable",
-                                    0.0,
-                                    "restarting",
-                                )
-                            )
-                            continue
-                        if trio.current_time() >= level_deadline:
-                            break
-                        delivered: list[str] = []
-                        started = trio.current_time()
-                        try:
-                            async with actor.open_stream(
-                                request,
-                                candidate.model,
-                                deadline=level_deadline,
-                                first_chunk_deadline=first_chunk,
-                                panic=candidate.panic,
-                            ) as events:
-                                async for event in events:
-                                    if isinstance(event, TextDelta):
-                                        if event.text:
-                                            delivered.append(event.text)
-                                            yield event.text
-                                    elif isinstance(event, StreamDone):
-                                        elapsed = (trio.current_time() - started) * 1000.0
-                                        attempts.append(
-                                            Attempt(
-                                                candidate.provider,
-                                                event.completion.model,
-                                                level.name,
-                                                "ok",
-                                                elapsed,
-                                            )
-                                        )
-                                        self._history.record(
-                                            candidate.provider, started, elapsed, ok=True
-                                        )
-                                        out.reply = self._reply(
-                                            request,
-                                            level,
-                                            index,
-                                            candidate,
-                                            event.completion,
-                                            attempts,
-                                            start,
-                                        )
-                                        return
-                        except ProviderError as error:
-                            elapsed = (trio.current_time() - started) * 1000.0
-                            attempts.append(
-                                Attempt(
-                                    candidate.provider,
-                                    candidate.model,
-                                    level.name,
-                                    error.kind.value,
-                                    elapsed,
-                                    error.message,
-                                )
-                            )
-                            self._history.record(candidate.provider, started, elapsed, ok=False)
-                            if delivered:
-                                self._stats.record_error(tuple(attempts), "stream_interrupted")
-                                self._events.emit(
-                                    "stream_interrupted",
-                                    provider=candidate.provider,
-                                    level=level.name,
-                                    delivered_chars=sum(map(len, delivered)),
-                                    kind=error.kind.value,
-                                )
-                                raise StreamInterrupted(
-                                    f"{candidate.provider} failed mid-stream: {error.message}",
-                                    candidate.provider,
-                                    "".join(delivered),
-                                    attempts,
-                                ) from None
-                            if error.kind is FailureKind.CLIENT_ERROR:
-                                self._stats.record_error(tuple(attempts), "request_rejected")
-                                raise RequestRejected(
-                                    f"{candidate.provider} rejected the request: {error.message}",
-                                    candidate.provider,
-                                    error.status,
-                                    attempts,
-                                ) from None
-                else:
-                    recovered = await self._recover(request, plan, deadline, recovery)
-                    if recovered is None:
+            for step in walk.steps():
+                if not isinstance(step, _Level):
+                    await trio.sleep_until(step)
+                    continue
+                level = step.level
+                first_chunk = (
+                    step.started + level.first_chunk_timeout_s
+                    if level.first_chunk_timeout_s is not None
+                    else None
+                )
+                for candidate in step.candidates:
+                    actor = self.providers.live(candidate.provider)
+                    if actor is None:
+                        walk.unavailable(candidate, level)
+                        continue
+                    if trio.current_time() >= step.deadline:
                         break
-                    plan = recovered
-            self._stats.record_error(tuple(attempts), "all_levels_failed")
-            raise AllLevelsFailed(_summary(attempts, trio.current_time() >= deadline), attempts)
+                    delivered: list[str] = []
+                    started = trio.current_time()
+                    try:
+                        async with actor.open_stream(
+                            request,
+                            candidate.model,
+                            deadline=step.deadline,
+                            first_chunk_deadline=first_chunk,
+                            panic=candidate.panic,
+                        ) as events:
+                            async for event in events:
+                                if isinstance(event, TextDelta):
+                                    if event.text:
+                                        delivered.append(event.text)
+                                        yield event.text
+                                elif isinstance(event, StreamDone):
+                                    completion = event.completion
+                                    walk.succeeded(
+                                        candidate.provider, completion.model, level, started
+                                    )
+                                    out.reply = walk.reply(step, candidate, completion)
+                                    return
+                    except ProviderError as error:
+                        walk.failed_attempt(
+                            candidate.provider, candidate.model, level, error, started
+                        )
+                        if delivered:
+                            raise walk.interrupted(
+                                candidate.provider, level, error, delivered
+                            ) from None
+                        walk.reject_if_client_error(candidate.provider, error)
+            raise walk.failed()
         finally:
             self.in_flight -= 1
 
@@ -523,7 +530,7 @@ class ReplyStream:
 
     def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
         self.reply: Reply | None = None
-        self._pieces = cascade._stream(request, self)
+        self._pieces = cascade.stream_text(request, self)
 
     def __aiter__(self) -> ReplyStream:
         return self
