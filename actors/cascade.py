@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
+import attrs
 import trio
 
 from actors.adapters.lastresort import ResponseCache
@@ -30,10 +31,11 @@ from actors.errors import (
     FailureKind,
     ProviderError,
     RequestRejected,
+    RuntimeClosed,
     StreamInterrupted,
 )
 from actors.messages import Attempt, Completion, Reply, Request, StreamDone, TextDelta
-from actors.ranking import Candidate
+from actors.ranking import Candidate, ExclusionCause
 from actors.stats import FallbackStats, PerformanceHistory
 from runtime.kernel.events import EventBus
 
@@ -79,6 +81,21 @@ class _Level(NamedTuple):
     deadline: float
 
 
+#: Why a provider may be held out of a plan for its health rather than for the request.
+_HEALTH_CAUSES = frozenset(
+    {
+        ExclusionCause.UNAVAILABLE,
+        ExclusionCause.FORCED_OPEN,
+        ExclusionCause.BREAKER_OPEN,
+        ExclusionCause.RATE_LIMITED,
+    }
+)
+
+#: Attempt outcomes that do not keep a provider out of a re-walk: it answered, lost a race, or
+#: asked us to wait (which is what the re-walk waited for).
+_NOT_FAILED = frozenset({"ok", "cancelled", FailureKind.RATE_LIMITED.value, "unavailable"})
+
+
 class _Walk:
     """One request's way through the levels, whichever way its reply is delivered.
 
@@ -86,7 +103,17 @@ class _Walk:
     walking again from the first level with a fresh plan; the caller tries the level, and ends
     the request with `reply` or `failed`. Every attempt is recorded here."""
 
-    __slots__ = ("attempts", "cascade", "deadline", "plan", "recovery", "request", "start")
+    __slots__ = (
+        "attempts",
+        "cascade",
+        "deadline",
+        "first_choice_held_out",
+        "plan",
+        "recovery",
+        "request",
+        "reserve_cap",
+        "start",
+    )
 
     def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
         self.cascade = cascade
@@ -94,9 +121,16 @@ class _Walk:
         self.start = trio.current_time()
         limit = request.deadline_s if request.deadline_s is not None else cascade.deadline_s
         self.deadline = self.start + limit
+        #: The last resort's time is kept back from the levels before it, up to half the deadline.
+        self.reserve_cap = limit / 2
         self.attempts: list[Attempt] = []
-        self.plan = cascade.planner.plan(request, explore=True)
+        self.plan = plan = cascade.planner.plan(request, explore=True)
         self.recovery = _Recovery(cascade.recovery_wait_s)
+        #: Whether the first level's plan left out a provider for its health: only then can a
+        #: first try at the first level be other than the request's first choice.
+        self.first_choice_held_out = bool(plan.levels) and any(
+            exclusion.cause in _HEALTH_CAUSES for exclusion in plan.levels[0].exclusions
+        )
 
     def steps(self) -> Iterator[_Level | float]:
         cascade = self.cascade
@@ -109,35 +143,53 @@ class _Walk:
                         self.plan = cascade.planner.plan(self.request, explore=True)
                         break
                 candidates = self.plan.levels[index].candidates
+                if self.recovery.rounds:
+                    # A re-walk: what already failed this request is not asked again.
+                    failed = self._failed_providers()
+                    candidates = tuple(c for c in candidates if c.provider not in failed)
                 if candidates:
                     yield _Level(index, level, candidates, now, level_deadline)
             else:
                 back = self._recovery_time()
                 if back is None:
-                    return
+                    break
                 yield back
                 self.plan = cascade.planner.plan(self.request, explore=True)
+        panic = self._panic()
+        if panic is not None:
+            yield panic
 
     def _levels(self) -> Iterator[tuple[int, LevelConfig, float, float]]:
-        """The levels still reachable before the deadline: (index, level, now, level deadline),
-        each level's deadline counted from when it starts."""
+        """The levels still reachable: (index, level, now, level deadline), each level's
+        deadline counted from when it starts and, before the last resort, ending early enough
+        to leave the last resort its time."""
         deadline = self.deadline
+        reserves = self.cascade.reserves_s
+        cap = self.reserve_cap
         for index, level in enumerate(self.cascade.levels):
             now = trio.current_time()
             if now >= deadline:
                 return
-            yield index, level, now, min(now + level.timeout_s, deadline)
+            end = deadline - min(reserves[index], cap)
+            if now < end:
+                yield index, level, now, min(now + level.timeout_s, end)
+
+    def _failed_providers(self) -> set[str]:
+        return {a.provider for a in self.attempts if a.outcome not in _NOT_FAILED}
 
     def _recovery_time(self) -> float | None:
         """Before settling for the last resort (or failing), wait for the first provider that
-        asked us to wait (Retry-After) when that is soon: within the request's deadline and its
-        recovery budget. Returns when to walk again from the first level, or None to go on
-        without waiting. Open breakers are not waited for: their half-open time is a guess, and
-        during a real outage the wait would only delay the last resort."""
+        asked us to wait (Retry-After) when that is soon: while the first level can still run
+        and within the request's recovery budget. Returns when to walk again from the first
+        level, or None to go on without waiting. Open breakers are not waited for: their
+        half-open time is a guess, and during a real outage the wait would only delay the last
+        resort."""
         back = self.plan.earliest_available
         recovery = self.recovery
         now = trio.current_time()
-        if back is None or back >= self.deadline or recovery.rounds >= MAX_RECOVERY_ROUNDS:
+        if back is None or recovery.rounds >= MAX_RECOVERY_ROUNDS:
+            return None
+        if back >= self.deadline - min(self.cascade.reserves_s[0], self.reserve_cap):
             return None
         wait = max(0.0, back - now)
         if recovery.waited + wait > recovery.budget_s:
@@ -152,6 +204,36 @@ class _Walk:
         )
         return back
 
+    def _panic(self) -> _Level | None:
+        """Before giving up, one call to the least-bad provider kept out only by its open
+        breaker (earliest half-open, then best score) that this request has not reached:
+        breakers guard providers from load, they must not turn an answerable request into a
+        failure."""
+        now = trio.current_time()
+        if now >= self.deadline:
+            return None
+        # Calls a provider turned away ("unavailable": its breaker had just opened) never went
+        # out; a fresh plan shows the breakers that opened while this request was walking.
+        tried = {a.provider for a in self.attempts if a.outcome != "unavailable"}
+        plan = self.cascade.planner.plan(self.request)
+        best: tuple[tuple[float, float, str], int, Candidate] | None = None
+        for index, level_plan in enumerate(plan.levels):
+            for exclusion in level_plan.exclusions:
+                standby = exclusion.standby
+                if standby is None or exclusion.open_until is None or standby.provider in tried:
+                    continue
+                key = (exclusion.open_until, -standby.score, standby.provider)
+                if best is None or key < best[0]:
+                    best = (key, index, standby)
+        if best is None:
+            return None
+        _, index, standby = best
+        level = self.cascade.levels[index]
+        candidate = attrs.evolve(
+            standby, panic=True, reason="panic: every other candidate failed this request"
+        )
+        return _Level(index, level, (candidate,), now, min(now + level.timeout_s, self.deadline))
+
     # -- attempts ---------------------------------------------------------------------------
 
     def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
@@ -161,10 +243,20 @@ class _Walk:
             )
         )
 
-    def succeeded(self, provider: str, model: str, level: LevelConfig, started: float) -> None:
+    def accepted(
+        self, provider: str, completion: Completion, level: LevelConfig, started: float
+    ) -> bool:
+        """Record a call that answered. False when the answer is a refusal and the level falls
+        back on refusals (`fallback_on_refusal`): then the walk goes on."""
         elapsed = (trio.current_time() - started) * 1000.0
-        self.attempts.append(Attempt(provider, model, level.name, "ok", elapsed))
         self.cascade.history.record(provider, started, elapsed, ok=True)
+        if completion.refusal is not None and level.fallback_on_refusal:
+            self.attempts.append(
+                Attempt(provider, completion.model, level.name, "refused", elapsed, "refused")
+            )
+            return False
+        self.attempts.append(Attempt(provider, completion.model, level.name, "ok", elapsed))
+        return True
 
     def cancelled(
         self, provider: str, model: str, level: LevelConfig, started: float, deadline: float
@@ -200,15 +292,21 @@ class _Walk:
     # -- endings ----------------------------------------------------------------------------
 
     def reply(self, step: _Level, candidate: Candidate, completion: Completion) -> Reply:
+        """The reply. It used fallback unless it is the request's first choice with every
+        provider healthy: the first try at the first level, from the provider that level would
+        rank first if no provider were held out for its health (`RoutePlanner.first_choice`)."""
+        fallback = step.position > 0 or len(self.attempts) > 1
+        if not fallback and self.first_choice_held_out:
+            fallback = candidate.provider != self.cascade.planner.first_choice(self.request)
         return self.cascade.reply(
-            self.request,
-            step.level,
-            step.position,
-            candidate,
-            completion,
-            self.attempts,
-            self.start,
+            self.request, step.level, candidate, completion, self.attempts, self.start, fallback
         )
+
+    def cancelled_request(self) -> None:
+        """The request was cancelled, by its caller or by the runtime closing: counted once,
+        as its own outcome."""
+        kind = "runtime_closed" if self.cascade.closed else "cancelled"
+        self.cascade.stats.record_error(tuple(self.attempts), kind)
 
     def interrupted(
         self, provider: str, level: LevelConfig, error: ProviderError, delivered: list[str]
@@ -270,34 +368,82 @@ class CascadeSupervisor:
             for index, level in enumerate(config.levels)
             if all(name in self._last_resort for name in level.providers)
         )
+        #: Per level, the time kept back for the last-resort levels after it.
+        self.reserves_s = tuple(
+            sum(
+                later.timeout_s
+                for position, later in enumerate(config.levels)
+                if position > index and position in self.last_resort_levels
+            )
+            for index in range(len(config.levels))
+        )
         self.recovery_wait_s = config.runtime.recovery_wait_s
         self.in_flight = 0
         self.hedges = 0
         self.hedges_in_flight = 0
+        self.closed = False
+        #: One cancel scope per request in flight, for `close` to cancel.
+        self._scopes: set[trio.CancelScope] = set()
+        self._drained: trio.Event | None = None
+
+    async def close(self, grace_s: float) -> None:
+        """Refuse new requests, give those in flight `grace_s` to finish, then cancel them:
+        each ends in `RuntimeClosed`. Shield the call when closing from a cancelled scope."""
+        self.closed = True
+        if self.in_flight:
+            self._drained = trio.Event()
+            with trio.move_on_after(grace_s):
+                await self._drained.wait()
+        for scope in self._scopes:
+            scope.cancel()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeClosed("the runtime has closed: open a new one to send requests")
+
+    def _request_ended(self, scope: trio.CancelScope | None) -> None:
+        self.in_flight -= 1
+        if scope is not None:
+            self._scopes.discard(scope)
+        if self._drained is not None and not self.in_flight:
+            self._drained.set()
 
     # -- complete ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
+        self._check_open()
         walk = _Walk(self, request)
         self.in_flight += 1
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
         try:
-            for step in walk.steps():
-                if not isinstance(step, _Level):
-                    await trio.sleep_until(step)
-                    continue
-                level, candidates = step.level, step.candidates
-                with trio.move_on_at(step.deadline):
-                    if level.strategy == "race" and len(candidates) > 1:
-                        won = await self._race(walk, level, candidates, step.deadline)
-                    elif level.strategy == "hedge" and len(candidates) > 1:
-                        won = await self._hedge(walk, level, candidates, step.deadline)
-                    else:
-                        won = await self._sequential(walk, level, candidates, step.deadline)
-                    if won is not None:
-                        return walk.reply(step, *won)
-            raise walk.failed()
+            with scope:
+                return await self._complete(walk)
+            walk.cancelled_request()
+            raise RuntimeClosed("the runtime closed while the request was in flight")
+        except BaseException as error:
+            if _is_cancellation(error):
+                walk.cancelled_request()
+            raise
         finally:
-            self.in_flight -= 1
+            self._request_ended(scope)
+
+    async def _complete(self, walk: _Walk) -> Reply:
+        for step in walk.steps():
+            if not isinstance(step, _Level):
+                await trio.sleep_until(step)
+                continue
+            level, candidates = step.level, step.candidates
+            with trio.move_on_at(step.deadline):
+                if level.strategy == "race" and len(candidates) > 1:
+                    won = await self._race(walk, level, candidates, step.deadline)
+                elif level.strategy == "hedge" and len(candidates) > 1:
+                    won = await self._hedge(walk, level, candidates, step.deadline)
+                else:
+                    won = await self._sequential(walk, level, candidates, step.deadline)
+                if won is not None:
+                    return walk.reply(step, *won)
+        raise walk.failed()
 
     async def _sequential(
         self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
@@ -324,10 +470,7 @@ class CascadeSupervisor:
                 for candidate in candidates:
                     nursery.start_soon(run, candidate, nursery.cancel_scope)
         except BaseExceptionGroup as group:
-            rejected, rest = group.split(RequestRejected)
-            if rejected is not None and rest is None:
-                raise rejected.exceptions[0] from None
-            raise
+            _raise_rejected(group)
         return winner[0] if winner else None
 
     async def _hedge(
@@ -349,36 +492,39 @@ class CascadeSupervisor:
             finally:
                 done.set()
 
-        async with trio.open_nursery() as nursery:
-            last = len(candidates) - 1
-            for index, candidate in enumerate(candidates):
-                done = trio.Event()
-                nursery.start_soon(run, candidate, done, nursery.cancel_scope)
-                if index == last:
-                    break
-                actor = self.providers.live(candidate.provider)
-                patience = max(level.hedge_after_s, actor.latency_p95_s if actor else 0.0)
-                with trio.move_on_after(patience):
-                    await done.wait()
-                if winner:
-                    break
-                if not done.is_set():
-                    # The candidate is slow: hedge only within budget, else wait it out.
-                    if self.hedges_in_flight >= max(3, self.in_flight // 5):
+        try:
+            async with trio.open_nursery() as nursery:
+                last = len(candidates) - 1
+                for index, candidate in enumerate(candidates):
+                    done = trio.Event()
+                    nursery.start_soon(run, candidate, done, nursery.cancel_scope)
+                    if index == last:
+                        break
+                    actor = self.providers.live(candidate.provider)
+                    patience = max(level.hedge_after_s, actor.latency_p95_s if actor else 0.0)
+                    with trio.move_on_after(patience):
                         await done.wait()
-                        if winner:
-                            break
-                        continue
-                    self.hedges += 1
-                    self.events.emit(
-                        "request_hedged",
-                        level=level.name,
-                        slow=candidate.provider,
-                        next=candidates[index + 1].provider,
-                        after_s=round(patience, 3),
-                    )
-                    self.hedges_in_flight += 1
-                    nursery.start_soon(self._release_hedge, done)
+                    if winner:
+                        break
+                    if not done.is_set():
+                        # The candidate is slow: hedge only within budget, else wait it out.
+                        if self.hedges_in_flight >= max(3, self.in_flight // 5):
+                            await done.wait()
+                            if winner:
+                                break
+                            continue
+                        self.hedges += 1
+                        self.events.emit(
+                            "request_hedged",
+                            level=level.name,
+                            slow=candidate.provider,
+                            next=candidates[index + 1].provider,
+                            after_s=round(patience, 3),
+                        )
+                        self.hedges_in_flight += 1
+                        nursery.start_soon(self._release_hedge, done)
+        except BaseExceptionGroup as group:
+            _raise_rejected(group)
         return winner[0] if winner else None
 
     async def _release_hedge(self, slow_call_done: trio.Event) -> None:
@@ -393,8 +539,7 @@ class CascadeSupervisor:
     ) -> Completion | None:
         """Try one candidate (and its larger-context models); record every try."""
         name = candidate.provider
-        if level.attempt_timeout_s is not None:
-            deadline = min(deadline, trio.current_time() + level.attempt_timeout_s)
+        deadline = _attempt_deadline(level, deadline)
         actor = self.providers.live(name)
         if actor is None:
             walk.unavailable(candidate, level)
@@ -414,22 +559,21 @@ class CascadeSupervisor:
                     continue
                 walk.reject_if_client_error(name, error)
                 return None
-            walk.succeeded(name, completion.model, level, started)
-            return completion
+            return completion if walk.accepted(name, completion, level, started) else None
         return None
 
     def reply(
         self,
         request: Request,
         level: LevelConfig,
-        level_index: int,
         candidate: Candidate,
         completion: Completion,
         attempts: list[Attempt],
         start: float,
+        fallback: bool,
     ) -> Reply:
-        """The reply to `request`, recorded in stats and, from a real provider, in the cache."""
-        fallback = level_index > 0 or len(attempts) > 1
+        """The reply to `request`, recorded in stats and, when it is a real answer from a real
+        provider, in the last-resort cache: never an empty text, a refusal or a filtered one."""
         reply = Reply(
             text=completion.text,
             provider=candidate.provider,
@@ -441,6 +585,7 @@ class CascadeSupervisor:
             cost_usd=self._prices.cost(completion),
             usage=completion.usage,
             finish_reason=completion.finish_reason,
+            refusal=completion.refusal,
         )
         self.stats.record_reply(reply)
         if fallback:
@@ -450,7 +595,13 @@ class CascadeSupervisor:
                 level=level.name,
                 failed_attempts=len(attempts) - 1,
             )
-        if self._cache is not None and candidate.provider not in self._last_resort:
+        if (
+            self._cache is not None
+            and candidate.provider not in self._last_resort
+            and completion.text
+            and completion.refusal is None
+            and completion.finish_reason != "content_filter"
+        ):
             self._cache.put(request, completion.text, completion.model)
         return reply
 
@@ -458,17 +609,28 @@ class CascadeSupervisor:
 
     @contextlib.asynccontextmanager
     async def open_stream(self, request: Request) -> AsyncIterator[ReplyStream]:
+        """The stream handle, inside a cancel scope that `close` cancels: then the stream ends
+        in `RuntimeClosed`."""
+        self._check_open()
         stream = ReplyStream(self, request)
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
         try:
-            yield stream
+            with scope:
+                yield stream
         finally:
+            self._scopes.discard(scope)
             await stream.aclose()
+        if scope.cancelled_caught:
+            raise RuntimeClosed("the runtime closed while the stream was in flight")
 
     async def stream_text(self, request: Request, out: ReplyStream) -> AsyncGenerator[str, None]:
         """Text pieces from the first candidate that starts streaming, with `out.reply` set
         once the stream has ended; fallback before the first piece, `StreamInterrupted` after
-        it. Deadlines are passed down rather than wrapped in cancel scopes, because a generator
-        must not yield inside a cancel scope."""
+        it. The walk is `complete`'s; within a level candidates are always tried one after
+        another, because two streams racing would hand the caller text from both. Deadlines
+        are passed down rather than wrapped in cancel scopes, because a generator must not
+        yield inside a cancel scope."""
         walk = _Walk(self, request)
         self.in_flight += 1
         try:
@@ -476,53 +638,67 @@ class CascadeSupervisor:
                 if not isinstance(step, _Level):
                     await trio.sleep_until(step)
                     continue
-                level = step.level
-                first_chunk = (
-                    step.started + level.first_chunk_timeout_s
-                    if level.first_chunk_timeout_s is not None
-                    else None
-                )
                 for candidate in step.candidates:
-                    actor = self.providers.live(candidate.provider)
-                    if actor is None:
-                        walk.unavailable(candidate, level)
-                        continue
                     if trio.current_time() >= step.deadline:
                         break
-                    delivered: list[str] = []
-                    started = trio.current_time()
-                    try:
-                        async with actor.open_stream(
-                            request,
-                            candidate.model,
-                            deadline=step.deadline,
-                            first_chunk_deadline=first_chunk,
-                            panic=candidate.panic,
-                        ) as events:
-                            async for event in events:
-                                if isinstance(event, TextDelta):
-                                    if event.text:
-                                        delivered.append(event.text)
-                                        yield event.text
-                                elif isinstance(event, StreamDone):
-                                    completion = event.completion
-                                    walk.succeeded(
-                                        candidate.provider, completion.model, level, started
-                                    )
-                                    out.reply = walk.reply(step, candidate, completion)
-                                    return
-                    except ProviderError as error:
-                        walk.failed_attempt(
-                            candidate.provider, candidate.model, level, error, started
-                        )
-                        if delivered:
-                            raise walk.interrupted(
-                                candidate.provider, level, error, delivered
-                            ) from None
-                        walk.reject_if_client_error(candidate.provider, error)
+                    pieces = self._stream_candidate(walk, step, candidate, out)
+                    async with contextlib.aclosing(pieces):
+                        async for piece in pieces:
+                            yield piece
+                    if out.reply is not None:
+                        return
             raise walk.failed()
+        except BaseException as error:
+            if isinstance(error, GeneratorExit) or _is_cancellation(error):
+                walk.cancelled_request()
+            raise
         finally:
-            self.in_flight -= 1
+            self._request_ended(None)
+
+    async def _stream_candidate(
+        self, walk: _Walk, step: _Level, candidate: Candidate, out: ReplyStream
+    ) -> AsyncGenerator[str, None]:
+        """One candidate's stream, trying its larger-context models as `complete` does; sets
+        `out.reply` when it answered."""
+        level, name = step.level, candidate.provider
+        actor = self.providers.live(name)
+        if actor is None:
+            walk.unavailable(candidate, level)
+            return
+        deadline = _attempt_deadline(level, step.deadline)
+        first_chunk = (
+            step.started + level.first_chunk_timeout_s
+            if level.first_chunk_timeout_s is not None
+            else None
+        )
+        for model in (candidate.model, *candidate.fallback_models):
+            delivered: list[str] = []
+            started = trio.current_time()
+            try:
+                async with actor.open_stream(
+                    walk.request,
+                    model,
+                    deadline=deadline,
+                    first_chunk_deadline=first_chunk,
+                    panic=candidate.panic,
+                ) as events:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            if event.text:
+                                delivered.append(event.text)
+                                yield event.text
+                        elif isinstance(event, StreamDone):
+                            completion = event.completion
+                            if walk.accepted(name, completion, level, started) or delivered:
+                                out.reply = walk.reply(step, candidate, completion)
+                            return
+            except ProviderError as error:
+                walk.failed_attempt(name, model, level, error, started)
+                if delivered:
+                    raise walk.interrupted(name, level, error, delivered) from None
+                walk.reject_if_client_error(name, error)
+                if error.kind is not FailureKind.CONTEXT_TOO_LONG:
+                    return
 
 
 class ReplyStream:
@@ -540,6 +716,30 @@ class ReplyStream:
 
     async def aclose(self) -> None:
         await self._pieces.aclose()
+
+
+def _attempt_deadline(level: LevelConfig, deadline: float) -> float:
+    """When one candidate's try must end: the level's deadline, or sooner by the level's
+    `attempt_timeout_s`."""
+    if level.attempt_timeout_s is None:
+        return deadline
+    return min(deadline, trio.current_time() + level.attempt_timeout_s)
+
+
+def _raise_rejected(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Calls run side by side fail as a group; a rejection reaches the caller as itself."""
+    rejected, rest = group.split(RequestRejected)
+    if rejected is not None and rest is None:
+        raise rejected.exceptions[0] from None
+    raise group
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    if isinstance(error, trio.Cancelled):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(trio.Cancelled)[1] is None
+    return False
 
 
 def _summary(attempts: Sequence[Attempt], deadline_passed: bool) -> str:

@@ -21,9 +21,11 @@ providers none of whose models fits the context window or the budget. A provider
 heartbeat yet is assumed available with a neutral score: the router may just have started.
 
 Like Envoy's panic threshold, `plan` never lets open breakers exclude everything: when no
-provider outside the last resort is left and some were excluded only by an open breaker, the
-least-bad one (earliest half-open time, then lowest error rate) is added back as a panic
-candidate. `RoutePlan.earliest_half_open` tells the cascade when waiting would help.
+provider is left (a configured last resort counts: panic does not apply while it can answer)
+and some were excluded only by an open breaker, the least-bad one (earliest half-open time,
+then lowest error rate) is added back as a panic candidate. If the last resort has nothing,
+the cascade makes its own panic call before a request fails. `RoutePlan.earliest_half_open`
+tells the cascade when waiting would help.
 
 The seed's cost matrix is deliberately not used: the per-model price table is its precise form,
 the budget check uses real prices, and ranking cheaper tiers first would contradict the quality
@@ -363,10 +365,10 @@ class Ranker:
         eligible: list[tuple[float, float, str, int, Exclusion]] = []
         has_candidate = False
         for index, level_plan in enumerate(plans):
-            for candidate in level_plan.candidates:
-                if self._kinds.get(candidate.provider) not in LAST_RESORT_KINDS:
-                    has_candidate = True
-                    break
+            # A last resort counts too: panic does not apply while one can answer (if it has
+            # nothing, the cascade makes its own panic attempt before giving up).
+            if level_plan.candidates:
+                has_candidate = True
             for exclusion in level_plan.exclusions:
                 if exclusion.standby is not None and exclusion.open_until is not None:
                     snapshot = snapshots.get(exclusion.provider)
@@ -439,7 +441,7 @@ class Ranker:
                         Exclusion(name, "breaker forced open", ExclusionCause.FORCED_OPEN)
                     )
                     continue
-                if state is BreakerState.OPEN:
+                if state is BreakerState.OPEN and not _open_period_over(snapshot, now):
                     breaker_open, open_until = True, snapshot.breaker.open_until
                 elif state is BreakerState.HALF_OPEN:
                     note = (
@@ -531,6 +533,13 @@ class Ranker:
 
         ranked.sort(key=lambda item: item[:2])
         return LevelPlan(level.name, tuple(item[2] for item in ranked), tuple(exclusions))
+
+
+def _open_period_over(snapshot: ProviderSnapshot, now: float) -> bool:
+    """An open breaker whose open period has ended is half-open by now, whether or not its
+    heartbeat saying so has arrived: the provider's own breaker admits its probes."""
+    until = snapshot.breaker.open_until
+    return until is not None and until <= now
 
 
 def _breaker_exclusion(

@@ -196,7 +196,8 @@ class Runtime:
     # -- requests ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
-        """Answer a request from the best provider that can, falling back level by level."""
+        """Answer a request from the best provider that can, falling back level by level.
+        After the runtime has closed: `RuntimeClosed`."""
         return await self.cascade.complete(request)
 
     def stream(self, request: Request) -> contextlib.AbstractAsyncContextManager[ReplyStream]:
@@ -355,4 +356,8 @@ async def open_runtime(
                     await stack.enter_async_context(open_repl_server(rt, os.fspath(socket_path)))
                 yield rt
         finally:
+            # Requests in flight get the shutdown grace to finish, then end in RuntimeClosed;
+            # only then do the actors they call stop.
+            with trio.CancelScope(shield=True):
+                await rt.cascade.close(config.supervision.shutdown_grace_s)
             nursery.cancel_scope.cancel()
