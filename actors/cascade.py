@@ -128,8 +128,9 @@ class _Walk:
         self.recovery = _Recovery(cascade.recovery_wait_s)
         #: Whether the first level's plan left out a provider for its health: only then can a
         #: first try at the first level be other than the request's first choice.
-        self.first_choice_held_out = bool(plan.levels) and any(
-            exclusion.cause in _HEALTH_CAUSES for exclusion in plan.levels[0].exclusions
+        first = plan.levels[0].exclusions if plan.levels else ()
+        self.first_choice_held_out = bool(first) and any(
+            exclusion.cause in _HEALTH_CAUSES for exclusion in first
         )
 
     def steps(self) -> Iterator[_Level | float]:
@@ -382,7 +383,8 @@ class CascadeSupervisor:
         self.hedges = 0
         self.hedges_in_flight = 0
         self.closed = False
-        #: One cancel scope per request in flight, for `close` to cancel.
+        #: The cancel scope of each whole-reply request's current step and of each stream, for
+        #: `close` to cancel.
         self._scopes: set[trio.CancelScope] = set()
         self._drained: trio.Event | None = None
 
@@ -401,10 +403,8 @@ class CascadeSupervisor:
         if self.closed:
             raise RuntimeClosed("the runtime has closed: open a new one to send requests")
 
-    def _request_ended(self, scope: trio.CancelScope | None) -> None:
+    def _request_ended(self) -> None:
         self.in_flight -= 1
-        if scope is not None:
-            self._scopes.discard(scope)
         if self._drained is not None and not self.in_flight:
             self._drained.set()
 
@@ -414,36 +414,41 @@ class CascadeSupervisor:
         self._check_open()
         walk = _Walk(self, request)
         self.in_flight += 1
-        scope = trio.CancelScope()
-        self._scopes.add(scope)
         try:
-            with scope:
-                return await self._complete(walk)
-            walk.cancelled_request()
-            raise RuntimeClosed("the runtime closed while the request was in flight")
+            return await self._complete(walk)
         except BaseException as error:
             if _is_cancellation(error):
                 walk.cancelled_request()
             raise
         finally:
-            self._request_ended(scope)
+            self._request_ended()
 
     async def _complete(self, walk: _Walk) -> Reply:
+        """Each step runs in a cancel scope with its deadline, which `close` cancels too."""
         for step in walk.steps():
-            if not isinstance(step, _Level):
-                await trio.sleep_until(step)
-                continue
-            level, candidates = step.level, step.candidates
-            with trio.move_on_at(step.deadline):
-                if level.strategy == "race" and len(candidates) > 1:
-                    won = await self._race(walk, level, candidates, step.deadline)
-                elif level.strategy == "hedge" and len(candidates) > 1:
-                    won = await self._hedge(walk, level, candidates, step.deadline)
-                else:
-                    won = await self._sequential(walk, level, candidates, step.deadline)
-                if won is not None:
-                    return walk.reply(step, *won)
+            scope = trio.move_on_at(step.deadline if isinstance(step, _Level) else step)
+            self._scopes.add(scope)
+            try:
+                with scope:
+                    if not isinstance(step, _Level):
+                        await trio.sleep_forever()  # until the Retry-After ends
+                    won = await self._try_level(walk, step)
+                    if won is not None:
+                        return walk.reply(step, *won)
+            finally:
+                self._scopes.discard(scope)
+            if self.closed and scope.cancelled_caught:
+                walk.cancelled_request()
+                raise RuntimeClosed("the runtime closed while the request was in flight")
         raise walk.failed()
+
+    async def _try_level(self, walk: _Walk, step: _Level) -> tuple[Candidate, Completion] | None:
+        level, candidates = step.level, step.candidates
+        if level.strategy == "race" and len(candidates) > 1:
+            return await self._race(walk, level, candidates, step.deadline)
+        if level.strategy == "hedge" and len(candidates) > 1:
+            return await self._hedge(walk, level, candidates, step.deadline)
+        return await self._sequential(walk, level, candidates, step.deadline)
 
     async def _sequential(
         self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
@@ -653,7 +658,7 @@ class CascadeSupervisor:
                 walk.cancelled_request()
             raise
         finally:
-            self._request_ended(None)
+            self._request_ended()
 
     async def _stream_candidate(
         self, walk: _Walk, step: _Level, candidate: Candidate, out: ReplyStream
