@@ -77,6 +77,8 @@ class CircuitBreaker:
         self._period = 0
         #: Start of the closed stretch the trip count decays over.
         self._decay_from = clock()
+        #: Panic calls waiting for a half-open breaker to have room (`wait_for_room`).
+        self._room = trio.lowlevel.ParkingLot()
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker state={self._state} trips={self._trips}>"
@@ -184,10 +186,19 @@ class CircuitBreaker:
         self._panic_in_flight += 1
         return True
 
+    async def wait_for_room(self) -> None:
+        """Return when a panic call may go out (`would_admit(panic=True)`), waiting while the
+        breaker is half-open with every probe place taken: its probes end soon, one way or the
+        other, and a request with nothing else left is better served waiting for them than
+        failing. The caller bounds the wait with its deadline."""
+        while not self.would_admit(panic=True) and self.state is BreakerState.HALF_OPEN:
+            await self._room.park()
+
     def end_panic(self, duration_s: float, *, success: bool) -> None:
         """A call let out by `try_panic` ended; a success is evidence, see
         `on_unadmitted_success`."""
         self._panic_in_flight = max(0, self._panic_in_flight - 1)
+        self._room.unpark_all()
         if success:
             self.on_unadmitted_success(duration_s)
 
@@ -310,6 +321,7 @@ class CircuitBreaker:
         if self._probes_in_flight <= 0 or (period is not None and period != self._period):
             return False
         self._probes_in_flight -= 1
+        self._room.unpark_all()
         return True
 
     def _refresh(self) -> None:
@@ -384,6 +396,7 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._period += 1
+        self._room.unpark_all()
         if new in _ADMIT_ALL and old not in _ADMIT_ALL and reason != "retry_after_elapsed":
             # A closed stretch starts; a Retry-After hold does not interrupt the one before it.
             self._decay_from = self._clock()

@@ -7,27 +7,35 @@ wins, the others are cancelled). Calls run in tasks the level owns, so when a le
 passes every call in it is cancelled and none outlives it. A request ends in exactly one
 `Reply` or one typed error: `RequestRejected` (the request itself is wrong, no fallback) or
 `AllLevelsFailed` (with every attempt).
+
+`complete` and `stream` share one walk (`_Walk`): the plan, the levels and their deadlines,
+the recovery waits and the Retry-After re-walk, attempt recording, stats and how a request
+ends. The walk is a plain iterator of steps driven by its caller, so the stream, an async
+generator that must not yield inside a cancel scope, drives it as well as `complete` does.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from typing import NamedTuple, NoReturn
 
+import attrs
 import trio
 
 from actors.adapters.lastresort import ResponseCache
 from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
+from actors.directory import ProviderDirectory, RoutePlanner
 from actors.errors import (
     AllLevelsFailed,
     FailureKind,
     ProviderError,
     RequestRejected,
+    RuntimeClosed,
     StreamInterrupted,
 )
 from actors.messages import Attempt, Completion, Reply, Request, StreamDone, TextDelta
-from actors.provider import ProviderActor
-from actors.ranking import Candidate, RoutePlan
+from actors.ranking import Candidate, ExclusionCause
 from actors.stats import FallbackStats, PerformanceHistory
 from runtime.kernel.events import EventBus
 
@@ -50,6 +58,8 @@ class _Prices:
 
 #: How many times one request goes back to the first level after waiting for a provider.
 MAX_RECOVERY_ROUNDS = 3
+#: How many providers a request asks, one at a time, after its walk, before it fails.
+MAX_LAST_TRIES = 3
 
 
 class _Recovery:
@@ -63,13 +73,300 @@ class _Recovery:
         self.rounds = 0
 
 
+class _Level(NamedTuple):
+    """One level to try: its place, config, candidates, and when it started and must end."""
+
+    position: int
+    level: LevelConfig
+    candidates: Sequence[Candidate]
+    started: float
+    deadline: float
+
+
+#: Why a provider may be held out of a plan for its health rather than for the request.
+_HEALTH_CAUSES = frozenset(
+    {
+        ExclusionCause.UNAVAILABLE,
+        ExclusionCause.FORCED_OPEN,
+        ExclusionCause.BREAKER_OPEN,
+        ExclusionCause.RATE_LIMITED,
+    }
+)
+
+#: Attempt outcomes that do not keep a provider out of a re-walk: it answered, lost a race, or
+#: asked us to wait (which is what the re-walk waited for).
+_NOT_FAILED = frozenset({"ok", "cancelled", FailureKind.RATE_LIMITED.value, "unavailable"})
+
+
+class _Walk:
+    """One request's way through the levels, whichever way its reply is delivered.
+
+    `steps()` yields each level to try (`_Level`), or a time to sleep until (a float) before
+    walking again from the first level with a fresh plan; the caller tries the level, and ends
+    the request with `reply` or `failed`. Every attempt is recorded here."""
+
+    __slots__ = (
+        "attempts",
+        "cascade",
+        "deadline",
+        "first_choice_held_out",
+        "plan",
+        "recovery",
+        "request",
+        "reserve_cap",
+        "start",
+    )
+
+    def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
+        self.cascade = cascade
+        self.request = request
+        self.start = trio.current_time()
+        limit = request.deadline_s if request.deadline_s is not None else cascade.deadline_s
+        self.deadline = self.start + limit
+        #: The last resort's time is kept back from the levels before it, up to half the deadline.
+        self.reserve_cap = limit / 2
+        self.attempts: list[Attempt] = []
+        self.plan = plan = cascade.planner.plan(request, explore=True)
+        self.recovery = _Recovery(cascade.recovery_wait_s)
+        #: Whether the first level's plan left out a provider for its health: only then can a
+        #: first try at the first level be other than the request's first choice.
+        first = plan.levels[0].exclusions if plan.levels else ()
+        self.first_choice_held_out = bool(first) and any(
+            exclusion.cause in _HEALTH_CAUSES for exclusion in first
+        )
+
+    def steps(self) -> Iterator[_Level | float]:
+        cascade = self.cascade
+        while True:
+            for index, level, now, level_deadline in self._levels():
+                if index in cascade.last_resort_levels:
+                    back = self._recovery_time()
+                    if back is not None:
+                        yield back
+                        self.plan = cascade.planner.plan(self.request, explore=True)
+                        break
+                candidates = self.plan.levels[index].candidates
+                if self.recovery.rounds:
+                    # A re-walk: what already failed this request is not asked again.
+                    failed = self._failed_providers()
+                    candidates = tuple(c for c in candidates if c.provider not in failed)
+                if candidates:
+                    yield _Level(index, level, candidates, now, level_deadline)
+            else:
+                back = self._recovery_time()
+                if back is None:
+                    break
+                yield back
+                self.plan = cascade.planner.plan(self.request, explore=True)
+        yield from self._last_tries()
+
+    def _levels(self) -> Iterator[tuple[int, LevelConfig, float, float]]:
+        """The levels still reachable: (index, level, now, level deadline), each level's
+        deadline counted from when it starts and, before the last resort, ending early enough
+        to leave the last resort its time."""
+        deadline = self.deadline
+        reserves = self.cascade.reserves_s
+        cap = self.reserve_cap
+        for index, level in enumerate(self.cascade.levels):
+            now = trio.current_time()
+            if now >= deadline:
+                return
+            end = deadline - min(reserves[index], cap)
+            if now < end:
+                yield index, level, now, min(now + level.timeout_s, end)
+
+    def _failed_providers(self) -> set[str]:
+        return {a.provider for a in self.attempts if a.outcome not in _NOT_FAILED}
+
+    def _recovery_time(self) -> float | None:
+        """Before settling for the last resort (or failing), wait for the first provider that
+        asked us to wait (Retry-After) when that is soon: while the first level can still run
+        and within the request's recovery budget. Returns when to walk again from the first
+        level, or None to go on without waiting. Open breakers are not waited for: their
+        half-open time is a guess, and during a real outage the wait would only delay the last
+        resort."""
+        back = self.plan.earliest_available
+        recovery = self.recovery
+        now = trio.current_time()
+        if back is None or recovery.rounds >= MAX_RECOVERY_ROUNDS:
+            return None
+        if back >= self.deadline - min(self.cascade.reserves_s[0], self.reserve_cap):
+            return None
+        wait = max(0.0, back - now)
+        if recovery.waited + wait > recovery.budget_s:
+            return None
+        recovery.rounds += 1
+        recovery.waited += wait
+        self.cascade.events.emit(
+            "waiting_for_provider",
+            wait_s=round(wait, 3),
+            round=recovery.rounds,
+            task_id=self.request.task_id,
+        )
+        return back
+
+    def _last_tries(self) -> Iterator[_Level]:
+        """Before giving up, up to `MAX_LAST_TRIES` more providers, one at a time: breakers guard
+        providers from load, they must not turn an answerable request into a failure."""
+        asked: set[str] = set()
+        for _ in range(MAX_LAST_TRIES):
+            level = self._last_try(asked)
+            if level is None:
+                return
+            asked.add(level.candidates[0].provider)
+            yield level
+
+    def _last_try(self, asked: set[str]) -> _Level | None:
+        """The best provider this request has not reached, from a fresh plan: one that is a
+        candidate again (its breaker turned half-open while the request walked), else the
+        least-bad one kept out only by its open breaker (earliest half-open, then best score).
+        Either is called in panic: past an open breaker, and waiting for a half-open one to
+        have room."""
+        now = trio.current_time()
+        if now >= self.deadline:
+            return None
+        # Calls a provider turned away ("unavailable": its breaker had just opened) never went
+        # out; a fresh plan shows the breakers that opened or half-opened meanwhile.
+        tried = asked | {a.provider for a in self.attempts if a.outcome != "unavailable"}
+        plan = self.cascade.planner.plan(self.request)
+        last_resort = self.cascade.last_resort_levels
+        for index, level_plan in enumerate(plan.levels):
+            if index in last_resort:
+                continue
+            for candidate in level_plan.candidates:
+                if candidate.provider not in tried:
+                    return self._single(index, attrs.evolve(candidate, panic=True), now)
+        best: tuple[tuple[float, float, str], int, Candidate] | None = None
+        for index, level_plan in enumerate(plan.levels):
+            for exclusion in level_plan.exclusions:
+                standby = exclusion.standby
+                if standby is None or exclusion.open_until is None or standby.provider in tried:
+                    continue
+                key = (exclusion.open_until, -standby.score, standby.provider)
+                if best is None or key < best[0]:
+                    best = (key, index, standby)
+        if best is None:
+            return None
+        _, index, standby = best
+        candidate = attrs.evolve(
+            standby, panic=True, reason="panic: every other candidate failed this request"
+        )
+        return self._single(index, candidate, now)
+
+    def _single(self, index: int, candidate: Candidate, now: float) -> _Level:
+        level = self.cascade.levels[index]
+        return _Level(index, level, (candidate,), now, min(now + level.timeout_s, self.deadline))
+
+    # -- attempts ---------------------------------------------------------------------------
+
+    def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
+        self.attempts.append(
+            Attempt(
+                candidate.provider, candidate.model, level.name, "unavailable", 0.0, "restarting"
+            )
+        )
+
+    def accepted(
+        self, provider: str, completion: Completion, level: LevelConfig, started: float
+    ) -> bool:
+        """Record a call that answered. False when the answer is a refusal and the level falls
+        back on refusals (`fallback_on_refusal`): then the walk goes on."""
+        elapsed = (trio.current_time() - started) * 1000.0
+        self.cascade.history.record(provider, started, elapsed, ok=True)
+        if completion.refusal is not None and level.fallback_on_refusal:
+            self.attempts.append(
+                Attempt(provider, completion.model, level.name, "refused", elapsed, "refused")
+            )
+            return False
+        self.attempts.append(Attempt(provider, completion.model, level.name, "ok", elapsed))
+        return True
+
+    def cancelled(
+        self, provider: str, model: str, level: LevelConfig, started: float, deadline: float
+    ) -> None:
+        """A call cancelled because the level's deadline passed (a timeout) or a race was won."""
+        now = trio.current_time()
+        outcome = "timeout" if now >= deadline else "cancelled"
+        elapsed = (now - started) * 1000.0
+        self.attempts.append(Attempt(provider, model, level.name, outcome, elapsed))
+        if outcome == "timeout":
+            self.cascade.history.record(provider, started, elapsed, ok=False)
+
+    def failed_attempt(
+        self, provider: str, model: str, level: LevelConfig, error: ProviderError, started: float
+    ) -> None:
+        elapsed = (trio.current_time() - started) * 1000.0
+        self.attempts.append(
+            Attempt(provider, model, level.name, error.kind.value, elapsed, error.message)
+        )
+        self.cascade.history.record(provider, started, elapsed, ok=False)
+
+    def reject_if_client_error(self, provider: str, error: ProviderError) -> None:
+        """The request itself is wrong: no other provider would take it either."""
+        if error.kind is FailureKind.CLIENT_ERROR:
+            self.cascade.stats.record_error(tuple(self.attempts), "request_rejected")
+            raise RequestRejected(
+                f"{provider} rejected the request: {error.message}",
+                provider,
+                error.status,
+                self.attempts,
+            ) from None
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def reply(self, step: _Level, candidate: Candidate, completion: Completion) -> Reply:
+        """The reply. It used fallback unless it is the request's first choice with every
+        provider healthy: the first try at the first level, from the provider that level would
+        rank first if no provider were held out for its health (`RoutePlanner.first_choice`)."""
+        fallback = step.position > 0 or len(self.attempts) > 1
+        if not fallback and self.first_choice_held_out:
+            fallback = candidate.provider != self.cascade.planner.first_choice(self.request)
+        return self.cascade.reply(
+            self.request, step.level, candidate, completion, self.attempts, self.start, fallback
+        )
+
+    def cancelled_request(self) -> None:
+        """The request was cancelled, by its caller or by the runtime closing: counted once,
+        as its own outcome."""
+        kind = "runtime_closed" if self.cascade.closed else "cancelled"
+        self.cascade.stats.record_error(tuple(self.attempts), kind)
+
+    def interrupted(
+        self, provider: str, level: LevelConfig, error: ProviderError, delivered: list[str]
+    ) -> StreamInterrupted:
+        cascade = self.cascade
+        cascade.stats.record_error(tuple(self.attempts), "stream_interrupted")
+        cascade.events.emit(
+            "stream_interrupted",
+            provider=provider,
+            level=level.name,
+            delivered_chars=sum(map(len, delivered)),
+            kind=error.kind.value,
+        )
+        return StreamInterrupted(
+            f"{provider} failed mid-stream: {error.message}",
+            provider,
+            "".join(delivered),
+            self.attempts,
+        )
+
+    def failed(self) -> AllLevelsFailed:
+        attempts = self.attempts
+        error = AllLevelsFailed(_summary(attempts, trio.current_time() >= self.deadline), attempts)
+        self.cascade.stats.record_error(tuple(attempts), "all_levels_failed")
+        self.cascade.events.emit(
+            "request_failed", attempts=len(attempts), task_id=self.request.task_id
+        )
+        return error
+
+
 class CascadeSupervisor:
     def __init__(
         self,
         config: Config,
         *,
-        plan: Callable[[Request], RoutePlan],
-        provider: Callable[[str], ProviderActor | None],
+        planner: RoutePlanner,
+        providers: ProviderDirectory,
         cache: ResponseCache | None,
         stats: FallbackStats,
         history: PerformanceHistory,
@@ -78,141 +375,119 @@ class CascadeSupervisor:
         self.config = config
         self.levels: Sequence[LevelConfig] = config.levels
         self.deadline_s = config.runtime.deadline_s
-        self._plan = plan
-        self._provider = provider
+        self.planner = planner
+        self.providers = providers
+        self.stats = stats
+        self.history = history
+        self.events = events
         self._cache = cache
-        self._stats = stats
-        self._history = history
-        self._events = events
         self._prices = _Prices(config)
         self._last_resort = frozenset(
             p.name for p in config.providers if p.kind in LAST_RESORT_KINDS
         )
         #: Levels served only by the last resort (cache, templates).
-        self._last_resort_levels = frozenset(
+        self.last_resort_levels = frozenset(
             index
             for index, level in enumerate(config.levels)
             if all(name in self._last_resort for name in level.providers)
+        )
+        #: Per level, the time kept back for the last-resort levels after it.
+        self.reserves_s = tuple(
+            sum(
+                later.timeout_s
+                for position, later in enumerate(config.levels)
+                if position > index and position in self.last_resort_levels
+            )
+            for index in range(len(config.levels))
         )
         self.recovery_wait_s = config.runtime.recovery_wait_s
         self.in_flight = 0
         self.hedges = 0
         self.hedges_in_flight = 0
+        self.closed = False
+        #: The cancel scope of each whole-reply request's current step and of each stream, for
+        #: `close` to cancel.
+        self._scopes: set[trio.CancelScope] = set()
+        self._drained: trio.Event | None = None
 
-    async def _recover(
-        self, request: Request, plan: RoutePlan, deadline: float, recovery: _Recovery
-    ) -> RoutePlan | None:
-        """Before settling for the last resort (or failing), wait for the first provider that
-        asked us to wait (Retry-After) when that is soon: within the request's deadline and its
-        recovery budget. Returns the fresh plan to walk again from the first level, or None to
-        go on without waiting. Open breakers are not waited for: their half-open time is a
-        guess, and during a real outage the wait would only delay the last resort."""
-        back = plan.earliest_available
-        now = trio.current_time()
-        if back is None or back >= deadline or recovery.rounds >= MAX_RECOVERY_ROUNDS:
-            return None
-        wait = max(0.0, back - now)
-        if recovery.waited + wait > recovery.budget_s:
-            return None
-        recovery.rounds += 1
-        recovery.waited += wait
-        self._events.emit(
-            "waiting_for_provider",
-            wait_s=round(wait, 3),
-            round=recovery.rounds,
-            task_id=request.task_id,
-        )
-        await trio.sleep_until(back)
-        return self._plan(request)
+    async def close(self, grace_s: float) -> None:
+        """Refuse new requests, give those in flight `grace_s` to finish, then cancel them:
+        each ends in `RuntimeClosed`. Shield the call when closing from a cancelled scope."""
+        self.closed = True
+        if self.in_flight:
+            self._drained = trio.Event()
+            with trio.move_on_after(grace_s):
+                await self._drained.wait()
+        for scope in self._scopes:
+            scope.cancel()
 
-    def _deadline(self, request: Request, start: float) -> float:
-        return start + (request.deadline_s if request.deadline_s is not None else self.deadline_s)
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeClosed("the runtime has closed: open a new one to send requests")
 
-    def _walk(self, deadline: float) -> Iterator[tuple[int, LevelConfig, float, float]]:
-        """The levels still reachable before `deadline`: (index, level, now, level deadline),
-        each level's deadline counted from when it starts."""
-        for index, level in enumerate(self.levels):
-            now = trio.current_time()
-            if now >= deadline:
-                return
-            yield index, level, now, min(now + level.timeout_s, deadline)
+    def _request_ended(self) -> None:
+        self.in_flight -= 1
+        if self._drained is not None and not self.in_flight:
+            self._drained.set()
 
     # -- complete ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
-        start = trio.current_time()
-        deadline = self._deadline(request, start)
-        attempts: list[Attempt] = []
-        plan = self._plan(request)
+        self._check_open()
+        walk = _Walk(self, request)
         self.in_flight += 1
         try:
-            recovery = _Recovery(self.recovery_wait_s)
-            while True:
-                for index, level, _, level_deadline in self._walk(deadline):
-                    if index in self._last_resort_levels:
-                        recovered = await self._recover(request, plan, deadline, recovery)
-                        if recovered is not None:
-                            plan = recovered
-                            break
-                    candidates = plan.levels[index].candidates
-                    if not candidates:
-                        continue
-                    with trio.move_on_at(level_deadline):
-                        if level.strategy == "race" and len(candidates) > 1:
-                            won = await self._race(
-                                level, candidates, request, level_deadline, attempts
-                            )
-                        elif level.strategy == "hedge" and len(candidates) > 1:
-                            won = await self._hedge(
-                                level, candidates, request, level_deadline, attempts
-                            )
-                        else:
-                            won = await self._sequential(
-                                level, candidates, request, level_deadline, attempts
-                            )
-                        if won is not None:
-                            candidate, completion = won
-                            return self._reply(
-                                request, level, index, candidate, completion, attempts, start
-                            )
-                else:
-                    recovered = await self._recover(request, plan, deadline, recovery)
-                    if recovered is None:
-                        break
-                    plan = recovered
-            error = AllLevelsFailed(_summary(attempts, trio.current_time() >= deadline), attempts)
-            self._stats.record_error(tuple(attempts), "all_levels_failed")
-            self._events.emit("request_failed", attempts=len(attempts), task_id=request.task_id)
-            raise error
+            return await self._complete(walk)
+        except BaseException as error:
+            if _is_cancellation(error):
+                walk.cancelled_request()
+            raise
         finally:
-            self.in_flight -= 1
+            self._request_ended()
+
+    async def _complete(self, walk: _Walk) -> Reply:
+        """Each step runs in a cancel scope with its deadline, which `close` cancels too."""
+        for step in walk.steps():
+            scope = trio.move_on_at(step.deadline if isinstance(step, _Level) else step)
+            self._scopes.add(scope)
+            try:
+                with scope:
+                    if not isinstance(step, _Level):
+                        await trio.sleep_forever()  # until the Retry-After ends
+                    won = await self._try_level(walk, step)
+                    if won is not None:
+                        return walk.reply(step, *won)
+            finally:
+                self._scopes.discard(scope)
+            if self.closed and scope.cancelled_caught:
+                walk.cancelled_request()
+                raise RuntimeClosed("the runtime closed while the request was in flight")
+        raise walk.failed()
+
+    async def _try_level(self, walk: _Walk, step: _Level) -> tuple[Candidate, Completion] | None:
+        level, candidates = step.level, step.candidates
+        if level.strategy == "race" and len(candidates) > 1:
+            return await self._race(walk, level, candidates, step.deadline)
+        if level.strategy == "hedge" and len(candidates) > 1:
+            return await self._hedge(walk, level, candidates, step.deadline)
+        return await self._sequential(walk, level, candidates, step.deadline)
 
     async def _sequential(
-        self,
-        level: LevelConfig,
-        candidates: Sequence[Candidate],
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
     ) -> tuple[Candidate, Completion] | None:
         for candidate in candidates:
-            completion = await self._attempt(level, candidate, request, deadline, attempts)
+            completion = await self._attempt(walk, level, candidate, deadline)
             if completion is not None:
                 return candidate, completion
         return None
 
     async def _race(
-        self,
-        level: LevelConfig,
-        candidates: Sequence[Candidate],
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
     ) -> tuple[Candidate, Completion] | None:
         winner: list[tuple[Candidate, Completion]] = []
 
         async def run(candidate: Candidate, scope: trio.CancelScope) -> None:
-            completion = await self._attempt(level, candidate, request, deadline, attempts)
+            completion = await self._attempt(walk, level, candidate, deadline)
             if completion is not None and not winner:
                 winner.append((candidate, completion))
                 scope.cancel()
@@ -222,19 +497,11 @@ class CascadeSupervisor:
                 for candidate in candidates:
                     nursery.start_soon(run, candidate, nursery.cancel_scope)
         except BaseExceptionGroup as group:
-            rejected, rest = group.split(RequestRejected)
-            if rejected is not None and rest is None:
-                raise rejected.exceptions[0] from None
-            raise
+            _raise_rejected(group)
         return winner[0] if winner else None
 
     async def _hedge(
-        self,
-        level: LevelConfig,
-        candidates: Sequence[Candidate],
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
     ) -> tuple[Candidate, Completion] | None:
         """Start the next candidate when the current one fails, or when it has taken longer than
         its provider's p95 latency (at least `hedge_after_s`) and the hedge budget allows; the
@@ -245,43 +512,46 @@ class CascadeSupervisor:
 
         async def run(candidate: Candidate, done: trio.Event, scope: trio.CancelScope) -> None:
             try:
-                completion = await self._attempt(level, candidate, request, deadline, attempts)
+                completion = await self._attempt(walk, level, candidate, deadline)
                 if completion is not None and not winner:
                     winner.append((candidate, completion))
                     scope.cancel()
             finally:
                 done.set()
 
-        async with trio.open_nursery() as nursery:
-            last = len(candidates) - 1
-            for index, candidate in enumerate(candidates):
-                done = trio.Event()
-                nursery.start_soon(run, candidate, done, nursery.cancel_scope)
-                if index == last:
-                    break
-                actor = self._provider(candidate.provider)
-                patience = max(level.hedge_after_s, actor.latency_p95_s if actor else 0.0)
-                with trio.move_on_after(patience):
-                    await done.wait()
-                if winner:
-                    break
-                if not done.is_set():
-                    # The candidate is slow: hedge only within budget, else wait it out.
-                    if self.hedges_in_flight >= max(3, self.in_flight // 5):
+        try:
+            async with trio.open_nursery() as nursery:
+                last = len(candidates) - 1
+                for index, candidate in enumerate(candidates):
+                    done = trio.Event()
+                    nursery.start_soon(run, candidate, done, nursery.cancel_scope)
+                    if index == last:
+                        break
+                    actor = self.providers.live(candidate.provider)
+                    patience = max(level.hedge_after_s, actor.latency_p95_s if actor else 0.0)
+                    with trio.move_on_after(patience):
                         await done.wait()
-                        if winner:
-                            break
-                        continue
-                    self.hedges += 1
-                    self._events.emit(
-                        "request_hedged",
-                        level=level.name,
-                        slow=candidate.provider,
-                        next=candidates[index + 1].provider,
-                        after_s=round(patience, 3),
-                    )
-                    self.hedges_in_flight += 1
-                    nursery.start_soon(self._release_hedge, done)
+                    if winner:
+                        break
+                    if not done.is_set():
+                        # The candidate is slow: hedge only within budget, else wait it out.
+                        if self.hedges_in_flight >= max(3, self.in_flight // 5):
+                            await done.wait()
+                            if winner:
+                                break
+                            continue
+                        self.hedges += 1
+                        self.events.emit(
+                            "request_hedged",
+                            level=level.name,
+                            slow=candidate.provider,
+                            next=candidates[index + 1].provider,
+                            after_s=round(patience, 3),
+                        )
+                        self.hedges_in_flight += 1
+                        nursery.start_soon(self._release_hedge, done)
+        except BaseExceptionGroup as group:
+            _raise_rejected(group)
         return winner[0] if winner else None
 
     async def _release_hedge(self, slow_call_done: trio.Event) -> None:
@@ -292,73 +562,45 @@ class CascadeSupervisor:
             self.hedges_in_flight -= 1
 
     async def _attempt(
-        self,
-        level: LevelConfig,
-        candidate: Candidate,
-        request: Request,
-        deadline: float,
-        attempts: list[Attempt],
+        self, walk: _Walk, level: LevelConfig, candidate: Candidate, deadline: float
     ) -> Completion | None:
         """Try one candidate (and its larger-context models); record every try."""
         name = candidate.provider
-        if level.attempt_timeout_s is not None:
-            deadline = min(deadline, trio.current_time() + level.attempt_timeout_s)
-        actor = self._provider(name)
-        models = (candidate.model, *candidate.fallback_models)
+        deadline = _attempt_deadline(level, deadline)
+        actor = self.providers.live(name)
         if actor is None:
-            attempts.append(
-                Attempt(name, candidate.model, level.name, "unavailable", 0.0, "restarting")
-            )
+            walk.unavailable(candidate, level)
             return None
-        for model in models:
+        for model in (candidate.model, *candidate.fallback_models):
             started = trio.current_time()
             try:
                 completion = await actor.complete(
-                    request, model, deadline=deadline, panic=candidate.panic
+                    walk.request, model, deadline=deadline, panic=candidate.panic
                 )
             except trio.Cancelled:
-                # The level's deadline passed (a timeout), or a race was won by another call.
-                now = trio.current_time()
-                outcome = "timeout" if now >= deadline else "cancelled"
-                elapsed = (now - started) * 1000.0
-                attempts.append(Attempt(name, model, level.name, outcome, elapsed))
-                if outcome == "timeout":
-                    self._history.record(name, started, elapsed, ok=False)
+                walk.cancelled(name, model, level, started, deadline)
                 raise
             except ProviderError as error:
-                elapsed = (trio.current_time() - started) * 1000.0
-                attempts.append(
-                    Attempt(name, model, level.name, error.kind.value, elapsed, error.message)
-                )
-                self._history.record(name, started, elapsed, ok=False)
+                walk.failed_attempt(name, model, level, error, started)
                 if error.kind is FailureKind.CONTEXT_TOO_LONG:
                     continue
-                if error.kind is FailureKind.CLIENT_ERROR:
-                    self._stats.record_error(tuple(attempts), "request_rejected")
-                    raise RequestRejected(
-                        f"{name} rejected the request: {error.message}",
-                        name,
-                        error.status,
-                        attempts,
-                    ) from None
+                walk.reject_if_client_error(name, error)
                 return None
-            elapsed = (trio.current_time() - started) * 1000.0
-            attempts.append(Attempt(name, completion.model, level.name, "ok", elapsed))
-            self._history.record(name, started, elapsed, ok=True)
-            return completion
+            return completion if walk.accepted(name, completion, level, started) else None
         return None
 
-    def _reply(
+    def reply(
         self,
         request: Request,
         level: LevelConfig,
-        level_index: int,
         candidate: Candidate,
         completion: Completion,
         attempts: list[Attempt],
         start: float,
+        fallback: bool,
     ) -> Reply:
-        fallback = level_index > 0 or len(attempts) > 1
+        """The reply to `request`, recorded in stats and, when it is a real answer from a real
+        provider, in the last-resort cache: never an empty text, a refusal or a filtered one."""
         reply = Reply(
             text=completion.text,
             provider=candidate.provider,
@@ -370,16 +612,23 @@ class CascadeSupervisor:
             cost_usd=self._prices.cost(completion),
             usage=completion.usage,
             finish_reason=completion.finish_reason,
+            refusal=completion.refusal,
         )
-        self._stats.record_reply(reply)
+        self.stats.record_reply(reply)
         if fallback:
-            self._events.emit(
+            self.events.emit(
                 "fallback_used",
                 provider=candidate.provider,
                 level=level.name,
                 failed_attempts=len(attempts) - 1,
             )
-        if self._cache is not None and candidate.provider not in self._last_resort:
+        if (
+            self._cache is not None
+            and candidate.provider not in self._last_resort
+            and completion.text
+            and completion.refusal is None
+            and completion.finish_reason != "content_filter"
+        ):
             self._cache.put(request, completion.text, completion.model)
         return reply
 
@@ -387,135 +636,96 @@ class CascadeSupervisor:
 
     @contextlib.asynccontextmanager
     async def open_stream(self, request: Request) -> AsyncIterator[ReplyStream]:
+        """The stream handle, inside a cancel scope that `close` cancels: then the stream ends
+        in `RuntimeClosed`."""
+        self._check_open()
         stream = ReplyStream(self, request)
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
         try:
-            yield stream
+            with scope:
+                yield stream
         finally:
+            self._scopes.discard(scope)
             await stream.aclose()
+        if scope.cancelled_caught:
+            raise RuntimeClosed("the runtime closed while the stream was in flight")
 
-    async def _stream(self, request: Request, out: ReplyStream) -> AsyncGenerator[str, None]:
-        """Text pieces from the first candidate that starts streaming; fallback before the first
-        piece, `StreamInterrupted` after it. Deadlines are passed down rather than wrapped in
-        cancel scopes, because a generator must not yield inside a cancel scope."""
-        start = trio.current_time()
-        deadline = self._deadline(request, start)
-        attempts: list[Attempt] = []
-        plan = self._plan(request)
+    async def stream_text(self, request: Request, out: ReplyStream) -> AsyncGenerator[str, None]:
+        """Text pieces from the first candidate that starts streaming, with `out.reply` set
+        once the stream has ended; fallback before the first piece, `StreamInterrupted` after
+        it. The walk is `complete`'s; within a level candidates are always tried one after
+        another, because two streams racing would hand the caller text from both. Deadlines
+        are passed down rather than wrapped in cancel scopes, because a generator must not
+        yield inside a cancel scope."""
+        walk = _Walk(self, request)
         self.in_flight += 1
         try:
-            recovery = _Recovery(self.recovery_wait_s)
-            while True:
-                for index, level, now, level_deadline in self._walk(deadline):
-                    if index in self._last_resort_levels:
-                        recovered = await self._recover(request, plan, deadline, recovery)
-                        if recovered is not None:
-                            plan = recovered
-                            break
-                    first_chunk = (
-                        now + level.first_chunk_timeout_s
-                        if level.first_chunk_timeout_s is not None
-                        else None
-                    )
-                    for candidate in plan.levels[index].candidates:
-                        actor = self._provider(candidate.provider)
-                        if actor is None:
-                            attempts.append(
-                                Attempt(
-                                    candidate.provider,
-                                    candidate.model,
-                                    level.name,
-                                    "unavailable",
-                                    0.0,
-                                    "restarting",
-                                )
-                            )
-                            continue
-                        if trio.current_time() >= level_deadline:
-                            break
-                        delivered: list[str] = []
-                        started = trio.current_time()
-                        try:
-                            async with actor.open_stream(
-                                request,
-                                candidate.model,
-                                deadline=level_deadline,
-                                first_chunk_deadline=first_chunk,
-                                panic=candidate.panic,
-                            ) as events:
-                                async for event in events:
-                                    if isinstance(event, TextDelta):
-                                        if event.text:
-                                            delivered.append(event.text)
-                                            yield event.text
-                                    elif isinstance(event, StreamDone):
-                                        elapsed = (trio.current_time() - started) * 1000.0
-                                        attempts.append(
-                                            Attempt(
-                                                candidate.provider,
-                                                event.completion.model,
-                                                level.name,
-                                                "ok",
-                                                elapsed,
-                                            )
-                                        )
-                                        self._history.record(
-                                            candidate.provider, started, elapsed, ok=True
-                                        )
-                                        out.reply = self._reply(
-                                            request,
-                                            level,
-                                            index,
-                                            candidate,
-                                            event.completion,
-                                            attempts,
-                                            start,
-                                        )
-                                        return
-                        except ProviderError as error:
-                            elapsed = (trio.current_time() - started) * 1000.0
-                            attempts.append(
-                                Attempt(
-                                    candidate.provider,
-                                    candidate.model,
-                                    level.name,
-                                    error.kind.value,
-                                    elapsed,
-                                    error.message,
-                                )
-                            )
-                            self._history.record(candidate.provider, started, elapsed, ok=False)
-                            if delivered:
-                                self._stats.record_error(tuple(attempts), "stream_interrupted")
-                                self._events.emit(
-                                    "stream_interrupted",
-                                    provider=candidate.provider,
-                                    level=level.name,
-                                    delivered_chars=sum(map(len, delivered)),
-                                    kind=error.kind.value,
-                                )
-                                raise StreamInterrupted(
-                                    f"{candidate.provider} failed mid-stream: {error.message}",
-                                    candidate.provider,
-                                    "".join(delivered),
-                                    attempts,
-                                ) from None
-                            if error.kind is FailureKind.CLIENT_ERROR:
-                                self._stats.record_error(tuple(attempts), "request_rejected")
-                                raise RequestRejected(
-                                    f"{candidate.provider} rejected the request: {error.message}",
-                                    candidate.provider,
-                                    error.status,
-                                    attempts,
-                                ) from None
-                else:
-                    recovered = await self._recover(request, plan, deadline, recovery)
-                    if recovered is None:
+            for step in walk.steps():
+                if not isinstance(step, _Level):
+                    await trio.sleep_until(step)
+                    continue
+                for candidate in step.candidates:
+                    if trio.current_time() >= step.deadline:
                         break
-                    plan = recovered
-            self._stats.record_error(tuple(attempts), "all_levels_failed")
-            raise AllLevelsFailed(_summary(attempts, trio.current_time() >= deadline), attempts)
+                    pieces = self._stream_candidate(walk, step, candidate, out)
+                    async with contextlib.aclosing(pieces):
+                        async for piece in pieces:
+                            yield piece
+                    if out.reply is not None:
+                        return
+            raise walk.failed()
+        except BaseException as error:
+            if isinstance(error, GeneratorExit) or _is_cancellation(error):
+                walk.cancelled_request()
+            raise
         finally:
-            self.in_flight -= 1
+            self._request_ended()
+
+    async def _stream_candidate(
+        self, walk: _Walk, step: _Level, candidate: Candidate, out: ReplyStream
+    ) -> AsyncGenerator[str, None]:
+        """One candidate's stream, trying its larger-context models as `complete` does; sets
+        `out.reply` when it answered."""
+        level, name = step.level, candidate.provider
+        actor = self.providers.live(name)
+        if actor is None:
+            walk.unavailable(candidate, level)
+            return
+        deadline = _attempt_deadline(level, step.deadline)
+        first_chunk = (
+            step.started + level.first_chunk_timeout_s
+            if level.first_chunk_timeout_s is not None
+            else None
+        )
+        for model in (candidate.model, *candidate.fallback_models):
+            delivered: list[str] = []
+            started = trio.current_time()
+            try:
+                async with actor.open_stream(
+                    walk.request,
+                    model,
+                    deadline=deadline,
+                    first_chunk_deadline=first_chunk,
+                    panic=candidate.panic,
+                ) as events:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            if event.text:
+                                delivered.append(event.text)
+                                yield event.text
+                        elif isinstance(event, StreamDone):
+                            completion = event.completion
+                            if walk.accepted(name, completion, level, started) or delivered:
+                                out.reply = walk.reply(step, candidate, completion)
+                            return
+            except ProviderError as error:
+                walk.failed_attempt(name, model, level, error, started)
+                if delivered:
+                    raise walk.interrupted(name, level, error, delivered) from None
+                walk.reject_if_client_error(name, error)
+                if error.kind is not FailureKind.CONTEXT_TOO_LONG:
+                    return
 
 
 class ReplyStream:
@@ -523,7 +733,7 @@ class ReplyStream:
 
     def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
         self.reply: Reply | None = None
-        self._pieces = cascade._stream(request, self)
+        self._pieces = cascade.stream_text(request, self)
 
     def __aiter__(self) -> ReplyStream:
         return self
@@ -533,6 +743,30 @@ class ReplyStream:
 
     async def aclose(self) -> None:
         await self._pieces.aclose()
+
+
+def _attempt_deadline(level: LevelConfig, deadline: float) -> float:
+    """When one candidate's try must end: the level's deadline, or sooner by the level's
+    `attempt_timeout_s`."""
+    if level.attempt_timeout_s is None:
+        return deadline
+    return min(deadline, trio.current_time() + level.attempt_timeout_s)
+
+
+def _raise_rejected(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Calls run side by side fail as a group; a rejection reaches the caller as itself."""
+    rejected, rest = group.split(RequestRejected)
+    if rejected is not None and rest is None:
+        raise rejected.exceptions[0] from None
+    raise group
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    if isinstance(error, trio.Cancelled):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(trio.Cancelled)[1] is None
+    return False
 
 
 def _summary(attempts: Sequence[Attempt], deadline_passed: bool) -> str:

@@ -140,6 +140,9 @@ class LevelConfig:
     first_chunk_timeout_s: float | None = attrs.field(
         default=None, validator=positive
     )
+    #: A reply that is the model's refusal: false, the caller gets it (`Reply.refusal`); true,
+    #: it counts as a failed (`refused`) attempt and the walk goes on to the next candidate.
+    fallback_on_refusal: bool = False
 
 
 @attrs.frozen

@@ -113,5 +113,10 @@ class StreamInterrupted(FallbackError):
         self.attempts = tuple(attempts)
 
 
+class RuntimeClosed(FallbackError):
+    """The runtime has closed (or closed while the request was in flight): nothing was wrong
+    with the providers, the request came too late."""
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field and the value."""

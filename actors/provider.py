@@ -234,12 +234,20 @@ class ProviderActor(Actor):
     async def _slot(self, deadline: float, *, panic: bool) -> AsyncIterator[None]:
         """Hold a bulkhead slot, waiting for one no later than `deadline`. What would be refused
         anyway is refused before the wait; a call that never got a slot never went out, so it
-        is not booked against the provider."""
-        refusal = self._refusal(panic=panic)
-        if refusal is not None:
-            raise refusal
+        is not booked against the provider. A panic call first waits, within `deadline`, for
+        a half-open breaker to have room for it."""
         with trio.move_on_at(deadline) as scope:
-            await self.bulkhead.acquire()
+            while True:
+                if panic:
+                    await self.breaker.wait_for_room()
+                refusal = self._refusal(panic=panic)
+                if refusal is not None:
+                    raise refusal
+                await self.bulkhead.acquire()
+                if not panic or self.breaker.would_admit(panic=True):
+                    break
+                # Other panic calls took the half-open room while this one queued: wait again.
+                self.bulkhead.release()
         if scope.cancelled_caught:
             raise ProviderError(
                 FailureKind.TIMEOUT,

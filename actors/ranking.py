@@ -365,10 +365,10 @@ class Ranker:
         eligible: list[tuple[float, float, str, int, Exclusion]] = []
         has_candidate = False
         for index, level_plan in enumerate(plans):
-            for candidate in level_plan.candidates:
-                if self._kinds.get(candidate.provider) not in LAST_RESORT_KINDS:
-                    has_candidate = True
-                    break
+            # A last resort counts too: panic does not apply while one can answer (if it has
+            # nothing, the cascade makes its own panic attempt before giving up).
+            if level_plan.candidates:
+                has_candidate = True
             for exclusion in level_plan.exclusions:
                 if exclusion.standby is not None and exclusion.open_until is not None:
                     snapshot = snapshots.get(exclusion.provider)
@@ -452,7 +452,7 @@ class Ranker:
         state = snapshot.breaker.state
         if state is BreakerState.FORCED_OPEN:
             return Exclusion(name, "breaker forced open", ExclusionCause.FORCED_OPEN)
-        breaker_open = state is BreakerState.OPEN
+        breaker_open = state is BreakerState.OPEN and not _open_period_over(snapshot, now)
         open_until = snapshot.breaker.open_until if breaker_open else None
         note = ""
         if state is BreakerState.HALF_OPEN:
@@ -561,6 +561,13 @@ def _candidate(
     return Candidate(
         name, chosen.model, fallbacks, gate.score, chosen.fitness, choice.cost, False, gate.note
     )
+
+
+def _open_period_over(snapshot: ProviderSnapshot, now: float) -> bool:
+    """An open breaker whose open period has ended is half-open by now, whether or not its
+    heartbeat saying so has arrived: the provider's own breaker admits its probes."""
+    until = snapshot.breaker.open_until
+    return until is not None and until <= now
 
 
 def _breaker_exclusion(

@@ -10,6 +10,7 @@ from actors.errors import (
     ConfigError,
     FallbackError,
     RequestRejected,
+    RuntimeClosed,
     StreamInterrupted,
 )
 from actors.messages import Attempt, Complexity, Quality, Reply, Request, Usage
@@ -27,6 +28,7 @@ __all__ = [
     "Request",
     "RequestRejected",
     "Runtime",
+    "RuntimeClosed",
     "RuntimeStatus",
     "StreamInterrupted",
     "Usage",

@@ -16,7 +16,6 @@ caller's own cancellation and the per-level cancel scopes bound every call it ma
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +32,7 @@ from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
 from actors.config import HTTP_KINDS, Config, load_config
+from actors.directory import ProviderDirectory, RoutePlanner
 from actors.events import EVENT_LEVELS
 from actors.fault_admin import fake_server_target
 from actors.faults import Fault, FaultTarget
@@ -148,10 +148,14 @@ class Runtime:
         cache: ResponseCache | None = None
         if any(p.kind == "cache" for p in config.providers):
             cache = shared_reply_cache(self._store)
+        self.providers = ProviderDirectory(self.registry)
+        self.planner = RoutePlanner(
+            self.registry, self.ranker, config.levels, self._providers_context.last_snapshots
+        )
         self.cascade = CascadeSupervisor(
             config,
-            plan=functools.partial(self.plan, explore=True),
-            provider=self._live_provider,
+            planner=self.planner,
+            providers=self.providers,
             cache=cache,
             stats=self.stats,
             history=self.history,
@@ -208,17 +212,10 @@ class Runtime:
     def _restarts(self, name: str) -> int:
         return self.registry.cell(name).restarts if name in self.registry else 0
 
-    def _live_provider(self, name: str) -> ProviderActor | None:
-        cell = self.registry.cell(name)
-        actor = cell.actor
-        if cell.state != "running" or not isinstance(actor, ProviderActor):
-            return None
-        return actor
-
     def _provider_actor(self, name: str) -> ProviderActor:
         if name not in self._provider_kinds:
             raise UnknownActor(name, sorted(self._provider_kinds))
-        actor = self._live_provider(name)
+        actor = self.providers.live(name)
         if actor is None:
             raise ActorNotRunning(f"{name} is {self.registry.cell(name).state}")
         return actor
@@ -226,7 +223,8 @@ class Runtime:
     # -- requests ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
-        """Answer a request from the best provider that can, falling back level by level."""
+        """Answer a request from the best provider that can, falling back level by level.
+        After the runtime has closed: `RuntimeClosed`."""
         return await self.cascade.complete(request)
 
     def stream(self, request: Request) -> contextlib.AbstractAsyncContextManager[ReplyStream]:
@@ -236,14 +234,7 @@ class Runtime:
     def plan(self, request: Request, *, explore: bool = False) -> RoutePlan:
         """The router's plan for such a request, with a reason for every rank and exclusion.
         Asking for an explanation spends no exploration request (`explore=False`)."""
-        cell = self.registry.cell("router") if "router" in self.registry else None
-        router = cell.actor if cell is not None else None
-        if isinstance(router, RouterActor) and cell is not None and cell.state == "running":
-            return router.plan(request, explore=explore)
-        # The router is restarting: rank from the providers' last published state.
-        return self.ranker.plan(
-            request, self.config.levels, self._providers_context.last_snapshots, trio.current_time()
-        )
+        return self.planner.plan(request, explore=explore)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -254,7 +245,7 @@ class Runtime:
         return self.registry.snapshot(name)
 
     def provider_snapshot(self, name: str) -> ProviderSnapshot | None:
-        actor = self._live_provider(name)
+        actor = self.providers.live(name)
         if actor is not None:
             return actor.snapshot()
         return self._providers_context.last_snapshots.get(name)
@@ -264,7 +255,7 @@ class Runtime:
         providers: list[ProviderStatus] = []
         for provider in self.config.providers:
             snapshot = self.provider_snapshot(provider.name)
-            running = self._live_provider(provider.name) is not None
+            running = self.providers.live(provider.name) is not None
             if snapshot is None:
                 continue
             snapshots.append(snapshot)
@@ -387,4 +378,8 @@ async def open_runtime(
                     await stack.enter_async_context(open_repl_server(rt, os.fspath(socket_path)))
                 yield rt
         finally:
+            # Requests in flight get the shutdown grace to finish, then end in RuntimeClosed;
+            # only then do the actors they call stop.
+            with trio.CancelScope(shield=True):
+                await rt.cascade.close(config.supervision.shutdown_grace_s)
             nursery.cancel_scope.cancel()

@@ -383,6 +383,10 @@ def test_a_level_naming_an_unknown_provider_is_a_clear_error() -> None:
 # --- panic ----------------------------------------------------------------------------------
 
 
+#: Panic applies only when no last resort can answer: these tests rank the levels before it.
+MODEL_LEVELS = tuple(lv for lv in DEMO.levels if lv.name != "last_resort")
+
+
 def all_open(open_until: dict[str, float], error_rate: float = 0.5) -> dict[str, ProviderSnapshot]:
     return {
         name: snap(name, state=BreakerState.OPEN, open_until=until, error_rate=error_rate)
@@ -393,7 +397,7 @@ def all_open(open_until: dict[str, float], error_rate: float = 0.5) -> dict[str,
 def test_all_breakers_open_adds_the_least_bad_as_a_panic_candidate() -> None:
     until = {"openai": 30.0, "anthropic": 20.0, "gemini": 12.0, "mistral": 40.0,
              "huggingface": 15.0, "local": 25.0}  # fmt: skip
-    plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, all_open(until), 10.0)
+    plan = Ranker(DEMO).plan(Request(prompt="hi"), MODEL_LEVELS, all_open(until), 10.0)
     panics = [c for lv in plan.levels for c in lv.candidates if c.panic]
     assert [(c.provider, c.model) for c in panics] == [("gemini", "gemini-pro")]
     secondary = plan.level("secondary")
@@ -406,10 +410,25 @@ def test_all_breakers_open_adds_the_least_bad_as_a_panic_candidate() -> None:
     assert "half-open at t=12.0s, error rate 50%" in line
 
 
+def test_no_panic_while_a_last_resort_can_answer() -> None:
+    until = {name: 20.0 for name in NON_LAST_RESORT}
+    plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, all_open(until), 10.0)
+    assert not any(c.panic for lv in plan.levels for c in lv.candidates)
+    assert order(plan.level("last_resort").candidates) == ["cache", "templates"]
+    assert plan.earliest_half_open == 20.0
+
+
+def test_a_breaker_whose_open_period_has_ended_is_not_excluded() -> None:
+    # The heartbeat saying it is half-open may not have arrived yet: it is a candidate again.
+    snapshots = {"openai": snap("openai", state=BreakerState.OPEN, open_until=5.0)}
+    plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, snapshots, 5.0)
+    assert "openai" in order(plan.level("primary").candidates)
+
+
 def test_panic_ties_on_open_time_go_to_the_lowest_error_rate() -> None:
     snapshots = all_open({name: 20.0 for name in NON_LAST_RESORT}, error_rate=0.6)
     snapshots["local"] = snap("local", state=BreakerState.OPEN, open_until=20.0, error_rate=0.2)
-    plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, snapshots, 0.0)
+    plan = Ranker(DEMO).plan(Request(prompt="hi"), MODEL_LEVELS, snapshots, 0.0)
     (panic,) = [c for lv in plan.levels for c in lv.candidates if c.panic]
     assert panic.provider == "local"
 
@@ -417,7 +436,7 @@ def test_panic_ties_on_open_time_go_to_the_lowest_error_rate() -> None:
 def test_no_panic_while_any_provider_is_usable_but_earliest_half_open_is_reported() -> None:
     until = {name: 50.0 for name in NON_LAST_RESORT if name != "local"}
     until["anthropic"] = 7.0
-    plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, all_open(until), 0.0)
+    plan = Ranker(DEMO).plan(Request(prompt="hi"), MODEL_LEVELS, all_open(until), 0.0)
     assert not any(c.panic for lv in plan.levels for c in lv.candidates)
     assert order(plan.level("emergency").candidates) == ["local"]
     assert plan.earliest_half_open == 7.0
@@ -425,13 +444,13 @@ def test_no_panic_while_any_provider_is_usable_but_earliest_half_open_is_reporte
 
 def test_panic_never_overrides_an_operator_forced_open_or_a_failing_model_check() -> None:
     snapshots = {name: snap(name, state=BreakerState.FORCED_OPEN) for name in NON_LAST_RESORT}
-    plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, snapshots, 0.0)
+    plan = Ranker(DEMO).plan(Request(prompt="hi"), MODEL_LEVELS, snapshots, 0.0)
     assert not any(c.panic for lv in plan.levels for c in lv.candidates)
     assert plan.earliest_half_open is None
     # Open, but over budget anyway: waiting for it or panicking into it cannot help.
     budget_snaps = all_open({name: 5.0 for name in NON_LAST_RESORT})
     broke = Request(prompt="hi", max_tokens=500, budget_usd=0.0)
-    plan = Ranker(DEMO).plan(broke, DEMO.levels, budget_snaps, 0.0)
+    plan = Ranker(DEMO).plan(broke, MODEL_LEVELS, budget_snaps, 0.0)
     panics = [c for lv in plan.levels for c in lv.candidates if c.panic]
     assert [c.provider for c in panics] == ["local"]  # the one free model (llama3)
 
@@ -439,7 +458,7 @@ def test_panic_never_overrides_an_operator_forced_open_or_a_failing_model_check(
 def test_panic_when_the_others_are_unavailable() -> None:
     snapshots = {name: snap(name, available=False, reason="no key") for name in NON_LAST_RESORT}
     snapshots["mistral"] = snap("mistral", state=BreakerState.OPEN, open_until=3.0)
-    plan = Ranker(DEMO).plan(Request(prompt="hi"), DEMO.levels, snapshots, 0.0)
+    plan = Ranker(DEMO).plan(Request(prompt="hi"), MODEL_LEVELS, snapshots, 0.0)
     (panic,) = [c for lv in plan.levels for c in lv.candidates if c.panic]
     assert panic.provider == "mistral"
 
@@ -455,7 +474,7 @@ BREAKER_STATES = st.sampled_from(
         {
             name: st.tuples(
                 BREAKER_STATES,
-                st.floats(0.0, 100.0),
+                st.floats(0.0, 100.0, exclude_min=True),
                 st.floats(0.0, 1.0),
                 st.floats(0.0, 5000.0),
             )
@@ -474,7 +493,7 @@ def test_open_breakers_alone_never_leave_zero_candidates(states: dict[str, Any])
         )
         for name, (state, until, error_rate, latency) in states.items()
     }
-    plan = RANKER.plan(Request(prompt="hi"), DEMO.levels, snapshots, 0.0)
+    plan = RANKER.plan(Request(prompt="hi"), MODEL_LEVELS, snapshots, 0.0)
     usable = [c for lv in plan.levels for c in lv.candidates if c.provider in NON_LAST_RESORT]
     assert usable
     assert sum(c.panic for c in usable) <= 1

@@ -189,10 +189,12 @@ async def test_all_breakers_open_still_leaves_a_candidate(autojump_clock: Any) -
         for name in ("openai", "anthropic", "gemini", "local"):
             rt.heal(name)
         plan = rt.plan(REQUEST)
-        panic = [c for level in plan.levels for c in level.candidates if c.panic]
-        assert len(panic) == 1
+        # The plan does not panic while a last resort could answer...
+        assert not any(c.panic for level in plan.levels for c in level.candidates)
         reply = await rt.complete(REQUEST)
-        assert reply.provider == panic[0].provider
+        # ...it had nothing for this request: one panic call went to the least-bad provider.
+        assert [a.outcome for a in reply.attempts] == ["no_match", "no_match", "ok"]
+        assert reply.provider in ("openai", "anthropic", "gemini", "local")
         # The panic call's success ended that breaker's open period: its probes decide now.
         assert rt.snapshot(reply.provider).breaker.state == "half_open"
 
