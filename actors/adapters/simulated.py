@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -149,88 +149,106 @@ class SimulatedBackend:
     # --- one call ---
 
     def plan(self, request: Request, model: str, *, streaming: bool = False) -> CallPlan:
-        """Decide everything about one call now, from the seeded RNG, so runs are reproducible."""
+        """Decide everything about one call now, from the seeded RNG, so runs are reproducible.
+        The RNG is drawn in one fixed order (latency, hang, errors, faults), whatever happens."""
         self.calls += 1
         faults = self._faults
-        rng = self.rng
-        if faults:
-            if (fault := faults.get(FaultKind.OUTAGE)) is not None:
-                return CallPlan(0.0, error=_server_error(fault.status, "outage"))
-            if (fault := faults.get(FaultKind.QUOTA)) is not None:
-                error = ProviderError(
-                    FailureKind.RATE_LIMITED,
-                    "quota exhausted",
-                    status=429,
-                    retry_after_s=fault.retry_after_s,
-                    quota_remaining=0.0,
-                )
-                return CallPlan(0.0, error=error)
-            if (fault := faults.get(FaultKind.RATE_LIMIT)) is not None:
-                error = ProviderError(
-                    FailureKind.RATE_LIMITED,
-                    "rate limited",
-                    status=429,
-                    retry_after_s=fault.retry_after_s,
-                )
-                return CallPlan(0.0, error=error)
+        refused = self._refused_at_once(faults)
+        if refused is not None:
+            return CallPlan(0.0, error=refused)
         quota: float | None = None
         if self.rate_limit_rps is not None:
             quota = self._take_token(self.rate_limit_rps)
             if quota is None:
-                wait = (1.0 - self._tokens) / self.rate_limit_rps
-                error = ProviderError(
-                    FailureKind.RATE_LIMITED,
-                    "rate limited",
-                    status=429,
-                    retry_after_s=wait,
-                    quota_remaining=0.0,
-                )
-                return CallPlan(0.0, error=error)
+                return CallPlan(0.0, error=self._over_rate_limit(self.rate_limit_rps))
+        latency_s = self._latency_s(faults)
+        if self._hangs(faults):
+            return CallPlan(latency_s, hang=True)
+        if self.error_rate > 0 and self.rng.random() < self.error_rate:
+            return CallPlan(latency_s, error=_server_error(503, "simulated error"))
+        plan = self._faulted(faults, latency_s, streaming=streaming) if faults else None
+        if plan is not None and plan.error is not None:
+            return plan
+        completion = self._completion(request, model, quota)
+        if plan is None:
+            return CallPlan(latency_s, completion=completion)
+        return attrs.evolve(plan, completion=completion)
 
+    @staticmethod
+    def _refused_at_once(faults: Mapping[FaultKind, Fault]) -> ProviderError | None:
+        """Faults that answer before any work: an outage, a spent quota, a rate limit."""
+        if (fault := faults.get(FaultKind.OUTAGE)) is not None:
+            return _server_error(fault.status, "outage")
+        if (fault := faults.get(FaultKind.QUOTA)) is not None:
+            return ProviderError(
+                FailureKind.RATE_LIMITED,
+                "quota exhausted",
+                status=429,
+                retry_after_s=fault.retry_after_s,
+                quota_remaining=0.0,
+            )
+        if (fault := faults.get(FaultKind.RATE_LIMIT)) is not None:
+            return ProviderError(
+                FailureKind.RATE_LIMITED,
+                "rate limited",
+                status=429,
+                retry_after_s=fault.retry_after_s,
+            )
+        return None
+
+    def _over_rate_limit(self, rps: float) -> ProviderError:
+        wait = (1.0 - self._tokens) / rps
+        return ProviderError(
+            FailureKind.RATE_LIMITED,
+            "rate limited",
+            status=429,
+            retry_after_s=wait,
+            quota_remaining=0.0,
+        )
+
+    def _latency_s(self, faults: Mapping[FaultKind, Fault]) -> float:
         latency_ms = self.latency_ms
         if latency_ms > 0 and self.latency_jitter > 0:
-            latency_ms = rng.lognormvariate(math.log(latency_ms), self.latency_jitter)
+            latency_ms = self.rng.lognormvariate(math.log(latency_ms), self.latency_jitter)
         latency_s = latency_ms / 1000.0
-        if faults and (fault := faults.get(FaultKind.LATENCY)) is not None:
+        if (fault := faults.get(FaultKind.LATENCY)) is not None:
             latency_s = latency_s * fault.factor + fault.delay_s
+        return latency_s
 
+    def _hangs(self, faults: Mapping[FaultKind, Fault]) -> bool:
+        rng = self.rng
         hang = self.hang_probability > 0 and rng.random() < self.hang_probability
-        if faults and (fault := faults.get(FaultKind.HANG)) is not None:
+        if (fault := faults.get(FaultKind.HANG)) is not None:
             hang = hang or rng.random() < fault.rate
-        if hang:
-            return CallPlan(latency_s, hang=True)
+        return hang
 
-        if self.error_rate > 0 and rng.random() < self.error_rate:
-            return CallPlan(latency_s, error=_server_error(503, "simulated error"))
+    def _faulted(
+        self, faults: Mapping[FaultKind, Fault], latency_s: float, *, streaming: bool
+    ) -> CallPlan | None:
+        """What the injected error and stream faults make of a call that would succeed: a plan
+        with an error, or one that shapes the stream (no completion yet), or None."""
+        rng = self.rng
+        if (fault := faults.get(FaultKind.ERRORS)) is not None and rng.random() < fault.rate:
+            return CallPlan(latency_s, error=_server_error(fault.status, "injected error"))
+        if (fault := faults.get(FaultKind.MALFORMED)) is not None and rng.random() < fault.rate:
+            error = ProviderError(FailureKind.MALFORMED, "reply is not the expected shape")
+            return CallPlan(latency_s, error=error)
         drop_after: int | None = None
         drop_error: ProviderError | None = None
         drip_s = 0.0
-        if faults:
-            if (fault := faults.get(FaultKind.ERRORS)) is not None and rng.random() < fault.rate:
-                return CallPlan(latency_s, error=_server_error(fault.status, "injected error"))
-            if (fault := faults.get(FaultKind.MALFORMED)) is not None and rng.random() < fault.rate:
-                error = ProviderError(FailureKind.MALFORMED, "reply is not the expected shape")
+        fault = faults.get(FaultKind.STREAM_ERROR)
+        if fault is not None and rng.random() < fault.rate:
+            error = _server_error(fault.status, "in-band stream error")
+            if not streaming:
                 return CallPlan(latency_s, error=error)
-            fault = faults.get(FaultKind.STREAM_ERROR)
+            drop_after, drop_error = fault.after_chunks, error
+        if streaming:
+            fault = faults.get(FaultKind.DROP_STREAM)
             if fault is not None and rng.random() < fault.rate:
-                error = _server_error(fault.status, "in-band stream error")
-                if not streaming:
-                    return CallPlan(latency_s, error=error)
-                drop_after, drop_error = fault.after_chunks, error
-            if streaming:
-                fault = faults.get(FaultKind.DROP_STREAM)
-                if fault is not None and rng.random() < fault.rate:
-                    drop_after = fault.after_chunks
-                if (fault := faults.get(FaultKind.SLOW_DRIP)) is not None:
-                    drip_s = fault.delay_s
-        completion = self._completion(request, model, quota)
-        return CallPlan(
-            latency_s,
-            completion=completion,
-            drop_after=drop_after,
-            drop_error=drop_error,
-            drip_s=drip_s,
-        )
+                drop_after = fault.after_chunks
+            if (fault := faults.get(FaultKind.SLOW_DRIP)) is not None:
+                drip_s = fault.delay_s
+        return CallPlan(latency_s, drop_after=drop_after, drop_error=drop_error, drip_s=drip_s)
 
     def _take_token(self, rps: float) -> float | None:
         """Token bucket (burst of one second's worth) on the trio clock; None when empty."""
