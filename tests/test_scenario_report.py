@@ -14,13 +14,8 @@ from actors.messages import Attempt, Reply, Usage
 from runtime.scenario.format import Scenario, parse_scenario
 from runtime.scenario.html import render_html, render_svg
 from runtime.scenario.recorder import AppliedFault, Recorder, Result
-from runtime.scenario.report import (
-    build_report,
-    level_chars,
-    percentile,
-    render_strip,
-    render_terminal,
-)
+from runtime.scenario.report import build_report, level_chars, percentile
+from runtime.scenario.terminal import render_strip, render_terminal
 
 SVG = "{http://www.w3.org/2000/svg}"
 
