@@ -17,7 +17,7 @@ from runtime.repl.protocol import (
 )
 
 #: Every wait in these tests is on a real reply; this only turns a bug into a failure, not a hang.
-REPLY_TIMEOUT_S = 10.0
+REPLY_TIMEOUT_S = 30.0
 
 
 @attrs.frozen

@@ -1,6 +1,8 @@
 """Real wire protocols through the whole cascade, against the fake provider server on loopback.
 
-Real time (sockets): every timeout here is short and every wait is on a reply, not a sleep.
+Real time (sockets): every wait is on a reply, not a sleep. The level timeouts are wide for a
+slow, busy machine (a 20 ms call can take seconds there): only a `hang` is meant to reach one,
+and it waits out the primary's 5 s.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def http_config(server: FakeProviderServer, **level_changes: Any) -> runtime.Con
     ]
     return runtime.parse_config(
         {
-            "runtime": {"deadline_s": 20},
+            "runtime": {"deadline_s": 40},
             "providers": [
                 {
                     "name": name,
@@ -52,12 +54,12 @@ def http_config(server: FakeProviderServer, **level_changes: Any) -> runtime.Con
                 {
                     "name": "primary",
                     "providers": ["openai", "anthropic"],
-                    "timeout_s": 2,
+                    "timeout_s": 5,
                     **level_changes,
                 },
-                {"name": "secondary", "providers": ["gemini"], "timeout_s": 2},
-                {"name": "emergency", "providers": ["ollama"], "timeout_s": 2},
-                {"name": "last_resort", "providers": ["cache"], "timeout_s": 1},
+                {"name": "secondary", "providers": ["gemini"], "timeout_s": 10},
+                {"name": "emergency", "providers": ["ollama"], "timeout_s": 10},
+                {"name": "last_resort", "providers": ["cache"], "timeout_s": 5},
             ],
             "models": {
                 "gpt-4o-mini": {

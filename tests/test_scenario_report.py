@@ -13,14 +13,9 @@ from actors.errors import AllLevelsFailed
 from actors.messages import Attempt, Reply, Usage
 from runtime.scenario.format import Scenario, parse_scenario
 from runtime.scenario.html import render_html, render_svg
-from runtime.scenario.recorder import AppliedFault, Recorder, Result
-from runtime.scenario.report import (
-    build_report,
-    level_chars,
-    percentile,
-    render_strip,
-    render_terminal,
-)
+from runtime.scenario.recorder import SAMPLED, AppliedFault, Recorder, Result
+from runtime.scenario.report import build_report, level_chars, percentile
+from runtime.scenario.terminal import render_strip, render_terminal
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -180,6 +175,31 @@ def test_breaker_trips_holds_time_open_and_half_open_calls() -> None:
     assert openai["time_open_s"] == pytest.approx(5 + 3.5 + 2)
     # Calls to openai that started in [20, 21): requests at 20.0 and 20.5 (attempts of 0.5 s).
     assert openai["half_open_calls_max"] == 2
+
+
+def test_an_event_replaces_a_status_sample_that_ran_ahead_of_it() -> None:
+    """On a busy machine the sampler can read a breaker's state before the event that says when
+    and why it changed: the event wins, so a Retry-After hold is not counted as a trip and the
+    changes stay in time order."""
+    scenario, rec = _outage_run()
+    rec.breaker.clear()
+    rec.record_breaker("openai", 0.0, "closed", "")
+    rec.record_breaker("openai", 30.2, "open", SAMPLED)  # seen before the event below
+    rec.record_breaker("openai", 30.0, "open", "retry_after")
+    rec.record_breaker("openai", 32.5, "half_open", SAMPLED)  # ahead of two queued events
+    rec.record_breaker("openai", 32.0, "closed", "retry_after_elapsed")
+    rec.record_breaker("openai", 32.1, "open", "retry_after")
+    rec.record_breaker("openai", 33.0, "closed", SAMPLED)  # a missed event: kept
+    assert [(c.at, c.state, c.reason) for c in rec.breaker["openai"]] == [
+        (0.0, "closed", ""),
+        (30.0, "open", "retry_after"),
+        (32.0, "closed", "retry_after_elapsed"),
+        (32.1, "open", "retry_after"),
+        (33.0, "closed", SAMPLED),
+    ]
+    data = build_report(rec, scenario, seed=1, mode="virtual").data
+    openai = next(p for p in data["providers"] if p["name"] == "openai")
+    assert (openai["breaker_trips"], openai["breaker_holds"]) == (0, 2)
 
 
 def test_mttr_both_definitions() -> None:

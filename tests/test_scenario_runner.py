@@ -15,6 +15,7 @@ import pytest
 from runtime.scenario.cli import main
 from runtime.scenario.format import load_scenario
 from runtime.scenario.runner import ProgressLine, run_scenario
+from runtime.scenario.sweep import parse_seeds, run_one
 
 SMALL = """
 [scenario]
@@ -197,3 +198,17 @@ def test_progress_line_only_on_a_terminal_after_a_moment_and_rate_limited() -> N
     quiet.update("nothing")
     quiet.close()
     assert piped.getvalue() == ""
+
+
+def test_a_sweep_names_each_seed_and_what_failed_there(tmp_path: Path) -> None:
+    """The seed sweep's reduction of a run: the failed checks by name, so a seed that breaks an
+    expectation is reported, and a passing one is not."""
+    path = tmp_path / "short.toml"
+    path.write_text(
+        SMALL.replace("duration_s = 90", "duration_s = 80").replace("{extra}", "p50_ms_max = 1")
+    )
+    result = run_one(str(path), 2)
+    assert (result.path, result.seed, result.lost) == (str(path), 2, 0)
+    assert not result.passed
+    assert [name.split(" (")[0] for name in result.failed] == ["p50 latency ms <= 1"]
+    assert parse_seeds("1-3,7") == [1, 2, 3, 7]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from runtime.scenario.format import ScenarioError, load_scenario
 from runtime.scenario.html import render_html
-from runtime.scenario.report import Report, render_terminal
+from runtime.scenario.report import Report
 from runtime.scenario.runner import MODES, ProgressLine, run_scenario
+from runtime.scenario.terminal import render_terminal
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1

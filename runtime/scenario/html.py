@@ -319,9 +319,34 @@ def render_html(report: Report) -> str:
     """The whole page: summary, timeline, tables, expectations."""
     data = report.data
     info = data["scenario"]
+    verdict = "PASSED" if report.passed else "FAILED"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Scenario {_a(info["name"])} (seed {info["seed"]})</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>Scenario {_a(info["name"])} <span class="{"pass" if report.passed else "fail"}">{verdict}</span></h1>
+<p>{_a(info["description"])}</p>
+<p>seed {info["seed"]}, mode {_a(info["mode"])}, {info["duration_s"]:g} s at {info["rps"]:g} requests/s</p>
+{_summary_table(data)}
+<h2>Timeline</h2>
+{render_svg(report)}
+<h2>Expectations</h2>
+<table><tr><th></th><th>check</th><th>measured</th></tr>{_check_rows(report)}</table>
+<h2>Providers</h2>
+{_provider_table(data["providers"])}
+<h2>Levels</h2>
+{_level_table(data["levels"])}
+<h2>Faults</h2>
+{_fault_table(data["faults"])}
+</body></html>
+"""
+
+
+def _summary_table(data: dict[str, Any]) -> str:
     cost = data["cost"]
     savings = "-" if cost["savings"] is None else f"{100 * cost['savings']:.1f} %"
-    summary = _html_table(
+    return _html_table(
         ["", "value"],
         [
             ["requests", data["requests"]["issued"]],
@@ -332,7 +357,10 @@ def render_html(report: Report) -> str:
             ["lost requests", data["requests"]["lost"]],
         ],
     )  # fmt: skip
-    providers = _html_table(
+
+
+def _provider_table(providers: list[dict[str, Any]]) -> str:
+    return _html_table(
         ["provider", "calls", "served", "failures", "trips", "open s", "p50", "p95", "p99", "cost"],
         [
             [
@@ -347,10 +375,13 @@ def render_html(report: Report) -> str:
                 _v(p["latency_ms"]["p99"]),
                 f"${p['cost_usd']:.4f}",
             ]
-            for p in data["providers"]
+            for p in providers
         ],
     )
-    levels = _html_table(
+
+
+def _level_table(levels: list[dict[str, Any]]) -> str:
+    return _html_table(
         ["level", "served", "share", "p50", "p95", "p99"],
         [
             [
@@ -361,10 +392,13 @@ def render_html(report: Report) -> str:
                 _v(level["latency_ms"]["p95"]),
                 _v(level["latency_ms"]["p99"]),
             ]
-            for level in data["levels"]
+            for level in levels
         ],
     )
-    faults = _html_table(
+
+
+def _fault_table(faults: list[dict[str, Any]]) -> str:
+    return _html_table(
         ["fault", "start s", "end s", "MTTR s (answered)", "back in rotation s", "paid"],
         [
             [
@@ -375,33 +409,14 @@ def render_html(report: Report) -> str:
                 _v(f["recovery_s"]) if f["in_rotation_before"] else "n/a",
                 f["paid_requests"],
             ]
-            for f in data["faults"]
+            for f in faults
         ],
     )
-    checks = "".join(
+
+
+def _check_rows(report: Report) -> str:
+    return "".join(
         f'<tr><td class="{"pass" if c.passed else "fail"}">{"PASS" if c.passed else "FAIL"}</td>'
         f"<td>{_a(c.name)}</td><td>{_a(_v(c.measured))}</td></tr>"
         for c in report.checks
     )
-    verdict = "PASSED" if report.passed else "FAILED"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Scenario {_a(info["name"])} (seed {info["seed"]})</title>
-<style>{_STYLE}</style></head>
-<body>
-<h1>Scenario {_a(info["name"])} <span class="{"pass" if report.passed else "fail"}">{verdict}</span></h1>
-<p>{_a(info["description"])}</p>
-<p>seed {info["seed"]}, mode {_a(info["mode"])}, {info["duration_s"]:g} s at {info["rps"]:g} requests/s</p>
-{summary}
-<h2>Timeline</h2>
-{render_svg(report)}
-<h2>Expectations</h2>
-<table><tr><th></th><th>check</th><th>measured</th></tr>{checks}</table>
-<h2>Providers</h2>
-{providers}
-<h2>Levels</h2>
-{levels}
-<h2>Faults</h2>
-{faults}
-</body></html>
-"""

@@ -59,6 +59,10 @@ def result_of(error: BaseException) -> Result:
     return Result.UNTYPED
 
 
+#: The reason recorded for a breaker state read from a status sample rather than an event.
+SAMPLED = "sampled"
+
+
 @attrs.frozen
 class BreakerChange:
     at: float
@@ -269,9 +273,19 @@ class Recorder:
     # --- the runtime's state -------------------------------------------------------------
 
     def record_breaker(self, provider: str, at: float, state: str, reason: str = "") -> None:
-        """A breaker state, from an event or a status sample; repeats are ignored."""
+        """A breaker state, from an event or a status sample (reason `SAMPLED`); repeats are
+        ignored.
+
+        A sample only fills in what events missed. On a busy machine the event consumer can lag
+        behind the sampler, which then sees a state before the event that says when and why it
+        began; that event replaces the early glimpse, so a Retry-After hold is not taken for a
+        trip and no change is recorded out of order.
+        """
         changes = self.breaker.setdefault(provider, [])
         self.providers.code(provider)
+        if reason != SAMPLED:
+            while changes and changes[-1].reason == SAMPLED and changes[-1].at >= at:
+                changes.pop()
         if changes and changes[-1].state == state:
             return
         changes.append(BreakerChange(at, state, reason))

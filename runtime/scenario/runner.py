@@ -35,7 +35,7 @@ from runtime.kernel.events import Event
 from runtime.logs import configure_logging
 from runtime.scenario.format import Scenario
 from runtime.scenario.load import LoadGenerator, PlannedRequest
-from runtime.scenario.recorder import MemoryCheckpoint, Recorder, Result
+from runtime.scenario.recorder import SAMPLED, MemoryCheckpoint, Recorder, Result
 from runtime.scenario.report import Report, build_report
 from runtime.scenario.timeline import Timeline
 
@@ -215,7 +215,7 @@ def _sample(run: _Run) -> None:
     status = run.rt.status()
     at = recorder.now()
     for provider in status.providers:
-        recorder.record_breaker(provider.name, at, provider.breaker, "sampled")
+        recorder.record_breaker(provider.name, at, provider.breaker, SAMPLED)
     lengths = {
         f"performance.{name}": summary.samples for name, summary in status.performance.items()
     }

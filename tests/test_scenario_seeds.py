@@ -1,0 +1,46 @@
+"""Every library scenario but the soak passes at seeds 1 to 20: its expectations describe the
+system, not one lucky schedule.
+
+About 25 minutes of CPU (72 s a seed for the 14 scenarios), so about 12 minutes of wall time
+on two cores: it is marked `seeds` and left out of `make test` (pyproject's
+addopts deselect it); `.ci/run` runs it as its own step: `pytest -m seeds`. The runs go to a
+pool of two processes (`runtime.scenario.sweep`), started once for the whole module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.scenario.sweep import SeedResult, sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = sorted(p for p in (ROOT / "scenarios").glob("*.toml") if p.stem != "soak")
+SEEDS = range(1, 21)
+WORKERS = 2
+
+pytestmark = pytest.mark.seeds
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, list[SeedResult]]:
+    by_scenario: dict[str, list[SeedResult]] = {}
+    for result in sweep([str(p) for p in LIBRARY], SEEDS, workers=WORKERS):
+        by_scenario.setdefault(Path(result.path).stem, []).append(result)
+    return by_scenario
+
+
+def test_the_sweep_covers_the_library() -> None:
+    assert len(LIBRARY) >= 12
+    assert "flagship" in {p.stem for p in LIBRARY}
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)
+def test_scenario_passes_at_every_seed(path: Path, results: dict[str, list[SeedResult]]) -> None:
+    runs = results[path.stem]
+    assert [r.seed for r in runs] == list(SEEDS)
+    failed = [f"seed {r.seed}: {'; '.join(r.failed)} lost={r.lost}" for r in runs if not r.passed]
+    assert not failed, f"{path.name} fails at {len(failed)} of {len(runs)} seeds:\n" + "\n".join(
+        failed
+    )
