@@ -118,7 +118,23 @@ def shared_reply_cache(context: AdapterContext) -> ResponseCache:
     return cache
 
 
-class CacheAdapter:
+class _WholeAnswer:
+    """A last-resort source has its whole answer at once: its stream is that answer in one
+    piece."""
+
+    async def complete(self, request: Request, model: str) -> Completion:
+        raise NotImplementedError
+
+    def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
+        return self._stream(request, model)
+
+    async def _stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
+        completion = await self.complete(request, model)
+        yield TextDelta(completion.text)
+        yield StreamDone(completion)
+
+
+class CacheAdapter(_WholeAnswer):
     """Answers from the reply cache, or NO_MATCH."""
 
     def __init__(self, cache: ResponseCache) -> None:
@@ -133,14 +149,6 @@ class CacheAdapter:
         if entry is None:
             raise ProviderError(FailureKind.NO_MATCH, "no cached reply for this request")
         return Completion(text=entry.text, model="cache")
-
-    def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
-        return self._stream(request, model)
-
-    async def _stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
-        completion = await self.complete(request, model)
-        yield TextDelta(completion.text)
-        yield StreamDone(completion)
 
     async def aclose(self) -> None:
         """The cache belongs to the runtime; nothing to release."""
@@ -207,7 +215,7 @@ def compile_templates(templates: tuple[TemplateConfig, ...]) -> tuple[Template, 
     return tuple(compiled)
 
 
-class TemplateAdapter:
+class TemplateAdapter(_WholeAnswer):
     """Answers with the first configured template that matches the request, or NO_MATCH."""
 
     def __init__(self, templates: tuple[Template, ...]) -> None:
@@ -228,14 +236,6 @@ class TemplateAdapter:
         if template is None:
             raise ProviderError(FailureKind.NO_MATCH, "no template matches this request")
         return Completion(text=template.render(request), model=f"template:{template.name}")
-
-    def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
-        return self._stream(request, model)
-
-    async def _stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
-        completion = await self.complete(request, model)
-        yield TextDelta(completion.text)
-        yield StreamDone(completion)
 
     async def aclose(self) -> None:
         """Nothing to release."""
