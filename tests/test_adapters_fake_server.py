@@ -428,3 +428,53 @@ async def test_pool_bounds_connections_and_queues_the_rest(
     assert results == [TEXT] * 16
     assert fake_providers.connections_accepted <= 3
     await adapter.aclose()
+
+
+# -- what only some models take, end to end against the real APIs' answers ----------------------
+
+
+@pytest.mark.parametrize("model", ["o1-preview", "o1", "o3-mini", "o4-mini", "gpt-5"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reasoning_models_are_asked_the_way_they_accept(
+    model: str, stream: bool, fake_providers: FakeProviderServer
+) -> None:
+    """The fake server refuses `max_tokens`, a non-default temperature and (o1-preview) a system
+    message as OpenAI does; the adapter's per-model shaping gets an answer from every family."""
+    fake_providers.expect_key("openai", KEYS["openai"][1])
+    adapter = build("openai", base_url=fake_providers.url_for("openai"), model=model)
+    try:
+        if stream:
+            events = await collect(adapter.stream(REQ, model))
+            done = events[-1]
+            assert isinstance(done, StreamDone)
+            completion = done.completion
+        else:
+            completion = await adapter.complete(REQ, model)
+    finally:
+        await adapter.aclose()
+    body = fake_providers.requests("openai")[-1].json
+    assert "max_tokens" not in body and body["max_completion_tokens"] == 100
+    if model == "o1-preview":
+        # No system or developer message: the system prompt leads the user's.
+        assert [m["role"] for m in body["messages"]] == ["user"]
+        assert completion.text.startswith("echo: " + SYSTEM)
+    else:
+        assert completion.text == TEXT
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_takes_a_temperature_above_one_in_its_range(
+    stream: bool, fake_providers: FakeProviderServer
+) -> None:
+    """The request allows 0-2, Anthropic 0-1 (its mount answers 1.5 with a 400): sent in range."""
+    adapter = adapter_for(fake_providers, "anthropic")
+    request = Request(PROMPT, system=SYSTEM, max_tokens=100, temperature=1.5)
+    try:
+        if stream:
+            events = await collect(adapter.stream(request, MODELS["anthropic"]))
+            assert isinstance(events[-1], StreamDone)
+        else:
+            await adapter.complete(request, MODELS["anthropic"])
+    finally:
+        await adapter.aclose()
+    assert fake_providers.requests("anthropic")[-1].json["temperature"] <= 1.0
