@@ -236,6 +236,29 @@ class ProviderActor(Actor):
         anyway is refused before the wait; a call that never got a slot never went out, so it
         is not booked against the provider. A panic call first waits, within `deadline`, for
         a half-open breaker to have room for it."""
+        if panic or not await self._free_slot():
+            await self._wait_for_slot(deadline, panic=panic)
+        try:
+            yield
+        finally:
+            self.bulkhead.release()
+
+    async def _free_slot(self) -> bool:
+        """Take a free bulkhead slot at once, if there is one and the call may go out: the
+        common case, with `CapacityLimiter.acquire`'s checkpoints but no deadline scope."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        refusal = self._refusal(panic=False)
+        if refusal is not None:
+            raise refusal
+        try:
+            self.bulkhead.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return True
+
+    async def _wait_for_slot(self, deadline: float, *, panic: bool) -> None:
+        """Wait for a slot (a panic call: and for a half-open breaker's room) until `deadline`."""
         with trio.move_on_at(deadline) as scope:
             while True:
                 if panic:
@@ -245,7 +268,7 @@ class ProviderActor(Actor):
                     raise refusal
                 await self.bulkhead.acquire()
                 if not panic or self.breaker.would_admit(panic=True):
-                    break
+                    return
                 # Other panic calls took the half-open room while this one queued: wait again.
                 self.bulkhead.release()
         if scope.cancelled_caught:
@@ -254,10 +277,6 @@ class ProviderActor(Actor):
                 f"{self.name} had no free slot (max_in_flight={self.config.max_in_flight}) "
                 "before the deadline",
             )
-        try:
-            yield
-        finally:
-            self.bulkhead.release()
 
     async def complete(
         self, request: Request, model: str, *, deadline: float, panic: bool = False
