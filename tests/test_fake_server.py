@@ -1091,11 +1091,18 @@ def test_cli_refuses_bad_provider_specs(capsys: pytest.CaptureFixture[str]) -> N
     assert "listed twice" in capsys.readouterr().err
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_cli_serves_until_interrupted(client: httpx.AsyncClient) -> None:
     code = "import sys; from runtime.testing.server import main; sys.exit(main(sys.argv[1:]))"
     process = await trio.lowlevel.open_process(
         [sys.executable, "-c", code, "--providers", "gpt:openai,local:ollama"],
         stdout=-1,
+        # Ctrl-C as a terminal delivers it: a runner that started this suite in the background
+        # has SIGINT ignored, and a child would inherit that and never see the interrupt.
+        preexec_fn=_default_sigint,
     )
     assert process.stdout is not None
     output = b""
