@@ -274,3 +274,31 @@ def stream_body(kind: str, pieces: list[str], *, complete: bool = True) -> bytes
 
 def protocol_of(kind: str) -> str:
     return kind if kind in ("anthropic", "gemini", "ollama") else "openai"
+
+
+def gemini_bad_key(message: str) -> bytes:
+    """Gemini's answer to a bad key, as the real API words it: 400 INVALID_ARGUMENT with
+    `details[].reason` API_KEY_INVALID, whatever the message."""
+    return json.dumps(
+        {
+            "error": {
+                "code": 400,
+                "message": message,
+                "status": "INVALID_ARGUMENT",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                        "locale": "en-US",
+                        "message": message,
+                    },
+                ],
+            }
+        },
+        indent=2,
+    ).encode()

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from adapter_support import body_of, build, set_keys, sse
+from adapter_support import body_of, build, gemini_bad_key, set_keys, sse
 
 from actors.adapters.shaping import model_shape
 from actors.config import ModelInfo
@@ -253,32 +253,6 @@ async def test_temperature_is_clamped_into_the_providers_range(
 
 
 # -- issue 8 item 3: auth and billing in every form ---------------------------------------------
-
-
-def gemini_bad_key(message: str) -> bytes:
-    return json.dumps(
-        {
-            "error": {
-                "code": 400,
-                "message": message,
-                "status": "INVALID_ARGUMENT",
-                "details": [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": "API_KEY_INVALID",
-                        "domain": "googleapis.com",
-                        "metadata": {"service": "generativelanguage.googleapis.com"},
-                    },
-                    {
-                        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
-                        "locale": "en-US",
-                        "message": message,
-                    },
-                ],
-            }
-        },
-        indent=2,
-    ).encode()
 
 
 @pytest.mark.parametrize(
