@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import attrs
 import trio
 
+import runtime
+from runtime.demo import default_config_path
+from runtime.embed import Runtime, open_runtime
 from runtime.repl.protocol import (
     INTERRUPT,
     Bye,
@@ -89,3 +96,28 @@ class ConsoleClient:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+@attrs.frozen
+class Served:
+    """A runtime on the demo config, serving its console on `path` (`repl_socket=`)."""
+
+    rt: Runtime
+    path: str
+
+
+@contextlib.asynccontextmanager
+async def open_served(tmp_path: Path) -> AsyncIterator[Served]:
+    path = str(tmp_path / "repl" / "console.sock")
+    async with open_runtime(runtime.load_config(default_config_path()), repl_socket=path) as rt:
+        yield Served(rt, path)
+
+
+@contextlib.asynccontextmanager
+async def open_console(path: str) -> AsyncIterator[ConsoleClient]:
+    """A client connected to the console at `path`, closed on the way out."""
+    console = await ConsoleClient.connect(path)
+    try:
+        yield console
+    finally:
+        await console.aclose()

@@ -15,11 +15,10 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from repl_support import Served, open_served
 from support import make_config
 
-import runtime
-from runtime.demo import default_config_path
-from runtime.embed import Runtime, open_runtime
+from runtime.embed import open_runtime
 from runtime.repl import open_repl_server
 from runtime.repl.client import ConsoleConnection, run
 
@@ -41,18 +40,10 @@ async def run_client(argv: list[str], stdin: str = "") -> Result:
     return Result(status, out.getvalue(), err.getvalue())
 
 
-@attrs.frozen
-class Served:
-    rt: Runtime
-    path: str
-
-
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    path = str(tmp_path / "repl" / "console.sock")
-    config = runtime.load_config(default_config_path())
-    async with open_runtime(config, repl_socket=path) as rt:
-        yield Served(rt, path)
+    async with open_served(tmp_path) as served:
+        yield served
 
 
 async def test_piped_stdin_runs_one_command_per_line(served: Served) -> None:

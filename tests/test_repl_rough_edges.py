@@ -12,15 +12,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import trio
-from repl_support import ConsoleClient
+from repl_support import ConsoleClient, Served, open_console, open_served
 
 import runtime
 from actors.events import EVENT_NAMES
-from runtime.demo import default_config_path
-from runtime.embed import Runtime, open_runtime
 from runtime.kernel.events import EventBus
 from runtime.kernel.registry import ActorInfo
 from runtime.repl import client as repl_client
@@ -31,26 +28,16 @@ from runtime.repl.protocol import EVAL_PROMPT
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@attrs.frozen
-class Served:
-    rt: Runtime
-    path: str
-
-
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    path = str(tmp_path / "repl" / "console.sock")
-    async with open_runtime(runtime.load_config(default_config_path()), repl_socket=path) as rt:
-        yield Served(rt, path)
+    async with open_served(tmp_path) as served:
+        yield served
 
 
 @pytest.fixture
 async def client(served: Served) -> AsyncIterator[ConsoleClient]:
-    console = await ConsoleClient.connect(served.path)
-    try:
+    async with open_console(served.path) as console:
         yield console
-    finally:
-        await console.aclose()
 
 
 async def run_client(argv: list[str], stdin: str = "") -> tuple[int, str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
-from repl_support import REPLY_TIMEOUT_S, ConsoleClient
+from repl_support import REPLY_TIMEOUT_S, ConsoleClient, open_console
 from support import make_config
 
 import runtime
@@ -51,11 +51,8 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
 
 @pytest.fixture
 async def client(served: Served) -> AsyncIterator[ConsoleClient]:
-    console = await ConsoleClient.connect(served.path)
-    try:
+    async with open_console(served.path) as console:
         yield console
-    finally:
-        await console.aclose()
 
 
 # -- serving, permissions -----------------------------------------------------------------------
