@@ -113,6 +113,18 @@ def positive_int(instance: object, attribute: attrs.Attribute[Any], value: Any) 
         raise FieldError(attribute.name, f"{value!r} must be a positive integer")
 
 
+def integer(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An int (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FieldError(attribute.name, f"{value!r} is not an integer")
+
+
+def boolean(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """True or False (not 1 or "yes")."""
+    if not isinstance(value, bool):
+        raise FieldError(attribute.name, f"{value!r} is not true or false")
+
+
 def enum_converter(enum_type: type[E], field: str) -> Callable[[object], E]:
     """An attrs converter taking a member or its value in any case; else a `FieldError`."""
     choices = ", ".join(member.value for member in enum_type)

@@ -279,7 +279,7 @@ def test_log_level_is_taken_in_any_case() -> None:
     [
         ({"prompt": ""}, "prompt='' must not be empty"),
         ({"prompt": "   "}, "prompt='   ' must not be empty"),
-        ({"prompt": None}, "prompt=None is not a string"),
+        ({"prompt": None}, "prompt=a request needs prompt= or messages="),
         ({"temperature": "hot"}, "temperature='hot' is not a number"),
         ({"temperature": None}, "temperature=None is not a number"),
         ({"temperature": True}, "temperature=True is not a number"),
