@@ -41,6 +41,7 @@ import attrs
 
 from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
 from actors.messages import BreakerState, Complexity, ProviderSnapshot, Quality, Request
+from actors.sizing import request_chars
 
 __all__ = [
     "Candidate",
@@ -305,10 +306,7 @@ class Ranker:
 
     def prompt_tokens(self, request: Request) -> float:
         """Estimated prompt size in tokens (prompt plus system text), before any call."""
-        chars = len(request.prompt)
-        if request.system:
-            chars += len(request.system)
-        return chars / self._chars_per_token
+        return request_chars(request) / self._chars_per_token
 
     def estimate_cost(self, request: Request, model: str) -> float:
         """Estimated USD cost: estimated prompt tokens at the input price, plus max_tokens at the

@@ -86,7 +86,7 @@ def test_mix_weights_budgets_and_stream_fractions() -> None:
 
 def test_prompts_repeat_within_the_pool_and_have_the_asked_length() -> None:
     profile = _profile(prompts=5, mix=(MixEntry(prompt_chars=300),))
-    prompts = {p.request.prompt for p in LoadGenerator(profile, 2)}
+    prompts = {p.request.last_user_text for p in LoadGenerator(profile, 2)}
     assert len(prompts) == 5
     assert all(len(prompt) == 300 for prompt in prompts)
     assert prompt_text(0, 1, 50) == prompt_text(0, 1, 50) != prompt_text(0, 2, 50)

@@ -110,7 +110,7 @@ async def test_zero_latency_takes_no_time_but_checkpoints(
 async def test_completion_usage_and_text() -> None:
     sim = adapter(latency_ms=0.0)
     completion = await sim.complete(REQUEST, "m1")
-    assert completion.usage.input_tokens == len(REQUEST.prompt) // 4
+    assert completion.usage.input_tokens == len(REQUEST.last_user_text) // 4
     assert 0 < completion.usage.output_tokens <= REQUEST.max_tokens
     assert "Explain circuit breakers" in completion.text
     assert completion.finish_reason == "stop"

@@ -168,7 +168,7 @@ class Template:
         return (
             (not self.complexity or request.complexity in self.complexity)
             and (not self.quality or request.quality in self.quality)
-            and (not self.contains or self.contains in request.prompt.lower())
+            and (not self.contains or self.contains in request.last_user_text.lower())
         )
 
     def render(self, request: Request) -> str:
@@ -176,7 +176,7 @@ class Template:
         return (
             self.text.replace("{complexity}", request.complexity.value)
             .replace("{quality}", request.quality.value)
-            .replace("{prompt}", request.prompt)
+            .replace("{prompt}", request.last_user_text)
         )
 
 

@@ -42,7 +42,17 @@ import trio
 from actors.adapters.base import AdapterContext, register_kind
 from actors.errors import FailureKind, ProviderError
 from actors.faults import Fault, FaultKind
-from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta, Usage
+from actors.messages import (
+    Completion,
+    Request,
+    StreamDone,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from actors.sizing import request_chars
+from actors.synthetic import synthetic_answer
 
 if TYPE_CHECKING:
     from actors.config import ProviderConfig
@@ -267,7 +277,9 @@ class SimulatedBackend:
         return self._tokens / capacity
 
     def _completion(self, request: Request, model: str, quota: float | None) -> Completion:
-        prompt_words = request.prompt.split()[:8]
+        if request.tools or request.response_format is not None:
+            return self._synthetic_completion(request, model, quota)
+        prompt_words = request.last_user_text.split()[:8]
         words = [f"[{self.name}/{model}]", *prompt_words, "--"]
         words += self.rng.choices(_FILLER, k=self.rng.randint(8, 32))
         finish_reason = "stop"
@@ -278,8 +290,23 @@ class SimulatedBackend:
             text=" ".join(words),
             model=model,
             finish_reason=finish_reason,
-            usage=Usage(input_tokens=max(1, len(request.prompt) // 4), output_tokens=len(words)),
+            usage=Usage(input_tokens=max(1, request_chars(request) // 4), output_tokens=len(words)),
             quota_remaining=quota,
+        )
+
+    def _synthetic_completion(
+        self, request: Request, model: str, quota: float | None
+    ) -> Completion:
+        """Tool calls and JSON by the convention of `actors.synthetic`, with seeded ids."""
+        answer = synthetic_answer(request, lambda n: f"call_{self.rng.getrandbits(96):024x}")
+        output = len(answer.text.split()) + sum(len(c.arguments) // 4 for c in answer.tool_calls)
+        return Completion(
+            text=answer.text,
+            model=model,
+            finish_reason="tool_calls" if answer.tool_calls else "stop",
+            usage=Usage(input_tokens=max(1, request_chars(request) // 4), output_tokens=output),
+            quota_remaining=quota,
+            tool_calls=answer.tool_calls,
         )
 
 
@@ -323,7 +350,12 @@ class SimulatedAdapter:
             raise plan.error
         completion = plan.completion
         assert completion is not None
-        words = completion.text.split(" ")
+        words = completion.text.split(" ") if completion.text else []
+        for index, call in enumerate(completion.tool_calls):
+            yield ToolCallDelta(index, call.id, call.name, call.arguments)
+        if not words:
+            yield StreamDone(completion)
+            return
         gap_s = plan.latency_s / len(words) + plan.drip_s
         for index, word in enumerate(words):
             if plan.drop_after is not None and index >= plan.drop_after:

@@ -30,6 +30,7 @@ import trio.testing
 from actors.config import Config
 from actors.errors import FallbackError
 from actors.messages import Reply
+from actors.sizing import request_chars
 from runtime.embed import Runtime, open_runtime
 from runtime.kernel.events import Event
 from runtime.logs import configure_logging
@@ -148,7 +149,7 @@ async def _one_request(run: _Run, planned: PlannedRequest, limiter: trio.Capacit
                 finished=finished,
                 reply=reply,
                 budget_usd=planned.request.budget_usd,
-                prompt_chars=len(planned.request.prompt),
+                prompt_chars=request_chars(planned.request),
             )
         else:
             recorder.record_error(
