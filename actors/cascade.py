@@ -34,7 +34,16 @@ from actors.errors import (
     RuntimeClosed,
     StreamInterrupted,
 )
-from actors.messages import Attempt, Completion, Reply, Request, StreamDone, TextDelta
+from actors.messages import (
+    Attempt,
+    Completion,
+    Reply,
+    ReplyDone,
+    Request,
+    StreamDone,
+    TextDelta,
+    ToolCallDelta,
+)
 from actors.ranking import Candidate, ExclusionCause
 from actors.stats import FallbackStats, PerformanceHistory
 from runtime.kernel.events import EventBus
@@ -613,6 +622,8 @@ class CascadeSupervisor:
             usage=completion.usage,
             finish_reason=completion.finish_reason,
             refusal=completion.refusal,
+            tool_calls=completion.tool_calls,
+            raw_finish_reason=completion.raw_finish_reason,
         )
         self.stats.record_reply(reply)
         if fallback:
@@ -626,6 +637,7 @@ class CascadeSupervisor:
             self._cache is not None
             and candidate.provider not in self._last_resort
             and completion.text
+            and not completion.tool_calls
             and completion.refusal is None
             and completion.finish_reason != "content_filter"
         ):
@@ -651,10 +663,12 @@ class CascadeSupervisor:
         if scope.cancelled_caught:
             raise RuntimeClosed("the runtime closed while the stream was in flight")
 
-    async def stream_text(self, request: Request, out: ReplyStream) -> AsyncGenerator[str, None]:
-        """Text pieces from the first candidate that starts streaming, with `out.reply` set
-        once the stream has ended; fallback before the first piece, `StreamInterrupted` after
-        it. The walk is `complete`'s; within a level candidates are always tried one after
+    async def stream_events(
+        self, request: Request, out: ReplyStream
+    ) -> AsyncGenerator[TextDelta | ToolCallDelta, None]:
+        """Text and tool-call deltas from the first candidate that starts streaming, with
+        `out.reply` set once the stream has ended; fallback before the first delta,
+        `StreamInterrupted` after it. The walk is `complete`'s; within a level candidates are always tried one after
         another, because two streams racing would hand the caller text from both. Deadlines
         are passed down rather than wrapped in cancel scopes, because a generator must not
         yield inside a cancel scope."""
@@ -668,10 +682,10 @@ class CascadeSupervisor:
                 for candidate in step.candidates:
                     if trio.current_time() >= step.deadline:
                         break
-                    pieces = self._stream_candidate(walk, step, candidate, out)
-                    async with contextlib.aclosing(pieces):
-                        async for piece in pieces:
-                            yield piece
+                    deltas = self._stream_candidate(walk, step, candidate, out)
+                    async with contextlib.aclosing(deltas):
+                        async for delta in deltas:
+                            yield delta
                     if out.reply is not None:
                         return
             raise walk.failed()
@@ -684,7 +698,7 @@ class CascadeSupervisor:
 
     async def _stream_candidate(
         self, walk: _Walk, step: _Level, candidate: Candidate, out: ReplyStream
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[TextDelta | ToolCallDelta, None]:
         """One candidate's stream, trying its larger-context models as `complete` does; sets
         `out.reply` when it answered."""
         level, name = step.level, candidate.provider
@@ -700,6 +714,7 @@ class CascadeSupervisor:
         )
         for model in (candidate.model, *candidate.fallback_models):
             delivered: list[str] = []
+            any_delivered = False
             started = trio.current_time()
             try:
                 async with actor.open_stream(
@@ -713,15 +728,19 @@ class CascadeSupervisor:
                         if isinstance(event, TextDelta):
                             if event.text:
                                 delivered.append(event.text)
-                                yield event.text
+                                any_delivered = True
+                                yield event
+                        elif isinstance(event, ToolCallDelta):
+                            any_delivered = True
+                            yield event
                         elif isinstance(event, StreamDone):
                             completion = event.completion
-                            if walk.accepted(name, completion, level, started) or delivered:
+                            if walk.accepted(name, completion, level, started) or any_delivered:
                                 out.reply = walk.reply(step, candidate, completion)
                             return
             except ProviderError as error:
                 walk.failed_attempt(name, model, level, error, started)
-                if delivered:
+                if any_delivered:
                     raise walk.interrupted(name, level, error, delivered) from None
                 walk.reject_if_client_error(name, error)
                 if error.kind is not FailureKind.CONTEXT_TOO_LONG:
@@ -729,20 +748,51 @@ class CascadeSupervisor:
 
 
 class ReplyStream:
-    """What `rt.stream()` yields: an async iterator of text; `reply` once it has ended."""
+    """What `rt.stream()` yields: an async iterator of text (tool-call deltas skipped);
+    `events()` for every typed event; `reply` once it has ended."""
 
     def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
         self.reply: Reply | None = None
-        self._pieces = cascade.stream_text(request, self)
+        self._deltas = cascade.stream_events(request, self)
 
     def __aiter__(self) -> ReplyStream:
         return self
 
     async def __anext__(self) -> str:
-        return await self._pieces.__anext__()
+        while True:
+            delta = await self._deltas.__anext__()
+            if isinstance(delta, TextDelta):
+                return delta.text
+
+    def events(self) -> StreamEvents:
+        """`TextDelta`s and `ToolCallDelta`s as they arrive, then one `ReplyDone` with the
+        whole message, usage and cost. Iterate either this or the stream itself, not both."""
+        return StreamEvents(self)
 
     async def aclose(self) -> None:
-        await self._pieces.aclose()
+        await self._deltas.aclose()
+
+
+class StreamEvents:
+    """The typed events of a `ReplyStream` (see `ReplyStream.events`)."""
+
+    def __init__(self, stream: ReplyStream) -> None:
+        self._stream = stream
+        self._done = False
+
+    def __aiter__(self) -> StreamEvents:
+        return self
+
+    async def __anext__(self) -> TextDelta | ToolCallDelta | ReplyDone:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            return await self._stream._deltas.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            if self._stream.reply is None:
+                raise
+            return ReplyDone(self._stream.reply)
 
 
 def _attempt_deadline(level: LevelConfig, deadline: float) -> float:

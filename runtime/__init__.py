@@ -4,6 +4,7 @@
 face on top of both (embed, cli, gateway, repl, scenario, testing).
 """
 
+from actors.chat import ImagePart, Message, ResponseFormat, TextPart, Tool, ToolCall, ToolChoice
 from actors.config import Config, load_config, parse_config
 from actors.errors import (
     AllLevelsFailed,
@@ -13,7 +14,17 @@ from actors.errors import (
     RuntimeClosed,
     StreamInterrupted,
 )
-from actors.messages import Attempt, Complexity, Quality, Reply, Request, Usage
+from actors.messages import (
+    Attempt,
+    Complexity,
+    Quality,
+    Reply,
+    ReplyDone,
+    Request,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from runtime.embed import Runtime, RuntimeStatus, open_runtime
 
 __all__ = [
@@ -23,14 +34,24 @@ __all__ = [
     "Config",
     "ConfigError",
     "FallbackError",
+    "ImagePart",
+    "Message",
     "Quality",
     "Reply",
+    "ReplyDone",
     "Request",
     "RequestRejected",
+    "ResponseFormat",
     "Runtime",
     "RuntimeClosed",
     "RuntimeStatus",
     "StreamInterrupted",
+    "TextDelta",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "Usage",
     "load_config",
     "open_runtime",

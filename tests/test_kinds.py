@@ -15,7 +15,7 @@ import actors.kinds
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.http import HTTPAdapter, register_wire
 from actors.adapters.sse import SSEDecoder, SSEEvent
-from actors.adapters.wire import RequestShape, StreamState, WireDefaults, WireRequest
+from actors.adapters.wire import Deltas, RequestShape, StreamState, WireDefaults, WireRequest
 from actors.config import ProviderConfig
 from actors.kinds import HTTP_KINDS, KINDS, KNOWN_KINDS, LAST_RESORT_KINDS, kind_named
 from actors.messages import Completion, Request
@@ -73,7 +73,7 @@ class EchoWire(WireDefaults):
     def stream_decoder(self) -> SSEDecoder:
         return SSEDecoder()
 
-    def parse_event(self, item: SSEEvent, state: StreamState) -> list[str]:
+    def parse_event(self, item: SSEEvent, state: StreamState) -> Deltas:
         if item.data == "end":
             state.done = state.ended = True
             return []

@@ -19,6 +19,7 @@ from actors.adapters.http import register_wire
 from actors.adapters.parsing import as_dict, loads_event, text_or_empty, token_count
 from actors.adapters.sse import SSEDecoder, SSEEvent
 from actors.adapters.wire import (
+    Deltas,
     RequestShape,
     StreamState,
     WireDefaults,
@@ -126,7 +127,7 @@ class AnthropicWire(WireDefaults):
     def stream_decoder(self) -> SSEDecoder:
         return SSEDecoder()
 
-    def parse_event(self, item: SSEEvent, state: StreamState) -> list[str]:
+    def parse_event(self, item: SSEEvent, state: StreamState) -> Deltas:
         name = item.event
         if name == "ping":
             return []

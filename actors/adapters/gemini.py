@@ -18,6 +18,7 @@ from actors.adapters.parsing import as_dict, loads_event, text_or_empty, token_c
 from actors.adapters.sse import SSEDecoder, SSEEvent
 from actors.adapters.status import in_band_kind
 from actors.adapters.wire import (
+    Deltas,
     RequestShape,
     StreamState,
     WireDefaults,
@@ -135,7 +136,7 @@ class GeminiWire(WireDefaults):
     def stream_decoder(self) -> SSEDecoder:
         return SSEDecoder()
 
-    def parse_event(self, item: SSEEvent, state: StreamState) -> list[str]:
+    def parse_event(self, item: SSEEvent, state: StreamState) -> Deltas:
         # No end sentinel (`state.done` stays False): the server closes after the chunk with the
         # finish reason, and a trailing usage-only chunk may still follow, so read until it does.
         reply = as_dict(loads_event(item.data), "chunk")

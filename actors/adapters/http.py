@@ -39,7 +39,7 @@ from actors.adapters.wire import (
 )
 from actors.errors import FailureKind, ProviderError
 from actors.kinds import ProviderKind, kind_named, kinds_speaking
-from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta
+from actors.messages import Completion, Request, StreamDone, StreamEvent, TextDelta, ToolCallDelta
 from actors.secrets import redact_text
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class HTTPAdapter:
         return self._finished(completion, quota_remaining(headers))
 
     async def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
-        """Text deltas as the provider streams them, then one `StreamDone`.
+        """Text and tool-call deltas as the provider streams them, then one `StreamDone`.
 
         A body that ends before the provider's end marker raises CONNECTION; an undecodable or
         wrongly shaped item raises MALFORMED; both only after the deltas already yielded.
@@ -152,15 +152,16 @@ class HTTPAdapter:
             quota = quota_remaining(response.headers)
             chunks = response.aiter_bytes()
             async for chunk in chunks:
-                for text in self._parsed(decoder.feed, chunk, state):
-                    yield TextDelta(text)
+                for delta in self._parsed(decoder.feed, chunk, state):
+                    yield delta
                 if state.done:
                     await _drain(chunks)
                     break
             else:
-                for text in self._parsed(lambda _: decoder.close(), b"", state):
-                    yield TextDelta(text)
-        completion = state.completion(self.name, self.wire.end_marker)
+                for delta in self._parsed(lambda _: decoder.close(), b"", state):
+                    yield delta
+        with self._translating_parse_errors(stream=True):
+            completion = state.completion(self.name, self.wire.end_marker)
         yield StreamDone(self._finished(completion, quota))
 
     def _call(self, request: Request, model: str, *, stream: bool) -> WireRequest:
@@ -173,7 +174,7 @@ class HTTPAdapter:
         """The finish reason normalised and the quota added; a reply with neither text nor a
         refusal (a safety block, thinking that used every token) is EMPTY_REPLY."""
         raw = completion.raw_finish_reason
-        if not completion.text and completion.refusal is None:
+        if not completion.text and completion.refusal is None and not completion.tool_calls:
             raise ProviderError(
                 FailureKind.EMPTY_REPLY,
                 f"{self.name}: empty reply: no text and no refusal (finish reason {raw})",
@@ -247,13 +248,13 @@ class HTTPAdapter:
 
     def _parsed(
         self, decode: Callable[[bytes], list[Any]], chunk: bytes, state: StreamState
-    ) -> Iterator[str]:
+    ) -> Iterator[TextDelta | ToolCallDelta]:
         with self._translating_parse_errors(stream=True):
             items = decode(chunk)
         for item in items:
             with self._translating_parse_errors(stream=True):
-                texts = self.wire.parse_event(item, state)
-            yield from texts
+                deltas = self.wire.parse_event(item, state)
+            yield from deltas
 
 
 def register_wire(wire: WireFormat) -> WireFormat:

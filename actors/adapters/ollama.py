@@ -16,6 +16,7 @@ from actors.adapters.parsing import as_dict, text_or_empty, token_count
 from actors.adapters.sse import NDJSONDecoder
 from actors.adapters.status import in_band_kind
 from actors.adapters.wire import (
+    Deltas,
     RequestShape,
     StreamState,
     WireDefaults,
@@ -58,7 +59,7 @@ class OllamaWire(WireDefaults):
         messages: list[dict[str, str]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": request.prompt})
+        messages.append({"role": "user", "content": request.last_user_text})
         options: dict[str, Any] = {"num_predict": request.max_tokens}
         if shape.temperature is not None:
             options["temperature"] = shape.temperature
@@ -79,7 +80,7 @@ class OllamaWire(WireDefaults):
     def stream_decoder(self) -> NDJSONDecoder:
         return NDJSONDecoder()
 
-    def parse_event(self, item: Any, state: StreamState) -> list[str]:
+    def parse_event(self, item: Any, state: StreamState) -> Deltas:
         reply = as_dict(item, "line")
         _raise_if_error(reply)
         state.reply_model = reply.get("model") or state.reply_model

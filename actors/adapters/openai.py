@@ -19,6 +19,7 @@ from actors.adapters.parsing import as_dict, loads_event, text_or_empty, token_c
 from actors.adapters.sse import SSEDecoder, SSEEvent
 from actors.adapters.status import in_band_kind
 from actors.adapters.wire import (
+    Deltas,
     RequestShape,
     StreamState,
     WireDefaults,
@@ -52,13 +53,14 @@ def _stream_error(error: object) -> WireError:
 
 
 def _messages(request: Request, shape: RequestShape) -> list[dict[str, str]]:
+    prompt = request.last_user_text
     if not request.system:
-        return [{"role": "user", "content": request.prompt}]
+        return [{"role": "user", "content": request.last_user_text}]
     if shape.system_role == "user":
-        return [{"role": "user", "content": f"{request.system}\n\n{request.prompt}"}]
+        return [{"role": "user", "content": f"{request.system}\n\n{prompt}"}]
     return [
         {"role": shape.system_role, "content": request.system},
-        {"role": "user", "content": request.prompt},
+        {"role": "user", "content": request.last_user_text},
     ]
 
 
@@ -106,7 +108,7 @@ class OpenAIWire(WireDefaults):
     def stream_decoder(self) -> SSEDecoder:
         return SSEDecoder()
 
-    def parse_event(self, item: SSEEvent, state: StreamState) -> list[str]:
+    def parse_event(self, item: SSEEvent, state: StreamState) -> Deltas:
         if item.data.strip() == "[DONE]":
             state.done = state.ended = True
             return []
@@ -116,7 +118,7 @@ class OpenAIWire(WireDefaults):
         state.reply_model = chunk.get("model") or state.reply_model
         if chunk.get("usage") is not None:
             state.usage = _usage(chunk["usage"])
-        deltas: list[str] = []
+        deltas: Deltas = []
         for choice in chunk.get("choices") or ():
             choice = as_dict(choice, "choice")
             if choice.get("index", 0) != 0:

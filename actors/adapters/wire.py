@@ -8,19 +8,22 @@ redacts and names the provider once for every format.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from actors.chat import ToolCall
 from actors.errors import FailureKind, ProviderError
-from actors.messages import Completion, Request, Usage
+from actors.messages import Completion, Request, TextDelta, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
     from actors.config import ProviderConfig
 
 __all__ = [
     "FINISH_REASONS",
+    "Deltas",
     "RequestShape",
     "StreamDecoder",
     "StreamState",
@@ -28,8 +31,24 @@ __all__ = [
     "WireError",
     "WireFormat",
     "WireRequest",
+    "new_call_id",
     "normalise_finish_reason",
 ]
+
+#: What `parse_event` returns: the deltas one stream item carried.
+Deltas = list[TextDelta | ToolCallDelta]
+
+
+def new_call_id() -> str:
+    """A tool-call id for a provider that gives none (Gemini, Ollama): unique, OpenAI-shaped."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+@attrs.define
+class _PartialCall:
+    id: str | None = None
+    name: str | None = None
+    arguments: list[str] = attrs.field(factory=list)
 
 #: The finish reasons a `Completion` reports; each wire format maps its own onto these.
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
@@ -93,13 +112,43 @@ class StreamState:
     done: bool = False
     #: The reply is whole (an end marker or a final finish reason arrived).
     ended: bool = False
+    #: Tool calls so far, by the provider's index for them.
+    calls: dict[int, _PartialCall] = attrs.field(factory=dict)
 
-    def add_text(self, text: str) -> list[str]:
+    def add_text(self, text: str) -> Deltas:
         """Record a piece of text; the deltas to deliver (none for an empty piece)."""
         if not text:
             return []
         self.text.append(text)
-        return [text]
+        return [TextDelta(text)]
+
+    def add_tool_call(
+        self, index: int, id: str | None = None, name: str | None = None, arguments: str = ""
+    ) -> Deltas:
+        """Record a piece of tool call `index` (the first piece names it); the delta to deliver.
+
+        Indexes are the provider's; the delta's index counts calls in the order they began.
+        A call's first piece without an id gets one made (`new_call_id`).
+        """
+        call = self.calls.get(index)
+        if call is None:
+            call = self.calls[index] = _PartialCall(id or new_call_id(), name)
+            id = call.id
+        elif name and not call.name:
+            call.name = name
+        if arguments:
+            call.arguments.append(arguments)
+        position = list(self.calls).index(index)
+        return [ToolCallDelta(position, id, name, arguments)]
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The whole calls; a call without a name is MALFORMED (a `ValueError`)."""
+        calls = []
+        for call in self.calls.values():
+            if not call.name or call.id is None:
+                raise ValueError("a streamed tool call has no name")
+            calls.append(ToolCall(call.id, call.name, "".join(call.arguments) or "{}"))
+        return tuple(calls)
 
     def completion(self, provider: str, end_marker: str) -> Completion:
         """The whole completion, or CONNECTION when the stream ended before `end_marker`."""
@@ -113,6 +162,7 @@ class StreamState:
             usage=self.usage,
             refusal=self.refusal,
             raw_finish_reason=self.finish_reason,
+            tool_calls=self.tool_calls(),
         )
 
 
@@ -169,6 +219,6 @@ class WireFormat(Protocol):
 
     def stream_decoder(self) -> StreamDecoder: ...
 
-    def parse_event(self, item: Any, state: StreamState) -> list[str]:
-        """One decoded stream item into `state`; the text deltas it carried."""
+    def parse_event(self, item: Any, state: StreamState) -> Deltas:
+        """One decoded stream item into `state`; the text and tool-call deltas it carried."""
         ...

@@ -8,6 +8,7 @@ nothing here sleeps or does I/O.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -15,7 +16,10 @@ from typing import Any, Literal
 
 import attrs
 
+from actors.chat import ToolCall
 from actors.kinds import HTTP_KINDS, kind_named, kinds_speaking
+from actors.messages import Request
+from actors.synthetic import synthetic_answer
 
 #: Kinds that speak OpenAI Chat Completions (their real APIs are OpenAI-compatible).
 OPENAI_FORMAT_KINDS = frozenset(kind.name for kind in kinds_speaking("openai"))
@@ -101,6 +105,9 @@ class Call:
     include_usage: bool = False
     #: Gemini: `alt=sse` streams SSE, without it a JSON array.
     sse: bool = True
+    #: The whole request as the runtime models it (read back by the wire format), when the
+    #: wire reads it: what tool calls and JSON answers are made from (`actors.synthetic`).
+    request: Request | None = None
 
 
 @attrs.frozen
@@ -110,6 +117,8 @@ class Answer:
     chunks: tuple[str, ...]
     truncated: bool
     prompt_tokens: int
+    #: Tool calls, by the convention of `actors.synthetic` (ids deterministic per conversation).
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def text(self) -> str:
@@ -121,11 +130,38 @@ class Answer:
 
     @classmethod
     def for_call(cls, call: Call) -> Answer:
+        request = call.request
+        if request is not None and _needs_synthetic(request):
+            return cls._synthetic(call, request)
         full = reply_chunks(call.prompt)
         chunks = reply_chunks(call.prompt, call.max_tokens)
         return cls(
             chunks=chunks, truncated=len(chunks) < len(full), prompt_tokens=call.prompt_tokens
         )
+
+
+    @classmethod
+    def _synthetic(cls, call: Call, request: Request) -> Answer:
+        """Tool calls or JSON (see `actors.synthetic`); text split into words as `reply_chunks`."""
+        digest = hashlib.sha256(repr(request.conversation).encode()).hexdigest()[:12]
+        answer = synthetic_answer(request, lambda n: f"call_{digest}{n}")
+        words = answer.text.split(" ") if answer.text else []
+        chunks = tuple(w + " " for w in words[:-1]) + tuple(words[-1:])
+        limited = chunks if call.max_tokens is None else chunks[: max(call.max_tokens, 0)]
+        return cls(
+            chunks=limited,
+            truncated=len(limited) < len(chunks),
+            prompt_tokens=call.prompt_tokens,
+            tool_calls=answer.tool_calls,
+        )
+
+
+def _needs_synthetic(request: Request) -> bool:
+    return bool(
+        request.tools
+        or request.response_format is not None
+        or request.conversation[-1].role == "tool"
+    )
 
 
 @attrs.frozen
