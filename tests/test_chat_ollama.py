@@ -4,6 +4,7 @@ whole round trip through the runtime against the fake provider server."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +13,8 @@ import httpx
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 from adapter_support import build, ndjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ollama_cases import (
     CITY_SCHEMA,
     JPEG,
@@ -27,7 +30,7 @@ from ollama_cases import (
 
 import runtime
 from actors.adapters.wire import RequestShape, WireError
-from actors.chat import Message, ToolCall
+from actors.chat import ImagePart, Message, TextPart, ToolCall
 from actors.errors import FailureKind
 from actors.messages import (
     Completion,
@@ -449,3 +452,56 @@ async def test_json_schema_answer_validates(fake_providers: FakeProviderServer) 
         reply = await rt.complete(REQUESTS["json-schema"])
     jsonschema.validate(json.loads(reply.text), CITY_SCHEMA)
     assert fake_providers.requests("ollama")[-1].json["format"] == CITY_SCHEMA
+
+
+# -- generated conversations --------------------------------------------------------------------
+
+NAMES = ("get_weather", "get_time", "lookup")
+TEXT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
+ARGUMENTS = st.dictionaries(
+    st.sampled_from(["city", "n", "flag"]),
+    st.one_of(st.text(max_size=5), st.integers(-5, 5), st.booleans()),
+    max_size=3,
+)
+IMAGES = st.lists(
+    st.sampled_from(
+        [ImagePart(data=PNG, media_type="image/png"), ImagePart(data=JPEG, media_type="image/jpeg")]
+    ),
+    max_size=2,
+)
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> list[Message]:
+    """Turns of text and images; some answered by tool calls (distinct names within a turn,
+    since Ollama pairs results by name) whose results come in any order."""
+    numbers = itertools.count()
+    messages = [Message("system", draw(TEXT))] if draw(st.booleans()) else []
+    for _ in range(draw(st.integers(1, 3))):
+        messages.append(Message("user", (TextPart(draw(TEXT)), *draw(IMAGES))))
+        if not draw(st.booleans()):
+            continue
+        names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))
+        calls = tuple(
+            ToolCall(
+                f"call_{next(numbers)}",
+                name,
+                json.dumps(draw(ARGUMENTS), separators=(",", ":"), ensure_ascii=False),
+            )
+            for name in names
+        )
+        messages.append(Message("assistant", draw(st.just("") | TEXT), calls))
+        messages += [
+            Message("tool", draw(TEXT), tool_call_id=c.id) for c in draw(st.permutations(calls))
+        ]
+        messages.append(Message("assistant", draw(TEXT)))
+    return messages
+
+
+@settings(max_examples=150, deadline=None)
+@given(conversations())
+def test_generated_conversations_round_trip(messages: list[Message]) -> None:
+    request = Request(messages=messages, tools=[{"name": name} for name in NAMES])
+    read = WIRE.read_request(body(request), make_id=numbered_ids())
+    assert read.conversation == request.conversation
+    assert read.tools == request.tools
