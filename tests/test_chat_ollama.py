@@ -45,6 +45,8 @@ from actors.messages import (
 from actors.validation import FieldError
 from runtime.embed import open_runtime
 from runtime.testing import FakeProviderServer
+from runtime.testing.protocols import OllamaWire as FakeOllama
+from runtime.testing.protocols import WireError as FakeWireError
 
 # -- build_request ------------------------------------------------------------------------------
 
@@ -505,3 +507,52 @@ def test_generated_conversations_round_trip(messages: list[Message]) -> None:
     read = WIRE.read_request(body(request), make_id=numbered_ids())
     assert read.conversation == request.conversation
     assert read.tools == request.tools
+
+
+# -- the fake server's refusals -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            {"messages": [{"role": "user", "content": "x", "images": ["not base64!"]}]},
+            "illegal base64 data at input byte 0",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}],
+                    },
+                ]
+            },
+            "json: cannot unmarshal string into Go struct field "
+            "ToolCallFunction.messages.tool_calls.function.arguments of type "
+            "api.ToolCallFunctionArguments",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 1}}}]},
+            "json: cannot unmarshal number into Go struct field "
+            "ToolFunctionParameters.tools.function.parameters.type of type string",
+        ),
+        ({"format": "yaml"}, "invalid JSON schema in format"),
+    ],
+)
+def test_fake_server_refuses_what_ollama_refuses(change: dict[str, Any], error: str) -> None:
+    sent = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **change}
+    with pytest.raises(FakeWireError) as caught:
+        FakeOllama().parse("/api/chat", {}, {}, json.dumps(sent).encode())
+    assert (caught.value.status, caught.value.message) == (400, error)
+    assert FakeOllama().error_body(400, "invalid_request", error) == {"error": error}
+
+
+async def test_images_reach_the_fake_server_and_are_answered(
+    fake_providers: FakeProviderServer,
+) -> None:
+    async with open_runtime(ollama_config(fake_providers)) as rt:
+        reply = await rt.complete(REQUESTS["images"])
+    assert reply.text == "echo: What are these?"
+    assert fake_providers.requests("ollama")[-1].json["messages"][0]["images"] == [PNG, JPEG]

@@ -910,7 +910,8 @@ def _go_type_error(value: Any, field: str, go_type: str) -> WireError:
 
 
 def _check_ollama_tools(tools: Any) -> None:
-    """What Ollama's decoder refuses in `tools`: a parameters schema of the wrong shape."""
+    """What Ollama's decoder refuses in `tools`: a parameters schema of the wrong shape (JSON
+    null is no value to Go, so it passes)."""
     if tools is None:
         return
     if not isinstance(tools, list):
@@ -919,19 +920,24 @@ def _check_ollama_tools(tools: Any) -> None:
         function = tool.get("function") if isinstance(tool, dict) else tool
         if not isinstance(function, dict):
             raise _go_type_error(function, "Tool.tools.function", "api.ToolFunction")
-        params = function.get("parameters", {})
-        where = "ToolFunctionParameters.tools.function.parameters"
+        params = function.get("parameters")
+        if params is None:
+            continue
         if not isinstance(params, dict):
-            raise _go_type_error(params, "ToolFunction" + where[22:], "api.ToolFunctionParameters")
-        if not isinstance(params.get("type", ""), str):
-            raise _go_type_error(params["type"], f"{where}.type", "string")
-        properties = params.get("properties", {})
-        if not isinstance(properties, dict) or not all(
-            isinstance(p, dict) for p in properties.values()
+            raise _go_type_error(
+                params, "ToolFunction.tools.function.parameters", "api.ToolFunctionParameters"
+            )
+        where = "ToolFunctionParameters.tools.function.parameters"
+        kind, properties, required = (params.get(k) for k in ("type", "properties", "required"))
+        if kind is not None and not isinstance(kind, str):
+            raise _go_type_error(kind, f"{where}.type", "string")
+        if properties is not None and not (
+            isinstance(properties, dict) and all(isinstance(p, dict) for p in properties.values())
         ):
             raise _go_type_error(properties, f"{where}.properties", "map[string]api.ToolProperty")
-        required = params.get("required", [])
-        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        if required is not None and not (
+            isinstance(required, list) and all(isinstance(r, str) for r in required)
+        ):
             raise _go_type_error(required, f"{where}.required", "[]string")
 
 
@@ -945,8 +951,8 @@ def _check_ollama_messages(messages: list[Any]) -> None:
             try:
                 base64.b64decode(image, validate=True)
             except (binascii.Error, TypeError, ValueError):
-                message = "illegal base64 data at input byte 0"
-                raise WireError(400, "invalid_request", message) from None
+                refusal = "illegal base64 data at input byte 0"
+                raise WireError(400, "invalid_request", refusal) from None
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None
             arguments = function.get("arguments", {}) if isinstance(function, dict) else None
