@@ -138,7 +138,7 @@ class HTTPAdapter:
         data, headers = await self._post_json(self._call(request, model, stream=False))
         with self._translating_parse_errors(stream=False):
             completion = self.wire.parse_reply(data, model)
-        return self._finished(completion, quota_remaining(headers))
+        return self._finished(completion, quota_remaining(headers), request)
 
     async def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
         """Text and tool-call deltas as the provider streams them, then one `StreamDone`.
@@ -153,16 +153,18 @@ class HTTPAdapter:
             chunks = response.aiter_bytes()
             async for chunk in chunks:
                 for delta in self._parsed(decoder.feed, chunk, state):
-                    yield delta
+                    if _wanted(delta, request):
+                        yield delta
                 if state.done:
                     await _drain(chunks)
                     break
             else:
                 for delta in self._parsed(lambda _: decoder.close(), b"", state):
-                    yield delta
+                    if _wanted(delta, request):
+                        yield delta
         with self._translating_parse_errors(stream=True):
             completion = state.completion(self.name, self.wire.end_marker)
-        yield StreamDone(self._finished(completion, quota))
+        yield StreamDone(self._finished(completion, quota, request))
 
     def _call(self, request: Request, model: str, *, stream: bool) -> WireRequest:
         """The wire request for `model`, shaped as it takes requests (see `shaping`)."""
@@ -170,9 +172,16 @@ class HTTPAdapter:
         sent = request_shape(request, shape, self.wire.temperature_range)
         return self.wire.build_request(request, model, sent, stream=stream)
 
-    def _finished(self, completion: Completion, quota: float | None) -> Completion:
+    def _finished(
+        self, completion: Completion, quota: float | None, request: Request
+    ) -> Completion:
         """The finish reason normalised and the quota added; a reply with neither text nor a
-        refusal (a safety block, thinking that used every token) is EMPTY_REPLY."""
+        refusal (a safety block, thinking that used every token) is EMPTY_REPLY.
+
+        A reply with tool calls finishes with "tool_calls" even where the provider says "stop"
+        (Gemini, Ollama); `parallel_tool_calls=False` keeps only the first call, for providers
+        that have no such setting (Gemini, Ollama).
+        """
         raw = completion.raw_finish_reason
         if not completion.text and completion.refusal is None and not completion.tool_calls:
             raise ProviderError(
@@ -181,7 +190,14 @@ class HTTPAdapter:
                 quota_remaining=quota,
             )
         finish_reason = normalise_finish_reason(raw, self.wire.finish_reasons)
-        return attrs.evolve(completion, finish_reason=finish_reason, quota_remaining=quota)
+        calls = completion.tool_calls
+        if request.parallel_tool_calls is False:
+            calls = calls[:1]
+        if calls and finish_reason == "stop":
+            finish_reason = "tool_calls"
+        return attrs.evolve(
+            completion, finish_reason=finish_reason, quota_remaining=quota, tool_calls=calls
+        )
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -255,6 +271,15 @@ class HTTPAdapter:
             with self._translating_parse_errors(stream=True):
                 deltas = self.wire.parse_event(item, state)
             yield from deltas
+
+
+def _wanted(delta: TextDelta | ToolCallDelta, request: Request) -> bool:
+    """False for a delta of a second or later tool call when the request wants at most one."""
+    return not (
+        isinstance(delta, ToolCallDelta)
+        and delta.index > 0
+        and request.parallel_tool_calls is False
+    )
 
 
 def register_wire(wire: WireFormat) -> WireFormat:
