@@ -86,7 +86,9 @@ def wire_messages(conversation: Sequence[Message], system_role: str) -> list[dic
     ("system", "developer", or "user": folded into the first user message)."""
     if system_role != "user":
         return [
-            _message(m, system_role if m.role in _INSTRUCTIONS and system_role != "system" else m.role)
+            _message(
+                m, system_role if m.role in _INSTRUCTIONS and system_role != "system" else m.role
+            )
             for m in conversation
         ]
     instructions = "\n\n".join(m.text for m in conversation if m.role in _INSTRUCTIONS)
