@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai_chat_support import (
     MODEL,
     PNG,
@@ -26,7 +28,7 @@ from openai_chat_support import (
 import runtime
 from actors.adapters.sse import SSEEvent
 from actors.adapters.wire import StreamState
-from actors.chat import ToolCall
+from actors.chat import ImagePart, Message, TextPart, ToolCall
 from actors.messages import ReplyDone, Request, TextDelta, ToolCallDelta, Usage
 from actors.validation import FieldError
 from runtime.embed import Runtime, open_runtime
@@ -218,6 +220,81 @@ def test_read_request_names_the_bad_field() -> None:
     assert caught.value.field == "messages[3].tool_call_id"
 
 
+_TEXT = st.text(st.characters(codec="utf-8"), min_size=1, max_size=12)
+_INSTRUCTION_ROLES: tuple[Literal["system", "developer"], ...] = ("system", "developer")
+_IMAGE = st.one_of(
+    st.builds(
+        lambda n, detail: ImagePart(url=f"https://example.com/{n}.png", detail=detail),
+        st.integers(0, 9),
+        st.sampled_from([None, "low", "high", "auto"]),
+    ),
+    st.builds(lambda: ImagePart(data=PNG, media_type="image/png")),
+)
+_USER = st.builds(
+    lambda first, rest, name: Message("user", (first, *rest), name=name),
+    st.one_of(_TEXT.map(TextPart), _IMAGE),
+    st.lists(st.one_of(_TEXT.map(TextPart), _IMAGE), max_size=2),
+    st.none() | st.just("ana"),
+)
+
+
+@st.composite
+def _tool_block(draw: st.DrawFn, start: int) -> list[Message]:
+    """An assistant turn calling 1-3 tools (maybe with text), and the answer to each call."""
+    names = draw(st.lists(st.sampled_from(["get_weather", "get_time"]), min_size=1, max_size=3))
+    calls = tuple(
+        ToolCall(f"call_{start}_{n}", name, json.dumps({"n": draw(st.integers(0, 9))}))
+        for n, name in enumerate(names)
+    )
+    text = draw(st.none() | _TEXT)
+    answers = [Message("tool", draw(_TEXT), tool_call_id=call.id) for call in calls]
+    return [Message("assistant", text or (), calls), *answers]
+
+
+@st.composite
+def _conversations(draw: st.DrawFn) -> list[Message]:
+    roles = draw(st.lists(st.sampled_from(_INSTRUCTION_ROLES), max_size=2))
+    messages = [Message(role, draw(_TEXT)) for role in roles]
+    messages.append(draw(_USER))
+    for turn in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["tools", "text", "user"]))
+        if kind == "tools":
+            messages += draw(_tool_block(turn))
+        elif kind == "text":
+            messages.append(Message("assistant", draw(_TEXT), name=draw(st.none() | st.just("a"))))
+        else:
+            messages.append(draw(_USER))
+    return messages
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(
+    messages=_conversations(),
+    choice=st.sampled_from([None, "auto", "none", "required", "get_time"]),
+    parallel=st.sampled_from([None, True, False]),
+    stop=st.lists(_TEXT, max_size=2),
+    seed=st.none() | st.integers(-(2**31), 2**31),
+)
+def test_read_request_inverts_build_request_for_generated_conversations(
+    messages: list[Message],
+    choice: str | None,
+    parallel: bool | None,
+    stop: list[str],
+    seed: int | None,
+) -> None:
+    named = {"type": "function", "function": {"name": choice}}
+    request = Request(
+        messages=messages,
+        tools=[WEATHER, TIME],
+        tool_choice=named if choice == "get_time" else choice,
+        parallel_tool_calls=parallel,
+        stop=stop,
+        seed=seed,
+        model=MODEL,
+    )
+    assert WIRE.read_request(body_for(request)) == request
+
+
 # -- parse_reply / parse_event ----------------------------------------------------------------
 
 
@@ -331,6 +408,16 @@ def test_streamed_text_then_a_call() -> None:
     assert deltas == [TextDelta("checking"), ToolCallDelta(0, "call_9", "get_time", "{}")]
     completion = state.completion("openai", "[DONE]")
     assert (completion.text, completion.raw_finish_reason) == ("checking", "tool_calls")
+
+
+def test_streamed_calls_without_an_index_are_told_apart_by_id() -> None:
+    state = StreamState(MODEL)
+    for call_id, name in [("call_x", "get_weather"), ("call_y", "get_time")]:
+        piece = {"id": call_id, "type": "function", "function": {"name": name, "arguments": "{}"}}
+        WIRE.parse_event(_chunk({"tool_calls": [piece]}), state)
+    WIRE.parse_event(_chunk({}, "tool_calls"), state)
+    calls = state.completion("mistral", "[DONE]").tool_calls
+    assert [(c.id, c.name) for c in calls] == [("call_x", "get_weather"), ("call_y", "get_time")]
 
 
 # -- the fake server --------------------------------------------------------------------------

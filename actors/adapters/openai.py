@@ -230,12 +230,25 @@ def _call_deltas(calls: object, state: StreamState) -> Deltas:
         call = as_dict(call, "delta.tool_calls[]")
         function = as_dict(call.get("function") or {}, "delta.tool_calls[].function")
         deltas += state.add_tool_call(
-            token_count(call.get("index")),
+            _call_index(call, state),
             call.get("id") or None,
             function.get("name") or None,
             text_or_empty(function.get("arguments")),
         )
     return deltas
+
+
+def _call_index(call: Mapping[str, Any], state: StreamState) -> int:
+    """The call's index; for a compatible server that sends none (whole calls, one per chunk),
+    the call with this id, or the next one for a new id."""
+    if call.get("index") is not None:
+        return token_count(call["index"])
+    known = [index for index, seen in state.calls.items() if seen.id == call.get("id")]
+    if known:
+        return known[0]
+    if call.get("id") or not state.calls:
+        return max(state.calls, default=-1) + 1
+    return max(state.calls)
 
 
 register_wire(OpenAIWire())
