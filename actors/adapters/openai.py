@@ -7,6 +7,12 @@ is set, then ``data: [DONE]``; a compatible server reports a failure mid-stream 
 service's default base URL and key variable (see `actors.kinds`); any other compatible endpoint is
 ``openai`` plus ``base_url``. Reasoning models take ``max_completion_tokens`` and the
 ``developer`` role (see `actors.adapters.shaping`).
+
+This format expresses everything a `Request` holds but `metadata` (OpenAI keeps metadata only
+for stored completions, which we never ask for). Tool calls come back with their ids; streamed,
+each arrives as ``delta.tool_calls[{index, id, type, function: {name, arguments}}]``, its first
+piece naming it and the arguments split over the pieces that follow. `read_request` reads a
+body back into a `Request` (the fake server and a gateway take requests with it).
 """
 
 from __future__ import annotations
