@@ -473,6 +473,10 @@ async def test_fake_server_refuses_a_tool_schema_that_is_not_an_object(
         "invalid_function_parameters",
         "tools[0].function.parameters",
     )
+    assert error["message"] == (
+        "Invalid schema for function 'get_time': schema must be a JSON Schema of "
+        """'type: "object"', got 'type: "string"'."""
+    )
 
 
 async def test_fake_server_refuses_tool_choice_without_tools(

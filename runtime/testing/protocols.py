@@ -341,8 +341,8 @@ def _openai_check_tools(data: dict[str, Any]) -> None:
             raise _openai_refusal(
                 "invalid_function_parameters",
                 f"tools[{index}].function.parameters",
-                f"Invalid schema for function '{function.get('name')}': In context=(), schema "
-                f"must be a JSON Schema of 'type: \"object\"', got 'type: \"{got}\"'.",
+                f"Invalid schema for function '{function.get('name')}': schema must be a JSON "
+                f"Schema of 'type: \"object\"', got 'type: \"{got}\"'.",
             )
     if not tools:
         for field in ("tool_choice", "parallel_tool_calls"):
