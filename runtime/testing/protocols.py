@@ -20,6 +20,7 @@ from typing import Any, Literal
 import attrs
 
 from actors.adapters.ollama import OllamaWire as OllamaFormat
+from actors.adapters.openai import OpenAIWire as OpenAIFormat
 from actors.chat import ToolCall
 from actors.kinds import HTTP_KINDS, kind_named, kinds_speaking
 from actors.messages import Request
@@ -244,7 +245,7 @@ _REASONING_MODEL = re.compile(r"^(o1|o3|o4|gpt-5)([.-]|$)")
 _NO_SYSTEM_MODEL = re.compile(r"^o1-(mini|preview)([.-]|$)")
 
 
-def _openai_refusal(code: str, param: str, message: str) -> WireError:
+def _openai_refusal(code: str | None, param: str, message: str) -> WireError:
     """OpenAI's 400 for a parameter or value this model does not take."""
     body = {
         "error": {
@@ -288,6 +289,106 @@ def _check_reasoning_request(model: str, data: dict[str, Any], messages: list[An
                     param,
                     f"Unsupported value: '{param}' does not support '{role}' with this model.",
                 )
+
+
+#: The runtime's own reading of an OpenAI body (`Call.request`).
+_OPENAI_FORMAT = OpenAIFormat()
+#: How many characters of a tool call's arguments each streamed chunk carries.
+OPENAI_ARGUMENT_PIECE = 8
+
+
+def _openai_check_tool_turns(messages: list[Any]) -> None:
+    """OpenAI's 400s for tool messages: one that answers no call of the assistant message just
+    before it, and an assistant's calls not all answered before the next turn."""
+    pending: list[str] = []
+    for index, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "tool":
+            if message.get("tool_call_id") not in pending:
+                raise _openai_refusal(
+                    None,
+                    f"messages.[{index}].role",
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                )
+            pending.remove(message["tool_call_id"])
+            continue
+        if pending:
+            raise _openai_unanswered(pending, index)
+        calls = message.get("tool_calls") if role == "assistant" else None
+        pending = [str(c.get("id")) for c in calls or () if isinstance(c, dict)]
+    if pending:
+        raise _openai_unanswered(pending, len(messages) - 1)
+
+
+def _openai_unanswered(pending: list[str], index: int) -> WireError:
+    return _openai_refusal(
+        None,
+        f"messages.[{index}].role",
+        "An assistant message with 'tool_calls' must be followed by tool messages responding "
+        "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+        + ", ".join(map(str, pending)),
+    )
+
+
+def _openai_check_tools(data: dict[str, Any]) -> None:
+    """OpenAI's 400s for tools: a function schema that is not an object schema, and
+    tool_choice or parallel_tool_calls without tools."""
+    tools = data.get("tools")
+    for index, tool in enumerate(tools if isinstance(tools, list) else ()):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict):
+            continue
+        schema = function.get("parameters", {"type": "object"})
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            got = schema.get("type") if isinstance(schema, dict) else None
+            raise _openai_refusal(
+                "invalid_function_parameters",
+                f"tools[{index}].function.parameters",
+                f"Invalid schema for function '{function.get('name')}': schema must be a JSON "
+                f"Schema of 'type: \"object\"', got 'type: \"{got}\"'.",
+            )
+    if not tools:
+        for field in ("tool_choice", "parallel_tool_calls"):
+            if data.get(field) is not None:
+                raise _openai_refusal(
+                    None,
+                    field,
+                    f"Invalid value for '{field}': '{field}' is only allowed when 'tools' are "
+                    "specified.",
+                )
+
+
+def _openai_read_request(data: dict[str, Any]) -> Request:
+    """The body as a `Request` (see `actors.adapters.openai`); a 400 naming the field the
+    runtime's model refuses, for what the checks above leave."""
+    try:
+        return _OPENAI_FORMAT.read_request(data)
+    except FieldError as exc:
+        raise _openai_refusal(
+            "invalid_value", exc.field, f"Invalid value for '{exc.field}': {exc.message}"
+        ) from None
+
+
+def _openai_tool_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+def _openai_call_deltas(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    """The streamed deltas of `calls`, as OpenAI sends them: per call, one naming it (id, type,
+    name, empty arguments), then its arguments in pieces."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        head = {"index": index, "id": call.id, "type": "function"}
+        deltas.append({"tool_calls": [{**head, "function": {"name": call.name, "arguments": ""}}]})
+        text = call.arguments
+        for start in range(0, len(text), OPENAI_ARGUMENT_PIECE):
+            piece = text[start : start + OPENAI_ARGUMENT_PIECE]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    return deltas
 
 
 class Wire:
@@ -389,6 +490,9 @@ class OpenAIWire(Wire):
         if not isinstance(messages, list) or not messages:
             raise WireError(400, "invalid_request", "Missing required parameter: 'messages'.")
         _check_reasoning_request(model, data, messages)
+        _openai_check_tool_turns(messages)
+        _openai_check_tools(data)
+        request = _openai_read_request(data)
         max_tokens = _int_or_none(data.get("max_completion_tokens"))
         if max_tokens is None:
             max_tokens = _int_or_none(data.get("max_tokens"))
@@ -400,6 +504,7 @@ class OpenAIWire(Wire):
             max_tokens=max_tokens,
             stream=data.get("stream") is True,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            request=request,
         )
 
     def _usage(self, answer: Answer) -> dict[str, int]:
@@ -410,7 +515,17 @@ class OpenAIWire(Wire):
         }
 
     def _finish(self, answer: Answer) -> str:
+        if answer.tool_calls:
+            return "tool_calls"
         return "length" if answer.truncated else "stop"
+
+    def _message(self, answer: Answer) -> dict[str, Any]:
+        """The assistant message: null content when it only calls tools, as OpenAI sends it."""
+        text = answer.text if answer.text or not answer.tool_calls else None
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if answer.tool_calls:
+            message["tool_calls"] = _openai_tool_calls(answer.tool_calls)
+        return message
 
     def reply(self, call: Call, answer: Answer, seq: int) -> dict[str, Any]:
         return {
@@ -421,7 +536,7 @@ class OpenAIWire(Wire):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                    "message": self._message(answer),
                     "logprobs": None,
                     "finish_reason": self._finish(answer),
                 }
@@ -453,10 +568,16 @@ class OpenAIWire(Wire):
             usage_chunk["usage"] = self._usage(answer)
             epilogue.append(_sse(usage_chunk))
         epilogue.append(b"data: [DONE]\n\n")
+        deltas = [{"content": text} for text in answer.chunks]
+        deltas += _openai_call_deltas(answer.tool_calls)
+        # A reply that only calls tools opens with null content and its first call's head.
+        first: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        if answer.tool_calls and not answer.chunks:
+            first = {"role": "assistant", "content": None, **deltas.pop(0), "refusal": None}
         return StreamBody(
             content_type="text/event-stream; charset=utf-8",
-            prologue=(_sse(chunk({"role": "assistant", "content": "", "refusal": None}, None)),),
-            chunks=tuple(_sse(chunk({"content": text}, None)) for text in answer.chunks),
+            prologue=(_sse(chunk(first, None)),),
+            chunks=tuple(_sse(chunk(delta, None)) for delta in deltas),
             epilogue=tuple(epilogue),
         )
 
