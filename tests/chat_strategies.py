@@ -71,14 +71,15 @@ def tool_turn(draw: st.DrawFn, tools: tuple[Tool, ...], counter: list[int]) -> l
 @st.composite
 def conversations(draw: st.DrawFn, images: bool = True) -> runtime.Request:
     """A request: an optional system prompt, then 1-3 exchanges, ending on a user or tool turn."""
-    tools = tuple(draw(st.lists(st.sampled_from(TOOLS), min_size=0, max_size=3, unique_by=lambda t: t.name)))
+    tools: tuple[Tool, ...] = tuple(draw(st.lists(st.sampled_from(TOOLS), min_size=0, max_size=3, unique_by=lambda t: t.name)))
     counter = [0]
     messages: list[Message] = []
     if draw(st.booleans()):
         messages.append(Message("system", draw(words)))
     for index in range(draw(st.integers(1, 3))):
         messages.append(draw(user_message(images)))
-        if tools and draw(st.booleans()):
+        call_tools: bool = draw(st.booleans())
+        if tools and call_tools:
             messages += draw(tool_turn(tools, counter))
         elif index < 2 and draw(st.booleans()):
             messages.append(Message("assistant", draw(words)))

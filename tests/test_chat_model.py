@@ -206,9 +206,9 @@ async def test_stream_events_carry_tool_calls_and_end_with_the_whole_reply(
     *deltas, done = events
     assert isinstance(done, runtime.ReplyDone)
     assert [type(d) for d in deltas] == [runtime.ToolCallDelta]
-    call = done.message.tool_calls[0]
-    assert (deltas[0].id, deltas[0].name, deltas[0].arguments) == (call.id, "get_weather",
-                                                                   call.arguments)
+    call, delta = done.message.tool_calls[0], deltas[0]
+    assert isinstance(delta, runtime.ToolCallDelta)
+    assert (delta.id, delta.name, delta.arguments) == (call.id, "get_weather", call.arguments)
     assert done.reply.finish_reason == "tool_calls" and done.usage.output_tokens > 0
 
 
@@ -240,5 +240,5 @@ async def test_replies_with_tool_calls_never_reach_the_last_resort_cache(
 
 
 def test_tool_call_arguments_accept_an_object_and_keep_json_text() -> None:
-    call = ToolCall("c1", "f", {"a": [1, 2]})  # type: ignore[arg-type]
+    call = ToolCall("c1", "f", {"a": [1, 2]})
     assert call.arguments == '{"a":[1,2]}' and call.args == {"a": [1, 2]}
