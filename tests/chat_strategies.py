@@ -16,7 +16,10 @@ PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQG
 # Words, not arbitrary unicode: what is under test is structure, and every wire format carries
 # any text the same way (JSON strings).
 words = st.lists(
-    st.sampled_from(["weather", "Paris", "time", "café", "naïve", "42", "ok", "λ", "new\nline"]),
+    st.sampled_from(
+        ["weather", "Paris", "time", "café", "naïve", "42", "ok", "λ", "new\nline", "get_weather",
+         "add", "now"]
+    ),
     min_size=1,
     max_size=6,
 ).map(" ".join)
@@ -69,8 +72,11 @@ def tool_turn(draw: st.DrawFn, tools: tuple[Tool, ...], counter: list[int]) -> l
 
 
 @st.composite
-def conversations(draw: st.DrawFn, images: bool = True) -> runtime.Request:
-    """A request: an optional system prompt, then 1-3 exchanges, ending on a user or tool turn."""
+def conversations(
+    draw: st.DrawFn, images: bool = True, forced_choice: bool = True
+) -> runtime.Request:
+    """A request: an optional system prompt, then 1-3 exchanges, ending on a user or tool turn;
+    tools offered with any tool choice (none that forces a call unless `forced_choice`)."""
     tools: tuple[Tool, ...] = tuple(draw(st.lists(st.sampled_from(TOOLS), min_size=0, max_size=3, unique_by=lambda t: t.name)))
     counter = [0]
     messages: list[Message] = []
@@ -84,4 +90,13 @@ def conversations(draw: st.DrawFn, images: bool = True) -> runtime.Request:
         elif index < 2 and draw(st.booleans()):
             messages.append(Message("assistant", draw(words)))
             messages.append(draw(user_message(images)))
-    return runtime.Request(messages=messages, tools=tools, max_tokens=draw(st.integers(1, 4096)))
+    choices: list[Any] = [None, "auto", "none"]
+    if forced_choice and tools:
+        choices += ["required", {"type": "function", "function": {"name": tools[-1].name}}]
+    return runtime.Request(
+        messages=messages,
+        tools=tools,
+        tool_choice=draw(st.sampled_from(choices)) if tools else None,
+        parallel_tool_calls=draw(st.sampled_from([None, True, False])) if tools else None,
+        max_tokens=draw(st.integers(1, 4096)),
+    )
