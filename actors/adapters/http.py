@@ -138,7 +138,7 @@ class HTTPAdapter:
         data, headers = await self._post_json(self._call(request, model, stream=False))
         with self._translating_parse_errors(stream=False):
             completion = self.wire.parse_reply(data, model)
-        return self._finished(completion, quota_remaining(headers))
+        return _one_call_if_asked(request, self._finished(completion, quota_remaining(headers)))
 
     async def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
         """Text and tool-call deltas as the provider streams them, then one `StreamDone`.
@@ -153,16 +153,18 @@ class HTTPAdapter:
             chunks = response.aiter_bytes()
             async for chunk in chunks:
                 for delta in self._parsed(decoder.feed, chunk, state):
-                    yield delta
+                    if not _dropped(request, delta):
+                        yield delta
                 if state.done:
                     await _drain(chunks)
                     break
             else:
                 for delta in self._parsed(lambda _: decoder.close(), b"", state):
-                    yield delta
+                    if not _dropped(request, delta):
+                        yield delta
         with self._translating_parse_errors(stream=True):
             completion = state.completion(self.name, self.wire.end_marker)
-        yield StreamDone(self._finished(completion, quota))
+        yield StreamDone(_one_call_if_asked(request, self._finished(completion, quota)))
 
     def _call(self, request: Request, model: str, *, stream: bool) -> WireRequest:
         """The wire request for `model`, shaped as it takes requests (see `shaping`)."""
@@ -181,6 +183,9 @@ class HTTPAdapter:
                 quota_remaining=quota,
             )
         finish_reason = normalise_finish_reason(raw, self.wire.finish_reasons)
+        if completion.tool_calls and finish_reason == "stop":
+            # Gemini and Ollama end a reply of function calls with their plain "stop".
+            finish_reason = "tool_calls"
         return attrs.evolve(completion, finish_reason=finish_reason, quota_remaining=quota)
 
     # -- sending ------------------------------------------------------------------------------
@@ -300,3 +305,20 @@ def _base_url_problem(base_url: str) -> str | None:
     if url.scheme not in ("http", "https") or not url.host:
         return "must be an absolute http:// or https:// URL"
     return None
+
+
+def _one_call_if_asked(request: Request, completion: Completion) -> Completion:
+    """`parallel_tool_calls=False` on a provider with no such switch (Gemini, Ollama): the first
+    call only. Where the provider has one it already complied, and this changes nothing."""
+    if request.parallel_tool_calls is False and len(completion.tool_calls) > 1:
+        return attrs.evolve(completion, tool_calls=completion.tool_calls[:1])
+    return completion
+
+
+def _dropped(request: Request, delta: TextDelta | ToolCallDelta) -> bool:
+    """A streamed piece of a second or later call, when at most one was asked for."""
+    return (
+        request.parallel_tool_calls is False
+        and isinstance(delta, ToolCallDelta)
+        and delta.index > 0
+    )
