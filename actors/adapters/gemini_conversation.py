@@ -161,6 +161,12 @@ def _user_content(parts: list[Mapping[str, Any]], field: str) -> Message:
     return Message("user", content)
 
 
+_UNANSWERED = (
+    "Please ensure that the number of function response parts is equal to the number of "
+    "function call parts of the function call turn."
+)
+
+
 class _Calls:
     """The function calls made so far that have no response yet, to match responses to."""
 
@@ -223,6 +229,9 @@ def from_contents(contents: object) -> list[Message]:
         field = f"contents[{index}]"
         parts = _parts(content, field)
         role = _object(content, field).get("role", "user")
+        answers = [p for p in parts if proto_field(p, "functionResponse") is not None]
+        if calls.open and not answers:
+            raise FieldError(field, _UNANSWERED)
         if role == "model":
             messages.append(calls.model_content(parts, field))
             continue
@@ -230,11 +239,11 @@ def from_contents(contents: object) -> list[Message]:
             raise FieldError(
                 f"{field}.role", f"Please use a valid role: user, model (not {role!r})"
             )
-        answers = [p for p in parts if proto_field(p, "functionResponse") is not None]
         for number, part in enumerate(answers):
             messages.append(calls.answer(part, f"{field}.parts[{number}].functionResponse"))
         rest = [p for p in parts if proto_field(p, "functionResponse") is None]
         if rest:
-            calls.open = []
+            if calls.open:
+                raise FieldError(field, _UNANSWERED)
             messages.append(_user_content(rest, field))
     return messages
