@@ -4,6 +4,7 @@ whole tool round trip through the runtime against the fake Gemini server."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -134,12 +135,14 @@ def test_a_conversation_with_tool_calls_and_results() -> None:
             "role": "model",
             "parts": [
                 {"text": "Checking."},
+                # A call Gemini did not sign here: the first of the step gets the bypass value.
                 {
                     "functionCall": {
                         "id": "call_w",
                         "name": "get_weather",
                         "args": {"city": "Paris", "unit": "C"},
-                    }
+                    },
+                    "thoughtSignature": "skip_thought_signature_validator",
                 },
                 {"functionCall": {"id": "call_t", "name": "get_time", "args": {"zone": "CET"}}},
             ],
@@ -426,6 +429,39 @@ def test_a_stream_with_several_function_calls() -> None:
     assert completion.usage == Usage(5, 9)
 
 
+def test_thought_signatures_go_back_with_their_calls() -> None:
+    wire = GeminiWire()
+    signed = {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [
+                        {
+                            "functionCall": {"name": "get_weather", "args": {}},
+                            "thoughtSignature": "c2ln",
+                        },
+                        {"functionCall": {"name": "get_time", "args": {}}},
+                    ],
+                },
+                "finishReason": "STOP",
+            }
+        ]
+    }
+    calls = wire.parse_reply(signed, "gemini-3-pro").tool_calls
+    conversation = [
+        Message("user", "get_weather and get_time"),
+        Message("assistant", tool_calls=calls),
+        *(Message("tool", "ok", tool_call_id=c.id) for c in calls),
+    ]
+    body = wire.build_request(
+        Request(messages=conversation), "gemini-3-pro", RequestShape(), stream=False
+    ).body
+    model_parts = body["contents"][1]["parts"]
+    assert model_parts[0]["thoughtSignature"] == "c2ln"
+    assert "thoughtSignature" not in model_parts[1]
+
+
 def test_a_stream_cut_before_the_finish_reason_is_incomplete() -> None:
     state = StreamState("g")
     WIRE.parse_event(_event([{"functionCall": {"name": "f", "args": {}}}]), state)
@@ -437,7 +473,7 @@ def test_a_stream_cut_before_the_finish_reason_is_incomplete() -> None:
 KEY = "AIzaTest0123456789abcdefghijkl"
 
 
-def gemini_config(server: FakeProviderServer) -> runtime.Config:
+def gemini_config(server: FakeProviderServer, model: str = "gemini-pro") -> runtime.Config:
     return runtime.parse_config(
         {
             "runtime": {"deadline_s": 40},
@@ -445,13 +481,13 @@ def gemini_config(server: FakeProviderServer) -> runtime.Config:
                 {
                     "name": "gemini",
                     "kind": "gemini",
-                    "models": ["gemini-pro"],
+                    "models": [model],
                     "base_url": server.url_for("gemini"),
                     "read_timeout_s": 10.0,
                 }
             ],
             "levels": [{"name": "primary", "providers": ["gemini"], "timeout_s": 20}],
-            "models": {"gemini-pro": {"input_usd_per_mtok": 1.25, "output_usd_per_mtok": 5}},
+            "models": {model: {"input_usd_per_mtok": 1.25, "output_usd_per_mtok": 5}},
         }
     )
 
@@ -519,6 +555,35 @@ async def test_one_call_when_parallel_calls_are_off(rt: Runtime) -> None:
         events = [event async for event in stream.events()]
     assert [e.index for e in events if isinstance(e, ToolCallDelta)] == [0]
     assert isinstance(events[-1], ReplyDone) and len(events[-1].reply.tool_calls) == 1
+
+
+async def test_a_gemini_3_conversation_sends_its_signatures_back(
+    fake_providers: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gemini 3 refuses its own function calls sent back unsigned; the fake server does too."""
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    config = gemini_config(fake_providers, model="gemini-3-pro-preview")
+    async with open_runtime(config) as rt3:
+        reply = await rt3.complete(Request(messages=ASK, tools=[WEATHER, CLOCK]))
+        first = fake_providers.requests("gemini")[-1]
+        assert first.path.endswith("gemini-3-pro-preview:generateContent")
+        final = await rt3.complete(
+            Request(messages=answered(reply.message, reply.tool_calls), tools=[WEATHER, CLOCK])
+        )
+    assert final.text.startswith("results: ")
+    sent = json.loads(fake_providers.requests("gemini")[-1].body)
+    signature = sent["contents"][1]["parts"][0]["thoughtSignature"]
+    # The signature the server signed the call with, not the bypass value.
+    assert base64.b64decode(signature).startswith(b"fake-thought:")
+    unsigned = dict(sent)
+    del unsigned["contents"][1]["parts"][0]["thoughtSignature"]
+    url = fake_providers.url_for("gemini") + "/v1beta/models/gemini-3-pro-preview:generateContent"
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        refused = await client.post(url, json=unsigned, headers={"x-goog-api-key": KEY})
+    assert refused.status_code == 400
+    assert "missing a thought_signature" in refused.json()["error"]["message"]
 
 
 async def test_a_json_schema_answer_validates(rt: Runtime) -> None:

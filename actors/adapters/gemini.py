@@ -9,7 +9,8 @@ sentinel, so a stream that closes before any ``finishReason`` was cut short.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -87,6 +88,8 @@ class _Candidate:
     #: Text and function-call parts in order; thoughts left out.
     parts: tuple[str | ToolCall, ...] = ()
     finish_reason: str | None = None
+    #: (call id, thought signature) of the calls that carried one.
+    signatures: tuple[tuple[str, str], ...] = ()
 
     @property
     def text(self) -> str:
@@ -122,9 +125,37 @@ def _candidate(reply: dict[str, Any]) -> _Candidate:
     parts = content.get("parts") or []
     if not isinstance(parts, list):
         raise TypeError("parts is not a list")
-    found = tuple(p for p in map(_part, parts) if p is not None)
+    found, signatures = [], []
+    for raw in parts:
+        part = _part(raw)
+        if part is None:
+            continue
+        found.append(part)
+        if isinstance(part, ToolCall) and raw.get("thoughtSignature"):
+            signatures.append((part.id, str(raw["thoughtSignature"])))
     finish_reason = candidate.get("finishReason")
-    return _Candidate(found, str(finish_reason) if finish_reason is not None else None)
+    return _Candidate(
+        tuple(found), str(finish_reason) if finish_reason is not None else None, tuple(signatures)
+    )
+
+
+class _Signatures:
+    """The thought signatures of recent function calls, by call id, to send back with them
+    (Gemini 3 refuses its own calls without): a bounded memory, oldest forgotten first."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._by_id: OrderedDict[str, str] = OrderedDict()
+        self._limit = limit
+
+    def remember(self, pairs: Iterable[tuple[str, str]]) -> None:
+        for call_id, signature in pairs:
+            self._by_id[call_id] = signature
+            self._by_id.move_to_end(call_id)
+        while len(self._by_id) > self._limit:
+            self._by_id.popitem(last=False)
+
+    def get(self, call_id: str) -> str | None:
+        return self._by_id.get(call_id)
 
 
 def _raise_if_failed(reply: dict[str, Any]) -> None:
@@ -161,11 +192,16 @@ class GeminiWire(WireDefaults):
     end_marker = "a finishReason"
     finish_reasons = FINISH_REASONS
 
+    def __init__(self) -> None:
+        self.signatures = _Signatures()
+
     def build_request(
         self, request: Request, model: str, shape: RequestShape, *, stream: bool
     ) -> WireRequest:
         system, contents = to_contents(
-            request.conversation, fold_system=shape.system_role == "user"
+            request.conversation,
+            fold_system=shape.system_role == "user",
+            signature_of=self.signatures.get,
         )
         generation: dict[str, Any] = {"maxOutputTokens": request.max_tokens}
         if shape.temperature is not None:
@@ -208,6 +244,7 @@ class GeminiWire(WireDefaults):
         if not reply.get("candidates"):
             raise KeyError("candidates")
         candidate = _candidate(reply)
+        self.signatures.remember(candidate.signatures)
         return Completion(
             text=candidate.text,
             model=str(reply.get("modelVersion") or model),
@@ -229,6 +266,7 @@ class GeminiWire(WireDefaults):
         if reply.get("usageMetadata") is not None:
             state.usage = _usage(reply["usageMetadata"])
         candidate = _candidate(reply)
+        self.signatures.remember(candidate.signatures)
         state.finish_reason = candidate.finish_reason or state.finish_reason
         state.ended = state.finish_reason is not None
         deltas: Deltas = []

@@ -10,13 +10,15 @@
   content. Gemini matches a response to its call by function name, so the name is looked up from
   the earlier assistant message's call with that id; ``response`` is ``{"output": <text>}``, the
   key the API documents for a function's output.
+- A model turn's first function call carries its ``thoughtSignature``: the one Gemini sent with
+  it (remembered by call id), else the bypass value Gemini documents for calls it did not make.
 - Images are ``inlineData`` (base64 and a MIME type); Gemini cannot fetch an image URL.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from actors.adapters.wire import WireError, new_call_id
@@ -24,7 +26,13 @@ from actors.chat import ContentPart, ImagePart, Message, TextPart, ToolCall
 from actors.errors import FailureKind
 from actors.validation import FieldError
 
-__all__ = ["from_contents", "proto_field", "system_instruction_texts", "to_contents"]
+__all__ = [
+    "FOREIGN_SIGNATURE",
+    "from_contents",
+    "proto_field",
+    "system_instruction_texts",
+    "to_contents",
+]
 
 
 def _text_parts(message: Message) -> list[dict[str, Any]]:
@@ -39,8 +47,27 @@ def _user_part(part: ContentPart) -> dict[str, Any]:
     return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
 
 
-def _call_part(call: ToolCall) -> dict[str, Any]:
-    return {"functionCall": {"id": call.id, "name": call.name, "args": call.args}}
+#: What Gemini documents for a function call it did not make itself (another provider's, or one
+#: whose signature is not known here): it skips the thought-signature check for that call.
+FOREIGN_SIGNATURE = "skip_thought_signature_validator"
+
+#: A call id's thought signature, when the reply that made the call carried one.
+SignatureOf = Callable[[str], "str | None"]
+
+
+def _call_parts(calls: Iterable[ToolCall], signature_of: SignatureOf) -> list[dict[str, Any]]:
+    """The calls of one model turn. Gemini 3 refuses a turn whose first call lacks its thought
+    signature (parallel calls carry one, on the first): the one it sent, else the bypass."""
+    parts = []
+    for index, call in enumerate(calls):
+        part: dict[str, Any] = {
+            "functionCall": {"id": call.id, "name": call.name, "args": call.args}
+        }
+        signature = signature_of(call.id) or (FOREIGN_SIGNATURE if index == 0 else None)
+        if signature is not None:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
 
 
 def _response_part(message: Message, names: Mapping[str, str]) -> dict[str, Any]:
@@ -59,12 +86,15 @@ def _response_part(message: Message, names: Mapping[str, str]) -> dict[str, Any]
 
 
 def to_contents(
-    conversation: Iterable[Message], *, fold_system: bool = False
+    conversation: Iterable[Message],
+    *,
+    fold_system: bool = False,
+    signature_of: SignatureOf = lambda call_id: None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """The system texts (for ``systemInstruction``) and the ``contents``.
 
     `fold_system` puts the system texts before the first user message's parts instead, for a
-    model that takes no system instruction.
+    model that takes no system instruction. `signature_of` gives a call's thought signature.
     """
     system: list[str] = []
     contents: list[dict[str, Any]] = []
@@ -85,7 +115,7 @@ def to_contents(
                 contents.append({"role": "user", "parts": [part]})
         elif message.role == "assistant":
             names.update((call.id, call.name) for call in message.tool_calls)
-            parts = _text_parts(message) + [_call_part(call) for call in message.tool_calls]
+            parts = _text_parts(message) + _call_parts(message.tool_calls, signature_of)
             contents.append({"role": "model", "parts": parts})
         else:
             contents.append({"role": "user", "parts": [_user_part(p) for p in message.content]})

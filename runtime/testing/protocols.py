@@ -8,6 +8,7 @@ nothing here sleeps or does I/O.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import attrs
 
 from actors.adapters.gemini import GeminiWire as GeminiFormat
+from actors.adapters.gemini_conversation import FOREIGN_SIGNATURE
 from actors.chat import ToolCall
 from actors.kinds import HTTP_KINDS, kind_named, kinds_speaking
 from actors.messages import Request
@@ -749,6 +751,55 @@ def _gemini_schemas(data: dict[str, Any]) -> list[tuple[str, Any]]:
     return found
 
 
+#: Models that sign their function calls (thinking models) and, for Gemini 3, want them back.
+_SIGNING_MODEL = re.compile(r"^gemini-(2\.5|3)")
+_CHECKED_SIGNATURES_MODEL = re.compile(r"^gemini-3")
+_SIGNATURE_PREFIX = b"fake-thought:"
+_BYPASS_SIGNATURES = frozenset({FOREIGN_SIGNATURE, "context_engineering_is_the_way_to_go"})
+
+
+def _thought_signature(call: ToolCall) -> str:
+    return base64.b64encode(_SIGNATURE_PREFIX + call.id.encode()).decode()
+
+
+def _signature_error(signature: object) -> str | None:
+    if not signature:
+        return (
+            "Function call is missing a thought_signature in functionCall parts. This is "
+            "required for tools to work correctly, and missing thought_signature may lead to "
+            "degraded model performance."
+        )
+    if signature in _BYPASS_SIGNATURES:
+        return None
+    try:
+        ours = base64.b64decode(str(signature), validate=True).startswith(_SIGNATURE_PREFIX)
+    except ValueError:
+        ours = False
+    return None if ours else "Corrupted thought signature."
+
+
+def _check_gemini_signatures(contents: Any) -> None:
+    """Gemini 3's rule: in the current turn (since the last user text), the first function call
+    of each model step carries the thought signature the model sent with it."""
+    if not isinstance(contents, list):
+        return
+    turn_start = 0
+    for index, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if content.get("role", "user") == "user" and any(
+            isinstance(p, dict) and "functionResponse" not in p for p in parts or []
+        ):
+            turn_start = index
+    for content in contents[turn_start:]:
+        calls = [
+            p for p in content.get("parts") or [] if isinstance(p, dict) and "functionCall" in p
+        ]
+        if content.get("role") == "model" and calls:
+            error = _signature_error(calls[0].get("thoughtSignature"))
+            if error is not None:
+                raise WireError(400, "invalid_request", error)
+
+
 def _gemini_request(data: dict[str, Any]) -> Request:
     """The body as a `Request`, or the 400 INVALID_ARGUMENT Gemini answers a bad one with:
     ``* GenerateContentRequest.<field>: <what>`` (a function response that answers no call of
@@ -796,6 +847,8 @@ class GeminiWire(Wire):
             )
         data = _load_object(body, "Invalid JSON payload received.")
         request = _gemini_request(data)
+        if _CHECKED_SIGNATURES_MODEL.match(model):
+            _check_gemini_signatures(data["contents"])
         config = data.get("generationConfig", data.get("generation_config"))
         max_tokens = None
         if isinstance(config, dict):
@@ -834,7 +887,14 @@ class GeminiWire(Wire):
     ) -> dict[str, Any]:
         # Gemini's function calls carry no id (the client matches responses by name).
         parts: list[dict[str, Any]] = [{"text": text}] if text or not calls else []
-        parts += [{"functionCall": {"name": c.name, "args": c.args}} for c in calls]
+        for index, tool_call in enumerate(calls):
+            part: dict[str, Any] = {
+                "functionCall": {"name": tool_call.name, "args": tool_call.args}
+            }
+            if index == 0 and _SIGNING_MODEL.match(call.model):
+                # A thinking model signs the first call of a step (parallel calls: the first).
+                part["thoughtSignature"] = _thought_signature(tool_call)
+            parts.append(part)
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finish is not None:
             candidate["finishReason"] = finish
