@@ -5,6 +5,12 @@ the ``?key=`` query parameter, so the key stays out of URLs and their logs). Str
 ``:streamGenerateContent?alt=sse``: each SSE ``data`` is a whole GenerateContentResponse holding
 the next piece of text; the last carries ``finishReason`` and ``usageMetadata``. There is no end
 sentinel, so a stream that closes before any ``finishReason`` was cut short.
+
+The conversation's shape is `gemini_conversation`'s, tools and output options `gemini_options`'.
+A function call arrives whole in one part, mostly without an id: one is made (`new_call_id`), and
+its thought signature is remembered by that id to go back with it. A reply of function calls
+finishes "STOP", which the shared adapter reports as "tool_calls". `read_request` reads a body
+back into a `Request` (the fake server's view of a call, and a future gateway's).
 """
 
 from __future__ import annotations
