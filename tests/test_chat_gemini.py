@@ -11,6 +11,8 @@ from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import runtime
 from actors.adapters.gemini import GeminiWire
@@ -697,3 +699,56 @@ def test_image_parts_read_back_as_images() -> None:
         TextPart("what is this?"),
         ImagePart(data=PIXEL, media_type="image/png"),
     )
+
+
+# -- generated conversations ----------------------------------------------------------------------
+
+TOOL_NAMES = ("get_weather", "get_time", "lookup")
+_texts = st.text(min_size=1, max_size=12)
+_args = st.dictionaries(
+    st.text(min_size=1, max_size=5), st.integers() | st.text(max_size=5) | st.booleans(), max_size=3
+)
+
+
+@st.composite
+def _user(draw: st.DrawFn) -> list[Message]:
+    parts: list[TextPart | ImagePart] = [TextPart(draw(_texts))]
+    if draw(st.booleans()):
+        data = base64.b64encode(draw(st.binary(min_size=1, max_size=8))).decode()
+        parts.insert(draw(st.integers(0, 1)), ImagePart(data=data, media_type="image/jpeg"))
+    return [Message("user", parts)]
+
+
+@st.composite
+def _assistant(draw: st.DrawFn, counter: list[int]) -> list[Message]:
+    calls = []
+    for _ in range(draw(st.integers(0, 3))):
+        counter[0] += 1
+        calls.append(ToolCall(f"call_{counter[0]}", draw(st.sampled_from(TOOL_NAMES)), draw(_args)))
+    text = draw(_texts) if not calls or draw(st.booleans()) else ""
+    results = [
+        Message("tool", draw(_texts), tool_call_id=c.id) for c in draw(st.permutations(calls))
+    ]
+    return [Message("assistant", text, calls), *results]
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> list[Message]:
+    counter = [0]
+    messages = [Message("system", draw(_texts)) for _ in range(draw(st.integers(0, 2)))]
+    messages += draw(_user())
+    for _ in range(draw(st.integers(0, 4))):
+        messages += draw(st.one_of(_user(), _assistant(counter)))
+    return messages
+
+
+@settings(max_examples=150, deadline=None)
+@given(conversation=conversations(), choice=st.sampled_from([None, "auto", "none", "required"]))
+def test_generated_conversations_round_trip(
+    conversation: list[Message], choice: str | None
+) -> None:
+    tools = [Tool(name) for name in TOOL_NAMES]
+    request = Request(messages=conversation, tools=tools, tool_choice=choice)
+    read = WIRE.read_request(body_of(request))
+    assert read.conversation == request.conversation
+    assert (read.tools, read.tool_choice) == (request.tools, request.tool_choice)
