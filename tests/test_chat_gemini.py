@@ -9,8 +9,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from adapter_support import build
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,13 +21,14 @@ from actors.adapters.gemini import GeminiWire
 from actors.adapters.sse import SSEEvent
 from actors.adapters.wire import RequestShape, StreamState, WireError
 from actors.chat import ImagePart, Message, TextPart, Tool, ToolCall
-from actors.errors import FailureKind
+from actors.errors import FailureKind, ProviderError
 from actors.messages import ReplyDone, Request, TextDelta, ToolCallDelta, Usage
 from actors.validation import FieldError
 from runtime.embed import Runtime, open_runtime
 from runtime.testing import FakeProviderServer
 
 WIRE = GeminiWire()
+KEY = "AIzaTest0123456789abcdefghijkl"
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 WEATHER = Tool(
     "get_weather",
@@ -226,6 +229,27 @@ def test_an_image_url_is_unsupported() -> None:
     with pytest.raises(WireError) as caught:
         body_of(request)
     assert caught.value.kind is FailureKind.UNSUPPORTED
+
+
+async def test_the_adapter_refuses_an_image_url_before_sending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    sent: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    adapter = build("gemini", handler)
+    request = Request(
+        messages=[{"role": "user", "content": [{"type": "image", "url": "https://x.test/a.png"}]}]
+    )
+    with pytest.raises(ProviderError) as caught:
+        await adapter.complete(request, "test-model")
+    assert caught.value.kind is FailureKind.UNSUPPORTED
+    assert sent == []
+    await adapter.aclose()
 
 
 @pytest.mark.parametrize(
@@ -472,8 +496,6 @@ def test_a_stream_cut_before_the_finish_reason_is_incomplete() -> None:
 
 # -- through the runtime, against the fake server -------------------------------------------------
 
-KEY = "AIzaTest0123456789abcdefghijkl"
-
 
 def gemini_config(server: FakeProviderServer, model: str = "gemini-pro") -> runtime.Config:
     return runtime.parse_config(
@@ -580,8 +602,6 @@ async def test_a_gemini_3_conversation_sends_its_signatures_back(
     unsigned = dict(sent)
     del unsigned["contents"][1]["parts"][0]["thoughtSignature"]
     url = fake_providers.url_for("gemini") + "/v1beta/models/gemini-3-pro-preview:generateContent"
-    import httpx
-
     async with httpx.AsyncClient() as client:
         refused = await client.post(url, json=unsigned, headers={"x-goog-api-key": KEY})
     assert refused.status_code == 400
@@ -682,8 +702,6 @@ async def test_an_image_reaches_the_fake_server(
 async def test_the_fake_server_refuses_what_gemini_refuses(
     fake_providers: FakeProviderServer, body: dict[str, Any], message: str
 ) -> None:
-    import httpx
-
     url = fake_providers.url_for("gemini") + "/v1beta/models/gemini-pro:generateContent"
     async with httpx.AsyncClient() as client:
         response = await client.post(url, json=body)
