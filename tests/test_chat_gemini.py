@@ -608,6 +608,23 @@ async def test_a_gemini_3_conversation_sends_its_signatures_back(
     assert "missing a thought_signature" in refused.json()["error"]["message"]
 
 
+async def test_a_conversation_begun_elsewhere_is_finished_by_gemini_3(
+    fake_providers: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two calls another provider made (its ids, no thought signature) and their results: Gemini 3
+    takes them (the bypass value on the step's first call) and answers in text."""
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    async with open_runtime(gemini_config(fake_providers, model="gemini-3-flash")) as rt3:
+        reply = await rt3.complete(Request(messages=TOOL_TURNS, tools=[WEATHER, CLOCK]))
+    assert reply.text == "results: 18 degrees 14:00"
+    assert reply.message == Message("assistant", "results: 18 degrees 14:00")
+    sent = json.loads(fake_providers.requests("gemini")[-1].body)
+    assert [p["functionResponse"]["id"] for p in sent["contents"][-1]["parts"]] == [
+        "call_w",
+        "call_t",
+    ]
+
+
 async def test_a_json_schema_answer_validates(rt: Runtime) -> None:
     request = Request(
         "Ada Lovelace",
