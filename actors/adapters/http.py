@@ -170,7 +170,10 @@ class HTTPAdapter:
         """The wire request for `model`, shaped as it takes requests (see `shaping`)."""
         shape = model_shape(model, self._model_info(model))
         sent = request_shape(request, shape, self.wire.temperature_range)
-        return self.wire.build_request(request, model, sent, stream=stream)
+        try:
+            return self.wire.build_request(request, model, sent, stream=stream)
+        except WireError as exc:  # a need the format cannot express (the router should know)
+            raise ProviderError(exc.kind, f"{self.name}: {exc.message}") from None
 
     def _finished(
         self, completion: Completion, quota: float | None, request: Request
@@ -325,3 +328,4 @@ def _base_url_problem(base_url: str) -> str | None:
     if url.scheme not in ("http", "https") or not url.host:
         return "must be an absolute http:// or https:// URL"
     return None
+

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import attrs
 
+from actors.adapters.gemini import GeminiWire as GeminiFormat
+from actors.adapters.gemini_conversation import FOREIGN_SIGNATURE
 from actors.adapters.ollama import OllamaWire as OllamaFormat
 from actors.adapters.openai import OpenAIWire as OpenAIFormat
 from actors.chat import ToolCall
@@ -827,6 +829,119 @@ _GRPC_STATUS = {
 }
 
 
+_GEMINI_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
+
+
+def _gemini_schema_error(schema: Any, field: str) -> str | None:
+    """What Gemini says of a bad function or response schema (JSON Schema or its OpenAPI
+    subset), as ``field: message``; None for a good one."""
+    if not isinstance(schema, dict):
+        return f"{field}: Invalid JSON payload received. Expected an object."
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [kinds]:
+        if kind is not None and (not isinstance(kind, str) or kind.lower() not in _GEMINI_TYPES):
+            return f"{field}.type: Invalid value {kind!r}"
+    properties = schema.get("properties") or {}
+    if not isinstance(properties, dict):
+        return f"{field}.properties: Invalid JSON payload received. Expected an object."
+    for index, name in enumerate(schema.get("required") or []):
+        if name not in properties:
+            return f"{field}.required[{index}]: property is not defined"
+    subschemas = [(f"{field}.properties[{k}]", v) for k, v in properties.items()]
+    if "items" in schema:
+        subschemas.append((f"{field}.items", schema["items"]))
+    for where, sub in subschemas:
+        error = _gemini_schema_error(sub, where)
+        if error is not None:
+            return error
+    return None
+
+
+def _gemini_schemas(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every schema of a generateContent body, with the field naming it."""
+    found = []
+    for index, tool in enumerate(data.get("tools") or []):
+        declarations = tool.get("functionDeclarations") if isinstance(tool, dict) else None
+        for number, declaration in enumerate(declarations or []):
+            for key in ("parametersJsonSchema", "parameters"):
+                if isinstance(declaration, dict) and declaration.get(key) is not None:
+                    field = f"tools[{index}].function_declarations[{number}].{key}"
+                    found.append((field, declaration[key]))
+    config = data.get("generationConfig")
+    if isinstance(config, dict):
+        for key in ("responseJsonSchema", "responseSchema"):
+            if config.get(key) is not None:
+                found.append((f"generation_config.{key}", config[key]))
+    return found
+
+
+#: Models that sign their function calls (thinking models) and, for Gemini 3, want them back.
+_SIGNING_MODEL = re.compile(r"^gemini-(2\.5|3)")
+_CHECKED_SIGNATURES_MODEL = re.compile(r"^gemini-3")
+_SIGNATURE_PREFIX = b"fake-thought:"
+_BYPASS_SIGNATURES = frozenset({FOREIGN_SIGNATURE, "context_engineering_is_the_way_to_go"})
+
+
+def _thought_signature(call: ToolCall) -> str:
+    return base64.b64encode(_SIGNATURE_PREFIX + call.id.encode()).decode()
+
+
+def _signature_error(signature: object) -> str | None:
+    if not signature:
+        return (
+            "Function call is missing a thought_signature in functionCall parts. This is "
+            "required for tools to work correctly, and missing thought_signature may lead to "
+            "degraded model performance."
+        )
+    if signature in _BYPASS_SIGNATURES:
+        return None
+    try:
+        ours = base64.b64decode(str(signature), validate=True).startswith(_SIGNATURE_PREFIX)
+    except ValueError:
+        ours = False
+    return None if ours else "Corrupted thought signature."
+
+
+def _check_gemini_signatures(contents: Any) -> None:
+    """Gemini 3's rule: in the current turn (since the last user text), the first function call
+    of each model step carries the thought signature the model sent with it."""
+    if not isinstance(contents, list):
+        return
+    turn_start = 0
+    for index, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if content.get("role", "user") == "user" and any(
+            isinstance(p, dict) and "functionResponse" not in p for p in parts or []
+        ):
+            turn_start = index
+    for content in contents[turn_start:]:
+        calls = [
+            p for p in content.get("parts") or [] if isinstance(p, dict) and "functionCall" in p
+        ]
+        if content.get("role") == "model" and calls:
+            error = _signature_error(calls[0].get("thoughtSignature"))
+            if error is not None:
+                raise WireError(400, "invalid_request", error)
+
+
+def _gemini_request(data: dict[str, Any]) -> Request:
+    """The body as a `Request`, or the 400 INVALID_ARGUMENT Gemini answers a bad one with:
+    ``* GenerateContentRequest.<field>: <what>`` (a function response that answers no call of
+    the turn before it says so in a sentence of its own)."""
+    for field, schema in _gemini_schemas(data):
+        error = _gemini_schema_error(schema, field)
+        if error is not None:
+            raise WireError(400, "invalid_request", f"* GenerateContentRequest.{error}")
+    try:
+        return GeminiFormat().read_request(data)
+    except FieldError as exc:
+        if exc.message.startswith("Please ensure"):
+            raise WireError(400, "invalid_request", exc.message) from None
+        raise WireError(
+            400, "invalid_request", f"* GenerateContentRequest.{exc.field}: {exc.message}"
+        ) from None
+
+
 class GeminiWire(Wire):
     """Gemini `generateContent` / `streamGenerateContent` (SSE with `alt=sse`, else a JSON array).
 
@@ -855,23 +970,9 @@ class GeminiWire(Wire):
                 404, "not_found", f"The requested URL {path} was not found on this server."
             )
         data = _load_object(body, "Invalid JSON payload received.")
-        contents = data.get("contents")
-        if not isinstance(contents, list) or not contents:
-            raise WireError(
-                400,
-                "invalid_request",
-                "* GenerateContentRequest.contents: contents is not specified",
-            )
-        texts: list[str] = []
-        prompt = ""
-        system = data.get("systemInstruction", data.get("system_instruction"))
-        for content in [system, *contents]:
-            if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
-                continue
-            text = _text_of(content["parts"])
-            texts.append(text)
-            if content is not system and content.get("role", "user") == "user":
-                prompt = text
+        request = _gemini_request(data)
+        if _CHECKED_SIGNATURES_MODEL.match(model):
+            _check_gemini_signatures(data["contents"])
         config = data.get("generationConfig", data.get("generation_config"))
         max_tokens = None
         if isinstance(config, dict):
@@ -880,24 +981,45 @@ class GeminiWire(Wire):
             )
         return Call(
             model=model,
-            prompt=prompt,
-            prompt_tokens=sum(count_tokens(text) for text in texts),
+            prompt=request.last_user_text,
+            prompt_tokens=sum(count_tokens(m.text) for m in request.conversation),
             max_tokens=max_tokens,
             stream=method == "streamGenerateContent",
             sse=query.get("alt") == "sse",
+            request=request,
         )
 
     def _usage(self, answer: Answer) -> dict[str, int]:
+        # A function call counts as the words of its name and arguments.
+        output = answer.completion_tokens + sum(
+            count_tokens(f"{c.name} {c.arguments}") for c in answer.tool_calls
+        )
         return {
             "promptTokenCount": answer.prompt_tokens,
-            "candidatesTokenCount": answer.completion_tokens,
-            "totalTokenCount": answer.prompt_tokens + answer.completion_tokens,
+            "candidatesTokenCount": output,
+            "totalTokenCount": answer.prompt_tokens + output,
         }
 
     def _response(
-        self, call: Call, text: str, finish: str | None, usage: dict[str, int] | None, seq: int
+        self,
+        call: Call,
+        text: str,
+        finish: str | None,
+        usage: dict[str, int] | None,
+        seq: int,
+        calls: tuple[ToolCall, ...] = (),
     ) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+        # Gemini's function calls carry no id (the client matches responses by name).
+        parts: list[dict[str, Any]] = [{"text": text}] if text or not calls else []
+        for index, tool_call in enumerate(calls):
+            part: dict[str, Any] = {
+                "functionCall": {"name": tool_call.name, "args": tool_call.args}
+            }
+            if index == 0 and _SIGNING_MODEL.match(call.model):
+                # A thinking model signs the first call of a step (parallel calls: the first).
+                part["thoughtSignature"] = _thought_signature(tool_call)
+            parts.append(part)
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finish is not None:
             candidate["finishReason"] = finish
         candidate["index"] = 0
@@ -912,11 +1034,15 @@ class GeminiWire(Wire):
         return "MAX_TOKENS" if answer.truncated else "STOP"
 
     def reply(self, call: Call, answer: Answer, seq: int) -> dict[str, Any]:
-        return self._response(call, answer.text, self._finish(answer), self._usage(answer), seq)
+        finish, usage = self._finish(answer), self._usage(answer)
+        return self._response(call, answer.text, finish, usage, seq, answer.tool_calls)
 
     def stream(self, call: Call, answer: Answer, seq: int) -> StreamBody:
+        # Function calls arrive whole, in the last chunk, with the finish reason (STOP) and usage.
         events = [self._response(call, text, None, None, seq) for text in answer.chunks]
-        final = self._response(call, "", self._finish(answer), self._usage(answer), seq)
+        final = self._response(
+            call, "", self._finish(answer), self._usage(answer), seq, answer.tool_calls
+        )
         if call.sse:
             return StreamBody(
                 content_type="text/event-stream",
