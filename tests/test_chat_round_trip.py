@@ -102,7 +102,7 @@ def test_a_streamed_reply_is_the_same_on_every_wire(name: str, data: st.DataObje
     assert (words(completion.text), calls_of(completion, request)) == expected(request)
 
 
-@pytest.mark.parametrize("name", ["openai", "anthropic"])
+@pytest.mark.parametrize("name", ["openai", "anthropic", "gemini"])
 @settings(max_examples=30, deadline=None)
 @given(request=conversations())
 def test_wires_with_ids_keep_the_conversation_s_ids(name: str, request: runtime.Request) -> None:
