@@ -235,6 +235,7 @@ def _sampling(request: Request) -> dict[str, Any]:
         out["metadata"] = {"user_id": request.user}
     return out
 
+
 def _usage_update(usage: Usage, data: object) -> Usage:
     """`usage` with the token counts `data` carries (message_delta's are cumulative).
 
@@ -254,5 +255,6 @@ def _usage_update(usage: Usage, data: object) -> Usage:
         thinking = as_dict(details, "output_tokens_details").get("thinking_tokens")
         changes["reasoning_tokens"] = token_count(thinking)
     return attrs.evolve(usage, **changes)
+
 
 register_wire(AnthropicWire())
