@@ -13,7 +13,6 @@ developer messages come back as system, OpenAI's image ``detail`` and message ``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -110,7 +109,7 @@ def _read_message(role: str, blocks: list[Block]) -> list[Message]:
     out = [_tool_message(b) for b in blocks if b.get("type") == "tool_result"]
     parts = [_read_part(b) for b in blocks if b.get("type") in ("text", "image")]
     calls = [
-        ToolCall(b["id"], b["name"], json.dumps(b.get("input") or {}))
+        ToolCall(b["id"], b["name"], b.get("input") or {})
         for b in blocks
         if b.get("type") == "tool_use"
     ]
