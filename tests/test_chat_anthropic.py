@@ -219,8 +219,7 @@ def test_sampling_fields_and_the_hints_anthropic_has_no_field_for() -> None:
         "model": MODEL,
         "max_tokens": 500,
         "messages": [{"role": "user", "content": "hi"}],
-        "temperature": 0.5,
-        "stream": True,
+        "stream": True,  # no temperature: Claude 4.5 and later refuse it with top_p
         "stop_sequences": ["END", "STOP"],
         "top_p": 0.9,
         "metadata": {"user_id": "user-42"},
@@ -241,7 +240,6 @@ ROUND_TRIPS = [
         user="u1",
         max_tokens=64,
         model=MODEL,
-        temperature=0.5,
     ),
     Request(
         messages=[Message("user", "describe Ada")],

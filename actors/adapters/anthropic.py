@@ -106,7 +106,9 @@ class AnthropicWire(WireDefaults):
             "max_tokens": request.max_tokens,
             "messages": messages,
         }
-        if shape.temperature is not None:
+        # Claude models since 4.5 refuse temperature and top_p together: an explicit top_p
+        # wins over the temperature every request has (0.7 unless set).
+        if shape.temperature is not None and request.top_p is None:
             body["temperature"] = shape.temperature
         body["stream"] = stream
         if system:
