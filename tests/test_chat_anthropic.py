@@ -172,6 +172,12 @@ def test_each_tool_choice(tool_choice: Any, parallel: bool | None, expected: Any
     assert body(request)["tool_choice"] == expected
 
 
+def test_a_body_shares_no_schema_with_the_request() -> None:
+    request = Request("hi", tools=[WEATHER])
+    body(request)["tools"][0]["input_schema"]["properties"]["city"]["type"] = "number"
+    assert request.tools[0].parameters["properties"]["city"]["type"] == "string"
+
+
 def test_strict_tools_keep_strict() -> None:
     strict = {**WEATHER["function"], "strict": True}  # type: ignore[dict-item]
     assert body(Request("hi", tools=[strict]))["tools"][0]["strict"] is True

@@ -15,6 +15,7 @@ A request's own tool must not use that prefix.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,7 +66,7 @@ def _tool(tool: Tool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": tool.name}
     if tool.description:
         out["description"] = tool.description
-    out["input_schema"] = dict(tool.parameters)
+    out["input_schema"] = copy.deepcopy(dict(tool.parameters))  # the body is the caller's to change
     if tool.strict is not None:
         out["strict"] = tool.strict
     return out
@@ -76,7 +77,7 @@ def _json_tool(response_format: ResponseFormat) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": json_tool_name(response_format),
         "description": _JSON_OBJECT if schema is None else _JSON_SCHEMA,
-        "input_schema": {"type": "object"} if schema is None else dict(schema),
+        "input_schema": {"type": "object"} if schema is None else copy.deepcopy(dict(schema)),
     }
     if response_format.strict is not None:
         out["strict"] = response_format.strict
