@@ -14,12 +14,14 @@ import attrs
 import httpx
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from adapter_support import build, set_keys
 
 import runtime
 from actors.adapters.anthropic import AnthropicWire
 from actors.adapters.sse import SSEEvent
-from actors.adapters.wire import RequestShape, StreamState
+from actors.adapters.wire import RequestShape, StreamState, WireError
 from actors.chat import ImagePart, Message, TextPart, ToolCall
+from actors.errors import FailureKind, ProviderError
 from actors.messages import Reply, ReplyDone, Request, TextDelta, ToolCallDelta, Usage
 from runtime.embed import Runtime, open_runtime
 from runtime.testing import FakeProviderServer
@@ -176,6 +178,29 @@ def test_a_body_shares_no_schema_with_the_request() -> None:
     request = Request("hi", tools=[WEATHER])
     body(request)["tools"][0]["input_schema"]["properties"]["city"]["type"] = "number"
     assert request.tools[0].parameters["properties"]["city"]["type"] == "string"
+
+
+def test_a_tool_named_like_the_json_tool_is_unsupported() -> None:
+    with pytest.raises(WireError) as caught:
+        body(Request("hi", tools=[{"name": "json_answer_x"}]))
+    assert caught.value.kind is FailureKind.UNSUPPORTED
+
+
+async def test_the_adapter_sends_nothing_it_cannot_express(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_keys(monkeypatch)
+    sent: list[httpx.Request] = []
+
+    async def provider(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    adapter = build("anthropic", provider, model=MODEL)
+    with pytest.raises(ProviderError) as caught:
+        await adapter.complete(Request("hi", tools=[{"name": "json_answer_x"}]), MODEL)
+    assert (caught.value.kind, sent) == (FailureKind.UNSUPPORTED, [])
+    await adapter.aclose()
 
 
 def test_strict_tools_keep_strict() -> None:

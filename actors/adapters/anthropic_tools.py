@@ -10,7 +10,7 @@ whose ``input_schema`` is the wanted schema (``{"type": "object"}`` for any obje
 ``tool_choice`` (or ``any`` when the request also offers its own tools). Its call's input is the
 answer's text, not a tool call. The reply carries no trace of the request, so the JSON tool is
 known by its name: `JSON_TOOL_PREFIX` and the response format's name ("json_answer_response").
-A request's own tool must not use that prefix.
+A request's own tool must not use that prefix (UNSUPPORTED).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from actors.adapters.wire import WireError
 from actors.chat import ResponseFormat, Tool, ToolChoice
+from actors.errors import FailureKind
 from actors.messages import Request
 
 __all__ = [
@@ -46,7 +48,16 @@ def json_tool_name(response_format: ResponseFormat) -> str:
 
 
 def write_tools(request: Request) -> dict[str, Any]:
-    """The body's ``tools`` and ``tool_choice`` for `request` (empty when it has neither)."""
+    """The body's ``tools`` and ``tool_choice`` for `request` (empty when it has neither).
+
+    A tool of the request's own named like the JSON tool would be read back as the answer's
+    text: UNSUPPORTED, before anything is sent."""
+    clash = next((tool.name for tool in request.tools if is_json_tool(tool.name)), None)
+    if clash is not None:
+        raise WireError(
+            FailureKind.UNSUPPORTED,
+            f"tool {clash!r}: names starting {JSON_TOOL_PREFIX!r} are reserved",
+        )
     tools = [_tool(tool) for tool in request.tools]
     json_format = request.response_format
     if json_format is not None and json_format.is_json:

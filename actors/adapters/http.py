@@ -168,7 +168,10 @@ class HTTPAdapter:
         """The wire request for `model`, shaped as it takes requests (see `shaping`)."""
         shape = model_shape(model, self._model_info(model))
         sent = request_shape(request, shape, self.wire.temperature_range)
-        return self.wire.build_request(request, model, sent, stream=stream)
+        try:
+            return self.wire.build_request(request, model, sent, stream=stream)
+        except WireError as exc:  # a request the format cannot express (UNSUPPORTED)
+            raise ProviderError(exc.kind, f"{self.name}: {exc.message}") from None
 
     def _finished(self, completion: Completion, quota: float | None) -> Completion:
         """The finish reason normalised and the quota added; a reply with neither text nor a
