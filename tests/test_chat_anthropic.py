@@ -15,6 +15,8 @@ import httpx
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from adapter_support import build, set_keys
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import runtime
 from actors.adapters.anthropic import AnthropicWire
@@ -606,3 +608,71 @@ async def test_the_fake_server_refuses_a_bad_tool_schema(
     assert message.startswith("tools.0.custom.input_schema: JSON schema is invalid")
     sent["tools"][0]["input_schema"] = {"type": "array"}
     assert "input_schema.type" in await refusal(fake_providers, sent)
+
+
+# -- generated conversations -------------------------------------------------------------------
+
+WORDS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1)
+IMAGES = st.one_of(
+    st.builds(lambda n: ImagePart(data=PNG * n, media_type="image/png"), st.integers(1, 3)),
+    st.builds(lambda n: ImagePart(url=f"https://example.com/{n}.png"), st.integers(0, 9)),
+)
+ARGUMENTS = st.dictionaries(
+    st.text(min_size=1, max_size=8), st.one_of(st.integers(), st.text(max_size=8)), max_size=3
+)
+
+
+@st.composite
+def turns(draw: st.DrawFn, number: int, last: bool) -> list[Message]:
+    """A user turn (text and images), then the assistant's text and tool calls (optional in the
+    last turn: two user turns in a row would be merged), each call answered by a tool message."""
+    parts = draw(st.lists(st.one_of(WORDS.map(TextPart), IMAGES), min_size=1, max_size=3))
+    out = [Message("user", parts)]
+    names = draw(st.lists(st.sampled_from(["get_weather", "get_time"]), max_size=2))
+    calls = tuple(
+        ToolCall(f"toolu_{number}_{n}", name, draw(ARGUMENTS)) for n, name in enumerate(names)
+    )
+    text = draw(st.one_of(st.none(), WORDS) if last or calls else WORDS)
+    if calls or text is not None:
+        out.append(Message("assistant", text, calls))
+    out += [Message("tool", draw(WORDS), tool_call_id=call.id) for call in calls]
+    return out
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> list[Message]:
+    system = draw(st.one_of(st.none(), WORDS))
+    out = [Message("system", system)] if system is not None else []
+    count = draw(st.integers(1, 3))
+    for number in range(count):
+        out += draw(turns(number, number == count - 1))
+    return out
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    conversations(),
+    st.sampled_from([None, "auto", "required", "none"]),
+    st.sampled_from([None, True, False]),
+)
+def test_generated_conversations_round_trip(
+    conversation: list[Message], tool_choice: str | None, parallel: bool | None
+) -> None:
+    request = Request(
+        messages=conversation,
+        tools=[WEATHER, TIME],
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
+        model=MODEL,
+        temperature=0.5,
+    )
+    back = WIRE.read_request(body(request))
+    assert back.conversation == request.conversation
+    # What the wire cannot tell apart (see anthropic_tools): an "auto" choice that only carries
+    # the parallel setting reads back as no choice; a "none" choice carries no parallel setting.
+    carried = tool_choice in (None, "auto") and parallel is not None
+    assert back == attrs.evolve(
+        request,
+        tool_choice=None if carried else tool_choice,
+        parallel_tool_calls=None if tool_choice == "none" else parallel,
+    )

@@ -3,7 +3,8 @@
 Tools carry their JSON Schema as ``input_schema``; ``tool_choice`` is ``auto``, ``any`` (OpenAI's
 "required"), ``tool`` (one named) or ``none``, and ``disable_parallel_tool_use`` says "at most
 one call" (``parallel_tool_calls=False``); it needs a ``tool_choice``, so a request that sets it
-without one sends ``auto``, which reads back as no choice.
+without one sends ``auto``; reading back, an ``auto`` choice that carries it is no choice (the
+same to the model as an explicit "auto").
 
 Anthropic has no JSON mode here: a JSON answer is asked for with one more tool, the *JSON tool*,
 whose ``input_schema`` is the wanted schema (``{"type": "object"}`` for any object), forced with
