@@ -4,17 +4,24 @@
 named events: ``message_start`` (input usage), ``content_block_delta`` (``text_delta`` pieces),
 ``message_delta`` (stop reason, cumulative output usage), ``message_stop``; ``ping`` keeps the
 connection alive and ``error`` reports a failure after the stream began (``overloaded_error`` is
-the mid-stream form of HTTP 529). Unknown event types are ignored, as Anthropic's versioning
-policy asks.
+the mid-stream form of HTTP 529). A tool call streams as ``content_block_start`` (a ``tool_use``
+block: id and name) and ``content_block_delta`` events of type ``input_json_delta`` (pieces of
+its JSON input). Unknown event types are ignored, as Anthropic's versioning policy asks.
+
+The conversation's translation is `anthropic_conversation`; tools, tool choice and JSON output
+(a forced tool) are `anthropic_tools`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from actors.adapters.anthropic_conversation import read_conversation, write_conversation
+from actors.adapters.anthropic_tools import is_json_tool, read_tools, write_tools
 from actors.adapters.http import register_wire
 from actors.adapters.parsing import as_dict, loads_event, text_or_empty, token_count
 from actors.adapters.sse import SSEDecoder, SSEEvent
@@ -26,6 +33,7 @@ from actors.adapters.wire import (
     WireError,
     WireRequest,
 )
+from actors.chat import ToolCall
 from actors.errors import FailureKind
 from actors.messages import Completion, Request, Usage
 
@@ -92,36 +100,68 @@ class AnthropicWire(WireDefaults):
     def build_request(
         self, request: Request, model: str, shape: RequestShape, *, stream: bool
     ) -> WireRequest:
+        system, messages = write_conversation(request.conversation)
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": messages,
         }
-        if shape.temperature is not None:
+        # Claude models since 4.5 refuse temperature and top_p together: an explicit top_p
+        # wins over the temperature every request has (0.7 unless set).
+        if shape.temperature is not None and request.top_p is None:
             body["temperature"] = shape.temperature
         body["stream"] = stream
-        if request.system:
-            body["system"] = request.system
+        if system:
+            body["system"] = system
+        body.update(_sampling(request))
+        body.update(write_tools(request))
         return WireRequest(PATH, body)
+
+    def read_request(self, body: Mapping[str, Any]) -> Request:
+        """The `Request` an Anthropic body says (the inverse of `build_request`): the body's
+        model becomes `Request.model`; hints Anthropic has no field for (seed, penalties,
+        metadata other than the user) are not there to read. Shape errors raise KeyError,
+        TypeError or ValueError (a `FieldError` names the field)."""
+        metadata = body.get("metadata") or {}
+        optional = {
+            "temperature": body.get("temperature"),
+            "top_p": body.get("top_p"),
+            "user": metadata.get("user_id"),
+        }
+        return Request(
+            messages=read_conversation(body.get("system"), body["messages"]),
+            max_tokens=body["max_tokens"],
+            stop=body.get("stop_sequences"),
+            model=body.get("model"),
+            **{key: value for key, value in optional.items() if value is not None},
+            **read_tools(body),
+        )
 
     def parse_reply(self, data: Any, model: str) -> Completion:
         reply = as_dict(data, "reply")
         blocks = reply["content"]
         if not isinstance(blocks, list):
             raise TypeError("content is not a list")
-        text = "".join(
-            text_or_empty(as_dict(block, "content block").get("text"))
-            for block in blocks
-            if as_dict(block, "content block").get("type") == "text"
-        )
-        stop_reason = reply.get("stop_reason")
-        stop_reason = str(stop_reason) if stop_reason is not None else None
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        answered_in_json = False
+        for block in (as_dict(b, "content block") for b in blocks):
+            if block.get("type") == "text":
+                texts.append(text_or_empty(block.get("text")))
+            elif block.get("type") == "tool_use" and is_json_tool(block.get("name")):
+                texts.append(json.dumps(block["input"], ensure_ascii=False))
+                answered_in_json = True
+            elif block.get("type") == "tool_use":
+                calls.append(ToolCall(block["id"], block["name"], block["input"]))
+        text = "".join(texts)
+        stop_reason = _stop_reason(reply.get("stop_reason"), answered_in_json and not calls)
         return Completion(
             text=text,
             model=str(reply.get("model") or model),
             usage=_usage_update(Usage(), reply.get("usage")),
             refusal=_refusal(stop_reason, text),
             raw_finish_reason=stop_reason,
+            tool_calls=tuple(calls),
         )
 
     def stream_decoder(self) -> SSEDecoder:
@@ -139,14 +179,16 @@ class AnthropicWire(WireDefaults):
             message = as_dict(data["message"], "message")
             state.reply_model = message.get("model") or state.reply_model
             state.usage = _usage_update(Usage(), message.get("usage"))
+        elif name == "content_block_start":
+            return _block_start(data, state)
         elif name == "content_block_delta":
-            delta = as_dict(data["delta"], "delta")
-            if delta.get("type") == "text_delta":
-                return state.add_text(text_or_empty(delta.get("text")))
+            return _block_delta(data, state)
         elif name == "message_delta":
             delta = as_dict(data.get("delta") or {}, "delta")
             if delta.get("stop_reason") is not None:
-                state.finish_reason = str(delta["stop_reason"])
+                # A stream stops for "tool_use" with no call recorded only after the JSON tool's.
+                answered_in_json = not state.calls
+                state.finish_reason = _stop_reason(delta["stop_reason"], answered_in_json)
                 state.refusal = _refusal(state.finish_reason, "".join(state.text))
             state.usage = _usage_update(state.usage, data.get("usage"))
         elif name == "message_stop":
@@ -154,14 +196,66 @@ class AnthropicWire(WireDefaults):
         return []
 
 
+def _block_start(data: dict[str, Any], state: StreamState) -> Deltas:
+    """A ``tool_use`` block begins a tool call (its id and name); the JSON tool's begins the
+    text, so it is not recorded as a call (its deltas then find no call at their index)."""
+    block = as_dict(data["content_block"], "content block")
+    if block.get("type") != "tool_use" or is_json_tool(block.get("name")):
+        return []
+    return state.add_tool_call(int(data["index"]), str(block["id"]), str(block["name"]))
+
+
+def _block_delta(data: dict[str, Any], state: StreamState) -> Deltas:
+    delta = as_dict(data["delta"], "delta")
+    if delta.get("type") == "text_delta":
+        return state.add_text(text_or_empty(delta.get("text")))
+    if delta.get("type") == "input_json_delta":
+        fragment = text_or_empty(delta.get("partial_json"))
+        index = int(data["index"])
+        if index not in state.calls:  # the JSON tool's input: the answer's text
+            return state.add_text(fragment)
+        return state.add_tool_call(index, arguments=fragment) if fragment else []
+    return []
+
+
+def _stop_reason(value: object, answered_in_json: bool) -> str | None:
+    """The stop reason, except that "tool_use" after the JSON tool's call alone (no tool call
+    of the request's own) ended a whole answer: "end_turn"."""
+    if value is None:
+        return None
+    return "end_turn" if value == "tool_use" and answered_in_json else str(value)
+
+
+def _sampling(request: Request) -> dict[str, Any]:
+    """stop, top_p and user in Anthropic's fields (seed, penalties and metadata: no field)."""
+    out: dict[str, Any] = {}
+    if request.stop:
+        out["stop_sequences"] = list(request.stop)
+    if request.top_p is not None:
+        out["top_p"] = request.top_p
+    if request.user is not None:
+        out["metadata"] = {"user_id": request.user}
+    return out
+
+
 def _usage_update(usage: Usage, data: object) -> Usage:
-    """`usage` with the token counts `data` carries (message_delta's are cumulative)."""
+    """`usage` with the token counts `data` carries (message_delta's are cumulative).
+
+    Anthropic's ``input_tokens`` leaves out the cached tokens: ours is all of them, the tokens
+    read from the cache (`cached_tokens`) and written to it included. Thinking tokens are
+    ``output_tokens_details.thinking_tokens`` (a part of ``output_tokens``)."""
     counts = as_dict(data or {}, "usage")
-    changes = {
-        field: token_count(counts[key])
-        for key, field in (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"))
-        if counts.get(key) is not None
-    }
+    changes: dict[str, int] = {}
+    if counts.get("output_tokens") is not None:
+        changes["output_tokens"] = token_count(counts["output_tokens"])
+    inputs = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    if counts.get("input_tokens") is not None:
+        changes["input_tokens"] = sum(token_count(counts.get(key)) for key in inputs)
+        changes["cached_tokens"] = token_count(counts.get("cache_read_input_tokens"))
+    details = counts.get("output_tokens_details")
+    if details is not None:
+        thinking = as_dict(details, "output_tokens_details").get("thinking_tokens")
+        changes["reasoning_tokens"] = token_count(thinking)
     return attrs.evolve(usage, **changes)
 
 
