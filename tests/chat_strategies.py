@@ -75,21 +75,23 @@ def tool_turn(draw: st.DrawFn, tools: tuple[Tool, ...], counter: list[int]) -> l
 def conversations(
     draw: st.DrawFn, images: bool = True, forced_choice: bool = True
 ) -> runtime.Request:
-    """A request: an optional system prompt, then 1-3 exchanges, ending on a user or tool turn;
+    """A request: an optional system prompt, then 1-3 exchanges (a user turn, perhaps tool calls
+    and their results, then an assistant answer before the next user turn), ending on a user or
+    tool turn;
     tools offered with any tool choice (none that forces a call unless `forced_choice`)."""
     tools: tuple[Tool, ...] = tuple(draw(st.lists(st.sampled_from(TOOLS), min_size=0, max_size=3, unique_by=lambda t: t.name)))
     counter = [0]
     messages: list[Message] = []
     if draw(st.booleans()):
         messages.append(Message("system", draw(words)))
-    for index in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(1, 3))):
+        if messages and messages[-1].role == "user":
+            # Turns alternate, as every provider's API has them (Anthropic merges two in a row).
+            messages.append(Message("assistant", draw(words)))
         messages.append(draw(user_message(images)))
         call_tools: bool = draw(st.booleans())
         if tools and call_tools:
             messages += draw(tool_turn(tools, counter))
-        elif index < 2 and draw(st.booleans()):
-            messages.append(Message("assistant", draw(words)))
-            messages.append(draw(user_message(images)))
     choices: list[Any] = [None, "auto", "none"]
     if forced_choice and tools:
         choices += ["required", {"type": "function", "function": {"name": tools[-1].name}}]

@@ -36,6 +36,7 @@ WIRES: dict[str, tuple[WireFormat, str, str]] = {
     "ollama": (OllamaWire(), "", "llama3.1"),
 }
 SHAPE = RequestShape(temperature=0.7)
+HEADERS = {"anthropic-version": "2023-06-01"}
 
 
 def through(name: str, request: runtime.Request, *, stream: bool) -> tuple[Any, Any]:
@@ -44,7 +45,7 @@ def through(name: str, request: runtime.Request, *, stream: bool) -> tuple[Any, 
     sent = wire.build_request(request, model, SHAPE, stream=stream)
     server = wire_for(name)
     call = server.parse(
-        prefix + sent.path, dict(sent.params or {}), {}, json.dumps(sent.body).encode()
+        prefix + sent.path, dict(sent.params or {}), HEADERS, json.dumps(sent.body).encode()
     )
     return call, Answer.for_call(call)
 
