@@ -387,6 +387,8 @@ async def test_a_schema_request_skips_the_model_without_schemas_end_to_end(
         assert "primary excluded flash: gemini-flash: no JSON schema" in explained
         reply = await rt.complete(request)
         assert (reply.provider, reply.model) == ("big", "gpt-4o")
+        # The primary level could never answer it: the secondary is its first choice.
+        assert not reply.fallback_used
         # flash was never called: one attempt only.
         assert [a.provider for a in reply.attempts] == ["big"]
         assert isinstance(json.loads(reply.text)["rate"], int | float)

@@ -159,6 +159,9 @@ async def test_a_pinned_model_answers_and_an_unknown_one_fails_before_any_call(
             Request(prompt="What is the VAT rate?", models=["mistral-large", "gemini-pro"])
         )
         assert (reply.provider, reply.model) == ("gemini", "gemini-pro")
+        # Offered only by the second level: answering there is no fallback.
+        reply = await rt.complete(Request(prompt="What is the VAT rate?", model="mistral-large"))
+        assert (reply.provider, reply.level, reply.fallback_used) == ("mistral", "secondary", False)
 
         before = rt.status().stats
         with pytest.raises(ModelNotOffered, match=r"^model: 'gpt-9'"):
@@ -189,7 +192,7 @@ async def test_a_pinned_model_whose_providers_fail_ends_in_the_last_resort(
     )
     async with open_runtime(failing) as rt:
         reply = await rt.complete(Request(prompt="hi", model="gpt-4o"))
-        assert reply.provider == "tpl"
+        assert (reply.provider, reply.fallback_used) == ("tpl", True)
         assert reply.text == "Please try again later."
         # anthropic was healthy, but does not offer the pinned model: never asked.
         assert {a.provider for a in reply.attempts} == {"openai", "tpl"}
