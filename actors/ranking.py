@@ -365,7 +365,8 @@ class Ranker:
     # --- per request ------------------------------------------------------------------------
 
     def prompt_tokens(self, request: Request) -> float:
-        """Estimated prompt size in tokens (prompt plus system text), before any call."""
+        """Estimated prompt size in tokens, before any call: the whole conversation, tools,
+        output schema and images (`actors.sizing`). The context check adds max_tokens."""
         return request_chars(request) / self._chars_per_token
 
     def estimate_cost(self, request: Request, model: str) -> float:

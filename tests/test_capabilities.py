@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_ranking import make_config, order, snap
 
 from actors.capabilities import (
@@ -358,6 +360,66 @@ def test_the_summary_lists_needs_and_a_plain_one_is_unchanged() -> None:
     request = Request(prompt="hi", tools=TOOLS, tool_choice="required", seed=1, model="gpt-4o")
     summary = ranker.plan(request, config.levels, {}, 0.0).summary
     assert summary.endswith("needs=tools,forced_tool hints=seed model=gpt-4o")
+
+
+_FLAGS = ("tools", "parallel_tools", "vision", "json_object", "json_schema")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tables=st.lists(
+        st.fixed_dictionaries({flag: st.booleans() for flag in _FLAGS}), min_size=1, max_size=3
+    ),
+    wants=st.fixed_dictionaries(
+        {
+            "tools": st.sampled_from([None, "auto", "required", "none"]),
+            "parallel": st.sampled_from([None, True, False]),
+            "image": st.sampled_from([None, "url", "data"]),
+            "format": st.sampled_from([None, "json_object", "json_schema"]),
+        }
+    ),
+)
+def test_a_candidate_model_always_meets_every_need(
+    tables: list[dict[str, bool]], wants: dict[str, Any]
+) -> None:
+    models = {f"m{i}": table for i, table in enumerate(tables)}
+    config = make_config(
+        [{"name": "p", "kind": "simulated", "models": list(models)}], models=models
+    )
+    fields: dict[str, Any] = {}
+    if wants["tools"] is not None:
+        fields.update(
+            tools=TOOLS, tool_choice=wants["tools"], parallel_tool_calls=wants["parallel"]
+        )
+    if wants["format"] == "json_object":
+        fields["response_format"] = {"type": "json_object"}
+    elif wants["format"] == "json_schema":
+        fields["response_format"] = SCHEMA
+    if wants["image"] is None:
+        request = Request(prompt="hi", **fields)
+    else:
+        request = Request(messages=image_request(url=wants["image"] == "url").messages, **fields)
+    calls = wants["tools"] in ("auto", "required")
+
+    def meets(table: dict[str, bool]) -> bool:
+        return (
+            (not calls or table["tools"])
+            and (not (calls and wants["parallel"]) or table["parallel_tools"])
+            and (wants["image"] is None or table["vision"])
+            and (wants["format"] is None or table[wants["format"]])
+        )
+
+    plan = rank(config, request)
+    able = [name for name, table in models.items() if meets(table)]
+    if able:
+        (candidate,) = plan.candidates
+        assert candidate.model == able[0]
+        assert set(candidate.fallback_models) <= set(able)
+    else:
+        assert plan.candidates == ()
+        assert plan.exclusions[0].cause is ExclusionCause.UNSUPPORTED
+        for name in models:
+            assert name in plan.exclusions[0].reason
 
 
 # --- end to end ------------------------------------------------------------------------------
