@@ -422,7 +422,7 @@ class Ranker:
     ) -> RoutePlan:
         """Rank every level; add a panic candidate when open breakers alone left nothing.
         A pinned model no provider offers raises `ModelNotOffered`."""
-        pins = self._pins(request)
+        pins = () if request.model is None and not request.models else self._pins(request)
         tokens = self.prompt_tokens(request)
         needs = request_needs(request)
         plans = [
@@ -496,10 +496,12 @@ class Ranker:
         routes = self._level_routes(level, request.complexity, request.quality)
         ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
         exclusions: list[Exclusion] = []
-        plain = needs is NO_NEEDS and not pins
+        # A request that needs and pins nothing is checked only against the route's smallest
+        # output limit; any other goes through `_fit` (the threshold beats every floor).
+        threshold = request.max_tokens if needs is NO_NEEDS and not pins else _NO_LIMIT + 1
         for route in routes:
             # What the request needs rules a provider out whatever its health, so first.
-            if not plain or request.max_tokens > route.output_floor:
+            if threshold > route.output_floor:
                 fitted = _fit(route, needs, request.max_tokens, pins)
                 if isinstance(fitted, Exclusion):
                     exclusions.append(fitted)
