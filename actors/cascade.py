@@ -44,7 +44,7 @@ from actors.messages import (
     TextDelta,
     ToolCallDelta,
 )
-from actors.ranking import Candidate, ExclusionCause
+from actors.ranking import Candidate, ExclusionCause, LevelPlan
 from actors.stats import FallbackStats, PerformanceHistory
 from runtime.kernel.events import EventBus
 
@@ -102,6 +102,10 @@ _HEALTH_CAUSES = frozenset(
     }
 )
 
+#: Why a provider may be held out for what the request asks (a capability, a pinned model): a
+#: level holding only such providers is no fallback from, since the request could never use it.
+_REQUEST_CAUSES = frozenset({ExclusionCause.UNSUPPORTED, ExclusionCause.NOT_OFFERED})
+
 #: Attempt outcomes that do not keep a provider out of a re-walk: it answered, lost a race, or
 #: asked us to wait (which is what the re-walk waited for).
 _NOT_FAILED = frozenset({"ok", "cancelled", FailureKind.RATE_LIMITED.value, "unavailable"})
@@ -119,6 +123,7 @@ class _Walk:
         "cascade",
         "deadline",
         "first_choice_held_out",
+        "first_level",
         "plan",
         "recovery",
         "request",
@@ -137,9 +142,12 @@ class _Walk:
         self.attempts: list[Attempt] = []
         self.plan = plan = cascade.planner.plan(request, explore=True)
         self.recovery = _Recovery(cascade.recovery_wait_s)
-        #: Whether the first level's plan left out a provider for its health: only then can a
-        #: first try at the first level be other than the request's first choice.
-        first = plan.levels[0].exclusions if plan.levels else ()
+        #: The first level this request can use at all (one not emptied by its needs or pins).
+        levels = plan.levels
+        self.first_level = 0 if not levels or levels[0].candidates else _first_usable(levels)
+        #: Whether that level's plan left out a provider for its health: only then can a
+        #: first try at it be other than the request's first choice.
+        first = plan.levels[self.first_level].exclusions if plan.levels else ()
         self.first_choice_held_out = bool(first) and any(
             exclusion.cause in _HEALTH_CAUSES for exclusion in first
         )
@@ -325,11 +333,13 @@ class _Walk:
 
     def reply(self, step: _Level, candidate: Candidate, completion: Completion) -> Reply:
         """The reply. It used fallback unless it is the request's first choice with every
-        provider healthy: the first try at the first level, from the provider that level would
-        rank first if no provider were held out for its health (`RoutePlanner.first_choice`)."""
-        fallback = step.position > 0 or len(self.attempts) > 1
+        provider healthy: the first try at the first level it can use, from the provider that
+        level would rank first if no provider were held out for its health
+        (`RoutePlanner.first_choice`)."""
+        fallback = step.position > self.first_level or len(self.attempts) > 1
         if not fallback and self.first_choice_held_out:
-            fallback = candidate.provider != self.cascade.planner.first_choice(self.request)
+            first = self.cascade.planner.first_choice(self.request, self.first_level)
+            fallback = candidate.provider != first
         return self.cascade.reply(
             self.request, step.level, candidate, completion, self.attempts, self.start, fallback
         )
@@ -809,6 +819,14 @@ def _raise_rejected(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     if rejected is not None and rest is None:
         raise rejected.exceptions[0] from None
     raise group
+
+
+def _first_usable(levels: Sequence[LevelPlan]) -> int:
+    """The first level not emptied by what the request asks (0 when every one is)."""
+    for index, level in enumerate(levels):
+        if level.candidates or any(e.cause not in _REQUEST_CAUSES for e in level.exclusions):
+            return index
+    return 0
 
 
 def _is_cancellation(error: BaseException) -> bool:

@@ -147,7 +147,8 @@ class LevelConfig:
 
 @attrs.frozen
 class ModelInfo:
-    """Price (USD per million tokens), context window and request shape of one model."""
+    """Price (USD per million tokens), context window, request shape and capabilities of one
+    model."""
 
     input_usd_per_mtok: float = attrs.field(default=0.0, validator=non_negative)
     output_usd_per_mtok: float = attrs.field(default=0.0, validator=non_negative)
@@ -161,6 +162,20 @@ class ModelInfo:
     #: Sampling parameters the model takes (["temperature"], or [] for none); the others are
     #: left out of the request, so the model's default applies.
     sampling: tuple[Literal["temperature"], ...] | None = None
+    # Capabilities; None takes the built-in default for the model's family, and a model of no
+    # known family is assumed capable of everything (see actors/capabilities.py and the README).
+    #: Function tools (and a forced tool choice).
+    tools: bool | None = None
+    #: Several tool calls in one reply, and the parallel_tool_calls switch.
+    parallel_tools: bool | None = None
+    #: Images in user messages.
+    vision: bool | None = None
+    #: response_format json_object.
+    json_object: bool | None = None
+    #: response_format json_schema.
+    json_schema: bool | None = None
+    #: The most output tokens one reply may have: a larger max_tokens goes to another model.
+    max_output_tokens: int | None = attrs.field(default=None, validator=at_least(1))
 
 
 @attrs.frozen

@@ -58,11 +58,12 @@ class RoutePlanner:
             return router.plan(request, explore=explore)
         return self._ranker.plan(request, self._levels, self._snapshots, trio.current_time())
 
-    def first_choice(self, request: Request) -> str | None:
-        """The provider the first level would try first for `request` if every provider were
-        healthy: ranked with no heartbeats, so that health, breakers and Retry-After exclude
-        nothing and score every provider alike (fitness and matrix position decide)."""
-        if not self._levels:
+    def first_choice(self, request: Request, position: int = 0) -> str | None:
+        """The provider the level at `position` (the first one by default) would try first for
+        `request` if every provider were healthy: ranked with no heartbeats, so that health,
+        breakers and Retry-After exclude nothing and score every provider alike (fitness and
+        matrix position decide)."""
+        if position >= len(self._levels):
             return None
-        ranked = self._ranker.rank(request, self._levels[0], {}, trio.current_time())
+        ranked = self._ranker.rank(request, self._levels[position], {}, trio.current_time())
         return ranked.candidates[0].provider if ranked.candidates else None

@@ -101,6 +101,22 @@ class RequestRejected(FallbackError):
         self.attempts = tuple(attempts)
 
 
+class ModelNotOffered(FallbackError, ValueError):
+    """`Request.model` (or every model of `Request.models`) is offered by no provider of any
+    level: raised before any call, since no walk could ever reach it."""
+
+    def __init__(self, field: str, models: Sequence[str], offered: Sequence[str]) -> None:
+        wanted = models[0] if field == "model" else list(models)
+        known = ", ".join(offered) or "none"
+        super().__init__(
+            f"{field}: {wanted!r} is offered by no configured provider (offered: {known})"
+        )
+        #: "model" or "models": the request field at fault.
+        self.field = field
+        self.models = tuple(models)
+        self.offered = tuple(offered)
+
+
 class StreamInterrupted(FallbackError):
     """A stream failed after text was delivered; the caller gets what arrived, never a silent cut."""
 

@@ -20,6 +20,20 @@ allowed: the breaker itself limits its probes), providers inside a Retry-After w
 providers none of whose models fits the context window or the budget. A provider with no
 heartbeat yet is assumed available with a neutral score: the router may just have started.
 
+What the request needs (`actors.capabilities`: tools, a forced tool choice, vision, image URLs,
+JSON, a JSON schema, its max_tokens against a model's output limit) is checked before health: a
+model lacking a need is skipped, and a provider with no model left, or whose wire format (or last
+resort kind) cannot carry a need, is excluded as `UNSUPPORTED`, naming the model and what it
+lacks ("gemini-flash: no JSON schema"). Hints a provider ignores (seed, penalties, user, metadata)
+are noted on its candidate, never a reason to exclude.
+
+`Request.model` pins one model: only providers offering it are candidates (the others are
+excluded as `NOT_OFFERED`), with that model and no other. `Request.models` is a preference list:
+each provider is asked with the first listed model it offers that fits, and candidates order by
+that model's place in the list first, then as above. Last-resort providers stay candidates (they
+are the last resort). A pin that no provider of any level offers is `ModelNotOffered`, raised
+before any call.
+
 Like Envoy's panic threshold, `plan` never lets open breakers exclude everything: when no
 provider outside the last resort is left and some were excluded only by an open breaker, the
 least-bad one (earliest half-open time, then lowest error rate) is added back as a panic
@@ -39,7 +53,19 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from actors.capabilities import (
+    NO_LIMITS,
+    NO_NEEDS,
+    KindLimits,
+    Needs,
+    kind_limits,
+    missing,
+    model_capabilities,
+    request_needs,
+)
 from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
+from actors.errors import ModelNotOffered
+from actors.kinds import kind_named
 from actors.messages import BreakerState, Complexity, ProviderSnapshot, Quality, Request
 from actors.sizing import request_chars
 
@@ -54,6 +80,7 @@ __all__ = [
 ]
 
 _UNLISTED = 1_000_000  # sorts after any real matrix position
+_NO_LIMIT = 1 << 62  # the output limit of a model that has none
 
 
 def _fitness_key(fitness: Fitness) -> tuple[int, int, int, int]:
@@ -106,6 +133,10 @@ class ExclusionCause(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     CONTEXT_TOO_LONG = "context_too_long"
     OVER_BUDGET = "over_budget"
+    #: No model of the provider (or its wire format) can do what the request needs.
+    UNSUPPORTED = "unsupported"
+    #: The provider offers none of the models the request pins.
+    NOT_OFFERED = "not_offered"
 
 
 @attrs.frozen
@@ -125,6 +156,9 @@ class Candidate:
     panic: bool = False
     #: Anything notable about why it is here ("" when nothing is).
     reason: str = ""
+    #: What the request asks that this candidate leaves out or treats differently ("ignores
+    #: seed", "skipped o1-mini: no tools").
+    notes: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -165,6 +199,8 @@ class LevelPlan:
                 line += " PANIC"
             if c.reason:
                 line += f" ({c.reason})"
+            if c.notes:
+                line += f" [{'; '.join(c.notes)}]"
             lines.append(line)
         for e in self.exclusions:
             lines.append(f"{self.level} excluded {e.provider}: {e.reason}")
@@ -216,6 +252,9 @@ class _ModelEntry:
     input_per_token: float
     output_per_token: float
     context_window: int
+    #: The `Need` mask the model meets, and its output limit (`_NO_LIMIT` when none is known).
+    supports: int = -1
+    max_output: int = _NO_LIMIT
     #: Entries of the same provider with a larger window, in the same preference order.
     larger: tuple[_ModelEntry, ...] = ()
 
@@ -227,6 +266,14 @@ class _ProviderRoute:
     provider: str
     last_resort: bool
     models: tuple[_ModelEntry, ...]
+    limits: KindLimits = NO_LIMITS
+    #: The needs every model meets, and the smallest output limit: a request within both needs
+    #: no per-model check.
+    common_supports: int = -1
+    output_floor: int = _NO_LIMIT
+    #: Per request (see `Ranker._fit`): what the candidate's explanation notes, and where its
+    #: chosen model stands in `Request.models`.
+    notes: tuple[str, ...] = ()
 
 
 class Ranker:
@@ -245,6 +292,11 @@ class Ranker:
         self._neutral_score = 50.0 * (w.latency + w.reliability + w.quota)
         self._kinds = {p.name: p.kind for p in config.providers}
         self._models = {p.name: p.models for p in config.providers}
+        in_levels = {name for level in config.levels for name in level.providers}
+        #: Every model a provider of some level offers, in config order (for `ModelNotOffered`).
+        self._offered: dict[str, None] = {
+            model: None for p in config.providers if p.name in in_levels for model in p.models
+        }
         self._routes: dict[tuple[str, tuple[str, ...], str, str], tuple[_ProviderRoute, ...]] = {}
         # Everything the config can ask for, now, so the hot path only ever hits the cache.
         for level in config.levels:
@@ -283,12 +335,15 @@ class Ranker:
                 quality_row.index(model) if model in quality_row else None,
             )
             info = self._config.model_info(model)
+            caps = model_capabilities(model, info)
             entry = _ModelEntry(
                 model,
                 fitness,
                 info.input_usd_per_mtok / 1e6,
                 info.output_usd_per_mtok / 1e6,
                 info.context_window,
+                caps.supports,
+                _NO_LIMIT if caps.max_output_tokens is None else caps.max_output_tokens,
             )
             plain.append((fitness.sort_key, order, entry))
         plain.sort(key=lambda item: (item[0], item[1]))
@@ -300,12 +355,18 @@ class Ranker:
             )
             for entry in ordered
         )
-        return _ProviderRoute(provider, kind in LAST_RESORT_KINDS, entries)
+        common, floor = -1, _NO_LIMIT
+        for entry in entries:
+            common &= entry.supports
+            floor = min(floor, entry.max_output)
+        limits = kind_limits(kind, kind_named(kind).wire)
+        return _ProviderRoute(provider, kind in LAST_RESORT_KINDS, entries, limits, common, floor)
 
     # --- per request ------------------------------------------------------------------------
 
     def prompt_tokens(self, request: Request) -> float:
-        """Estimated prompt size in tokens (prompt plus system text), before any call."""
+        """Estimated prompt size in tokens, before any call: the whole conversation, tools,
+        output schema and images (`actors.sizing`). The context check adds max_tokens."""
         return request_chars(request) / self._chars_per_token
 
     def estimate_cost(self, request: Request, model: str) -> float:
@@ -348,7 +409,9 @@ class Ranker:
         now: float,
     ) -> LevelPlan:
         """The candidates of one level, best first, and the exclusions. No panic: see `plan`."""
-        return self._rank(request, self.prompt_tokens(request), level, snapshots, now)
+        pins = self._pins(request)
+        tokens = self.prompt_tokens(request)
+        return self._rank(request, tokens, request_needs(request), pins, level, snapshots, now)
 
     def plan(
         self,
@@ -357,9 +420,14 @@ class Ranker:
         snapshots: Mapping[str, ProviderSnapshot],
         now: float,
     ) -> RoutePlan:
-        """Rank every level; add a panic candidate when open breakers alone left nothing."""
+        """Rank every level; add a panic candidate when open breakers alone left nothing.
+        A pinned model no provider offers raises `ModelNotOffered`."""
+        pins = () if request.model is None and not request.models else self._pins(request)
         tokens = self.prompt_tokens(request)
-        plans = [self._rank(request, tokens, level, snapshots, now) for level in levels]
+        needs = request_needs(request)
+        plans = [
+            self._rank(request, tokens, needs, pins, level, snapshots, now) for level in levels
+        ]
         eligible: list[tuple[float, float, str, int, Exclusion]] = []
         has_candidate = False
         for index, level_plan in enumerate(plans):
@@ -397,13 +465,30 @@ class Ranker:
             f"request complexity={request.complexity.value} quality={request.quality.value} "
             f"budget={budget} prompt~{tokens:.0f}tok max_tokens={request.max_tokens}"
         )
+        if needs is not NO_NEEDS or pins:
+            summary += _needs_summary(request, needs)
         times = [e.available_at for p in plans for e in p.exclusions if e.available_at is not None]
         return RoutePlan(summary, tuple(plans), earliest, min(times) if times else None)
+
+    def _pins(self, request: Request) -> tuple[str, ...]:
+        """The models `request` pins, in preference order (none: any model)."""
+        pins: tuple[str, ...]
+        if request.model is not None:
+            field, pins = "model", (request.model,)
+        elif request.models:
+            field, pins = "models", request.models
+        else:
+            return ()
+        if not any(model in self._offered for model in pins):
+            raise ModelNotOffered(field, pins, tuple(self._offered))
+        return pins
 
     def _rank(
         self,
         request: Request,
         tokens: float,
+        needs: Needs,
+        pins: tuple[str, ...],
         level: LevelConfig,
         snapshots: Mapping[str, ProviderSnapshot],
         now: float,
@@ -411,7 +496,17 @@ class Ranker:
         routes = self._level_routes(level, request.complexity, request.quality)
         ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
         exclusions: list[Exclusion] = []
+        # A request that needs and pins nothing is checked only against the route's smallest
+        # output limit; any other goes through `_fit` (the threshold beats every floor).
+        threshold = request.max_tokens if needs is NO_NEEDS and not pins else _NO_LIMIT + 1
         for route in routes:
+            # What the request needs rules a provider out whatever its health, so first.
+            if threshold > route.output_floor:
+                fitted = _fit(route, needs, request.max_tokens, pins)
+                if isinstance(fitted, Exclusion):
+                    exclusions.append(fitted)
+                    continue
+                route = fitted
             gate = self._gate(route.provider, snapshots.get(route.provider), now)
             if isinstance(gate, Exclusion):
                 exclusions.append(gate)
@@ -420,7 +515,7 @@ class Ranker:
             if choice.entry is None and route.models:
                 exclusions.append(_unfit_exclusion(route.provider, gate, choice, request, tokens))
                 continue
-            candidate = _candidate(route.provider, gate, choice, request, tokens)
+            candidate = _candidate(route, gate, choice, request, tokens)
             if gate.breaker_open:
                 exclusions.append(
                     _breaker_exclusion(route.provider, gate.open_until, standby=candidate)
@@ -429,7 +524,11 @@ class Ranker:
             # Fitness tier (how many matrices name the model), then health, then matrix position:
             # position alone must never outrank a provider that is answering better right now.
             key = candidate.fitness.sort_key
-            ranked.append(((key[0], -candidate.score, *key[1:]), route.provider, candidate))
+            order: tuple[float, ...] = (key[0], -candidate.score, *key[1:])
+            if pins:  # a preference list orders first
+                place = pins.index(candidate.model) if candidate.model in pins else len(pins)
+                order = (place, *order)
+            ranked.append((order, route.provider, candidate))
 
         ranked.sort(key=lambda item: item[:2])
         return LevelPlan(level.name, tuple(item[2] for item in ranked), tuple(exclusions))
@@ -545,11 +644,12 @@ def _unfit_exclusion(
 
 
 def _candidate(
-    name: str, gate: _Gate, choice: _ModelChoice, request: Request, tokens: float
+    route: _ProviderRoute, gate: _Gate, choice: _ModelChoice, request: Request, tokens: float
 ) -> Candidate:
+    name, notes = route.provider, route.notes
     chosen = choice.entry
     if chosen is None:  # a last-resort provider: no models, nothing to pay
-        return Candidate(name, "", (), gate.score, _NO_FIT, choice.cost, False, gate.note)
+        return Candidate(name, "", (), gate.score, _NO_FIT, choice.cost, False, gate.note, notes)
     budget, max_tokens = request.budget_usd, request.max_tokens
     fallbacks = tuple(
         o.model
@@ -557,7 +657,15 @@ def _candidate(
         if budget is None or tokens * o.input_per_token + max_tokens * o.output_per_token <= budget
     )
     return Candidate(
-        name, chosen.model, fallbacks, gate.score, chosen.fitness, choice.cost, False, gate.note
+        name,
+        chosen.model,
+        fallbacks,
+        gate.score,
+        chosen.fitness,
+        choice.cost,
+        False,
+        gate.note,
+        notes,
     )
 
 
@@ -579,3 +687,77 @@ def _breaker_exclusion(
         open_until=open_until,
         standby=standby if open_until is not None else None,
     )
+
+
+def _fit(
+    route: _ProviderRoute, needs: Needs, max_tokens: int, pins: tuple[str, ...]
+) -> _ProviderRoute | Exclusion:
+    """`route` cut down to the models that can answer: the pinned ones (in pin order) that meet
+    every need and take `max_tokens`; or why the provider cannot answer at all."""
+    name, limits = route.provider, route.limits
+    blocked = needs.mask & limits.cannot
+    if blocked:
+        return Exclusion(name, limits.why(blocked), ExclusionCause.UNSUPPORTED)
+    if route.last_resort:  # no models; a last resort is never pinned away
+        return route
+    models = route.models
+    if pins:
+        models = tuple(entry for pin in pins for entry in models if entry.model == pin)
+        if not models:
+            return Exclusion(name, _not_offered(pins), ExclusionCause.NOT_OFFERED)
+    usable: list[_ModelEntry] = []
+    skipped: list[str] = []
+    for entry in models:
+        lacking = needs.mask & ~entry.supports
+        if lacking:
+            skipped.append(f"{entry.model}: {missing(lacking)}")
+        elif max_tokens > entry.max_output:
+            skipped.append(
+                f"{entry.model}: max_tokens {max_tokens} > max output {entry.max_output}"
+            )
+        else:
+            usable.append(entry)
+    if not usable:
+        return Exclusion(name, "; ".join(skipped), ExclusionCause.UNSUPPORTED)
+    entries = route.models
+    if skipped or pins:  # fallback models only from among the usable ones
+        entries = tuple(
+            attrs.evolve(
+                entry,
+                larger=tuple(o for o in usable if o.context_window > entry.context_window),
+            )
+            for entry in usable
+        )
+    notes = (*_hint_notes(limits, needs), *(f"skipped {reason}" for reason in skipped))
+    return attrs.evolve(route, models=entries, notes=notes)
+
+
+def _hint_notes(limits: KindLimits, needs: Needs) -> tuple[str, ...]:
+    """What the provider's wire format leaves out of, or does its own way for, the request."""
+    notes = []
+    ignored = [hint for hint in needs.hints if hint in limits.ignores]
+    if ignored:
+        notes.append(f"ignores {', '.join(ignored)}")
+    if needs.one_call and limits.first_call_only:
+        notes.append("parallel_tool_calls=false: keeps the first tool call only")
+    return tuple(notes)
+
+
+def _not_offered(pins: tuple[str, ...]) -> str:
+    if len(pins) == 1:
+        return f"does not offer {pins[0]}"
+    return f"offers none of {', '.join(pins)}"
+
+
+def _needs_summary(request: Request, needs: Needs) -> str:
+    """The summary's tail for a request that needs or pins something."""
+    parts = []
+    if needs.labels:
+        parts.append(f"needs={needs.labels}")
+    if needs.hints:
+        parts.append(f"hints={','.join(needs.hints)}")
+    if request.model is not None:
+        parts.append(f"model={request.model}")
+    elif request.models:
+        parts.append(f"models={','.join(request.models)}")
+    return "".join(f" {part}" for part in parts)
