@@ -159,9 +159,12 @@ class ModelInfo:
     token_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     #: The system prompt's role; "user" puts it before the prompt in the user message.
     system_role: Literal["system", "developer", "user"] | None = None
-    #: Sampling parameters the model takes (["temperature"], or [] for none); the others are
-    #: left out of the request, so the model's default applies.
-    sampling: tuple[Literal["temperature"], ...] | None = None
+    #: Sampling parameters the model takes (of temperature, top_p, presence_penalty,
+    #: frequency_penalty; [] for none); the others are left out of the request, so the model's
+    #: default applies, and the plan says so.
+    sampling: (
+        tuple[Literal["temperature", "top_p", "presence_penalty", "frequency_penalty"], ...] | None
+    ) = None
     # Capabilities; None takes the built-in default for the model's family, and a model of no
     # known family is assumed capable of everything (see actors/capabilities.py and the README).
     #: Function tools (and a forced tool choice).

@@ -53,6 +53,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from actors.adapters.shaping import ModelShape, left_out_sampling, model_shape
 from actors.capabilities import (
     NO_LIMITS,
     NO_NEEDS,
@@ -243,6 +244,9 @@ def _usd(amount: float) -> str:
     return f"${amount:.2e}"
 
 
+_PLAIN_SHAPE = ModelShape()
+
+
 @attrs.frozen
 class _ModelEntry:
     """A model as a provider offers it for one complexity/quality pair, prices per token."""
@@ -255,6 +259,8 @@ class _ModelEntry:
     #: The `Need` mask the model meets, and its output limit (`_NO_LIMIT` when none is known).
     supports: int = -1
     max_output: int = _NO_LIMIT
+    #: The model's request shape: what `request_shape` sends it (its sampling parameters).
+    shape: ModelShape = _PLAIN_SHAPE
     #: Entries of the same provider with a larger window, in the same preference order.
     larger: tuple[_ModelEntry, ...] = ()
 
@@ -344,6 +350,7 @@ class Ranker:
                 info.context_window,
                 caps.supports,
                 _NO_LIMIT if caps.max_output_tokens is None else caps.max_output_tokens,
+                model_shape(model, info),
             )
             plain.append((fitness.sort_key, order, entry))
         plain.sort(key=lambda item: (item[0], item[1]))
@@ -656,6 +663,9 @@ def _candidate(
         for o in chosen.larger
         if budget is None or tokens * o.input_per_token + max_tokens * o.output_per_token <= budget
     )
+    left_out = left_out_sampling(request, chosen.shape)
+    if left_out:
+        notes = (*notes, f"{chosen.model} takes no {', '.join(left_out)}")
     return Candidate(
         name,
         chosen.model,

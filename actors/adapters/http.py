@@ -23,7 +23,12 @@ from actors.adapters.base import Adapter, AdapterContext, register_kind
 from actors.adapters.credentials import HeaderKeyAuth, read_api_key
 from actors.adapters.headers import parse_retry_after, quota_remaining
 from actors.adapters.parsing import SHAPE_ERRORS, malformed
-from actors.adapters.shaping import model_shape, request_shape
+from actors.adapters.shaping import (
+    left_out_sampling,
+    model_shape,
+    request_shape,
+    without_sampling,
+)
 from actors.adapters.status import STATUS_RULES, StatusRule, classify_status, error_detail
 from actors.adapters.transport import (
     TRANSPORT_RULES,
@@ -169,6 +174,7 @@ class HTTPAdapter:
     def _call(self, request: Request, model: str, *, stream: bool) -> WireRequest:
         """The wire request for `model`, shaped as it takes requests (see `shaping`)."""
         shape = model_shape(model, self._model_info(model))
+        request = without_sampling(request, left_out_sampling(request, shape))
         sent = request_shape(request, shape, self.wire.temperature_range)
         try:
             return self.wire.build_request(request, model, sent, stream=stream)

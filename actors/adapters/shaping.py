@@ -6,10 +6,10 @@ and for each key left out, from the built-in default for its family, first match
 
 - OpenAI ``o1-preview``, ``o1-mini``: ``max_completion_tokens``; neither a system nor a developer
   message (the system prompt goes before the user's prompt, ``system_role = "user"``); no
-  temperature (they take only the default, 1).
+  temperature, top_p or penalties (they take only the defaults).
 - OpenAI ``o1``, ``o3``, ``o4`` families (``o1``, ``o1-pro``, ``o3``, ``o3-mini``, ``o4-mini``...)
-  and the ``gpt-5`` family: ``max_completion_tokens``, the ``developer`` role, no temperature.
-- Every other model: ``max_tokens``, the ``system`` role, temperature.
+  and the ``gpt-5`` family: ``max_completion_tokens``, the ``developer`` role, no temperature, top_p or penalties.
+- Every other model: ``max_tokens``, the ``system`` role, temperature, top_p and penalties.
 
 Ranges: a temperature beyond what the provider takes is clamped into its range, not scaled
 (Anthropic takes 0-1 where a request may say 0-2: 1.5 is sent as 1.0). Clamping keeps every value
@@ -20,7 +20,7 @@ default 0.7 a colder 0.35 on Anthropic only.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -30,7 +30,20 @@ from actors.messages import Request
 if TYPE_CHECKING:
     from actors.config import ModelInfo
 
-__all__ = ["FAMILY_SHAPES", "ModelShape", "model_shape", "request_shape"]
+__all__ = [
+    "FAMILY_SHAPES",
+    "SAMPLING",
+    "ModelShape",
+    "left_out_sampling",
+    "model_shape",
+    "request_shape",
+    "without_sampling",
+]
+
+
+#: The sampling parameters a model may or may not take (a request's `seed` is a hint every
+#: model may ignore, and `stop` is not sampling: both are always sent where the wire has them).
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
 @attrs.frozen
@@ -40,7 +53,7 @@ class ModelShape:
     token_field: str = "max_tokens"
     system_role: str = "system"
     #: Sampling parameters the model takes; the others are left out (the model's default).
-    sampling: tuple[str, ...] = ("temperature",)
+    sampling: tuple[str, ...] = SAMPLING
 
 
 _REASONING = ModelShape("max_completion_tokens", "developer", ())
@@ -75,3 +88,19 @@ def request_shape(
         min(max(request.temperature, low), high) if "temperature" in shape.sampling else None
     )
     return RequestShape(shape.token_field, shape.system_role, temperature)
+
+
+def left_out_sampling(request: Request, shape: ModelShape) -> tuple[str, ...]:
+    """The sampling parameters `request` sets (beyond the default temperature) that a model of
+    `shape` does not take: left out of what is sent, and noted in the plan."""
+    return tuple(
+        name
+        for name in SAMPLING[1:]
+        if getattr(request, name) is not None and name not in shape.sampling
+    )
+
+
+def without_sampling(request: Request, names: tuple[str, ...]) -> Request:
+    """`request` with the sampling parameters `names` unset (see `left_out_sampling`)."""
+    unset: dict[str, Any] = dict.fromkeys(names)
+    return attrs.evolve(request, **unset) if names else request
