@@ -17,7 +17,7 @@ generator that must not yield inside a cancel scope, drives it as well as `compl
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterator, Sequence
 from typing import NamedTuple, NoReturn
 
 import attrs
@@ -124,6 +124,7 @@ class _Walk:
         "deadline",
         "first_choice_held_out",
         "first_level",
+        "order",
         "plan",
         "recovery",
         "request",
@@ -142,9 +143,10 @@ class _Walk:
         self.attempts: list[Attempt] = []
         self.plan = plan = cascade.planner.plan(request, explore=True)
         self.recovery = _Recovery(cascade.recovery_wait_s)
+        #: The levels' indexes in the order they are walked (see `_walk_order`).
+        self.order = _walk_order(plan.levels, request.models, cascade.last_resort_levels)
         #: The first level this request can use at all (one not emptied by its needs or pins).
-        levels = plan.levels
-        self.first_level = 0 if not levels or levels[0].candidates else _first_usable(levels)
+        self.first_level = _first_usable(plan.levels, self.order)
         #: Whether that level's plan left out a provider for its health: only then can a
         #: first try at it be other than the request's first choice.
         first = plan.levels[self.first_level].exclusions if plan.levels else ()
@@ -184,7 +186,9 @@ class _Walk:
         deadline = self.deadline
         reserves = self.cascade.reserves_s
         cap = self.reserve_cap
-        for index, level in enumerate(self.cascade.levels):
+        levels = self.cascade.levels
+        for index in self.order:
+            level = levels[index]
             now = trio.current_time()
             if now >= deadline:
                 return
@@ -336,7 +340,10 @@ class _Walk:
         provider healthy: the first try at the first level it can use, from the provider that
         level would rank first if no provider were held out for its health
         (`RoutePlanner.first_choice`)."""
-        fallback = step.position > self.first_level or len(self.attempts) > 1
+        order = self.order
+        fallback = (
+            order.index(step.position) > order.index(self.first_level) or len(self.attempts) > 1
+        )
         if not fallback and self.first_choice_held_out:
             first = self.cascade.planner.first_choice(self.request, self.first_level)
             fallback = candidate.provider != first
@@ -821,12 +828,35 @@ def _raise_rejected(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     raise group
 
 
-def _first_usable(levels: Sequence[LevelPlan]) -> int:
-    """The first level not emptied by what the request asks (0 when every one is)."""
-    for index, level in enumerate(levels):
+def _first_usable(levels: Sequence[LevelPlan], order: Sequence[int]) -> int:
+    """The first level in walk `order` not emptied by what the request asks (the first of
+    `order` when every one is)."""
+    for index in order:
+        level = levels[index]
         if level.candidates or any(e.cause not in _REQUEST_CAUSES for e in level.exclusions):
             return index
-    return 0
+    return order[0] if order else 0
+
+
+def _walk_order(
+    levels: Sequence[LevelPlan], models: Sequence[str], last_resort: Collection[int]
+) -> tuple[int, ...]:
+    """The order to walk the levels in: as configured, except that for a `models=[...]`
+    request (an ordered preference list, as OpenRouter's `models`) the levels before the last
+    resort go by the best-placed model each offers, so the first listed model is tried first
+    wherever it is served; ties, and the last resort, keep the configured order."""
+    order = range(len(levels))
+    if not models:
+        return tuple(order)
+    rank = {model: position for position, model in enumerate(models)}
+
+    def key(index: int) -> tuple[int, int, int]:
+        if index in last_resort:
+            return (1, 0, index)
+        offered = (rank.get(c.model, len(rank)) for c in levels[index].candidates)
+        return (0, min(offered, default=len(rank)), index)
+
+    return tuple(sorted(order, key=key))
 
 
 def _is_cancellation(error: BaseException) -> bool:

@@ -13,7 +13,8 @@ One documented convention, so tests and examples can ask for tool calls and JSON
   same way.
 - **Text.** "echo: " and the last user message's words; after tool results, "results: " and the
   results' text. With a JSON response format the text is JSON instead: a value built from the
-  schema the same way, or ``{"echo": <last user text>}`` for a plain JSON object.
+  schema the same way (a string is the last user message's first word), or
+  ``{"echo": <last user text>}`` for a plain JSON object.
 """
 
 from __future__ import annotations
@@ -108,5 +109,6 @@ def _as_format(request: Request, text: str) -> str:
     if response_format is None or response_format.type == "text":
         return text
     if response_format.schema is not None:
-        return json.dumps(example_value(response_format.schema, request.last_user_text.split()[0]))
+        first_word = re.findall(r"\w[\w-]*", request.last_user_text)[:1] or ["example"]
+        return json.dumps(example_value(response_format.schema, first_word[0]))
     return json.dumps({"echo": request.last_user_text})

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed
+import attrs
 import pytest
 from adapter_support import build, ndjson
 from hypothesis import given, settings
@@ -379,7 +380,7 @@ def test_usage_has_no_cached_or_reasoning_tokens_on_ollama() -> None:
 # -- end to end, through the runtime and the fake server ----------------------------------------
 
 
-def ollama_config(server: FakeProviderServer) -> runtime.Config:
+def ollama_config(server: FakeProviderServer, model: str = MODEL) -> runtime.Config:
     return runtime.parse_config(
         {
             "runtime": {"deadline_s": 30},
@@ -387,13 +388,13 @@ def ollama_config(server: FakeProviderServer) -> runtime.Config:
                 {
                     "name": "ollama",
                     "kind": "ollama",
-                    "models": [MODEL],
+                    "models": [model],
                     "base_url": server.url_for("ollama"),
                     "read_timeout_s": 5.0,
                 }
             ],
             "levels": [{"name": "local", "providers": ["ollama"], "timeout_s": 10}],
-            "models": {MODEL: {}},
+            "models": {model: {}},
         }
     )
 
@@ -552,7 +553,8 @@ def test_fake_server_refuses_what_ollama_refuses(change: dict[str, Any], error: 
 async def test_images_reach_the_fake_server_and_are_answered(
     fake_providers: FakeProviderServer,
 ) -> None:
-    async with open_runtime(ollama_config(fake_providers)) as rt:
-        reply = await rt.complete(REQUESTS["images"])
+    # llama3.2 reads no images (the router would not send it these): a vision model does.
+    async with open_runtime(ollama_config(fake_providers, "llama3.2-vision")) as rt:
+        reply = await rt.complete(attrs.evolve(REQUESTS["images"], model="llama3.2-vision"))
     assert reply.text == "echo: What are these?"
     assert fake_providers.requests("ollama")[-1].json["messages"][0]["images"] == [PNG, JPEG]

@@ -10,6 +10,7 @@ from test_ranking import order, snap
 
 from actors.config import Config, parse_config
 from actors.errors import ModelNotOffered
+from actors.faults import Fault, FaultKind
 from actors.messages import Request
 from actors.ranking import ExclusionCause, Ranker, RoutePlan
 from runtime.embed import open_runtime
@@ -155,10 +156,22 @@ async def test_a_pinned_model_answers_and_an_unknown_one_fails_before_any_call(
     async with open_runtime(CONFIG) as rt:
         reply = await rt.complete(Request(prompt="What is the VAT rate?", model="claude-sonnet"))
         assert (reply.provider, reply.model) == ("anthropic", "claude-sonnet")
+        # The list is the order of preference across levels, as OpenRouter's `models`: its
+        # first model is tried first, even when only a later level serves it.
         reply = await rt.complete(
             Request(prompt="What is the VAT rate?", models=["mistral-large", "gemini-pro"])
         )
-        assert (reply.provider, reply.model) == ("gemini", "gemini-pro")
+        assert (reply.provider, reply.level, reply.fallback_used) == ("mistral", "secondary", False)
+        reply = await rt.complete(
+            Request(prompt="What is the VAT rate?", models=["gemini-pro", "mistral-large"])
+        )
+        assert (reply.provider, reply.level, reply.fallback_used) == ("gemini", "primary", False)
+        rt.inject_fault("gemini", Fault(FaultKind.OUTAGE))
+        reply = await rt.complete(
+            Request(prompt="What is the VAT rate?", models=["gemini-pro", "mistral-large"])
+        )
+        assert (reply.provider, reply.model, reply.fallback_used) == ("mistral", "mistral-large", True)
+        rt.heal("gemini")
         # Offered only by the second level: answering there is no fallback.
         reply = await rt.complete(Request(prompt="What is the VAT rate?", model="mistral-large"))
         assert (reply.provider, reply.level, reply.fallback_used) == ("mistral", "secondary", False)

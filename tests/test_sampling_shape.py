@@ -13,7 +13,7 @@ import runtime
 from actors.config import ModelInfo, parse_config
 from actors.ranking import Ranker
 
-SAMPLED = {"top_p": 0.5, "presence_penalty": 0.25, "frequency_penalty": -0.5}
+SAMPLED: dict[str, Any] = {"top_p": 0.5, "presence_penalty": 0.25, "frequency_penalty": -0.5}
 
 
 async def sent_body(model: str, models: dict[str, ModelInfo] | None = None) -> Any:

@@ -187,6 +187,7 @@ def _one_text_turn(messages: list[Message], system: list[str]) -> bool:
         and first.role == "user"
         and len(first.content) == 1
         and isinstance(first.content[0], TextPart)
+        and bool(first.text.strip())  # the shorthand takes no blank prompt
     )
 
 
