@@ -9,9 +9,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import httpx
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed
-import attrs
 import pytest
 from adapter_support import build, ndjson
 from hypothesis import given, settings
