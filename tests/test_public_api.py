@@ -113,3 +113,24 @@ def test_a_bad_config_file_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(runtime.ConfigError) as error:
         runtime.load_config(path)
     assert str(error.value) == f"{path}: providers[0].latency_ms: 'slow' is not a number"
+
+
+def test_the_chat_api_names_are_as_the_issue_pins_them() -> None:
+    import attrs
+
+    request_fields = {field.name for field in attrs.fields(runtime.Request)}
+    assert {
+        "prompt", "system", "messages", "tools", "tool_choice", "parallel_tool_calls",
+        "response_format", "stop", "top_p", "seed", "presence_penalty", "frequency_penalty",
+        "user", "metadata", "model", "models",
+    } <= request_fields
+    reply_fields = {field.name for field in attrs.fields(runtime.Reply)}
+    assert {"text", "finish_reason", "raw_finish_reason", "usage", "tool_calls"} <= reply_fields
+    assert isinstance(runtime.Reply.message, property)
+    usage_fields = {field.name for field in attrs.fields(runtime.Usage)}
+    assert {"input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"} <= usage_fields
+    for name in (
+        "Message", "TextPart", "ImagePart", "Tool", "ToolCall", "ToolChoice", "ResponseFormat",
+        "TextDelta", "ToolCallDelta", "ReplyDone", "ModelNotOffered",
+    ):
+        assert name in runtime.__all__ and hasattr(runtime, name), name
