@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypeAlias
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -32,6 +32,7 @@ __all__ = [
     "ToolCall",
     "ToolChoice",
     "check_conversation",
+    "openai_part",
     "to_messages",
     "to_response_format",
     "to_tool_choice",
@@ -44,6 +45,7 @@ ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: OpenAI's rule for function names, which the other providers' rules include.
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+T = TypeVar("T")
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
 
 
@@ -184,18 +186,26 @@ def _tool_call(value: object) -> ToolCall:
     )
 
 
-def _tool_calls(value: object) -> tuple[ToolCall, ...]:
+def _each(
+    value: object, field: str, what: str, convert: Callable[[object], T], single: type
+) -> tuple[T, ...]:
+    """A list of items (None: none), each converted; an error names the item's index. A lone
+    item (a string, a mapping, a `single`) is refused: it is not a list."""
     if value is None:
         return ()
-    if isinstance(value, ToolCall | Mapping) or not isinstance(value, Iterable):
-        raise _fail("tool_calls", f"{value!r} is not a list of tool calls")
-    calls = []
+    if isinstance(value, str | Mapping | single) or not isinstance(value, Iterable):
+        raise _fail(field, f"{value!r} is not a list of {what}")
+    items = []
     for index, item in enumerate(value):
         try:
-            calls.append(_tool_call(item))
+            items.append(convert(item))
         except FieldError as exc:
-            raise _fail(f"tool_calls[{index}].{exc.field}", exc.message) from None
-    return tuple(calls)
+            raise _fail(f"{field}[{index}].{exc.field}", exc.message) from None
+    return tuple(items)
+
+
+def _tool_calls(value: object) -> tuple[ToolCall, ...]:
+    return _each(value, "tool_calls", "tool calls", _tool_call, ToolCall)
 
 
 @attrs.frozen
@@ -241,7 +251,7 @@ class Message:
         """The message in OpenAI's chat shape (what `Request(messages=...)` also takes)."""
         out: dict[str, Any] = {"role": self.role}
         if self.images:
-            out["content"] = [_openai_part(part) for part in self.content]
+            out["content"] = [openai_part(part) for part in self.content]
         else:
             out["content"] = self.text if self.content else None
         if self.tool_calls:
@@ -256,7 +266,8 @@ class Message:
         return out
 
 
-def _openai_part(part: ContentPart) -> dict[str, Any]:
+def openai_part(part: ContentPart) -> dict[str, Any]:
+    """A content part in OpenAI's chat shape."""
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     image: dict[str, Any] = {"url": part.data_url}
@@ -284,17 +295,7 @@ def _message(value: object) -> Message:
 
 def to_messages(value: object) -> tuple[Message, ...]:
     """`Request.messages`: a list of `Message` or OpenAI-shaped dicts; errors name the index."""
-    if value is None:
-        return ()
-    if isinstance(value, str | Mapping | Message) or not isinstance(value, Iterable):
-        raise _fail("messages", f"{value!r} is not a list of messages")
-    messages = []
-    for index, item in enumerate(value):
-        try:
-            messages.append(_message(item))
-        except FieldError as exc:
-            raise _fail(f"messages[{index}].{exc.field}", exc.message) from None
-    return tuple(messages)
+    return _each(value, "messages", "messages", _message, Message)
 
 
 def check_conversation(messages: tuple[Message, ...]) -> None:
@@ -362,16 +363,7 @@ def _tool(value: object) -> Tool:
 
 
 def to_tools(value: object) -> tuple[Tool, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str | Mapping | Tool) or not isinstance(value, Iterable):
-        raise _fail("tools", f"{value!r} is not a list of tools")
-    tools = []
-    for index, item in enumerate(value):
-        try:
-            tools.append(_tool(item))
-        except FieldError as exc:
-            raise _fail(f"tools[{index}].{exc.field}", exc.message) from None
+    tools = _each(value, "tools", "tools", _tool, Tool)
     names = [tool.name for tool in tools]
     for name in names:
         if names.count(name) > 1:

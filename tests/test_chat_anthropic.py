@@ -15,10 +15,10 @@ import httpx
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from adapter_support import build, set_keys
+from chat_support import one_provider_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import runtime
 from actors.adapters.anthropic import AnthropicWire
 from actors.adapters.sse import SSEEvent
 from actors.adapters.wire import RequestShape, StreamState, WireError
@@ -489,21 +489,7 @@ async def rt(
     fake_providers: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Runtime]:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdef")
-    config = runtime.parse_config(
-        {
-            "providers": [
-                {
-                    "name": "anthropic",
-                    "kind": "anthropic",
-                    "models": [MODEL],
-                    "base_url": fake_providers.url_for("anthropic"),
-                    "read_timeout_s": 10.0,
-                }
-            ],
-            "levels": [{"name": "primary", "providers": ["anthropic"], "timeout_s": 20}],
-            "models": {MODEL: {"input_usd_per_mtok": 3, "output_usd_per_mtok": 15}},
-        }
-    )
+    config = one_provider_config(fake_providers, "anthropic", MODEL, (3, 15))
     async with open_runtime(config) as runtime_:
         yield runtime_
 

@@ -13,10 +13,10 @@ import httpx
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from adapter_support import build
+from chat_support import one_provider_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import runtime
 from actors.adapters.gemini import GeminiWire
 from actors.adapters.sse import SSEEvent
 from actors.adapters.wire import RequestShape, StreamState, WireError
@@ -497,32 +497,15 @@ def test_a_stream_cut_before_the_finish_reason_is_incomplete() -> None:
 # -- through the runtime, against the fake server -------------------------------------------------
 
 
-def gemini_config(server: FakeProviderServer, model: str = "gemini-pro") -> runtime.Config:
-    return runtime.parse_config(
-        {
-            "runtime": {"deadline_s": 40},
-            "providers": [
-                {
-                    "name": "gemini",
-                    "kind": "gemini",
-                    "models": [model],
-                    "base_url": server.url_for("gemini"),
-                    "read_timeout_s": 10.0,
-                }
-            ],
-            "levels": [{"name": "primary", "providers": ["gemini"], "timeout_s": 20}],
-            "models": {model: {"input_usd_per_mtok": 1.25, "output_usd_per_mtok": 5}},
-        }
-    )
-
-
 @pytest.fixture
 async def rt(
     fake_providers: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Runtime]:
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
     fake_providers.expect_key("gemini", KEY)
-    async with open_runtime(gemini_config(fake_providers)) as runtime_:
+    async with open_runtime(
+        one_provider_config(fake_providers, "gemini", "gemini-pro", (1.25, 5))
+    ) as runtime_:
         yield runtime_
 
 
@@ -586,7 +569,7 @@ async def test_a_gemini_3_conversation_sends_its_signatures_back(
 ) -> None:
     """Gemini 3 refuses its own function calls sent back unsigned; the fake server does too."""
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    config = gemini_config(fake_providers, model="gemini-3-pro-preview")
+    config = one_provider_config(fake_providers, "gemini", "gemini-3-pro-preview", (1.25, 5))
     async with open_runtime(config) as rt3:
         reply = await rt3.complete(Request(messages=ASK, tools=[WEATHER, CLOCK]))
         first = fake_providers.requests("gemini")[-1]
@@ -614,7 +597,9 @@ async def test_a_conversation_begun_elsewhere_is_finished_by_gemini_3(
     """Two calls another provider made (its ids, no thought signature) and their results: Gemini 3
     takes them (the bypass value on the step's first call) and answers in text."""
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    async with open_runtime(gemini_config(fake_providers, model="gemini-3-flash")) as rt3:
+    async with open_runtime(
+        one_provider_config(fake_providers, "gemini", "gemini-3-flash", (1.25, 5))
+    ) as rt3:
         reply = await rt3.complete(Request(messages=TOOL_TURNS, tools=[WEATHER, CLOCK]))
     assert reply.text == "results: 18 degrees 14:00"
     assert reply.message == Message("assistant", "results: 18 degrees 14:00")

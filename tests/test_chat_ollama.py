@@ -14,6 +14,7 @@ import httpx
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 from adapter_support import build, ndjson
+from chat_support import one_provider_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ollama_cases import (
@@ -29,7 +30,6 @@ from ollama_cases import (
     numbered_ids,
 )
 
-import runtime
 from actors.adapters.wire import RequestShape, WireError
 from actors.chat import ImagePart, Message, TextPart, ToolCall
 from actors.errors import FailureKind
@@ -380,25 +380,6 @@ def test_usage_has_no_cached_or_reasoning_tokens_on_ollama() -> None:
 # -- end to end, through the runtime and the fake server ----------------------------------------
 
 
-def ollama_config(server: FakeProviderServer, model: str = MODEL) -> runtime.Config:
-    return runtime.parse_config(
-        {
-            "runtime": {"deadline_s": 30},
-            "providers": [
-                {
-                    "name": "ollama",
-                    "kind": "ollama",
-                    "models": [model],
-                    "base_url": server.url_for("ollama"),
-                    "read_timeout_s": 5.0,
-                }
-            ],
-            "levels": [{"name": "local", "providers": ["ollama"], "timeout_s": 10}],
-            "models": {model: {}},
-        }
-    )
-
-
 ASK = [{"role": "user", "content": "get_weather Paris please"}]
 
 
@@ -409,7 +390,7 @@ def answered(calls: tuple[ToolCall, ...]) -> list[Any]:
 
 
 async def test_tool_call_round_trip_through_the_runtime(fake_providers: FakeProviderServer) -> None:
-    async with open_runtime(ollama_config(fake_providers)) as rt:
+    async with open_runtime(one_provider_config(fake_providers, "ollama", MODEL)) as rt:
         reply = await rt.complete(Request(messages=ASK, tools=[WEATHER]))
         assert (reply.provider, reply.finish_reason, reply.text) == ("ollama", "tool_calls", "")
         (call,) = reply.tool_calls
@@ -429,7 +410,7 @@ async def test_tool_call_round_trip_through_the_runtime(fake_providers: FakeProv
 
 
 async def test_tool_call_round_trip_streamed(fake_providers: FakeProviderServer) -> None:
-    async with open_runtime(ollama_config(fake_providers)) as rt:
+    async with open_runtime(one_provider_config(fake_providers, "ollama", MODEL)) as rt:
         async with rt.stream(Request(messages=ASK, tools=[WEATHER])) as stream:
             events = [event async for event in stream.events()]
         *deltas, done = events
@@ -451,7 +432,7 @@ async def test_tool_call_round_trip_streamed(fake_providers: FakeProviderServer)
 
 
 async def test_json_schema_answer_validates(fake_providers: FakeProviderServer) -> None:
-    async with open_runtime(ollama_config(fake_providers)) as rt:
+    async with open_runtime(one_provider_config(fake_providers, "ollama", MODEL)) as rt:
         reply = await rt.complete(REQUESTS["json-schema"])
     jsonschema.validate(json.loads(reply.text), CITY_SCHEMA)
     assert fake_providers.requests("ollama")[-1].json["format"] == CITY_SCHEMA
@@ -554,7 +535,7 @@ async def test_images_reach_the_fake_server_and_are_answered(
     fake_providers: FakeProviderServer,
 ) -> None:
     # llama3.2 reads no images (the router would not send it these): a vision model does.
-    async with open_runtime(ollama_config(fake_providers, "llama3.2-vision")) as rt:
+    async with open_runtime(one_provider_config(fake_providers, "ollama", "llama3.2-vision")) as rt:
         reply = await rt.complete(attrs.evolve(REQUESTS["images"], model="llama3.2-vision"))
     assert reply.text == "echo: What are these?"
     assert fake_providers.requests("ollama")[-1].json["messages"][0]["images"] == [PNG, JPEG]

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import httpx
 import jsonschema  # type: ignore[import-untyped]
 import pytest
+from chat_support import one_provider_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai_chat_support import (
@@ -25,7 +26,6 @@ from openai_chat_support import (
     representative_requests,
 )
 
-import runtime
 from actors.adapters.sse import SSEEvent
 from actors.adapters.wire import StreamState
 from actors.chat import ImagePart, Message, TextPart, ToolCall
@@ -520,30 +520,14 @@ async def test_fake_server_streams_tool_calls_in_pieces(
 # -- through the runtime ----------------------------------------------------------------------
 
 
-def _config(server: FakeProviderServer) -> runtime.Config:
-    return runtime.parse_config(
-        {
-            "providers": [
-                {
-                    "name": "openai",
-                    "kind": "openai",
-                    "models": [MODEL],
-                    "base_url": server.url_for("openai"),
-                    "read_timeout_s": 10.0,
-                }
-            ],
-            "levels": [{"name": "primary", "providers": ["openai"], "timeout_s": 20}],
-            "models": {MODEL: {"input_usd_per_mtok": 2.5, "output_usd_per_mtok": 10}},
-        }
-    )
-
-
 @pytest.fixture
 async def rt(
     fake_providers: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Runtime]:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-0123456789abcdef")
-    async with open_runtime(_config(fake_providers)) as runtime_:
+    async with open_runtime(
+        one_provider_config(fake_providers, "openai", MODEL, (2.5, 10))
+    ) as runtime_:
         yield runtime_
 
 

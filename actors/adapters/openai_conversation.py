@@ -21,6 +21,7 @@ from actors.chat import (
     TextPart,
     Tool,
     ToolCall,
+    openai_part,
 )
 
 __all__ = [
@@ -31,22 +32,13 @@ __all__ = [
 _INSTRUCTIONS = ("system", "developer")
 
 
-def _part(part: ContentPart) -> dict[str, Any]:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    image: dict[str, Any] = {"url": part.data_url}
-    if part.detail is not None:
-        image["detail"] = part.detail
-    return {"type": "image_url", "image_url": image}
-
-
 def _content(parts: Sequence[ContentPart]) -> str | list[dict[str, Any]] | None:
     """A string for one text part (what a plain prompt always sent), else the list of parts."""
     if not parts:
         return None
     if len(parts) == 1 and isinstance(parts[0], TextPart):
         return parts[0].text
-    return [_part(part) for part in parts]
+    return [openai_part(part) for part in parts]
 
 
 def _tool_call(call: ToolCall) -> dict[str, Any]:
