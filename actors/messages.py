@@ -234,9 +234,12 @@ class Request:
         scope (e.g. a tenant): requests with different contexts never share an entry. Budget,
         deadline and task id change how a request is served, not what it says.
         """
-        instructions = self.instructions
+        if self.prompt is not None:  # the shorthand: no need to walk the conversation
+            last, instructions = self.prompt, self.system or None
+        else:
+            last, instructions = self.last_user_text, self.instructions
         return CacheKey(
-            prompt=" ".join(self.last_user_text.lower().split()),
+            prompt=" ".join(last.lower().split()),
             system=None if instructions is None else " ".join(instructions.split()),
             complexity=self.complexity,
             quality=self.quality,
@@ -248,6 +251,20 @@ class Request:
 
     def _shape_key(self) -> str:
         """Everything else that changes the answer, as canonical JSON ("" for a plain prompt)."""
+        if (
+            self.prompt is not None
+            and not self.tools
+            and self.tool_choice is None
+            and self.response_format is None
+            and not self.stop
+            and self.top_p is None
+            and self.seed is None
+            and self.presence_penalty is None
+            and self.frequency_penalty is None
+            and self.model is None
+            and not self.models
+        ):
+            return ""
         history = [m.to_openai() for m in self.conversation if m.role not in ("system", "developer")]
         last_user = max(
             (i for i, m in enumerate(history) if m["role"] == "user"), default=len(history)
