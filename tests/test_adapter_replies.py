@@ -199,7 +199,7 @@ def test_the_model_table_overrides_the_family_default() -> None:
     assert (custom.token_field, custom.system_role, custom.sampling) == (
         "max_completion_tokens",
         "developer",
-        ("temperature",),
+        ("temperature", "top_p", "presence_penalty", "frequency_penalty"),
     )
     assert model_shape("o3", ModelInfo(sampling=())).token_field == "max_completion_tokens"
 

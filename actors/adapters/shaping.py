@@ -93,9 +93,9 @@ def request_shape(
 def left_out_sampling(request: Request, shape: ModelShape) -> tuple[str, ...]:
     """The sampling parameters `request` sets (beyond the default temperature) that a model of
     `shape` does not take: left out of what is sent, and noted in the plan."""
-    if request.top_p is None and request.presence_penalty is None:
-        if request.frequency_penalty is None:  # the usual request: nothing to leave out
-            return ()
+    unset = request.top_p is None and request.presence_penalty is None
+    if unset and request.frequency_penalty is None:  # the usual request: nothing to leave out
+        return ()
     return tuple(
         name
         for name in SAMPLING[1:]
