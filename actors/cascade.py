@@ -340,16 +340,21 @@ class _Walk:
         provider healthy: the first try at the first level it can use, from the provider that
         level would rank first if no provider were held out for its health
         (`RoutePlanner.first_choice`)."""
-        order = self.order
-        fallback = (
-            order.index(step.position) > order.index(self.first_level) or len(self.attempts) > 1
-        )
-        if not fallback and self.first_choice_held_out:
-            first = self.cascade.planner.first_choice(self.request, self.first_level)
-            fallback = candidate.provider != first
+        fallback = self.is_fallback(step, candidate, len(self.attempts) - 1)
         return self.cascade.reply(
             self.request, step.level, candidate, completion, self.attempts, self.start, fallback
         )
+
+    def is_fallback(self, step: _Level, candidate: Candidate, earlier_attempts: int) -> bool:
+        """Whether an answer from `candidate` at `step`, after `earlier_attempts` other tries,
+        is a fallback (see `reply`)."""
+        order = self.order
+        if order.index(step.position) > order.index(self.first_level) or earlier_attempts > 0:
+            return True
+        if self.first_choice_held_out:
+            first = self.cascade.planner.first_choice(self.request, self.first_level)
+            return candidate.provider != first
+        return False
 
     def cancelled_request(self) -> None:
         """The request was cancelled, by its caller or by the runtime closing: counted once,
@@ -742,6 +747,16 @@ class CascadeSupervisor:
                     panic=candidate.panic,
                 ) as events:
                     async for event in events:
+                        if isinstance(event, TextDelta | ToolCallDelta) and not any_delivered:
+                            if isinstance(event, TextDelta) and not event.text:
+                                continue
+                            out.answering = Answering(
+                                name,
+                                model,
+                                level.name,
+                                walk.is_fallback(step, candidate, len(walk.attempts)),
+                                len(walk.attempts) + 1,
+                            )
                         if isinstance(event, TextDelta):
                             if event.text:
                                 delivered.append(event.text)
@@ -764,12 +779,28 @@ class CascadeSupervisor:
                     return
 
 
+@attrs.frozen
+class Answering:
+    """The provider a stream's deltas come from, known at its first delta."""
+
+    provider: str
+    model: str
+    level: str
+    #: Whether the reply will count as a fallback (see `_Walk.reply`).
+    fallback_used: bool
+    #: Attempts so far, this one included.
+    attempts: int
+
+
 class ReplyStream:
     """What `rt.stream()` yields: an async iterator of text (tool-call deltas skipped);
     `events()` for every typed event; `reply` once it has ended."""
 
     def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
         self.reply: Reply | None = None
+        #: Who is answering, from the first delta on (None before it): what a server must say
+        #: in its response headers before the reply is whole.
+        self.answering: Answering | None = None
         self._deltas = cascade.stream_events(request, self)
 
     def __aiter__(self) -> ReplyStream:

@@ -30,6 +30,7 @@ from actors.validation import (
     keys_one_of,
     non_negative,
     one_of,
+    optional_one_of,
     positive,
 )
 
@@ -278,6 +279,45 @@ def _default_levels() -> tuple[LevelConfig, ...]:
 
 
 @attrs.frozen
+class AliasConfig:
+    """A model name the gateway answers to that stands for a routing policy, not one model
+    (`uptax/auto`): what it sets on the request. Unset keys keep the request's defaults."""
+
+    complexity: str | None = attrs.field(default=None, validator=optional_one_of(COMPLEXITIES))
+    quality: str | None = attrs.field(default=None, validator=optional_one_of(QUALITIES))
+    budget_usd: float | None = attrs.field(default=None, validator=non_negative)
+    deadline_s: float | None = attrs.field(default=None, validator=positive)
+    description: str = ""
+
+
+def _default_aliases() -> dict[str, AliasConfig]:
+    return {
+        "uptax/auto": AliasConfig(description="the router's choice for a moderate request"),
+        "uptax/draft": AliasConfig(
+            complexity="simple", quality="draft", description="fast and cheap"
+        ),
+        "uptax/critical": AliasConfig(
+            complexity="expert", quality="critical", description="the strongest models"
+        ),
+    }
+
+
+@attrs.frozen
+class GatewayConfig:
+    """`uptax serve`: what the OpenAI- and Anthropic-compatible gateway accepts."""
+
+    #: Model names that stand for a routing policy (see `AliasConfig`); `uptax/auto`,
+    #: `uptax/draft` and `uptax/critical` unless the config names its own.
+    aliases: dict[str, AliasConfig] = attrs.field(factory=_default_aliases)
+    #: A request body larger than this is refused with 413 before it is parsed.
+    max_body_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=at_least(1024))
+    #: At most this many messages in one conversation (a 400 beyond).
+    max_messages: int = attrs.field(default=2048, validator=at_least(1))
+    #: The output limit of a request that names none (OpenAI's `max_tokens` is optional).
+    default_max_tokens: int = attrs.field(default=4096, validator=at_least(1))
+
+
+@attrs.frozen
 class Config:
     providers: tuple[ProviderConfig, ...]
     levels: tuple[LevelConfig, ...]
@@ -286,6 +326,7 @@ class Config:
     templates: tuple[TemplateConfig, ...] = ()
     supervision: SupervisionConfig = SupervisionConfig()
     runtime: RuntimeSettings = RuntimeSettings()
+    gateway: GatewayConfig = GatewayConfig()
     #: Models some provider serves that have a price neither in `models` nor in the shipped
     #: table (`actors.prices`): they cost $0, so `budget_usd` never excludes them. Set by
     #: `parse_config`; not a TOML key.
@@ -413,6 +454,8 @@ CONVERTER = strict_converter(
     TemplateConfig,
     SupervisionConfig,
     RuntimeSettings,
+    AliasConfig,
+    GatewayConfig,
     Config,
 )
 

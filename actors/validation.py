@@ -107,6 +107,17 @@ def one_of(choices: Sequence[str]) -> Validator:
     return check
 
 
+def optional_one_of(choices: Sequence[str]) -> Validator:
+    """None, or one of `choices`."""
+    check = one_of(choices)
+
+    def check_optional(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            check(instance, attribute, value)
+
+    return check_optional
+
+
 def positive_int(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     """An int (not a bool) above 0."""
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

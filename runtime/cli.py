@@ -16,6 +16,8 @@ commands:
                          parse and check scenario files without running them
   repl PATH [-c COMMAND]... [--token-file FILE]
                          attach a debug console to a running runtime's socket
+  serve [--config PATH] [--host 127.0.0.1] [--port 4000] [--repl PATH]
+                         serve the runtime as an OpenAI- and Anthropic-compatible gateway
   fake-providers [--host HOST] [--port PORT] [--providers NAME:KIND,...] [--seed N]
                          serve the fake OpenAI/Anthropic/Gemini/Ollama server on 127.0.0.1
   help                   show this message
@@ -40,6 +42,12 @@ def _repl(argv: list[str]) -> int:
     return main(argv)
 
 
+def _serve(argv: list[str]) -> int:
+    from runtime.gateway.server import main
+
+    return main(argv)
+
+
 def _fake_providers(argv: list[str]) -> int:
     from runtime.testing.server import main
 
@@ -50,6 +58,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "init": _init,
     "scenario": _scenario,
     "repl": _repl,
+    "serve": _serve,
     "fake-providers": _fake_providers,
 }
 

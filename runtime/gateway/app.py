@@ -1,0 +1,204 @@
+"""The gateway's ASGI application (Starlette): OpenAI- and Anthropic-compatible endpoints over one
+`Runtime`, plus health and the model list.
+
+Each endpoint reads the body (413 past the limit), turns it into a `Request` through the wire
+format's own reader and the gateway's routing (`runtime.gateway.requests`), and answers in its
+API's shape, with the `x-uptax-*` headers saying who answered. A non-streamed request is
+cancelled when its client disconnects; a streamed one is run by `EventStreamResponse`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from actors.cascade import Answering
+from actors.config import LAST_RESORT_KINDS
+from actors.errors import FallbackError
+from actors.messages import BreakerState, Reply, Request
+from runtime.embed import Runtime
+from runtime.gateway import openai_api
+from runtime.gateway.errors import Dialect, GatewayError, error_body, from_exception
+from runtime.gateway.requests import decode_body, routed
+from runtime.gateway.streaming import EventStreamResponse, watch_disconnect
+
+__all__ = ["Gateway", "build_app"]
+
+_log = structlog.get_logger("runtime.gateway")
+
+Endpoint = Callable[[HTTPRequest], Awaitable[Response]]
+
+
+class Gateway:
+    """What every endpoint shares: the runtime, its config, and the ways to answer."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.config = rt.config
+        self.settings = rt.config.gateway
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def body(self, http: HTTPRequest) -> dict[str, Any]:
+        """The request's JSON object; 413 past `max_body_bytes`, counted as it arrives."""
+        limit = self.settings.max_body_bytes
+        declared = http.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise GatewayError(413, f"the body is {declared} bytes; at most {limit} are taken")
+        chunks, size = [], 0
+        async for piece in http.stream():
+            size += len(piece)
+            if size > limit:
+                raise GatewayError(413, f"the body is over {limit} bytes")
+            chunks.append(piece)
+        return decode_body(b"".join(chunks))
+
+    def route(self, request: Request, http: HTTPRequest, *, has_limit: bool) -> Request:
+        return routed(request, http.headers, self.settings, has_limit=has_limit)
+
+    # -- answering --------------------------------------------------------------------------
+
+    async def complete(self, http: HTTPRequest, request: Request) -> Reply | None:
+        """The reply, or None when the client went away first (the request is cancelled)."""
+        reply: Reply | None = None
+        failure: FallbackError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_disconnect, http.receive, nursery.cancel_scope)
+            try:
+                reply = await self.rt.complete(request)
+            except FallbackError as exc:  # raised as itself, not wrapped in the nursery's group
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return reply
+
+    def reply_headers(self, request_id: str, reply: Reply | Answering | None) -> dict[str, str]:
+        headers = {"x-request-id": request_id}
+        if reply is None:
+            return headers
+        attempts = len(reply.attempts) if isinstance(reply, Reply) else reply.attempts
+        headers.update(
+            {
+                "x-uptax-provider": reply.provider,
+                "x-uptax-model": reply.model,
+                "x-uptax-level": reply.level,
+                "x-uptax-fallback": "true" if reply.fallback_used else "false",
+                "x-uptax-attempts": str(attempts),
+            }
+        )
+        if isinstance(reply, Reply):
+            headers["x-uptax-cost-usd"] = f"{reply.cost_usd:.6f}"
+        return headers
+
+    def error_response(self, error: GatewayError, dialect: Dialect, request_id: str) -> Response:
+        headers = {"x-request-id": request_id, **error.headers()}
+        return JSONResponse(error_body(error, dialect), error.status, headers=headers)
+
+    # -- the model list and health ----------------------------------------------------------
+
+    def model_ids(self) -> list[str]:
+        """Every model a provider outside the last resort serves, then the aliases."""
+        seen: dict[str, None] = {}
+        for provider in self.config.providers:
+            if provider.kind not in LAST_RESORT_KINDS:
+                seen.update(dict.fromkeys(provider.models))
+        return [*seen, *self.settings.aliases]
+
+    def ready(self) -> bool:
+        """A provider outside the last resort can be asked (available, breaker not held open)."""
+        kinds = {p.name: p.kind for p in self.config.providers}
+        return any(
+            kinds.get(p.name) not in LAST_RESORT_KINDS
+            and p.available
+            and p.breaker not in (BreakerState.OPEN.value, BreakerState.FORCED_OPEN.value)
+            for p in self.rt.status().providers
+        )
+
+
+def new_request_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Response]]) -> Endpoint:
+    """`handle(http, request_id)` with every failure answered in `dialect`'s error shape."""
+
+    async def endpoint(http: HTTPRequest) -> Response:
+        gateway: Gateway = http.app.state.gateway
+        request_id = new_request_id(prefix)
+        try:
+            return await handle(gateway, http, request_id)
+        except (GatewayError, FallbackError, ValueError, TypeError) as exc:
+            error = from_exception(exc)
+            _log.info("gateway_request_refused", status=error.status, reason=error.message)
+            return gateway.error_response(error, dialect, request_id)
+
+    return endpoint
+
+
+async def _chat_completions(gateway: Gateway, http: HTTPRequest, request_id: str) -> Response:
+    body = await gateway.body(http)
+    request = gateway.route(openai_api.read(body), http, has_limit=openai_api.has_limit(body))
+    if body.get("stream") is True:
+        renderer = openai_api.OpenAIStream(
+            request_id, str(body["model"]), openai_api.wants_usage(body)
+        )
+        return EventStreamResponse(
+            gateway.rt,
+            request,
+            renderer,
+            lambda answering: gateway.reply_headers(request_id, answering),
+        )
+    reply = await gateway.complete(http, request)
+    if reply is None:
+        return Response(status_code=499)  # nobody is listening any more
+    return JSONResponse(
+        openai_api.completion(reply, request_id),
+        headers=gateway.reply_headers(request_id, reply),
+    )
+
+
+async def _models(http: HTTPRequest) -> Response:
+    gateway: Gateway = http.app.state.gateway
+    data = [
+        {"id": model, "object": "model", "created": 0, "owned_by": "uptax"}
+        for model in gateway.model_ids()
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def _healthz(http: HTTPRequest) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+async def _readyz(http: HTTPRequest) -> Response:
+    gateway: Gateway = http.app.state.gateway
+    if gateway.ready():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "not ready: no provider outside the last resort"}, 503)
+
+
+def build_app(rt: Runtime) -> Starlette:
+    """The ASGI application serving `rt`."""
+    app = Starlette(
+        routes=[
+            Route(
+                "/v1/chat/completions",
+                _guarded("openai", "chatcmpl-", _chat_completions),
+                methods=["POST"],
+            ),
+            Route("/v1/models", _models, methods=["GET"]),
+            Route("/healthz", _healthz, methods=["GET"]),
+            Route("/readyz", _readyz, methods=["GET"]),
+        ]
+    )
+    app.state.gateway = Gateway(rt)
+    return app

@@ -1,0 +1,122 @@
+"""`uptax serve`: hypercorn's trio worker and the runtime in one trio run.
+
+`open_gateway` serves a runtime on a loopback port inside the caller's run (tests, embedding);
+`main` is the command. With no `--config` the shipped demo config is served (simulated
+providers), so a fresh machine answers without keys. SIGTERM and SIGINT stop accepting, let
+requests in flight finish within `[supervision].shutdown_grace_s`, then the runtime closes and
+whatever is left ends in `RuntimeClosed` (a 503 to its client), never silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+import attrs
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from actors.config import Config, load_config
+from actors.errors import ConfigError
+from runtime.demo import default_config_path
+from runtime.embed import Runtime, open_runtime
+from runtime.gateway.app import build_app
+
+__all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
+
+_log = structlog.get_logger("runtime.gateway")
+
+
+@attrs.frozen
+class GatewayServer:
+    """A running gateway: its runtime and where it listens."""
+
+    rt: Runtime
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{host}:{port}"]
+    config.graceful_timeout = grace_s
+    config.accesslog = None
+    config.errorlog = None
+    # A client that sends its headers or body a byte at a time is cut off, not waited for.
+    config.read_timeout = 30
+    config.keep_alive_timeout = 5
+    return config
+
+
+@contextlib.asynccontextmanager
+async def open_gateway(
+    config: Config, *, host: str = "127.0.0.1", port: int = 0, repl: str | None = None
+) -> AsyncIterator[GatewayServer]:
+    """Serve `config`'s runtime over HTTP until the block exits; port 0 picks a free port."""
+    async with open_runtime(config, repl_socket=repl) as rt, trio.open_nursery() as nursery:
+        stop = trio.Event()
+        hyper = _hypercorn_config(host, port, config.supervision.shutdown_grace_s)
+        bound = await nursery.start(
+            lambda task_status: serve(
+                build_app(rt),  # type: ignore[arg-type]  # Starlette is an ASGI app
+                hyper,
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+        )
+        bound_port = int(str(bound[0]).rsplit(":", 1)[1])
+        _log.info("gateway_started", host=host, port=bound_port)
+        try:
+            yield GatewayServer(rt, host, bound_port)
+        finally:
+            stop.set()
+
+
+def build_parser(prog: str = "uptax serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve the runtime as an OpenAI- and Anthropic-compatible HTTP gateway.",
+    )
+    parser.add_argument("--config", help="config file (default: the shipped demo config)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    parser.add_argument("--repl", help="also serve the debug console on this unix socket")
+    return parser
+
+
+async def _serve_until_signalled(config: Config, host: str, port: int, repl: str | None) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with open_gateway(config, host=host, port=port, repl=repl) as server:
+            print(f"uptax gateway: serving on {server.base_url}", flush=True)
+            async for signum in signals:
+                _log.warning("gateway_stopping", signal=signal.Signals(signum).name)
+                break
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config or default_config_path())
+    except ConfigError as exc:
+        print(f"uptax serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_serve_until_signalled, config, args.host, args.port, args.repl)
+    except OSError as exc:
+        print(f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
