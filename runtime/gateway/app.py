@@ -25,7 +25,7 @@ from actors.config import LAST_RESORT_KINDS
 from actors.errors import FallbackError
 from actors.messages import BreakerState, Reply, Request
 from runtime.embed import Runtime
-from runtime.gateway import openai_api
+from runtime.gateway import anthropic_api, openai_api
 from runtime.gateway.errors import Dialect, GatewayError, error_body, from_exception
 from runtime.gateway.requests import decode_body, routed
 from runtime.gateway.streaming import EventStreamResponse, watch_disconnect
@@ -166,6 +166,26 @@ async def _chat_completions(gateway: Gateway, http: HTTPRequest, request_id: str
     )
 
 
+async def _messages(gateway: Gateway, http: HTTPRequest, request_id: str) -> Response:
+    body = await gateway.body(http)
+    request = gateway.route(anthropic_api.read(body), http, has_limit=True)
+    if body.get("stream") is True:
+        renderer = anthropic_api.AnthropicStream(request_id, str(body["model"]), request)
+        return EventStreamResponse(
+            gateway.rt,
+            request,
+            renderer,
+            lambda answering: gateway.reply_headers(request_id, answering),
+        )
+    reply = await gateway.complete(http, request)
+    if reply is None:
+        return Response(status_code=499)  # nobody is listening any more
+    return JSONResponse(
+        anthropic_api.message(reply, request_id, request),
+        headers=gateway.reply_headers(request_id, reply),
+    )
+
+
 async def _models(http: HTTPRequest) -> Response:
     gateway: Gateway = http.app.state.gateway
     data = [
@@ -195,6 +215,7 @@ def build_app(rt: Runtime) -> Starlette:
                 _guarded("openai", "chatcmpl-", _chat_completions),
                 methods=["POST"],
             ),
+            Route("/v1/messages", _guarded("anthropic", "msg_", _messages), methods=["POST"]),
             Route("/v1/models", _models, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz, methods=["GET"]),
