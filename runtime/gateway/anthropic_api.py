@@ -118,8 +118,9 @@ def stop_reason(reply: Reply, answered_in_json: bool) -> str:
 
 def message(reply: Reply, request_id: str, request: Request) -> dict[str, Any]:
     """The whole reply as an Anthropic ``message``."""
-    blocks = content(reply, json_tool(request))
-    in_json = any(b["type"] == "tool_use" and b["name"] == json_tool(request) for b in blocks)
+    json_name = json_tool(request)
+    blocks = content(reply, json_name)
+    in_json = any(b["type"] == "tool_use" and b["name"] == json_name for b in blocks)
     return {
         "id": request_id,
         "type": "message",
