@@ -21,7 +21,7 @@ def test_levels_must_be_a_list_of_names() -> None:
     assert Request(prompt=ASK, levels=["primary"]).levels == ("primary",)
     assert Request(prompt=ASK).levels == ()
     with pytest.raises(FieldError, match="levels"):
-        Request(prompt=ASK, levels="primary")  # type: ignore[arg-type]
+        Request(prompt=ASK, levels="primary")
     with pytest.raises(FieldError, match="levels"):
         Request(prompt=ASK, levels=["primary", ""])
 
