@@ -26,6 +26,7 @@ from actors.errors import ConfigError
 from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.gateway.app import build_app
+from runtime.gateway.policy import open_access
 
 __all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
 
@@ -62,12 +63,16 @@ async def open_gateway(
     config: Config, *, host: str = "127.0.0.1", port: int = 0, repl: str | None = None
 ) -> AsyncIterator[GatewayServer]:
     """Serve `config`'s runtime over HTTP until the block exits; port 0 picks a free port."""
-    async with open_runtime(config, repl_socket=repl) as rt, trio.open_nursery() as nursery:
+    async with (
+        open_access(config, host) as access,
+        open_runtime(config, repl_socket=repl) as rt,
+        trio.open_nursery() as nursery,
+    ):
         stop = trio.Event()
         hyper = _hypercorn_config(host, port, config.supervision.shutdown_grace_s)
         bound = await nursery.start(
             lambda task_status: serve(
-                build_app(rt),  # type: ignore[arg-type]  # Starlette is an ASGI app
+                build_app(rt, access),  # type: ignore[arg-type]  # Starlette is an ASGI app
                 hyper,
                 shutdown_trigger=stop.wait,
                 task_status=task_status,
@@ -111,6 +116,9 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         trio.run(_serve_until_signalled, config, args.host, args.port, args.repl)
+    except ConfigError as exc:  # who may call: no tenants and no master key off loopback
+        print(f"uptax serve: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
               file=sys.stderr)
