@@ -29,6 +29,7 @@ from runtime.gateway import GatewayServer, open_gateway
 from runtime.gateway.app import Gateway, _guarded
 from runtime.gateway.ledger import seconds_left
 from runtime.gateway.policy import open_access
+from runtime.gateway.server import main as server_main
 from runtime.gateway.tenants import MASTER_KEY_ENV, Authenticator, presented_key
 
 openai = pytest.importorskip("openai")
@@ -243,6 +244,24 @@ async def test_without_tenants_loopback_takes_no_key() -> None:
         assert (await ask(server, key="anything")).parse().choices
     with pytest.raises(ConfigError, match=MASTER_KEY_ENV):
         Authenticator.from_config(config, "0.0.0.0", {})
+
+
+def test_serve_refuses_to_start_open_on_a_public_address(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert server_main(["--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "would answer anyone" in capsys.readouterr().err
+
+
+def test_the_start_up_event_says_who_may_call() -> None:
+    config = parse_config(copy.deepcopy(BASE))
+    assert "loopback only" in Authenticator.from_config(config, "::1", {}).describe()
+    master = Authenticator.from_config(config, "0.0.0.0", {MASTER_KEY_ENV: "sk-m"})
+    assert MASTER_KEY_ENV in master.describe() and "sk-m" not in master.describe()
+    with_tenants = Authenticator.from_config(
+        tenants_config(Path("unused")), "0.0.0.0", {}
+    ).describe()
+    assert with_tenants == "API keys of 2 tenant(s): acme, globex"
 
 
 async def test_without_tenants_the_master_key_is_required_when_set(

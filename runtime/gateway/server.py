@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.gateway.app import build_app
 from runtime.gateway.policy import open_access
+from runtime.gateway.tenants import Authenticator
 
 __all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
 
@@ -64,8 +66,8 @@ async def open_gateway(
 ) -> AsyncIterator[GatewayServer]:
     """Serve `config`'s runtime over HTTP until the block exits; port 0 picks a free port."""
     async with (
+        open_runtime(config, repl_socket=repl) as rt,  # first: it configures logging
         open_access(config, host) as access,
-        open_runtime(config, repl_socket=repl) as rt,
         trio.open_nursery() as nursery,
     ):
         stop = trio.Event()
@@ -111,14 +113,13 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config or default_config_path())
+        # Before anything starts: no tenants and no master key off loopback, or a key missing.
+        Authenticator.from_config(config, args.host, os.environ)
     except ConfigError as exc:
         print(f"uptax serve: {exc}", file=sys.stderr)
         return 2
     try:
         trio.run(_serve_until_signalled, config, args.host, args.port, args.repl)
-    except ConfigError as exc:  # who may call: no tenants and no master key off loopback
-        print(f"uptax serve: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
         print(f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
               file=sys.stderr)
