@@ -73,15 +73,18 @@ class Access:
         return tenant
 
     def _check_budget(self, policy: TenantConfig) -> None:
-        if self.ledger is None:
+        if self.ledger is None or (
+            policy.budget_usd_per_day is None and policy.budget_usd_per_month is None
+        ):
             return
         spend = self.ledger.spent(policy.name)
-        day_left, month_left = seconds_left(self.ledger.now())
-        for period, spent, budget, wait in (
-            ("month", spend.month_usd, policy.budget_usd_per_month, month_left),
-            ("day", spend.day_usd, policy.budget_usd_per_day, day_left),
+        for period, spent, budget in (
+            ("month", spend.month_usd, policy.budget_usd_per_month),
+            ("day", spend.day_usd, policy.budget_usd_per_day),
         ):
             if budget is not None and spent >= budget:
+                day_left, month_left = seconds_left(self.ledger.now())
+                wait = month_left if period == "month" else day_left
                 raise GatewayError(
                     429,
                     f"tenant {policy.name!r} has spent its budget of ${budget:g} this {period} "
