@@ -27,10 +27,11 @@ from actors.faults import Fault, FaultKind
 from runtime.embed import open_runtime
 from runtime.gateway import GatewayServer, open_gateway
 from runtime.gateway.app import Gateway, _guarded
+from runtime.gateway.errors import GatewayError
 from runtime.gateway.ledger import seconds_left
 from runtime.gateway.policy import open_access
 from runtime.gateway.server import main as server_main
-from runtime.gateway.tenants import MASTER_KEY_ENV, Authenticator, presented_key
+from runtime.gateway.tenants import MASTER_KEY_ENV, AdminGuard, Authenticator, presented_key
 
 openai = pytest.importorskip("openai")
 
@@ -319,3 +320,16 @@ async def test_refusals_come_in_the_anthropic_shape(anthropic_app: httpx.AsyncCl
     limited = await anthropic_app.post("/v1/messages", json=body, headers=headers)
     assert (limited.status_code, limited.json()["error"]["type"]) == (429, "rate_limit_error")
     assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_the_admin_key_is_its_own_and_closed_when_unset() -> None:
+    closed = AdminGuard("UPTAX_ADMIN_KEY", {})
+    with pytest.raises(GatewayError) as refused:
+        closed.check({"authorization": "Bearer anything"})
+    assert (refused.value.status, refused.value.code) == (403, "admin_closed")
+    guard = AdminGuard("UPTAX_ADMIN_KEY", {"UPTAX_ADMIN_KEY": "sk-admin"})
+    guard.check({"x-api-key": "sk-admin"})
+    for headers in ({}, {"authorization": f"Bearer {ACME_KEY}"}):
+        with pytest.raises(GatewayError) as wrong:
+            guard.check(headers)
+        assert wrong.value.status == 401
