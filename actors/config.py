@@ -418,6 +418,20 @@ class Config:
                     raise ConfigError(
                         f"tenants[{index}].levels: {level!r} is not a configured level"
                     )
+            usable = [
+                level
+                for level in self.levels
+                if (not tenant.levels or level.name in tenant.levels)
+                and (tenant.last_resort or not self._is_last_resort(level))
+            ]
+            if not usable:
+                raise ConfigError(
+                    f"tenants[{index}].levels: with last_resort = false no level is left"
+                )
+
+    def _is_last_resort(self, level: LevelConfig) -> bool:
+        kinds = {p.name: p.kind for p in self.providers}
+        return all(kinds[name] in LAST_RESORT_KINDS for name in level.providers)
 
     def _check_templates(self) -> None:
         """Template match fields are checked at load (the last resort compiles them later)."""

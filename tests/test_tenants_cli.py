@@ -132,6 +132,10 @@ def test_the_command_is_registered_and_a_bad_config_is_exit_2(tmp_path: Path) ->
         ({"api_key_sha256": ["sk-oops"]}, r"tenants\[0\]: api_key_sha256=entry 0 is not a"),
         ({"levels": ["nope"]}, r"tenants\[0\]\.levels: 'nope' is not a configured level"),
         ({"name": "globex"}, r"tenants\[1\]\.name: 'globex' is defined twice"),
+        (
+            {"levels": ["last_resort"], "last_resort": False},
+            r"tenants\[0\]\.levels: with last_resort = false no level is left",
+        ),
         ({"tokens_per_minute": 0}, r"tenants\[0\]: tokens_per_minute=0 must be >= 1"),
         ({"budget_usd_per_month": -1}, r"tenants\[0\]: budget_usd_per_month=-1.0 must be >= 0"),
         ({"last_resort": "no"}, r"tenants\[0\]\.last_resort: 'no' is not true or false"),
