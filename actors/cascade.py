@@ -129,6 +129,7 @@ class _Walk:
         "recovery",
         "request",
         "reserve_cap",
+        "reserves",
         "start",
     )
 
@@ -145,6 +146,13 @@ class _Walk:
         self.recovery = _Recovery(cascade.recovery_wait_s)
         #: The levels' indexes in the order they are walked (see `_walk_order`).
         self.order = _walk_order(plan.levels, request.models, cascade.last_resort_levels)
+        #: Per level, the time kept back for the last resort after it: its levels that this
+        #: request may use (`Request.levels`), so a policy without it gives the levels it all.
+        self.reserves = cascade.reserves_s
+        if request.levels:
+            allowed = request.levels
+            self.order = tuple(i for i in self.order if cascade.levels[i].name in allowed)
+            self.reserves = _reserves(cascade.levels, cascade.last_resort_levels, allowed)
         #: The first level this request can use at all (one not emptied by its needs or pins).
         self.first_level = _first_usable(plan.levels, self.order)
         #: Whether that level's plan left out a provider for its health: only then can a
@@ -184,7 +192,7 @@ class _Walk:
         deadline counted from when it starts and, before the last resort, ending early enough
         to leave the last resort its time."""
         deadline = self.deadline
-        reserves = self.cascade.reserves_s
+        reserves = self.reserves
         cap = self.reserve_cap
         levels = self.cascade.levels
         for index in self.order:
@@ -211,7 +219,7 @@ class _Walk:
         now = trio.current_time()
         if back is None or recovery.rounds >= MAX_RECOVERY_ROUNDS:
             return None
-        if back >= self.deadline - min(self.cascade.reserves_s[0], self.reserve_cap):
+        if back >= self.deadline - min(self.reserves[0], self.reserve_cap):
             return None
         wait = max(0.0, back - now)
         if recovery.waited + wait > recovery.budget_s:
@@ -423,14 +431,7 @@ class CascadeSupervisor:
             if all(name in self._last_resort for name in level.providers)
         )
         #: Per level, the time kept back for the last-resort levels after it.
-        self.reserves_s = tuple(
-            sum(
-                later.timeout_s
-                for position, later in enumerate(config.levels)
-                if position > index and position in self.last_resort_levels
-            )
-            for index in range(len(config.levels))
-        )
+        self.reserves_s = _reserves(config.levels, self.last_resort_levels)
         self.recovery_wait_s = config.runtime.recovery_wait_s
         self.in_flight = 0
         self.hedges = 0
@@ -857,6 +858,23 @@ def _raise_rejected(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     if rejected is not None and rest is None:
         raise rejected.exceptions[0] from None
     raise group
+
+
+def _reserves(
+    levels: Sequence[LevelConfig], last_resort: Collection[int], allowed: Collection[str] = ()
+) -> tuple[float, ...]:
+    """Per level, the time kept back for the last-resort levels after it (those in `allowed`
+    when it names any)."""
+    return tuple(
+        sum(
+            later.timeout_s
+            for position, later in enumerate(levels)
+            if position > index
+            and position in last_resort
+            and (not allowed or later.name in allowed)
+        )
+        for index in range(len(levels))
+    )
 
 
 def _first_usable(levels: Sequence[LevelPlan], order: Sequence[int]) -> int:

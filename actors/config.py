@@ -32,6 +32,7 @@ from actors.validation import (
     one_of,
     optional_one_of,
     positive,
+    text,
 )
 
 # The kind sets come from the kinds table; re-exported here, where callers always found them.
@@ -315,6 +316,52 @@ class GatewayConfig:
     max_messages: int = attrs.field(default=2048, validator=at_least(1))
     #: The output limit of a request that names none (OpenAI's `max_tokens` is optional).
     default_max_tokens: int = attrs.field(default=4096, validator=at_least(1))
+    #: The tenants' spend ledger, an SQLite file (opened only when [[tenants]] are configured).
+    #: Unset: `$XDG_STATE_HOME/uptax/ledger.sqlite3` (`~/.local/state/uptax/...`); a relative
+    #: path is taken from the working directory.
+    ledger: str | None = None
+    #: The environment variable holding the key that guards `/admin/*`.
+    admin_key_env: str = attrs.field(default="UPTAX_ADMIN_KEY", validator=text)
+
+
+def _sha256_hexes(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for index, digest in enumerate(value):
+        if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise FieldError(  # the value is not echoed: it may be a key pasted by mistake
+                attribute.name,
+                f"entry {index} is not a SHA-256 hex digest (64 hex digits; "
+                "`uptax tenants add-key` prints one)",
+            )
+
+
+@attrs.frozen
+class TenantConfig:
+    """A gateway tenant (`[[tenants]]`): the keys it proves itself with, what it may spend and
+    how fast, what it may use. Unset limits do not limit; empty `models`/`levels` allow all."""
+
+    name: str = attrs.field(validator=text)
+    #: SHA-256 hex digests of its API keys (the keys themselves are never stored).
+    api_key_sha256: tuple[str, ...] = attrs.field(default=(), validator=_sha256_hexes)
+    #: An environment variable holding one more key, in clear.
+    api_key_env: str | None = None
+    budget_usd_per_day: float | None = attrs.field(default=None, validator=non_negative)
+    budget_usd_per_month: float | None = attrs.field(default=None, validator=non_negative)
+    requests_per_minute: int | None = attrs.field(default=None, validator=at_least(1))
+    tokens_per_minute: int | None = attrs.field(default=None, validator=at_least(1))
+    #: The models (or aliases) it may ask for by name.
+    models: tuple[str, ...] = ()
+    #: The levels its requests may use, by name.
+    levels: tuple[str, ...] = ()
+    #: A request's `budget_usd` is at most this.
+    max_budget_usd_per_request: float | None = attrs.field(default=None, validator=non_negative)
+    #: Whether the last resort (cache, templates) may answer its requests.
+    last_resort: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if not self.api_key_sha256 and not self.api_key_env:
+            raise FieldError(
+                "api_key_sha256", "missing; a tenant needs api_key_sha256 or api_key_env"
+            )
 
 
 @attrs.frozen
@@ -327,6 +374,8 @@ class Config:
     supervision: SupervisionConfig = SupervisionConfig()
     runtime: RuntimeSettings = RuntimeSettings()
     gateway: GatewayConfig = GatewayConfig()
+    #: The gateway's tenants (none: one master key, or no key on loopback).
+    tenants: tuple[TenantConfig, ...] = ()
     #: Models some provider serves that have a price neither in `models` nor in the shipped
     #: table (`actors.prices`): they cost $0, so `budget_usd` never excludes them. Set by
     #: `parse_config`; not a TOML key.
@@ -356,6 +405,33 @@ class Config:
                     )
 
         self._check_templates()
+        self._check_tenants(level_names)
+
+    def _check_tenants(self, level_names: set[str]) -> None:
+        seen: set[str] = set()
+        for index, tenant in enumerate(self.tenants):
+            if tenant.name in seen:
+                raise ConfigError(f"tenants[{index}].name: {tenant.name!r} is defined twice")
+            seen.add(tenant.name)
+            for level in tenant.levels:
+                if level not in level_names:
+                    raise ConfigError(
+                        f"tenants[{index}].levels: {level!r} is not a configured level"
+                    )
+            usable = [
+                level
+                for level in self.levels
+                if (not tenant.levels or level.name in tenant.levels)
+                and (tenant.last_resort or not self._is_last_resort(level))
+            ]
+            if not usable:
+                raise ConfigError(
+                    f"tenants[{index}].levels: with last_resort = false no level is left"
+                )
+
+    def _is_last_resort(self, level: LevelConfig) -> bool:
+        kinds = {p.name: p.kind for p in self.providers}
+        return all(kinds[name] in LAST_RESORT_KINDS for name in level.providers)
 
     def _check_templates(self) -> None:
         """Template match fields are checked at load (the last resort compiles them later)."""
@@ -456,6 +532,7 @@ CONVERTER = strict_converter(
     RuntimeSettings,
     AliasConfig,
     GatewayConfig,
+    TenantConfig,
     Config,
 )
 

@@ -110,6 +110,16 @@ def _to_models(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _to_levels(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list | tuple | frozenset | set):
+        raise FieldError("levels", f"{value!r} is not a list of level names")
+    if not all(isinstance(v, str) and v for v in value):
+        raise FieldError("levels", f"{value!r} must hold non-empty level names")
+    return tuple(value)
+
+
 #: OpenAI's limit; every other provider takes at least as many.
 MAX_STOP_SEQUENCES = 4
 
@@ -177,6 +187,9 @@ class Request:
     #: Models in order of preference (OpenRouter's `models`): only providers offering one of
     #: them are asked, each with the first of them it offers.
     models: tuple[str, ...] = attrs.field(default=(), converter=_to_models)
+    #: The levels this request may use, by name (a tenant's policy); empty: every level. The
+    #: others are skipped, the last resort's included, and keep no time back for themselves.
+    levels: tuple[str, ...] = attrs.field(default=(), converter=_to_levels)
     #: The whole conversation, shorthand expanded (derived; not an argument).
     conversation: tuple[Message, ...] = attrs.field(init=False, repr=False)
 

@@ -432,8 +432,12 @@ class Ranker:
         pins = () if request.model is None and not request.models else self._pins(request)
         tokens = self.prompt_tokens(request)
         needs = request_needs(request)
+        allowed = request.levels
         plans = [
-            self._rank(request, tokens, needs, pins, level, snapshots, now) for level in levels
+            self._rank(request, tokens, needs, pins, level, snapshots, now)
+            if not allowed or level.name in allowed
+            else LevelPlan(level.name, (), ())  # not this request's: nothing to try, or wait for
+            for level in levels
         ]
         eligible: list[tuple[float, float, str, int, Exclusion]] = []
         has_candidate = False

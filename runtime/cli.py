@@ -18,6 +18,8 @@ commands:
                          attach a debug console to a running runtime's socket
   serve [--config PATH] [--host 127.0.0.1] [--port 4000] [--repl PATH]
                          serve the runtime as an OpenAI- and Anthropic-compatible gateway
+  tenants list|spend [--config PATH] [--ledger PATH] | tenants add-key TENANT
+                         the gateway's tenants, their spend, a new API key and its SHA-256
   fake-providers [--host HOST] [--port PORT] [--providers NAME:KIND,...] [--seed N]
                          serve the fake OpenAI/Anthropic/Gemini/Ollama server on 127.0.0.1
   help                   show this message
@@ -48,6 +50,12 @@ def _serve(argv: list[str]) -> int:
     return main(argv)
 
 
+def _tenants(argv: list[str]) -> int:
+    from runtime.gateway.tenants_cli import main
+
+    return main(argv)
+
+
 def _fake_providers(argv: list[str]) -> int:
     from runtime.testing.server import main
 
@@ -59,6 +67,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "scenario": _scenario,
     "repl": _repl,
     "serve": _serve,
+    "tenants": _tenants,
     "fake-providers": _fake_providers,
 }
 

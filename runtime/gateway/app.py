@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -27,6 +28,8 @@ from actors.messages import BreakerState, Reply, Request
 from runtime.embed import Runtime
 from runtime.gateway import anthropic_api, openai_api
 from runtime.gateway.errors import Dialect, GatewayError, error_body, from_exception
+from runtime.gateway.metering import metered
+from runtime.gateway.policy import Access
 from runtime.gateway.requests import decode_body, routed
 from runtime.gateway.streaming import EventStreamResponse, watch_disconnect
 
@@ -40,8 +43,9 @@ Endpoint = Callable[[HTTPRequest], Awaitable[Response]]
 class Gateway:
     """What every endpoint shares: the runtime, its config, and the ways to answer."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, access: Access) -> None:
         self.rt = rt
+        self.access = access
         self.config = rt.config
         self.settings = rt.config.gateway
 
@@ -62,7 +66,10 @@ class Gateway:
         return decode_body(b"".join(chunks))
 
     def route(self, request: Request, http: HTTPRequest, *, has_limit: bool) -> Request:
-        return routed(request, http.headers, self.settings, has_limit=has_limit)
+        """`request` routed, within its tenant's policy (403 for a model it may not use)."""
+        self.access.check_models(http.state.tenant, request)
+        request = routed(request, http.headers, self.settings, has_limit=has_limit)
+        return self.access.shape(http.state.tenant, request)
 
     # -- answering --------------------------------------------------------------------------
 
@@ -73,7 +80,7 @@ class Gateway:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_disconnect, http.receive, nursery.cancel_scope)
             try:
-                reply = await self.rt.complete(request)
+                reply = http.state.reply = await self.rt.complete(request)
             except FallbackError as exc:  # raised as itself, not wrapped in the nursery's group
                 failure = exc
             nursery.cancel_scope.cancel()
@@ -135,11 +142,13 @@ def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Resp
         gateway: Gateway = http.app.state.gateway
         request_id = new_request_id(prefix)
         try:
-            return await handle(gateway, http, request_id)
+            tenant = http.state.tenant = gateway.access.admit(http.headers)
+            response = await handle(gateway, http, request_id)
         except (GatewayError, FallbackError, ValueError, TypeError) as exc:
             error = from_exception(exc)
             _log.info("gateway_request_refused", status=error.status, reason=error.message)
             return gateway.error_response(error, dialect, request_id)
+        return metered(response, http, partial(gateway.access.charge, tenant, request_id=request_id))
 
     return endpoint
 
@@ -206,8 +215,8 @@ async def _readyz(http: HTTPRequest) -> Response:
     return JSONResponse({"status": "not ready: no provider outside the last resort"}, 503)
 
 
-def build_app(rt: Runtime) -> Starlette:
-    """The ASGI application serving `rt`."""
+def build_app(rt: Runtime, access: Access) -> Starlette:
+    """The ASGI application serving `rt` to the callers `access` admits."""
     app = Starlette(
         routes=[
             Route(
@@ -221,5 +230,5 @@ def build_app(rt: Runtime) -> Starlette:
             Route("/readyz", _readyz, methods=["GET"]),
         ]
     )
-    app.state.gateway = Gateway(rt)
+    app.state.gateway = Gateway(rt, access)
     return app

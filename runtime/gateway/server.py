@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ from actors.errors import ConfigError
 from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.gateway.app import build_app
+from runtime.gateway.policy import open_access
+from runtime.gateway.tenants import Authenticator
 
 __all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
 
@@ -62,12 +65,16 @@ async def open_gateway(
     config: Config, *, host: str = "127.0.0.1", port: int = 0, repl: str | None = None
 ) -> AsyncIterator[GatewayServer]:
     """Serve `config`'s runtime over HTTP until the block exits; port 0 picks a free port."""
-    async with open_runtime(config, repl_socket=repl) as rt, trio.open_nursery() as nursery:
+    async with (
+        open_runtime(config, repl_socket=repl) as rt,  # first: it configures logging
+        open_access(config, host) as access,
+        trio.open_nursery() as nursery,
+    ):
         stop = trio.Event()
         hyper = _hypercorn_config(host, port, config.supervision.shutdown_grace_s)
         bound = await nursery.start(
             lambda task_status: serve(
-                build_app(rt),  # type: ignore[arg-type]  # Starlette is an ASGI app
+                build_app(rt, access),  # type: ignore[arg-type]  # Starlette is an ASGI app
                 hyper,
                 shutdown_trigger=stop.wait,
                 task_status=task_status,
@@ -106,6 +113,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config or default_config_path())
+        # Before anything starts: no tenants and no master key off loopback, or a key missing.
+        Authenticator.from_config(config, args.host, os.environ)
     except ConfigError as exc:
         print(f"uptax serve: {exc}", file=sys.stderr)
         return 2

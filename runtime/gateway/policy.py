@@ -1,0 +1,199 @@
+"""What a tenant may do, checked around each request: `Access` admits it (key, rate limits,
+budget), shapes it (allowed models and levels, the per-request budget cap, the tenant's cache
+scope) and charges it once answered (tokens against the rate limit, cost into the ledger).
+
+Refusals are `GatewayError`s, so each API answers them in its own shape: 401 for the key, 403
+for a model or levels the tenant may not use, 429 with `Retry-After` for a rate limit or a
+spent budget (until the UTC day or month ends). A budget is checked before a request, against
+what has been recorded: the request that crosses it is answered, the next ones are refused, so
+a tenant overshoots by at most one request (`max_budget_usd_per_request` bounds that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import attrs
+import structlog
+
+from actors.config import LAST_RESORT_KINDS, Config, TenantConfig
+from actors.messages import Reply, Request
+from runtime.gateway.errors import GatewayError
+from runtime.gateway.ledger import Charge, Ledger, default_ledger_path, seconds_left
+from runtime.gateway.ratelimit import RateLimiter
+from runtime.gateway.tenants import Authenticator, Tenant
+
+__all__ = ["Access", "open_access"]
+
+_log = structlog.get_logger("runtime.gateway")
+
+
+class Access:
+    """The tenants' keys, rate limits, policies and ledger for one gateway."""
+
+    def __init__(
+        self, config: Config, authenticator: Authenticator, ledger: Ledger | None
+    ) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.ledger = ledger
+        self.limiter = RateLimiter()
+        levels = config.levels
+        kinds = {p.name: p.kind for p in config.providers}
+        self._last_resort_levels = frozenset(
+            level.name
+            for level in levels
+            if all(kinds[name] in LAST_RESORT_KINDS for name in level.providers)
+        )
+        #: Per tenant, the levels its requests may use (() for all).
+        self._levels = {t.name: self._allowed_levels(t) for t in config.tenants}
+
+    def _allowed_levels(self, tenant: TenantConfig) -> tuple[str, ...]:
+        names = tenant.levels or tuple(level.name for level in self.config.levels)
+        if not tenant.last_resort:
+            names = tuple(name for name in names if name not in self._last_resort_levels)
+        elif not tenant.levels:
+            return ()
+        return names
+
+    # -- before the request -----------------------------------------------------------------
+
+    def admit(self, headers: Mapping[str, str]) -> Tenant:
+        """The caller, when its key is good and it is within its rate limits and budgets."""
+        tenant = self.authenticator.authenticate(headers)
+        policy = tenant.config
+        if policy is None:
+            return tenant
+        self._check_budget(policy)
+        self.limiter.admit(tenant.name, policy.requests_per_minute, policy.tokens_per_minute)
+        return tenant
+
+    def _check_budget(self, policy: TenantConfig) -> None:
+        if self.ledger is None or (
+            policy.budget_usd_per_day is None and policy.budget_usd_per_month is None
+        ):
+            return
+        spend = self.ledger.spent(policy.name)
+        for period, spent, budget in (
+            ("month", spend.month_usd, policy.budget_usd_per_month),
+            ("day", spend.day_usd, policy.budget_usd_per_day),
+        ):
+            if budget is not None and spent >= budget:
+                day_left, month_left = seconds_left(self.ledger.now())
+                wait = month_left if period == "month" else day_left
+                raise GatewayError(
+                    429,
+                    f"tenant {policy.name!r} has spent its budget of ${budget:g} this {period} "
+                    f"(UTC); it renews in {wait / 3600:.1f} h",
+                    code="budget_exceeded",
+                    retry_after_s=float(math.ceil(wait)),
+                )
+
+    def check_models(self, tenant: Tenant, request: Request) -> None:
+        """A 403 when `request`, as the client sent it, names a model (or alias) `tenant` may
+        not ask for."""
+        policy = tenant.config
+        if policy is None or not policy.models:
+            return
+        asked = [request.model] if request.model is not None else list(request.models)
+        for model in asked:
+            if model not in policy.models:
+                raise GatewayError(
+                    403,
+                    f"tenant {tenant.name!r} may not use model {model!r} "
+                    f"(allowed: {', '.join(policy.models)})",
+                    param="model",
+                    code="model_not_allowed",
+                )
+
+    def shape(self, tenant: Tenant, request: Request) -> Request:
+        """The routed `request` within `tenant`'s policy: the levels it may use (a 403 when its
+        pinned model is served at none of them), the budget cap, the tenant's cache scope."""
+        policy = tenant.config
+        if policy is None:
+            return request
+        changes: dict[str, Any] = {
+            "context": {**(request.context or {}), "tenant": tenant.name},
+            "levels": self._levels[tenant.name],
+        }
+        cap = policy.max_budget_usd_per_request
+        if cap is not None and (request.budget_usd is None or request.budget_usd > cap):
+            changes["budget_usd"] = cap
+        shaped = attrs.evolve(request, **changes)
+        self._check_levels(tenant, shaped)
+        return shaped
+
+    def _check_levels(self, tenant: Tenant, request: Request) -> None:
+        """A 403 when `request` pins a model that no level `tenant` may use offers."""
+        levels = request.levels
+        if tenant.config is None or not levels or request.model is None:
+            return
+        served = {
+            name
+            for level in self.config.levels
+            if level.name in levels
+            for name in level.providers
+            if request.model in self.config.provider(name).models
+        }
+        if not served:
+            raise GatewayError(
+                403,
+                f"model {request.model!r} is not served at the levels tenant {tenant.name!r} "
+                f"may use ({', '.join(levels)})",
+                param="model",
+                code="level_not_allowed",
+            )
+
+    # -- after the reply ----------------------------------------------------------------------
+
+    async def charge(self, tenant: Tenant, reply: Reply, request_id: str) -> None:
+        """Count `reply`'s tokens against the rate limit and its cost in the ledger."""
+        policy = tenant.config
+        tokens = reply.usage.input_tokens + reply.usage.output_tokens
+        if policy is not None:
+            self.limiter.charge_tokens(tenant.name, tokens, policy.tokens_per_minute)
+        if self.ledger is None:
+            return
+        charge = Charge(
+            tenant=tenant.name,
+            request_id=request_id,
+            model=reply.model,
+            provider=reply.provider,
+            level=reply.level,
+            input_tokens=reply.usage.input_tokens,
+            output_tokens=reply.usage.output_tokens,
+            cost_usd=reply.cost_usd,
+        )
+        try:
+            await self.ledger.record(charge)
+        except Exception as exc:  # a full disk must not turn an answered request into an error
+            _log.error("ledger_write_failed", tenant=tenant.name, error=repr(exc))
+
+
+@contextlib.asynccontextmanager
+async def open_access(
+    config: Config, host: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Access]:
+    """The gateway's `Access` for `config` on `host`, its ledger open while the block runs (when
+    there are tenants, or `[gateway] ledger` names a file). Says at start who may call."""
+    authenticator = Authenticator.from_config(config, host, os.environ if env is None else env)
+    ledger: Ledger | None = None
+    if config.tenants or config.gateway.ledger is not None:
+        path = config.gateway.ledger or default_ledger_path()
+        ledger = await Ledger.open(path)
+    say = _log.warning if authenticator.mode == "open" else _log.info
+    say(
+        "gateway_access",
+        mode=authenticator.mode,
+        callers=authenticator.describe(),
+        ledger=None if ledger is None else str(ledger.file.path),
+    )
+    try:
+        yield Access(config, authenticator, ledger)
+    finally:
+        if ledger is not None:
+            await ledger.aclose()
