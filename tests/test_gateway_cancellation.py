@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import trio
+import trio.testing
 
 import runtime
 from actors.faults import Fault, FaultKind
@@ -67,11 +68,11 @@ def in_flight(gateway: GatewayServer) -> tuple[int, int]:
     return gateway.rt.status().requests_in_flight, int(actor.bulkhead.borrowed_tokens)
 
 
-async def settled(gateway: GatewayServer) -> None:
-    """Wait until the gateway has booked the cancelled request (it does so as it unwinds)."""
+async def settled() -> None:
+    """Wait until every task in the run is blocked: the gateway has finished unwinding the
+    cancelled request (and booked it) by then."""
     with trio.fail_after(WIDE_S):
-        while gateway.rt.status().stats.errors_by_kind.get("cancelled", 0) < 1:
-            await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
 
 
 async def leave_and_time_it(
@@ -103,13 +104,15 @@ async def test_a_client_leaving_a_whole_request_cancels_the_provider_call(
         assert in_flight(gateway) == (1, 1)  # the call holds its bulkhead slot
         ready.set()
 
-    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=WIDE_S * 4) as client:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(provider_has_it)
-            nursery.start_soon(post, client)
-            gap = await leave_and_time_it(fake_providers, client_scope, ready)
+    async with (
+        httpx.AsyncClient(base_url=gateway.base_url, timeout=WIDE_S * 4) as client,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(provider_has_it)
+        nursery.start_soon(post, client)
+        gap = await leave_and_time_it(fake_providers, client_scope, ready)
     assert gap < 0.1, f"the provider saw the client leave {gap * 1000:.0f} ms later"
-    await settled(gateway)
+    await settled()
     assert in_flight(gateway) == (0, 0)
     stats = gateway.rt.status().stats
     assert stats.errors_by_kind == {"cancelled": 1} and stats.successes == 0
@@ -139,13 +142,15 @@ async def test_a_client_leaving_a_stream_cancels_the_provider_stream(
                     ready.set()
                     await trio.sleep_forever()
 
-    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=WIDE_S * 4) as client:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_first_event, client)
-            gap = await leave_and_time_it(fake_providers, client_scope, ready)
+    async with (
+        httpx.AsyncClient(base_url=gateway.base_url, timeout=WIDE_S * 4) as client,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(read_first_event, client)
+        gap = await leave_and_time_it(fake_providers, client_scope, ready)
     assert first_line.startswith("data: {")
     assert gap < 0.1, f"the provider saw the client leave {gap * 1000:.0f} ms later"
-    await settled(gateway)
+    await settled()
     assert in_flight(gateway) == (0, 0)
     stats = gateway.rt.status().stats
     assert stats.errors_by_kind == {"cancelled": 1} and stats.successes == 0
