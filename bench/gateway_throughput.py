@@ -1,0 +1,368 @@
+"""What the gateway costs: requests per second and p50 / p99 latency through `uptax serve`, and
+directly against the provider it forwards to, in the same run.
+
+Three processes: `uptax fake-providers` (one OpenAI-kind provider on loopback), `uptax serve
+--config <generated toml>` pointing an openai-kind provider at it, and this load client (httpx
+on trio, one worker task per concurrent client, keep-alive connections). At each concurrency,
+streamed and not, rounds alternate direct and gateway and the median round is reported, with
+the gateway's throughput as a share of the direct one and the latency it adds. Then a soak: 64
+clients through the gateway for `--soak` seconds, each reply checked against its own request;
+errors and lost requests (no reply of its own) must both be 0. Real clock, real sockets.
+
+    .venv/bin/python bench/gateway_throughput.py [--seconds S] [--rounds R] [--soak S]
+        [--concurrency 1 8 32 64]
+
+The client's CPU share is printed per row: near 100 % means this one client process was the
+bottleneck, not the server it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+import httpx
+import trio
+
+KEY = "sk-bench-0123456789abcdef"
+MODEL = "gpt-4o-mini"
+TIMEOUT_S = 30.0
+
+Call = Callable[[int], Awaitable[None]]
+
+
+@attrs.frozen
+class Round:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    #: This client's CPU time over wall time (1.0 = one core busy).
+    client_cpu: float
+    #: CPU time the measured server process spent per request, in ms: what the machine's load
+    #: does not change much, unlike the latencies.
+    server_cpu_ms: float
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- the servers, each in its own process -------------------------------------------------------
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of process `pid` so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _uptax() -> list[str]:
+    return [sys.executable, "-m", "runtime.cli"]
+
+
+def _start(args: list[str], ready: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """Start a server process; the first stdout line starting with `ready`, and keep draining."""
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(ready):
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return process, line.strip()
+    raise RuntimeError(f"{' '.join(args)} exited before saying {ready!r}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _config(provider_url: str) -> str:
+    return f"""
+[runtime]
+deadline_s = 60
+
+[[providers]]
+name = "openai"
+kind = "openai"
+models = ["{MODEL}"]
+base_url = "{provider_url}"
+max_in_flight = 256
+read_timeout_s = 30.0
+
+[[levels]]
+name = "primary"
+providers = ["openai"]
+timeout_s = 30
+"""
+
+
+@attrs.frozen
+class Target:
+    """Where to send requests, and the process answering them there."""
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def servers(workdir: Path) -> Iterator[tuple[Target, Target]]:
+    """(the provider, the gateway), each server in its own process."""
+    env = {**os.environ, "OPENAI_API_KEY": KEY}
+    started: list[subprocess.Popen[str]] = []
+    try:
+        fake, line = _start(
+            [*_uptax(), "fake-providers", "--providers", "openai:openai"], "provider=openai", env
+        )
+        started.append(fake)
+        provider_url = line.split("base_url=")[1]
+        config = workdir / "gateway.toml"
+        config.write_text(_config(provider_url))
+        port = _free_port()
+        gateway, _ = _start(
+            [*_uptax(), "serve", "--config", str(config), "--port", str(port)],
+            "uptax gateway: serving",
+            env,
+        )
+        started.append(gateway)
+        yield (
+            Target(provider_url, fake.pid),
+            Target(f"http://127.0.0.1:{port}/v1", gateway.pid),
+        )
+    finally:
+        for process in reversed(started):
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+
+# -- one request, whole or streamed ------------------------------------------------------------
+
+
+def _body(n: int, stream: bool) -> dict[str, object]:
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"request {n} about VAT"}],
+        "max_tokens": 32,
+        "stream": stream,
+    }
+
+
+async def ask(client: httpx.AsyncClient, n: int, stream: bool) -> str:
+    """The reply's text; raises on any HTTP error or a stream that does not end in [DONE]."""
+    if not stream:
+        response = await client.post("/chat/completions", json=_body(n, False))
+        response.raise_for_status()
+        return str(response.json()["choices"][0]["message"]["content"])
+    text: list[str] = []
+    async with client.stream("POST", "/chat/completions", json=_body(n, True)) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if line == "data: [DONE]":
+                return "".join(text)
+            if line.startswith("data: "):
+                choices = json.loads(line[6:]).get("choices") or []
+                text.extend(c["delta"].get("content") or "" for c in choices)
+    raise RuntimeError("the stream ended without [DONE]")
+
+
+def new_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        limits=limits,
+        timeout=TIMEOUT_S,
+        headers={"authorization": f"Bearer {KEY}"},
+    )
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+async def drive(call: Call, concurrency: int, seconds: float, server_pid: int) -> Round:
+    """`concurrency` workers calling back to back for `seconds`."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            await call(next(counter))
+            latencies.append(time.perf_counter() - start)
+
+    cpu, server_cpu = time.process_time(), process_cpu_s(server_pid)
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(worker)
+    wall = time.perf_counter() - start
+    return Round(
+        rps=len(latencies) / wall,
+        p50_ms=percentile(latencies, 0.5) * 1e3,
+        p99_ms=percentile(latencies, 0.99) * 1e3,
+        client_cpu=(time.process_time() - cpu) / wall,
+        server_cpu_ms=(process_cpu_s(server_pid) - server_cpu) * 1e3 / max(1, len(latencies)),
+    )
+
+
+def _median(rounds: list[Round]) -> Round:
+    return sorted(rounds, key=lambda r: r.rps)[len(rounds) // 2]
+
+
+async def compare(
+    provider: Target, gateway_: Target, concurrency: int, stream: bool, args: argparse.Namespace
+) -> tuple[Round, Round]:
+    """(direct, gateway): the median of `args.rounds` alternating rounds each."""
+    async with (
+        new_client(provider.url, concurrency) as direct,
+        new_client(gateway_.url, concurrency) as gateway,
+    ):
+
+        async def via_direct(n: int) -> None:
+            await ask(direct, n, stream)
+
+        async def via_gateway(n: int) -> None:
+            await ask(gateway, n, stream)
+
+        for n in range(concurrency * 2):  # open and warm both pools
+            await via_direct(n)
+            await via_gateway(n)
+        direct_rounds, gateway_rounds = [], []
+        for _ in range(args.rounds):
+            direct_rounds.append(await drive(via_direct, concurrency, args.seconds, provider.pid))
+            gateway_rounds.append(await drive(via_gateway, concurrency, args.seconds, gateway_.pid))
+    return _median(direct_rounds), _median(gateway_rounds)
+
+
+def row(concurrency: int, stream: bool, direct: Round, gateway: Round) -> str:
+    return (
+        f"| {concurrency} | {'yes' if stream else 'no'} "
+        f"| {direct.rps:,.0f} | {direct.p50_ms:.2f} | {direct.p99_ms:.2f} "
+        f"| {gateway.rps:,.0f} | {gateway.p50_ms:.2f} | {gateway.p99_ms:.2f} "
+        f"| {gateway.rps / direct.rps:.2f} | {gateway.p50_ms - direct.p50_ms:+.2f} "
+        f"| {gateway.p99_ms - direct.p99_ms:+.2f} "
+        f"| {direct.server_cpu_ms:.2f} / {gateway.server_cpu_ms:.2f} "
+        f"| {direct.client_cpu:.0%} / {gateway.client_cpu:.0%} |"
+    )
+
+
+@attrs.define
+class Soak:
+    sent: int = 0
+    answered: int = 0
+    errors: int = 0
+    wrong: int = 0
+    latencies: list[float] = attrs.Factory(list)
+
+
+async def soak(gateway_url: str, concurrency: int, seconds: float) -> Soak:
+    """`concurrency` clients for `seconds`, alternately streamed and not; each reply must echo
+    its own request's number. Requests still unanswered `TIMEOUT_S` after the end are lost."""
+    result = Soak()
+    stop = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def worker(client: httpx.AsyncClient, index: int) -> None:
+        while time.perf_counter() < stop:
+            n = next(counter)
+            result.sent += 1
+            start = time.perf_counter()
+            try:
+                text = await ask(client, n, stream=(n + index) % 2 == 1)
+            except (httpx.HTTPError, RuntimeError, ValueError, KeyError):
+                result.errors += 1
+                continue
+            result.latencies.append(time.perf_counter() - start)
+            result.answered += 1
+            if f"request {n} " not in text:
+                result.wrong += 1
+
+    async with new_client(gateway_url, concurrency) as client:
+        with trio.move_on_after(seconds + TIMEOUT_S + 5):
+            async with trio.open_nursery() as nursery:
+                for index in range(concurrency):
+                    nursery.start_soon(worker, client, index)
+    return result
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def header(args: argparse.Namespace) -> str:
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"# {date}; {cpu}, {os.cpu_count()} cpu, {platform.system()} {platform.release()}; "
+        f"python {platform.python_version()}, trio {trio.__version__}, httpx {httpx.__version__}; "
+        f"{args.rounds} rounds of {args.seconds:g} s per cell, median round; "
+        f"load average at start {os.getloadavg()[0]:.2f}"
+    )
+
+
+async def run(provider: Target, gateway: Target, args: argparse.Namespace) -> int:
+    print(header(args), flush=True)
+    print(
+        "| concurrency | stream | direct rps | p50 ms | p99 ms | gateway rps | p50 ms | p99 ms "
+        "| ratio | added p50 ms | added p99 ms | server cpu ms/req (provider / gateway) "
+        "| client cpu (direct / gateway) |"
+    )
+    print("|" + " --- |" * 13, flush=True)
+    for stream in (False, True):
+        for concurrency in args.concurrency:
+            direct, through = await compare(provider, gateway, concurrency, stream, args)
+            print(row(concurrency, stream, direct, through), flush=True)
+    if args.soak <= 0:
+        return 0
+    result = await soak(gateway.url, 64, args.soak)
+    lost = result.sent - result.answered - result.errors
+    print(
+        f"\nsoak: 64 clients through the gateway for {args.soak:g} s (half streamed): "
+        f"{result.sent:,} requests, {result.answered:,} answered "
+        f"({result.answered / args.soak:,.0f}/s, p50 {percentile(result.latencies, 0.5) * 1e3:.1f} "
+        f"ms, p99 {percentile(result.latencies, 0.99) * 1e3:.1f} ms), "
+        f"{result.errors} errors, {lost} lost, {result.wrong} answered with another's reply",
+        flush=True,
+    )
+    return 0 if result.errors == lost == result.wrong == 0 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per round (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="per cell (default 3)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--soak", type=float, default=60.0, help="soak seconds (0: skip)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir, servers(Path(workdir)) as (provider, gateway):
+        return trio.run(run, provider, gateway, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
