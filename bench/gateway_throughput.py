@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,9 +41,6 @@ import trio
 KEY = "sk-bench-0123456789abcdef"
 MODEL = "gpt-4o-mini"
 TIMEOUT_S = 30.0
-
-Call = Callable[[int], Awaitable[None]]
-
 
 @attrs.frozen
 class Round:
@@ -195,62 +192,119 @@ def new_client(base_url: str, concurrency: int) -> httpx.AsyncClient:
     )
 
 
-# -- measuring ---------------------------------------------------------------------------------
+# -- measuring: load processes, each with its share of the clients ----------------------------
 
 
-async def drive(call: Call, concurrency: int, seconds: float, server_pid: int) -> Round:
-    """`concurrency` workers calling back to back for `seconds`."""
+async def load_worker(url: str, concurrency: int, stream: bool, seconds: float) -> None:
+    """A load process: warm up, then for each `go` line on stdin run `concurrency` clients back
+    to back for `seconds` and print one JSON line (latencies, CPU seconds)."""
+    async with new_client(url, concurrency) as client:
+        counter = iter(range(10**9))
+        for _ in range(concurrency * 2):  # open and warm the pool
+            await ask(client, next(counter), stream)
+        print("ready", flush=True)
+        while (await trio.to_thread.run_sync(sys.stdin.readline)).strip() == "go":
+            cpu = time.process_time()
+            latencies = await back_to_back(client, concurrency, stream, seconds, counter)
+            cpu_s = time.process_time() - cpu
+            print(json.dumps({"latencies": latencies, "cpu_s": cpu_s}), flush=True)
+
+
+async def back_to_back(
+    client: httpx.AsyncClient,
+    concurrency: int,
+    stream: bool,
+    seconds: float,
+    counter: Iterator[int],
+) -> list[float]:
+    """`concurrency` clients asking back to back for `seconds`: every request's latency."""
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
-    counter = iter(range(10**9))
 
-    async def worker() -> None:
+    async def one_client() -> None:
         while time.perf_counter() < stop:
             start = time.perf_counter()
-            await call(next(counter))
+            await ask(client, next(counter), stream)
             latencies.append(time.perf_counter() - start)
 
-    cpu, server_cpu = time.process_time(), process_cpu_s(server_pid)
-    start = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(concurrency):
-            nursery.start_soon(worker)
-    wall = time.perf_counter() - start
-    return Round(
-        rps=len(latencies) / wall,
-        p50_ms=percentile(latencies, 0.5) * 1e3,
-        p99_ms=percentile(latencies, 0.99) * 1e3,
-        client_cpu=(time.process_time() - cpu) / wall,
-        server_cpu_ms=(process_cpu_s(server_pid) - server_cpu) * 1e3 / max(1, len(latencies)),
-    )
+            nursery.start_soon(one_client)
+    return latencies
+
+
+class LoadProcesses:
+    """`concurrency` clients of one target, spread over up to `processes` load processes."""
+
+    def __init__(
+        self, target: Target, concurrency: int, stream: bool, seconds: float, processes: int
+    ) -> None:
+        self.target = target
+        share, extra = divmod(concurrency, processes)
+        shares = [share + (i < extra) for i in range(processes)]
+        self._processes = [
+            subprocess.Popen(
+                [
+                    *(sys.executable, __file__, "--load", target.url, "--seconds", str(seconds)),
+                    *("--concurrency", str(n), *(["--stream"] if stream else [])),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for n in shares
+            if n > 0
+        ]
+        for process in self._processes:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+
+    def measure(self) -> Round:
+        """One round: every load process at once; its percentiles over all their requests."""
+        server_cpu, start = process_cpu_s(self.target.pid), time.perf_counter()
+        for process in self._processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = []
+        for process in self._processes:
+            assert process.stdout is not None
+            results.append(json.loads(process.stdout.readline()))
+        wall = time.perf_counter() - start
+        latencies = [x for result in results for x in result["latencies"]]
+        return Round(
+            rps=len(latencies) / wall,
+            p50_ms=percentile(latencies, 0.5) * 1e3,
+            p99_ms=percentile(latencies, 0.99) * 1e3,
+            client_cpu=max(result["cpu_s"] for result in results) / wall,
+            server_cpu_ms=(process_cpu_s(self.target.pid) - server_cpu) * 1e3 / len(latencies),
+        )
+
+    def close(self) -> None:
+        for process in self._processes:
+            assert process.stdin is not None
+            process.stdin.close()
+        for process in self._processes:
+            process.wait(timeout=60)
 
 
 def _median(rounds: list[Round]) -> Round:
     return sorted(rounds, key=lambda r: r.rps)[len(rounds) // 2]
 
 
-async def compare(
-    provider: Target, gateway_: Target, concurrency: int, stream: bool, args: argparse.Namespace
+def compare(
+    provider: Target, gateway: Target, concurrency: int, stream: bool, args: argparse.Namespace
 ) -> tuple[Round, Round]:
     """(direct, gateway): the median of `args.rounds` alternating rounds each."""
-    async with (
-        new_client(provider.url, concurrency) as direct,
-        new_client(gateway_.url, concurrency) as gateway,
-    ):
-
-        async def via_direct(n: int) -> None:
-            await ask(direct, n, stream)
-
-        async def via_gateway(n: int) -> None:
-            await ask(gateway, n, stream)
-
-        for n in range(concurrency * 2):  # open and warm both pools
-            await via_direct(n)
-            await via_gateway(n)
+    direct = LoadProcesses(provider, concurrency, stream, args.seconds, args.client_processes)
+    through = LoadProcesses(gateway, concurrency, stream, args.seconds, args.client_processes)
+    try:
         direct_rounds, gateway_rounds = [], []
         for _ in range(args.rounds):
-            direct_rounds.append(await drive(via_direct, concurrency, args.seconds, provider.pid))
-            gateway_rounds.append(await drive(via_gateway, concurrency, args.seconds, gateway_.pid))
+            direct_rounds.append(direct.measure())
+            gateway_rounds.append(through.measure())
+    finally:
+        direct.close()
+        through.close()
     return _median(direct_rounds), _median(gateway_rounds)
 
 
@@ -326,21 +380,21 @@ def header(args: argparse.Namespace) -> str:
     )
 
 
-async def run(provider: Target, gateway: Target, args: argparse.Namespace) -> int:
+def run(provider: Target, gateway: Target, args: argparse.Namespace) -> int:
     print(header(args), flush=True)
     print(
         "| concurrency | stream | direct rps | p50 ms | p99 ms | gateway rps | p50 ms | p99 ms "
         "| ratio | added p50 ms | added p99 ms | server cpu ms/req (provider / gateway) "
-        "| client cpu (direct / gateway) |"
+        "| busiest load process cpu (direct / gateway) |"
     )
     print("|" + " --- |" * 13, flush=True)
     for stream in (False, True):
         for concurrency in args.concurrency:
-            direct, through = await compare(provider, gateway, concurrency, stream, args)
+            direct, through = compare(provider, gateway, concurrency, stream, args)
             print(row(concurrency, stream, direct, through), flush=True)
     if args.soak <= 0:
         return 0
-    result = await soak(gateway.url, 64, args.soak)
+    result = trio.run(soak, gateway.url, 64, args.soak)
     lost = result.sent - result.answered - result.errors
     print(
         f"\nsoak: 64 clients through the gateway for {args.soak:g} s (half streamed): "
@@ -359,9 +413,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="per cell (default 3)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--soak", type=float, default=60.0, help="soak seconds (0: skip)")
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="load processes per target (default 2)"
+    )
+    parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)  # a load process
+    parser.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load:
+        trio.run(load_worker, args.load, args.concurrency[0], args.stream, args.seconds)
+        return 0
     with tempfile.TemporaryDirectory() as workdir, servers(Path(workdir)) as (provider, gateway):
-        return trio.run(run, provider, gateway, args)
+        return run(provider, gateway, args)
 
 
 if __name__ == "__main__":
