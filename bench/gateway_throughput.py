@@ -1,19 +1,21 @@
 """What the gateway costs: requests per second and p50 / p99 latency through `uptax serve`, and
 directly against the provider it forwards to, in the same run.
 
-Three processes: `uptax fake-providers` (one OpenAI-kind provider on loopback), `uptax serve
---config <generated toml>` pointing an openai-kind provider at it, and this load client (httpx
-on trio, one worker task per concurrent client, keep-alive connections). At each concurrency,
-streamed and not, rounds alternate direct and gateway and the median round is reported, with
-the gateway's throughput as a share of the direct one and the latency it adds. Then a soak: 64
-clients through the gateway for `--soak` seconds, each reply checked against its own request;
-errors and lost requests (no reply of its own) must both be 0. Real clock, real sockets.
+Each in its own process: `uptax fake-providers` (one OpenAI-kind provider on loopback), `uptax
+serve --config <generated toml>` pointing an openai-kind provider at it, and the load: per
+target, `--client-processes` copies of this script in load mode (httpx on trio, one task per
+concurrent client, keep-alive connections), because one client process was the bottleneck
+against the direct provider. At each concurrency, streamed and not, rounds alternate direct and
+gateway and the median round is reported, with the gateway's throughput as a share of the
+direct one and the latency it adds. Then a soak: 64 clients through the gateway for `--soak`
+seconds, each reply checked against its own request; errors and lost requests (no reply of its
+own) must both be 0 (the exit status says so). Real clock, real sockets.
 
     .venv/bin/python bench/gateway_throughput.py [--seconds S] [--rounds R] [--soak S]
-        [--concurrency 1 8 32 64]
+        [--concurrency 1 8 32 64] [--client-processes N]
 
-The client's CPU share is printed per row: near 100 % means this one client process was the
-bottleneck, not the server it measured.
+Per row, the busiest load process's CPU share (near 100 %: the load, not the server, was the
+limit) and the CPU each server process spent per request.
 """
 
 from __future__ import annotations
@@ -327,11 +329,14 @@ class Soak:
     errors: int = 0
     wrong: int = 0
     latencies: list[float] = attrs.Factory(list)
+    #: The first error, to say what went wrong.
+    first_error: str = ""
 
 
 async def soak(gateway_url: str, concurrency: int, seconds: float) -> Soak:
     """`concurrency` clients for `seconds`, alternately streamed and not; each reply must echo
-    its own request's number. Requests still unanswered `TIMEOUT_S` after the end are lost."""
+    its own request's number. Requests still unanswered `TIMEOUT_S` after the end are lost.
+    One load process is enough here: the gateway, not this client, is the limit."""
     result = Soak()
     stop = time.perf_counter() + seconds
     counter = iter(range(10**9))
@@ -343,8 +348,9 @@ async def soak(gateway_url: str, concurrency: int, seconds: float) -> Soak:
             start = time.perf_counter()
             try:
                 text = await ask(client, n, stream=(n + index) % 2 == 1)
-            except (httpx.HTTPError, RuntimeError, ValueError, KeyError):
+            except (httpx.HTTPError, RuntimeError, ValueError, KeyError) as exc:
                 result.errors += 1
+                result.first_error = result.first_error or repr(exc)
                 continue
             result.latencies.append(time.perf_counter() - start)
             result.answered += 1
@@ -404,6 +410,8 @@ def run(provider: Target, gateway: Target, args: argparse.Namespace) -> int:
         f"{result.errors} errors, {lost} lost, {result.wrong} answered with another's reply",
         flush=True,
     )
+    if result.first_error:
+        print(f"first error: {result.first_error}")
     return 0 if result.errors == lost == result.wrong == 0 else 1
 
 
