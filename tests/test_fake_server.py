@@ -802,6 +802,31 @@ async def test_hang_accepts_and_never_answers(
     assert len(server.requests("openai")) == 1
 
 
+async def test_a_client_that_leaves_mid_answer_is_seen_at_once(
+    server: FakeProviderServer,
+) -> None:
+    # A raw socket, so the test decides when the FIN goes out; the provider is sleeping out a
+    # 60 s latency, so only the connection watcher can notice the close in time.
+    server.set_latency("openai", 60.0)
+    body = json.dumps(openai_body()).encode()
+    head = (
+        f"POST /p/openai/v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    stream = await trio.open_tcp_stream(server.host, server.port)
+    await stream.send_all(head.encode() + body)
+    with trio.fail_after(30):
+        await server.wait_for_requests("openai", 1)
+    assert server.departures("openai") == ()
+    left_at = trio.current_time()
+    await stream.aclose()
+    with trio.fail_after(30):
+        (departure,) = await server.wait_for_departures("openai", 1)
+    assert departure.path == "/v1/chat/completions"
+    # Event-driven (the close wakes the server's pending read), so on a busy machine too.
+    assert departure.at - left_at < 0.1
+
+
 async def test_hang_times_out_a_client_read(server: FakeProviderServer) -> None:
     server.target("ollama").inject(Fault(FaultKind.HANG))
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.05)) as client:

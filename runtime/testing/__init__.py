@@ -14,6 +14,7 @@ Pytest users get the same server as the `fake_providers` fixture (pytest-trio).
 from runtime.testing.protocols import KINDS, OPENAI_FORMAT_KINDS, count_tokens, reply_chunks
 from runtime.testing.server import (
     DEFAULT_PROVIDERS,
+    Departure,
     FakeProviderServer,
     ProviderTarget,
     RecordedRequest,
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_PROVIDERS",
     "KINDS",
     "OPENAI_FORMAT_KINDS",
+    "Departure",
     "FakeProviderServer",
     "ProviderTarget",
     "RecordedRequest",

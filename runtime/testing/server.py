@@ -7,6 +7,10 @@ below that prefix, so one server stands in for several providers with independen
         server.url_for("gpt")              # http://127.0.0.1:PORT/p/gpt/v1
         server.target("claude").inject(Fault(FaultKind.OUTAGE, status=529))
 
+A client that closes its connection while a provider is still answering is seen at once (the
+connection is read while the answer is written) and recorded: `server.departures(name)`,
+`await server.wait_for_departures(name, count)`, each with the trio time it happened.
+
 Faults can also be set over HTTP, by another process: `PUT /_uptax/faults/{name}` with a fault's
 fields as JSON, `DELETE` to lift them, `GET` to list them (`actors.fault_admin`).
 
@@ -97,6 +101,17 @@ class RecordedRequest:
 
 
 @attrs.frozen
+class Departure:
+    """A client that closed its connection while a provider was still answering it."""
+
+    provider: str
+    #: The path below the provider's mount point, as in `RecordedRequest`.
+    path: str
+    #: `trio.current_time()` when the server saw the connection close.
+    at: float
+
+
+@attrs.frozen
 class _ScriptedResponse:
     status: int
     body: bytes
@@ -137,6 +152,7 @@ class ProviderTarget:
         self.used_tokens = 0
         self.seq = 0
         self.requests: list[RecordedRequest] = []
+        self.departures: list[Departure] = []
 
     def __repr__(self) -> str:
         return f"<ProviderTarget {self.name} kind={self.kind} faults={sorted(self._faults)}>"
@@ -208,6 +224,10 @@ class _Exchange:
         self._conn = conn
         self._stream = stream
 
+    @property
+    def stream(self) -> trio.SocketStream:
+        return self._stream
+
     async def _send(self, event: h11.Event) -> None:
         data = self._conn.send(event)
         if data:
@@ -236,11 +256,6 @@ class _Exchange:
             return is_loopback(self._stream.socket.getpeername()[0])
         except OSError:
             return False
-
-    async def wait_for_client_to_leave(self) -> None:
-        """Read and discard until the client closes: a hang that frees itself when abandoned."""
-        while await self._stream.receive_some(4096):
-            pass
 
 
 class _ProviderResponse:
@@ -306,8 +321,8 @@ async def _fail_by_fault(out: _ProviderResponse, call: Call) -> bool:
     was answered (or dropped)."""
     provider = out.provider
     if provider.fault(FaultKind.HANG) is not None:
-        await out.exchange.wait_for_client_to_leave()
-        raise _DropConnection
+        # Until the client leaves: the connection's watcher then cancels this answer.
+        await trio.sleep_forever()
     latency = provider.latency_s()
     if latency > 0:
         await trio.sleep(latency)
@@ -511,10 +526,33 @@ class FakeProviderServer:
             await self._changed.wait()
         return tuple(provider.requests)
 
+    def departures(self, name: str) -> tuple[Departure, ...]:
+        """Every client that closed its connection mid-answer from this provider, oldest first."""
+        return tuple(self._provider(name).departures)
+
+    async def wait_for_departures(self, name: str, count: int) -> tuple[Departure, ...]:
+        """Wait until `count` clients have left this provider mid-answer (no polling sleeps)."""
+        provider = self._provider(name)
+        while len(provider.departures) < count:
+            await self._changed.wait()
+        return tuple(provider.departures)
+
     def _record(self, request: RecordedRequest) -> None:
         self._providers[request.provider].requests.append(request)
+        self._notify()
+
+    def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    def _record_departure(self, request: h11.Request) -> None:
+        path = request.target.decode("ascii", "replace").partition("?")[0]
+        name, _, sub_path = path.removeprefix(MOUNT_PREFIX).partition("/")
+        provider = self._providers.get(name) if path.startswith(MOUNT_PREFIX) else None
+        if provider is not None:
+            provider.departures.append(Departure(name, "/" + sub_path, trio.current_time()))
+            _log.info("fake_provider.client_left", provider=name, path="/" + sub_path)
+            self._notify()
 
     # --- HTTP ---
 
@@ -529,7 +567,8 @@ class FakeProviderServer:
                     request, body = await self._read_request(conn, stream)
                     if request is None:
                         return
-                    await self._respond(exchange, request, body)
+                    if not await self._respond_while_watching(exchange, conn, request, body):
+                        return
                     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                         return
                     conn.start_next_cycle()
@@ -537,6 +576,43 @@ class FakeProviderServer:
                 await self._refuse(exchange, conn, exc)
             except (_DropConnection, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
+
+    async def _respond_while_watching(
+        self, exchange: _Exchange, conn: h11.Connection, request: h11.Request, body: bytes
+    ) -> bool:
+        """Answer, reading the connection meanwhile: a client that closes it mid-answer cancels
+        the answer at once and is recorded as a departure. False when the client left.
+
+        Event-driven, not polled: the close wakes the pending read, so the departure's time is
+        when the kernel delivered the FIN (or reset), whatever the answer was doing (a latency
+        sleep, a hang, a slow drip). Bytes the client sends meanwhile (a pipelined request) go to
+        h11's buffer for the next cycle.
+        """
+        stream = exchange.stream
+        left = False
+
+        async def watch(scope: trio.CancelScope) -> None:
+            nonlocal left
+            try:
+                while data := await stream.receive_some(65536):
+                    conn.receive_data(data)
+            except trio.BrokenResourceError:
+                pass
+            left = True
+            self._record_departure(request)
+            scope.cancel()
+
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, nursery.cancel_scope)
+            try:
+                await self._respond(exchange, request, body)
+            except Exception as exc:  # raised as itself, not wrapped in the nursery's group
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return not left
 
     async def _refuse(
         self, exchange: _Exchange, conn: h11.Connection, exc: h11.RemoteProtocolError
