@@ -26,7 +26,10 @@ from actors.errors import FallbackError
 from actors.messages import BreakerState, Reply, Request
 from runtime.embed import Runtime
 from runtime.gateway import openai_api
+from runtime.gateway.access import RequestWatch, log_request
+from runtime.gateway.admin import AdminKey, admin_routes
 from runtime.gateway.errors import Dialect, GatewayError, error_body, from_exception
+from runtime.gateway.metrics import GatewayMetrics, metrics_endpoint
 from runtime.gateway.requests import decode_body, routed
 from runtime.gateway.streaming import EventStreamResponse, watch_disconnect
 
@@ -44,6 +47,13 @@ class Gateway:
         self.rt = rt
         self.config = rt.config
         self.settings = rt.config.gateway
+        self.metrics = GatewayMetrics(rt)
+
+    def watch(self, http: HTTPRequest, request_id: str) -> RequestWatch:
+        """Times the request; its access-log event and metrics are recorded when it ends."""
+        self.metrics.started()
+        sinks = (self.metrics.observe, log_request)
+        return RequestWatch(http, request_id, sinks, on_end=self.metrics.ended)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -79,6 +89,7 @@ class Gateway:
             nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        http.state.reply = reply  # for the access log and the metrics
         return reply
 
     def reply_headers(self, request_id: str, reply: Reply | Answering | None) -> dict[str, str]:
@@ -134,12 +145,14 @@ def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Resp
     async def endpoint(http: HTTPRequest) -> Response:
         gateway: Gateway = http.app.state.gateway
         request_id = new_request_id(prefix)
-        try:
-            return await handle(gateway, http, request_id)
-        except (GatewayError, FallbackError, ValueError, TypeError) as exc:
-            error = from_exception(exc)
-            _log.info("gateway_request_refused", status=error.status, reason=error.message)
-            return gateway.error_response(error, dialect, request_id)
+        with gateway.watch(http, request_id) as watch:
+            try:
+                return watch.respond(await handle(gateway, http, request_id))
+            except (GatewayError, FallbackError, ValueError, TypeError) as exc:
+                error = from_exception(exc)
+                _log.info("gateway_request_refused", status=error.status, reason=error.message)
+                watch.failed(error, exc)
+                return gateway.error_response(error, dialect, request_id)
 
     return endpoint
 
@@ -198,7 +211,10 @@ def build_app(rt: Runtime) -> Starlette:
             Route("/v1/models", _models, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *admin_routes(),
         ]
     )
+    app.state.admin_key = AdminKey.from_environ()
     app.state.gateway = Gateway(rt)
     return app
