@@ -315,6 +315,12 @@ class GatewayConfig:
     max_messages: int = attrs.field(default=2048, validator=at_least(1))
     #: The output limit of a request that names none (OpenAI's `max_tokens` is optional).
     default_max_tokens: int = attrs.field(default=4096, validator=at_least(1))
+    #: The whole body must arrive within this many seconds (408 after): a client sending a byte
+    #: a second is cut off, not waited for (hypercorn's read timeout is per read, so it never is).
+    body_timeout_s: float = attrs.field(default=30.0, validator=positive)
+    #: A connection that sends nothing for this long in the middle of a request is closed
+    #: (hypercorn's `read_timeout`).
+    read_timeout_s: float = attrs.field(default=30.0, validator=positive)
 
 
 @attrs.frozen

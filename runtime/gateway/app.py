@@ -58,18 +58,21 @@ class Gateway:
     # -- reading ----------------------------------------------------------------------------
 
     async def body(self, http: HTTPRequest) -> dict[str, Any]:
-        """The request's JSON object; 413 past `max_body_bytes`, counted as it arrives."""
+        """The request's JSON object; 413 past `max_body_bytes`, counted as it arrives; 408 when
+        it has not all arrived within `body_timeout_s`."""
         limit = self.settings.max_body_bytes
         declared = http.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise GatewayError(413, f"the body is {declared} bytes; at most {limit} are taken")
         chunks, size = [], 0
-        async for piece in http.stream():
-            size += len(piece)
-            if size > limit:
-                raise GatewayError(413, f"the body is over {limit} bytes")
-            chunks.append(piece)
-        return decode_body(b"".join(chunks))
+        with trio.move_on_after(self.settings.body_timeout_s):
+            async for piece in http.stream():
+                size += len(piece)
+                if size > limit:
+                    raise GatewayError(413, f"the body is over {limit} bytes")
+                chunks.append(piece)
+            return decode_body(b"".join(chunks))
+        raise GatewayError(408, f"the body did not arrive within {self.settings.body_timeout_s} s")
 
     def route(self, request: Request, http: HTTPRequest, *, has_limit: bool) -> Request:
         return routed(request, http.headers, self.settings, has_limit=has_limit)

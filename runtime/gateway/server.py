@@ -45,14 +45,16 @@ class GatewayServer:
         return f"http://{self.host}:{self.port}"
 
 
-def _hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:
+def _hypercorn_config(
+    host: str, port: int, grace_s: float, read_timeout_s: float
+) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{host}:{port}"]
     config.graceful_timeout = grace_s
     config.accesslog = None
     config.errorlog = None
-    # A client that sends its headers or body a byte at a time is cut off, not waited for.
-    config.read_timeout = 30
+    # A client silent mid-request is cut off; one trickling its body is `body_timeout_s`'s.
+    config.read_timeout = read_timeout_s  # type: ignore[assignment]  # a float works
     config.keep_alive_timeout = 5
     return config
 
@@ -64,7 +66,9 @@ async def open_gateway(
     """Serve `config`'s runtime over HTTP until the block exits; port 0 picks a free port."""
     async with open_runtime(config, repl_socket=repl) as rt, trio.open_nursery() as nursery:
         stop = trio.Event()
-        hyper = _hypercorn_config(host, port, config.supervision.shutdown_grace_s)
+        hyper = _hypercorn_config(
+            host, port, config.supervision.shutdown_grace_s, config.gateway.read_timeout_s
+        )
         bound = await nursery.start(
             lambda task_status: serve(
                 build_app(rt),  # type: ignore[arg-type]  # Starlette is an ASGI app
@@ -112,8 +116,10 @@ def main(argv: list[str]) -> int:
     try:
         trio.run(_serve_until_signalled, config, args.host, args.port, args.repl)
     except OSError as exc:
-        print(f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
-              file=sys.stderr)
+        print(
+            f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

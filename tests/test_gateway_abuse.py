@@ -1,0 +1,284 @@
+"""Bad input and abuse: whatever a client sends, it gets a clear error or is cut off, and other
+clients are not affected. The request reader is fuzzed with hypothesis (no server needed); the
+rest runs against a gateway on loopback with simulated providers."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from gateway_ops_support import ops_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import Headers
+
+from actors.config import GatewayConfig
+from actors.validation import FieldError
+from runtime.gateway import GatewayServer, open_gateway, openai_api
+from runtime.gateway.errors import GatewayError, from_exception
+from runtime.gateway.requests import routed
+
+# --- fuzzing the reader ------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["", "user", "assistant", "tool", "function", "text", "image_url", "auto"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+VALID_MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "developer", "content": "Be brief."},
+    {"role": "user", "content": "What is the VAT rate on books?"},
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Describe"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ],
+    },
+    {"role": "assistant", "content": None, "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    {"role": "assistant", "content": "Sure."},
+]
+OPTIONS: dict[str, Any] = {
+    "stream": True,
+    "max_tokens": 64,
+    "max_completion_tokens": 64,
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "stop": ["\n"],
+    "seed": 7,
+    "tools": [TOOL],
+    "tool_choice": "auto",
+    "response_format": {"type": "json_object"},
+    "stream_options": {"include_usage": True},
+    "n": 1,
+    "user": "u-1",
+    "frequency_penalty": 0.1,
+    "presence_penalty": 0.1,
+    "parallel_tool_calls": False,
+}
+
+
+@st.composite
+def valid_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    messages = draw(st.lists(st.sampled_from(VALID_MESSAGES), min_size=1, max_size=5))
+    options = draw(st.dictionaries(st.sampled_from(sorted(OPTIONS)), st.just(None), max_size=5))
+    model = draw(st.sampled_from(["gpt-4o", "uptax/auto", "uptax/critical", "claude-sonnet"]))
+    body = {"model": model, "messages": copy.deepcopy(messages)}
+    body.update({key: copy.deepcopy(OPTIONS[key]) for key in options})
+    return body
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*path, index))
+    return found
+
+
+@st.composite
+def mutated_bodies(draw: st.DrawFn) -> Any:
+    """A valid body with a few places replaced by random JSON, deleted, or given unknown keys."""
+    body: Any = draw(valid_bodies())
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(body)
+        path = draw(st.sampled_from(paths))
+        if not path:
+            body = draw(JSON) if draw(st.integers(0, 9)) == 0 else body
+            continue
+        parent = body
+        for step in path[:-1]:
+            parent = parent[step]
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+        if action == "replace":
+            parent[path[-1]] = draw(JSON)
+        elif action == "delete":
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[draw(st.text(max_size=10))] = draw(JSON)
+        else:
+            parent.append(draw(JSON))
+    return body
+
+
+def read_and_route(body: Any) -> None:
+    """The reading path of `/v1/chat/completions` up to the runtime."""
+    if not isinstance(body, dict):
+        raise GatewayError(400, "the body must be a JSON object")
+    request = openai_api.read(body)
+    routed(request, Headers({}), GatewayConfig(), has_limit=openai_api.has_limit(body))
+    openai_api.wants_usage(body)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(mutated_bodies())
+def test_any_body_is_read_or_refused_with_a_field_error(body: Any) -> None:
+    """Never anything the gateway would answer with a 500: a bad body is a 400 naming why."""
+    try:
+        read_and_route(body)
+    except (GatewayError, FieldError) as error:
+        assert from_exception(error).status in (400, 404, 413)
+        assert str(error)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(valid_bodies())
+def test_valid_bodies_are_read(body: dict[str, Any]) -> None:
+    """The fuzzer's starting points are sound, so the mutations above test the edges."""
+    try:
+        read_and_route(body)
+    except FieldError as error:  # some combinations are refused on purpose
+        assert error.field
+
+
+# --- over HTTP ----------------------------------------------------------------------------------
+
+ASK = [{"role": "user", "content": "What is the VAT rate on books?"}]
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[GatewayServer]:
+    config = ops_config(max_messages=50, max_body_bytes=64 * 1024, body_timeout_s=2.0)
+    async with open_gateway(config) as server:
+        yield server
+
+
+async def post(server: GatewayServer, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        return await http.post("/v1/chat/completions", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"model": 5, "messages": []}', "model"),
+        (b'{"model": "gpt-4o", "messages": "hello"}', "messages"),
+        (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}', "messages[0]"),
+        (b'{"model": "gpt-4o", "messages": [], "stream": "yes"}', "stream"),
+        (
+            b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], '
+            b'"max_tokens": "lots"}',
+            "max_tokens",
+        ),
+    ],
+)
+async def test_malformed_bodies_get_a_400_saying_why(
+    gateway: GatewayServer, content: bytes, says: str
+) -> None:
+    response = await post(gateway, content=content)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and says in error["message"]
+
+
+async def test_thousands_of_messages_are_refused(gateway: GatewayServer) -> None:
+    messages = [{"role": "user", "content": "hi"}] * 51
+    response = await post(gateway, json={"model": "gpt-4o", "messages": messages})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "messages"
+    assert "51 messages; at most 50" in response.json()["error"]["message"]
+    many = [{"role": "user", "content": "hi"}] * 3000
+    async with open_gateway(ops_config()) as default:  # max_messages 2048 by default
+        refused = await post(default, json={"model": "gpt-4o", "messages": many})
+    assert refused.status_code == 400 and "at most 2048" in refused.text
+
+
+async def test_oversized_bodies_are_refused_declared_or_not(gateway: GatewayServer) -> None:
+    declared = await post(gateway, content=b"x" * (64 * 1024 + 1))
+    assert declared.status_code == 413
+
+    async def chunked() -> AsyncIterator[bytes]:  # no content-length: counted as it comes
+        for _ in range(100):
+            yield b"y" * 1024
+
+    streamed = await post(gateway, content=chunked())
+    assert streamed.status_code == 413
+    assert "over 65536 bytes" in streamed.json()["error"]["message"]
+
+
+async def raw_request(server: GatewayServer, head: bytes) -> trio.SocketStream:
+    stream = await trio.open_tcp_stream(server.host, server.port)
+    await stream.send_all(head)
+    return stream
+
+
+async def read_all(stream: trio.SocketStream) -> bytes:
+    data = b""
+    while chunk := await stream.receive_some(65536):
+        data += chunk
+    return data
+
+
+async def test_a_body_sent_a_byte_a_second_is_cut_off_and_others_are_served(
+    gateway: GatewayServer,
+) -> None:
+    body = json.dumps({"model": "gpt-4o", "messages": ASK}).encode()
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    slow = await raw_request(gateway, head)
+    reply = b""
+    async with trio.open_nursery() as nursery:
+
+        async def trickle() -> None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                for byte in body:
+                    await slow.send_all(bytes([byte]))
+                    await trio.sleep(0.25)
+
+        nursery.start_soon(trickle)
+        started = trio.current_time()
+        # Meanwhile another client is answered as usual.
+        other = await post(gateway, json={"model": "gpt-4o", "messages": ASK})
+        assert other.status_code == 200
+        with trio.fail_after(30):
+            reply = await read_all(slow)
+        nursery.cancel_scope.cancel()
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert b"did not arrive within 2.0 s" in reply
+    assert trio.current_time() - started < 20
+    await slow.aclose()
+
+
+async def test_headers_sent_a_byte_a_second_are_cut_off(gateway: GatewayServer) -> None:
+    """hypercorn closes a connection whose request has not started within its keep-alive
+    timeout (5 s), however slowly its headers arrive."""
+    stream = await raw_request(gateway, b"P")
+    started = trio.current_time()
+    with trio.fail_after(30):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            for byte in b"OST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n" * 10:
+                await stream.send_all(bytes([byte]))
+                await trio.sleep(0.25)
+        assert await read_all(stream) == b""
+    assert trio.current_time() - started < 20
+    await stream.aclose()
