@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -20,9 +22,11 @@ from starlette.datastructures import Headers
 
 from actors.config import GatewayConfig
 from actors.validation import FieldError
+from runtime.embed import open_runtime
 from runtime.gateway import GatewayServer, open_gateway, openai_api
 from runtime.gateway.errors import GatewayError, from_exception
 from runtime.gateway.requests import routed
+from runtime.gateway.streaming import EventStreamResponse
 
 # --- fuzzing the reader ------------------------------------------------------------------------
 
@@ -282,3 +286,94 @@ async def test_headers_sent_a_byte_a_second_are_cut_off(gateway: GatewayServer) 
         assert await read_all(stream) == b""
     assert trio.current_time() - started < 20
     await stream.aclose()
+
+
+async def test_a_stream_reader_that_never_reads_holds_back_only_its_own_stream() -> None:
+    """hypercorn's `send` awaits the socket write itself (no queue in between), so a client that
+    never reads stops its own stream at the kernel's buffers, and nothing is buffered without
+    bound in the gateway. The others are served as usual meanwhile, and once it leaves, its
+    request ends."""
+    config = ops_config(max_body_bytes=8 * 1024 * 1024)
+    words = " ".join(f"w{i}" for i in range(20000))
+    body = json.dumps(
+        {
+            "model": "gpt-4o",
+            "stream": True,
+            "max_tokens": 16000,
+            "messages": [{"role": "user", "content": words}],
+        }
+    ).encode()
+    async with (
+        open_gateway(config) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=60) as http,
+    ):
+        sock = trio.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await sock.connect((server.host, server.port))
+        reader = trio.SocketStream(sock)
+        await reader.send_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        for _ in range(5):
+            with trio.fail_after(10):
+                other = await http.post(
+                    "/v1/chat/completions", json={"model": "gpt-4o", "messages": ASK}
+                )
+            assert other.status_code == 200
+        await reader.aclose()
+        with trio.fail_after(30):
+            await _until(lambda: server.rt.status().requests_in_flight == 0)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` (a runtime figure with no event to wait on)."""
+    for _ in itertools.count():
+        if condition():
+            return
+        await trio.sleep(0.1)
+
+
+class _Blocked:
+    """An ASGI `send` whose peer stops reading after `accept` messages."""
+
+    def __init__(self, accept: int) -> None:
+        self.accept = accept
+        self.sent: list[dict[str, Any]] = []
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if len(self.sent) >= self.accept:
+            await trio.sleep_forever()
+        self.sent.append(message)
+
+
+async def test_a_blocked_send_stops_the_stream_and_a_disconnect_ends_it() -> None:
+    """The streamed response pulls the next event only when the last one has been sent."""
+    left = trio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async with open_runtime(ops_config()) as rt:
+        request = openai_api.read(
+            {
+                "model": "gpt-4o",
+                "max_tokens": 500,
+                "messages": [{"role": "user", "content": " ".join(["word"] * 400)}],
+            }
+        )
+        send = _Blocked(accept=3)
+        response = EventStreamResponse(
+            rt, request, openai_api.OpenAIStream("chatcmpl-x", "gpt-4o", False), lambda a: {}
+        )
+        ended: list[EventStreamResponse] = []
+        response.on_end = ended.append
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(response, {"type": "http"}, receive, send)
+            await trio.sleep(2)
+            assert len(send.sent) == 3  # headers and two events, then nothing more is made
+            assert rt.status().requests_in_flight == 1
+            left.set()
+        assert response.disconnected and ended == [response]
+        assert rt.status().requests_in_flight == 0
