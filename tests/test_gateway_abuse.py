@@ -9,7 +9,7 @@ import copy
 import itertools
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -339,9 +339,9 @@ class _Blocked:
 
     def __init__(self, accept: int) -> None:
         self.accept = accept
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[MutableMapping[str, Any]] = []
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
         if len(self.sent) >= self.accept:
             await trio.sleep_forever()
         self.sent.append(message)
@@ -351,7 +351,7 @@ async def test_a_blocked_send_stops_the_stream_and_a_disconnect_ends_it() -> Non
     """The streamed response pulls the next event only when the last one has been sent."""
     left = trio.Event()
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         await left.wait()
         return {"type": "http.disconnect"}
 
@@ -370,7 +370,8 @@ async def test_a_blocked_send_stops_the_stream_and_a_disconnect_ends_it() -> Non
         ended: list[EventStreamResponse] = []
         response.on_end = ended.append
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(response, {"type": "http"}, receive, send)
+            scope: MutableMapping[str, Any] = {"type": "http"}
+            nursery.start_soon(response, scope, receive, send)
             await trio.sleep(2)
             assert len(send.sent) == 3  # headers and two events, then nothing more is made
             assert rt.status().requests_in_flight == 1
