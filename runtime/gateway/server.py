@@ -31,6 +31,10 @@ __all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
 
 _log = structlog.get_logger("runtime.gateway")
 
+#: How long past the shutdown grace hypercorn waits for the last responses (the 503s of the
+#: requests the runtime cancelled) to be written before it drops the connections.
+WRITE_MARGIN_S = 3.0
+
 
 @attrs.frozen
 class GatewayServer:
@@ -50,7 +54,7 @@ def _hypercorn_config(
 ) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [f"{host}:{port}"]
-    config.graceful_timeout = grace_s
+    config.graceful_timeout = grace_s + WRITE_MARGIN_S
     config.accesslog = None
     config.errorlog = None
     # A client silent mid-request is cut off; one trickling its body is `body_timeout_s`'s.
@@ -82,7 +86,12 @@ async def open_gateway(
         try:
             yield GatewayServer(rt, host, bound_port)
         finally:
+            # hypercorn stops accepting; meanwhile the runtime gives the requests in flight the
+            # grace to finish, then cancels them: each ends in RuntimeClosed, a 503 its client
+            # gets (or an in-band error event), not a dropped connection.
             stop.set()
+            with trio.CancelScope(shield=True):
+                await rt.cascade.close(config.supervision.shutdown_grace_s)
 
 
 def build_parser(prog: str = "uptax serve") -> argparse.ArgumentParser:
