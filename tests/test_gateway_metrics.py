@@ -4,11 +4,13 @@ simulated providers that never fail unless a fault is injected."""
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import structlog
+import trio
 from gateway_ops_support import ops_config
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
@@ -87,6 +89,25 @@ async def test_a_fallback_is_counted_with_the_failed_attempt(gateway: GatewaySer
     assert value(found, "uptax_fallbacks_total", tenant="-") == 1
     assert value(found, "uptax_provider_call_duration_seconds_count", provider="alpha") >= 1
     assert value(found, "uptax_provider_call_duration_seconds_count", provider="beta") == 1
+
+
+async def test_a_client_that_leaves_is_counted_as_cancelled(gateway: GatewayServer) -> None:
+    gateway.rt.inject_fault("alpha", Fault(FaultKind.LATENCY, delay_s=60))
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": ASK},
+                timeout=httpx.Timeout(60, read=1.0),
+            )
+        cancelled = dict(tenant="-", level="-", provider="-", outcome="cancelled")
+        with trio.fail_after(30):
+            for _ in itertools.count():  # the server notices the disconnect on its own time
+                found = await scrape(http)
+                if value(found, "uptax_requests_total", **cancelled):
+                    break
+                await trio.sleep(0.1)
+    assert value(found, "uptax_requests_in_flight") == 0
 
 
 async def test_breaker_state_and_health_are_read_at_scrape_time(gateway: GatewayServer) -> None:

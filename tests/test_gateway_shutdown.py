@@ -77,13 +77,14 @@ async def test_a_signal_lets_requests_finish_then_ends_the_rest_with_503(
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=120) as http:
 
-            async def ask(name: str, model: str) -> None:
-                body = {"model": model, "messages": ASK}
+            async def ask(name: str, model: str, stream: bool = False) -> None:
+                body = {"model": model, "messages": ASK, "stream": stream}
                 answers[name] = await http.post("/v1/chat/completions", json=body)
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ask, "quick", "gpt-4o")
                 nursery.start_soon(ask, "slow", "claude-sonnet")
+                nursery.start_soon(ask, "slow stream", "claude-sonnet", True)
                 await trio.sleep(0.5)  # both in flight
                 signalled = trio.current_time()
                 process.send_signal(signum)
@@ -104,4 +105,9 @@ async def test_a_signal_lets_requests_finish_then_ends_the_rest_with_503(
     assert slow.status_code == 503, slow.text
     assert json.loads(slow.text)["error"]["message"] == "the gateway is shutting down"
     assert slow.headers["retry-after"]
+    # The stream had begun (its role chunk), so it ends with the in-band error event.
+    stream = answers["slow stream"]
+    assert stream.status_code == 200
+    events = [line[6:] for line in stream.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[-1])["error"]["message"] == "the gateway is shutting down"
     assert GRACE_S - 0.5 < ended < GRACE_S + 10
