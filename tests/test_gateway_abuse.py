@@ -25,7 +25,7 @@ from actors.validation import FieldError
 from runtime.embed import open_runtime
 from runtime.gateway import GatewayServer, open_gateway, openai_api
 from runtime.gateway.errors import GatewayError, from_exception
-from runtime.gateway.requests import routed
+from runtime.gateway.requests import ROUTING_HEADERS, routed
 from runtime.gateway.streaming import EventStreamResponse
 
 # --- fuzzing the reader ------------------------------------------------------------------------
@@ -378,3 +378,27 @@ async def test_a_blocked_send_stops_the_stream_and_a_disconnect_ends_it() -> Non
             left.set()
         assert response.disconnected and ended == [response]
         assert rt.status().requests_in_flight == 0
+
+
+HEADER_VALUES = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=20
+) | st.sampled_from(["nan", "inf", "-1", "1e400", "0", "low", "high", "critical", " 2 "])
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.dictionaries(st.sampled_from(sorted(ROUTING_HEADERS)), HEADER_VALUES, max_size=4),
+    valid_bodies(),
+)
+def test_any_routing_header_is_applied_or_refused_naming_it(
+    headers: dict[str, str], body: dict[str, Any]
+) -> None:
+    try:
+        request = openai_api.read(body)
+    except FieldError:
+        return
+    try:
+        routed(request, Headers(headers), GatewayConfig(), has_limit=openai_api.has_limit(body))
+    except GatewayError as error:
+        assert error.status == 400
+        assert error.param in (*ROUTING_HEADERS, "messages")
