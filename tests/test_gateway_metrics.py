@@ -187,6 +187,7 @@ async def test_one_access_log_event_per_request(
     assert first["duration_ms"] > 0 and first["cost_usd"] > 0
     assert second["status"] == 400 and second["request_id"] == bad.headers["x-request-id"]
     assert second["provider"] == "-" and second["attempts"] == 0
+    assert "not valid JSON" in second["error"] and "error" not in first
     assert "sk-not-to-be-logged" not in repr(logs)
 
 

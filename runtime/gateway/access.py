@@ -56,9 +56,11 @@ class RequestRecord:
     #: Attempts counted by the stream when the reply never completed (the `Answering` count).
     attempt_count: int = 0
     cost_usd: float = 0.0
+    #: Why it failed, as its client was told (gateway error messages carry no secrets).
+    error: str | None = None
 
     def log_fields(self) -> dict[str, Any]:
-        return {
+        fields = {
             "method": self.method,
             "path": self.path,
             "status": self.status,
@@ -74,6 +76,9 @@ class RequestRecord:
             "duration_ms": round(self.duration_s * 1000, 3),
             "cost_usd": round(self.cost_usd, 6),
         }
+        if self.error is not None:
+            fields["error"] = self.error
+        return fields
 
 
 def tenant_of(http: HTTPRequest) -> str:
@@ -110,6 +115,7 @@ class RequestWatch:
         self._on_end = on_end
         self._started = time.perf_counter()
         self._failure: BaseException | None = None
+        self._error: str | None = None
         self._deferred = False
         self.done = False
 
@@ -129,6 +135,7 @@ class RequestWatch:
     def failed(self, error: GatewayError, cause: BaseException) -> None:
         """The request ends in `error` (its status); `cause` may carry the attempts made."""
         self._failure = cause
+        self._error = error.message
         self.finish(error.status)
 
     def respond(self, response: Response) -> Response:
@@ -144,6 +151,7 @@ class RequestWatch:
         if stream.disconnected:
             self.finish(CLIENT_CLOSED, answering=stream.answering)
         elif stream.error is not None:
+            self._error = stream.error.message
             status = stream.error.status if stream.answering is None else 200
             self.finish(status, answering=stream.answering, outcome=outcome_of(stream.error.status))
         else:
@@ -178,6 +186,7 @@ class RequestWatch:
             "request_id": self._request_id,
             "tenant": tenant_of(self._http),
             "duration_s": time.perf_counter() - self._started,
+            "error": self._error,
         }
         if reply is not None:
             return RequestRecord(

@@ -153,8 +153,7 @@ def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Resp
                 return watch.respond(await handle(gateway, http, request_id))
             except (GatewayError, FallbackError, ValueError, TypeError) as exc:
                 error = from_exception(exc)
-                _log.info("gateway_request_refused", status=error.status, reason=error.message)
-                watch.failed(error, exc)
+                watch.failed(error, exc)  # logged with the request (`gateway_request`)
                 return gateway.error_response(error, dialect, request_id)
 
     return endpoint
