@@ -149,7 +149,7 @@ def test_any_body_is_read_or_refused_with_a_field_error(body: Any) -> None:
         assert str(error)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(valid_bodies())
 def test_valid_bodies_are_read(body: dict[str, Any]) -> None:
     """The fuzzer's starting points are sound, so the mutations above test the edges."""
