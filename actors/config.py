@@ -321,6 +321,10 @@ class GatewayConfig:
     #: A connection that sends nothing for this long in the middle of a request is closed
     #: (hypercorn's `read_timeout`).
     read_timeout_s: float = attrs.field(default=30.0, validator=positive)
+    #: A client that takes none of its reply for this long is cut off (TCP_USER_TIMEOUT on its
+    #: connection, Linux): hypercorn's socket writes cannot be cancelled, so only closing the
+    #: connection ends a request whose reader stopped reading (and lets a shutdown finish).
+    write_timeout_s: float = attrs.field(default=60.0, validator=positive)
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
-from actors.config import GatewayConfig
+from actors.config import Config, GatewayConfig, parse_config
 from actors.validation import FieldError
 from runtime.embed import open_runtime
 from runtime.gateway import GatewayServer, open_gateway, openai_api
@@ -288,42 +288,76 @@ async def test_headers_sent_a_byte_a_second_are_cut_off(gateway: GatewayServer) 
     await stream.aclose()
 
 
-async def test_a_stream_reader_that_never_reads_holds_back_only_its_own_stream() -> None:
-    """hypercorn's `send` awaits the socket write itself (no queue in between), so a client that
-    never reads stops its own stream at the kernel's buffers, and nothing is buffered without
-    bound in the gateway. The others are served as usual meanwhile, and once it leaves, its
-    request ends."""
-    config = ops_config(max_body_bytes=8 * 1024 * 1024)
-    words = " ".join(f"w{i}" for i in range(20000))
+def _bulk_config() -> Config:
+    """`alpha` as in `ops_config`, and `bulk`, whose JSON-mode replies echo a prompt of any size
+    (its context window is huge): an 8 MB prompt streams back as some 25 MB of events."""
+    simulated = {"kind": "simulated", "latency_ms": 30, "error_rate": 0.0}
+    return parse_config(
+        {
+            "providers": [
+                {"name": "alpha", "models": ["gpt-4o"], **simulated},
+                {"name": "bulk", "models": ["bulk-echo"], **simulated},
+            ],
+            "levels": [{"name": "primary", "providers": ["alpha", "bulk"]}],
+            "models": {"bulk-echo": {"context_window": 100_000_000}},
+            "supervision": {"shutdown_grace_s": 1.0},
+            "gateway": {"max_body_bytes": 32 * 1024 * 1024, "write_timeout_s": 3.0},
+        }
+    )
+
+
+async def _never_reading_stream(server: GatewayServer) -> trio.SocketStream:
+    """A client that asks for a 25 MB stream and reads none of it (a 4 KB receive buffer)."""
+    words = " ".join(f"{'x' * 100}{i}" for i in range(80_000))
     body = json.dumps(
         {
-            "model": "gpt-4o",
+            "model": "bulk-echo",
             "stream": True,
-            "max_tokens": 16000,
+            "response_format": {"type": "json_object"},
             "messages": [{"role": "user", "content": words}],
         }
     ).encode()
-    async with (
-        open_gateway(config) as server,
-        httpx.AsyncClient(base_url=server.base_url, timeout=60) as http,
-    ):
-        sock = trio.socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        await sock.connect((server.host, server.port))
-        reader = trio.SocketStream(sock)
-        await reader.send_all(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        for _ in range(5):
-            with trio.fail_after(10):
-                other = await http.post(
-                    "/v1/chat/completions", json={"model": "gpt-4o", "messages": ASK}
-                )
-            assert other.status_code == 200
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect((server.host, server.port))
+    reader = trio.SocketStream(sock)
+    await reader.send_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    return reader
+
+
+async def test_a_stream_reader_that_never_reads_is_held_back_then_cut_off() -> None:
+    """hypercorn's `send` awaits the socket write itself (no queue in between), so a reader
+    that never reads stops its own stream at the kernel's buffers: the gateway buffers nothing
+    without bound. Others are served meanwhile, and after `write_timeout_s` with nothing taken
+    the connection is dropped and the request ends (TCP_USER_TIMEOUT), so it cannot hold a
+    bulkhead slot, or a shutdown, forever."""
+    async with open_gateway(_bulk_config()) as server:
+        reader = await _never_reading_stream(server)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+            with trio.fail_after(30):
+                await _until(lambda: server.rt.status().requests_in_flight == 1)
+            for _ in range(5):
+                with trio.fail_after(10):
+                    other = await http.post(
+                        "/v1/chat/completions", json={"model": "gpt-4o", "messages": ASK}
+                    )
+                assert other.status_code == 200
+            assert server.rt.status().requests_in_flight == 1  # held back, not buffered
+            with trio.fail_after(30):  # cut off without the client doing anything
+                await _until(lambda: server.rt.status().requests_in_flight == 0)
         await reader.aclose()
-        with trio.fail_after(30):
-            await _until(lambda: server.rt.status().requests_in_flight == 0)
+
+
+async def test_a_never_reading_client_does_not_hold_up_a_shutdown() -> None:
+    with trio.fail_after(60):
+        async with open_gateway(_bulk_config()) as server:
+            reader = await _never_reading_stream(server)
+            with trio.fail_after(30):
+                await _until(lambda: server.rt.status().requests_in_flight == 1)
+    await reader.aclose()
 
 
 async def _until(condition: Callable[[], bool]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ import attrs
 import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.trio import serve
 
 from actors.config import Config, load_config
@@ -49,18 +51,32 @@ class GatewayServer:
         return f"http://{self.host}:{self.port}"
 
 
-def _hypercorn_config(
-    host: str, port: int, grace_s: float, read_timeout_s: float
-) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.graceful_timeout = grace_s + WRITE_MARGIN_S
-    config.accesslog = None
-    config.errorlog = None
+class _HypercornConfig(HypercornConfig):
+    """hypercorn's config, its listening sockets set to drop a connection whose peer has taken
+    no data for `write_timeout_s` (TCP_USER_TIMEOUT, inherited by each accepted connection)."""
+
+    write_timeout_s: float = 60.0
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+        if option is not None:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                sock.setsockopt(socket.IPPROTO_TCP, option, int(self.write_timeout_s * 1000))
+        return sockets
+
+
+def _hypercorn_config(host: str, port: int, config: Config) -> HypercornConfig:
+    hyper = _HypercornConfig()
+    hyper.bind = [f"{host}:{port}"]
+    hyper.graceful_timeout = config.supervision.shutdown_grace_s + WRITE_MARGIN_S
+    hyper.accesslog = None
+    hyper.errorlog = None
     # A client silent mid-request is cut off; one trickling its body is `body_timeout_s`'s.
-    config.read_timeout = read_timeout_s  # type: ignore[assignment]  # a float works
-    config.keep_alive_timeout = 5
-    return config
+    hyper.read_timeout = config.gateway.read_timeout_s  # type: ignore[assignment]  # float works
+    hyper.write_timeout_s = config.gateway.write_timeout_s
+    hyper.keep_alive_timeout = 5
+    return hyper
 
 
 @contextlib.asynccontextmanager
@@ -70,9 +86,7 @@ async def open_gateway(
     """Serve `config`'s runtime over HTTP until the block exits; port 0 picks a free port."""
     async with open_runtime(config, repl_socket=repl) as rt, trio.open_nursery() as nursery:
         stop = trio.Event()
-        hyper = _hypercorn_config(
-            host, port, config.supervision.shutdown_grace_s, config.gateway.read_timeout_s
-        )
+        hyper = _hypercorn_config(host, port, config)
         bound = await nursery.start(
             lambda task_status: serve(
                 build_app(rt),  # type: ignore[arg-type]  # Starlette is an ASGI app
