@@ -323,6 +323,17 @@ class GatewayConfig:
     #: The environment variable holding the key that guards `/admin/*`.
     admin_key_env: str = attrs.field(default="UPTAX_ADMIN_KEY", validator=text)
 
+    #: The whole body must arrive within this many seconds (408 after): a client sending a byte
+    #: a second is cut off, not waited for (hypercorn's read timeout is per read, so it never is).
+    body_timeout_s: float = attrs.field(default=30.0, validator=positive)
+    #: A connection that sends nothing for this long in the middle of a request is closed
+    #: (hypercorn's `read_timeout`).
+    read_timeout_s: float = attrs.field(default=30.0, validator=positive)
+    #: A client that takes none of its reply for this long is cut off (TCP_USER_TIMEOUT on its
+    #: connection, Linux): hypercorn's socket writes cannot be cancelled, so only closing the
+    #: connection ends a request whose reader stopped reading (and lets a shutdown finish).
+    write_timeout_s: float = attrs.field(default=60.0, validator=positive)
+
 
 def _sha256_hexes(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     for index, digest in enumerate(value):

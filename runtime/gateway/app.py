@@ -27,8 +27,11 @@ from actors.errors import FallbackError
 from actors.messages import BreakerState, Reply, Request
 from runtime.embed import Runtime
 from runtime.gateway import anthropic_api, openai_api
+from runtime.gateway.access import RequestWatch, log_request
+from runtime.gateway.admin import AdminKey, admin_routes
 from runtime.gateway.errors import Dialect, GatewayError, error_body, from_exception
 from runtime.gateway.metering import metered
+from runtime.gateway.metrics import GatewayMetrics, metrics_endpoint
 from runtime.gateway.policy import Access
 from runtime.gateway.requests import decode_body, routed
 from runtime.gateway.streaming import EventStreamResponse, watch_disconnect
@@ -48,22 +51,32 @@ class Gateway:
         self.access = access
         self.config = rt.config
         self.settings = rt.config.gateway
+        self.metrics = GatewayMetrics(rt)
+
+    def watch(self, http: HTTPRequest, request_id: str) -> RequestWatch:
+        """Times the request; its access-log event and metrics are recorded when it ends."""
+        self.metrics.started()
+        sinks = (self.metrics.observe, log_request)
+        return RequestWatch(http, request_id, sinks, on_end=self.metrics.ended)
 
     # -- reading ----------------------------------------------------------------------------
 
     async def body(self, http: HTTPRequest) -> dict[str, Any]:
-        """The request's JSON object; 413 past `max_body_bytes`, counted as it arrives."""
+        """The request's JSON object; 413 past `max_body_bytes`, counted as it arrives; 408 when
+        it has not all arrived within `body_timeout_s`."""
         limit = self.settings.max_body_bytes
         declared = http.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise GatewayError(413, f"the body is {declared} bytes; at most {limit} are taken")
         chunks, size = [], 0
-        async for piece in http.stream():
-            size += len(piece)
-            if size > limit:
-                raise GatewayError(413, f"the body is over {limit} bytes")
-            chunks.append(piece)
-        return decode_body(b"".join(chunks))
+        with trio.move_on_after(self.settings.body_timeout_s):
+            async for piece in http.stream():
+                size += len(piece)
+                if size > limit:
+                    raise GatewayError(413, f"the body is over {limit} bytes")
+                chunks.append(piece)
+            return decode_body(b"".join(chunks))
+        raise GatewayError(408, f"the body did not arrive within {self.settings.body_timeout_s} s")
 
     def route(self, request: Request, http: HTTPRequest, *, has_limit: bool) -> Request:
         """`request` routed, within its tenant's policy (403 for a model it may not use)."""
@@ -86,6 +99,7 @@ class Gateway:
             nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        http.state.reply = reply  # for the access log and the metrics
         return reply
 
     def reply_headers(self, request_id: str, reply: Reply | Answering | None) -> dict[str, str]:
@@ -141,14 +155,16 @@ def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Resp
     async def endpoint(http: HTTPRequest) -> Response:
         gateway: Gateway = http.app.state.gateway
         request_id = new_request_id(prefix)
-        try:
-            tenant = http.state.tenant = gateway.access.admit(http.headers)
-            response = await handle(gateway, http, request_id)
-        except (GatewayError, FallbackError, ValueError, TypeError) as exc:
-            error = from_exception(exc)
-            _log.info("gateway_request_refused", status=error.status, reason=error.message)
-            return gateway.error_response(error, dialect, request_id)
-        return metered(response, http, partial(gateway.access.charge, tenant, request_id=request_id))
+        with gateway.watch(http, request_id) as watch:
+            try:
+                tenant = http.state.tenant = gateway.access.admit(http.headers)
+                response = watch.respond(await handle(gateway, http, request_id))
+            except (GatewayError, FallbackError, ValueError, TypeError) as exc:
+                error = from_exception(exc)
+                watch.failed(error, exc)  # logged with the request (`gateway_request`)
+                return gateway.error_response(error, dialect, request_id)
+            charge = partial(gateway.access.charge, tenant, request_id=request_id)
+            return metered(response, http, charge)
 
     return endpoint
 
@@ -228,7 +244,10 @@ def build_app(rt: Runtime, access: Access) -> Starlette:
             Route("/v1/models", _models, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *admin_routes(),
         ]
     )
+    app.state.admin_key = AdminKey.from_environ(rt.config.gateway.admin_key_env)
     app.state.gateway = Gateway(rt, access)
     return app

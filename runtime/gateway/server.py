@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,7 @@ import attrs
 import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.trio import serve
 
 from actors.config import Config, load_config
@@ -33,6 +35,10 @@ from runtime.gateway.tenants import Authenticator
 __all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
 
 _log = structlog.get_logger("runtime.gateway")
+
+#: How long past the shutdown grace hypercorn waits for the last responses (the 503s of the
+#: requests the runtime cancelled) to be written before it drops the connections.
+WRITE_MARGIN_S = 3.0
 
 
 @attrs.frozen
@@ -48,16 +54,32 @@ class GatewayServer:
         return f"http://{self.host}:{self.port}"
 
 
-def _hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.graceful_timeout = grace_s
-    config.accesslog = None
-    config.errorlog = None
-    # A client that sends its headers or body a byte at a time is cut off, not waited for.
-    config.read_timeout = 30
-    config.keep_alive_timeout = 5
-    return config
+class _HypercornConfig(HypercornConfig):
+    """hypercorn's config, its listening sockets set to drop a connection whose peer has taken
+    no data for `write_timeout_s` (TCP_USER_TIMEOUT, inherited by each accepted connection)."""
+
+    write_timeout_s: float = 60.0
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+        if option is not None:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                sock.setsockopt(socket.IPPROTO_TCP, option, int(self.write_timeout_s * 1000))
+        return sockets
+
+
+def _hypercorn_config(host: str, port: int, config: Config) -> HypercornConfig:
+    hyper = _HypercornConfig()
+    hyper.bind = [f"{host}:{port}"]
+    hyper.graceful_timeout = config.supervision.shutdown_grace_s + WRITE_MARGIN_S
+    hyper.accesslog = None
+    hyper.errorlog = None
+    # A client silent mid-request is cut off; one trickling its body is `body_timeout_s`'s.
+    hyper.read_timeout = config.gateway.read_timeout_s  # type: ignore[assignment]  # float works
+    hyper.write_timeout_s = config.gateway.write_timeout_s
+    hyper.keep_alive_timeout = 5
+    return hyper
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +93,7 @@ async def open_gateway(
         trio.open_nursery() as nursery,
     ):
         stop = trio.Event()
-        hyper = _hypercorn_config(host, port, config.supervision.shutdown_grace_s)
+        hyper = _hypercorn_config(host, port, config)
         bound = await nursery.start(
             lambda task_status: serve(
                 build_app(rt, access),  # type: ignore[arg-type]  # Starlette is an ASGI app
@@ -85,7 +107,12 @@ async def open_gateway(
         try:
             yield GatewayServer(rt, host, bound_port)
         finally:
+            # hypercorn stops accepting; meanwhile the runtime gives the requests in flight the
+            # grace to finish, then cancels them: each ends in RuntimeClosed, a 503 its client
+            # gets (or an in-band error event), not a dropped connection.
             stop.set()
+            with trio.CancelScope(shield=True):
+                await rt.cascade.close(config.supervision.shutdown_grace_s)
 
 
 def build_parser(prog: str = "uptax serve") -> argparse.ArgumentParser:
@@ -121,8 +148,10 @@ def main(argv: list[str]) -> int:
     try:
         trio.run(_serve_until_signalled, config, args.host, args.port, args.repl)
     except OSError as exc:
-        print(f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
-              file=sys.stderr)
+        print(
+            f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -79,16 +79,27 @@ class EventStreamResponse(Response):
         self.reply: Reply | None = None
         self.error: GatewayError | None = None
         self.disconnected = False
+        self.answering: Answering | None = None
+        #: Called once the response has ended, however it ended (the access log, the metrics).
+        self.on_end: Callable[[EventStreamResponse], None] = lambda response: None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
-            try:
-                await self._run(send)
-            finally:
-                nursery.cancel_scope.cancel()
-        if nursery.cancel_scope.cancelled_caught and self.reply is None and self.error is None:
-            self.disconnected = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
+                try:
+                    await self._run(send)
+                finally:
+                    nursery.cancel_scope.cancel()
+            caught = nursery.cancel_scope.cancelled_caught
+            if caught and self.reply is None and self.error is None:
+                self.disconnected = True
+        except BaseException:
+            if self.reply is None and self.error is None:
+                self.disconnected = True  # cancelled from outside (shutdown)
+            raise
+        finally:
+            self.on_end(self)
 
     async def _run(self, send: Send) -> None:
         started = False
@@ -125,6 +136,7 @@ class EventStreamResponse(Response):
                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
             }
         )
+        self.answering = answering
         if answering is not None:
             await self._send(send, self._renderer.start(answering))
 

@@ -27,7 +27,6 @@ from runtime.gateway.errors import GatewayError
 
 __all__ = [
     "MASTER_KEY_ENV",
-    "AdminGuard",
     "Authenticator",
     "Tenant",
     "new_key",
@@ -150,23 +149,3 @@ class Authenticator:
             raise GatewayError(401, "the API key is not valid", code="invalid_api_key")
         return found
 
-
-class AdminGuard:
-    """Guards `/admin/*` with its own key, read at start from the environment variable
-    `[gateway] admin_key_env` names: never a tenant's key. With none set, the admin endpoints
-    stay closed (403) rather than open."""
-
-    def __init__(self, env_name: str, env: Mapping[str, str]) -> None:
-        self.env_name = env_name
-        key = env.get(env_name, "")
-        self._digest = hashlib.sha256(key.encode()).digest() if key else None
-
-    def check(self, headers: Mapping[str, str]) -> None:
-        if self._digest is None:
-            raise GatewayError(
-                403, f"the admin endpoints are closed: set {self.env_name}", code="admin_closed"
-            )
-        key = presented_key(headers)
-        digest = hashlib.sha256((key or "").encode()).digest()
-        if key is None or not hmac.compare_digest(digest, self._digest):
-            raise GatewayError(401, "the admin key is missing or not valid", code="invalid_admin_key")
