@@ -83,9 +83,9 @@ class RequestRecord:
 
 def tenant_of(http: HTTPRequest) -> str:
     """The tenant authentication put on `http.state.tenant` (a name, or an object with a
-    `name`), or "-" when there is none."""
+    `name`), or "-" when there is none (no tenants configured: the master key, or none)."""
     tenant = getattr(http.state, "tenant", None)
-    if tenant is None:
+    if tenant is None or getattr(tenant, "config", "") is None:  # no tenants are configured
         return NO_TENANT
     name = tenant if isinstance(tenant, str) else getattr(tenant, "name", None)
     return name if isinstance(name, str) and name else NO_TENANT
