@@ -498,9 +498,10 @@ class CascadeSupervisor:
 
     async def _try_level(self, walk: _Walk, step: _Level) -> tuple[Candidate, Completion] | None:
         level, candidates = step.level, step.candidates
-        if level.strategy == "race" and len(candidates) > 1:
+        strategy = walk.request.strategy or level.strategy
+        if strategy == "race" and len(candidates) > 1:
             return await self._race(walk, level, candidates, step.deadline)
-        if level.strategy == "hedge" and len(candidates) > 1:
+        if strategy == "hedge" and len(candidates) > 1:
             return await self._hedge(walk, level, candidates, step.deadline)
         return await self._sequential(walk, level, candidates, step.deadline)
 

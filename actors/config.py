@@ -367,6 +367,9 @@ class TenantConfig:
     max_budget_usd_per_request: float | None = attrs.field(default=None, validator=non_negative)
     #: Whether the last resort (cache, templates) may answer its requests.
     last_resort: bool = True
+    #: How every level tries its candidates for this tenant (sequential, race or hedge);
+    #: unset: each level's own `strategy`.
+    strategy: Strategy | None = attrs.field(default=None, validator=optional_one_of(STRATEGIES))
 
     def __attrs_post_init__(self) -> None:
         if not self.api_key_sha256 and not self.api_key_env:

@@ -35,6 +35,7 @@ from actors.validation import (
     integer,
     non_negative,
     number,
+    one_of,
     positive_int,
     string,
     string_mapping,
@@ -190,6 +191,12 @@ class Request:
     #: The levels this request may use, by name (a tenant's policy); empty: every level. The
     #: others are skipped, the last resort's included, and keep no time back for themselves.
     levels: tuple[str, ...] = attrs.field(default=(), converter=_to_levels)
+    #: How each level tries its candidates for this request (sequential, race or hedge: a
+    #: tenant's policy), instead of the level's configured strategy; None keeps the level's.
+    #: Streams always try one candidate after another.
+    strategy: str | None = attrs.field(
+        default=None, validator=optional(one_of(("sequential", "race", "hedge")))
+    )
     #: The whole conversation, shorthand expanded (derived; not an argument).
     conversation: tuple[Message, ...] = attrs.field(init=False, repr=False)
 

@@ -3,6 +3,8 @@ those only, the last resort's included, in virtual time."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -91,3 +93,30 @@ async def test_without_the_last_resort_a_level_keeps_no_time_back_for_it(
         with pytest.raises(AllLevelsFailed) as failed:
             await rt.complete(Request(prompt=ASK))  # the primary is cut at 4 s
         assert ("openai", "timeout") in [(a.provider, a.outcome) for a in failed.value.attempts]
+
+
+async def test_a_request_s_strategy_overrides_the_level_s(autojump_clock: Any) -> None:
+    # The primary level tries one candidate after another; its first one hangs. Sequentially
+    # the request waits out the attempt; raced, the second candidate answers at once.
+    config = make_config(
+        levels=[
+            {
+                "name": "primary",
+                "providers": ["openai", "anthropic"],
+                "timeout_s": 30,
+                "attempt_timeout_s": 10,
+            },
+            {"name": "last_resort", "providers": ["cache", "templates"], "timeout_s": 5},
+        ]
+    )
+    async with open_runtime(config) as rt:
+        rt.inject_fault("openai", Fault(FaultKind.HANG))
+        plain = await rt.complete(Request(prompt="a question"))
+        raced = await rt.complete(Request(prompt="a question", strategy="race"))
+    assert (plain.provider, raced.provider) == ("anthropic", "anthropic")
+    assert plain.latency_ms >= 10_000 > 1_000 > raced.latency_ms
+
+
+def test_a_strategy_is_one_of_the_three() -> None:
+    with pytest.raises(ValueError, match="strategy='fastest' is not one of"):
+        Request(prompt="x", strategy="fastest")

@@ -87,6 +87,15 @@ async def test_a_request_is_shaped_by_its_tenants_policy(
     assert shaped.budget_usd == 0.01
     assert shaped.levels == ("primary", "secondary", "emergency")
     assert access.shape(tenant, Request(prompt="hi", budget_usd=0.001)).budget_usd == 0.001
+    assert shaped.strategy is None  # the levels' own
+
+
+async def test_a_tenant_s_strategy_overrides_the_levels(
+    tmp_path: Path, opened: list[Access]
+) -> None:
+    access = await access_for(tmp_path, strategy="race")
+    opened.append(access)
+    assert access.shape(access.admit(KEY), Request(prompt="hi")).strategy == "race"
 
 
 async def test_tokens_are_charged_against_the_rate_limit(

@@ -120,6 +120,8 @@ class Access:
             "context": {**(request.context or {}), "tenant": tenant.name},
             "levels": self._levels[tenant.name],
         }
+        if policy.strategy is not None:
+            changes["strategy"] = policy.strategy
         cap = policy.max_budget_usd_per_request
         if cap is not None and (request.budget_usd is None or request.budget_usd > cap):
             changes["budget_usd"] = cap
