@@ -34,7 +34,7 @@ from runtime.gateway.metering import metered
 from runtime.gateway.metrics import GatewayMetrics, metrics_endpoint
 from runtime.gateway.policy import Access
 from runtime.gateway.requests import decode_body, routed
-from runtime.gateway.streaming import EventStreamResponse, watch_disconnect
+from runtime.gateway.streaming import EventStreamResponse, StreamRenderer, watch_disconnect
 
 __all__ = ["Gateway", "build_app"]
 
@@ -169,46 +169,49 @@ def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Resp
     return endpoint
 
 
-async def _chat_completions(gateway: Gateway, http: HTTPRequest, request_id: str) -> Response:
-    body = await gateway.body(http)
-    request = gateway.route(openai_api.read(body), http, has_limit=openai_api.has_limit(body))
-    if body.get("stream") is True:
-        renderer = openai_api.OpenAIStream(
-            request_id, str(body["model"]), openai_api.wants_usage(body)
-        )
+async def _answer(
+    gateway: Gateway,
+    http: HTTPRequest,
+    request: Request,
+    request_id: str,
+    stream: StreamRenderer | None,
+    render: Callable[[Reply], dict[str, Any]],
+) -> Response:
+    """The reply to `request`: streamed through `stream` when there is one, else whole, as
+    `render` shapes it; either way with the headers saying who answered."""
+    if stream is not None:
         return EventStreamResponse(
             gateway.rt,
             request,
-            renderer,
+            stream,
             lambda answering: gateway.reply_headers(request_id, answering),
         )
     reply = await gateway.complete(http, request)
     if reply is None:
         return Response(status_code=499)  # nobody is listening any more
-    return JSONResponse(
-        openai_api.completion(reply, request_id),
-        headers=gateway.reply_headers(request_id, reply),
-    )
+    return JSONResponse(render(reply), headers=gateway.reply_headers(request_id, reply))
+
+
+async def _chat_completions(gateway: Gateway, http: HTTPRequest, request_id: str) -> Response:
+    body = await gateway.body(http)
+    request = gateway.route(openai_api.read(body), http, has_limit=openai_api.has_limit(body))
+    stream = None
+    if body.get("stream") is True:
+        stream = openai_api.OpenAIStream(
+            request_id, str(body["model"]), openai_api.wants_usage(body)
+        )
+    render = partial(openai_api.completion, request_id=request_id)
+    return await _answer(gateway, http, request, request_id, stream, render)
 
 
 async def _messages(gateway: Gateway, http: HTTPRequest, request_id: str) -> Response:
     body = await gateway.body(http)
     request = gateway.route(anthropic_api.read(body), http, has_limit=True)
+    stream = None
     if body.get("stream") is True:
-        renderer = anthropic_api.AnthropicStream(request_id, str(body["model"]), request)
-        return EventStreamResponse(
-            gateway.rt,
-            request,
-            renderer,
-            lambda answering: gateway.reply_headers(request_id, answering),
-        )
-    reply = await gateway.complete(http, request)
-    if reply is None:
-        return Response(status_code=499)  # nobody is listening any more
-    return JSONResponse(
-        anthropic_api.message(reply, request_id, request),
-        headers=gateway.reply_headers(request_id, reply),
-    )
+        stream = anthropic_api.AnthropicStream(request_id, str(body["model"]), request)
+    render = partial(anthropic_api.message, request_id=request_id, request=request)
+    return await _answer(gateway, http, request, request_id, stream, render)
 
 
 async def _models(http: HTTPRequest) -> Response:
