@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import tomllib
 from typing import Any
 
 import runtime
-from actors.config import Config
+from actors.config import Config, parse_config
+from runtime.demo import default_config_path
 
 BASE: dict[str, Any] = {
     "runtime": {"deadline_s": 120, "heartbeat_interval_s": 1.0},
@@ -68,3 +70,13 @@ def make_config(**changes: Any) -> Config:
         else:
             data[key] = value
     return runtime.parse_config(data)
+
+
+def quick_demo_config() -> Config:
+    """The shipped demo config with its simulated providers answering in about 20 ms instead of
+    a second or more: what tests of the gateway's shapes need, without the demo's waits."""
+    data = tomllib.loads(default_config_path().read_text(encoding="utf-8"))
+    for provider in data["providers"]:
+        if provider.get("kind") == "simulated":
+            provider["latency_ms"] = 20
+    return parse_config(data, source="demo.toml (quick)")

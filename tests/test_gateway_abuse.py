@@ -138,7 +138,7 @@ def read_and_route(body: Any) -> None:
     openai_api.wants_usage(body)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(mutated_bodies())
 def test_any_body_is_read_or_refused_with_a_field_error(body: Any) -> None:
     """Never anything the gateway would answer with a 500: a bad body is a 400 naming why."""
@@ -149,7 +149,7 @@ def test_any_body_is_read_or_refused_with_a_field_error(body: Any) -> None:
         assert str(error)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(valid_bodies())
 def test_valid_bodies_are_read(body: dict[str, Any]) -> None:
     """The fuzzer's starting points are sound, so the mutations above test the edges."""
@@ -419,7 +419,7 @@ HEADER_VALUES = st.text(
 ) | st.sampled_from(["nan", "inf", "-1", "1e400", "0", "low", "high", "critical", " 2 "])
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.dictionaries(st.sampled_from(sorted(ROUTING_HEADERS)), HEADER_VALUES, max_size=4),
     valid_bodies(),

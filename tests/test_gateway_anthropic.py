@@ -15,14 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import TypeAdapter
+from support import quick_demo_config
 
 import runtime
 from actors.cascade import Answering
 from actors.chat import ToolCall
-from actors.config import load_config
 from actors.faults import Fault, FaultKind
 from actors.messages import Reply, TextDelta, ToolCallDelta, Usage
-from runtime.demo import default_config_path
 from runtime.gateway import GatewayServer, open_gateway
 from runtime.gateway.anthropic_api import AnthropicStream, message
 from runtime.gateway.errors import GatewayError, error_body
@@ -43,7 +42,7 @@ WEATHER = {
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[GatewayServer]:
-    async with open_gateway(load_config(default_config_path())) as server:
+    async with open_gateway(quick_demo_config()) as server:
         yield server
 
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from support import quick_demo_config
 
-from actors.config import load_config
-from runtime.demo import default_config_path
 from runtime.gateway import GatewayServer, open_gateway
 
 openai = pytest.importorskip("openai")
@@ -18,7 +17,7 @@ openai = pytest.importorskip("openai")
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[GatewayServer]:
-    async with open_gateway(load_config(default_config_path())) as server:
+    async with open_gateway(quick_demo_config()) as server:
         yield server
 
 

@@ -127,6 +127,9 @@ class EventStreamResponse(Response):
         headers = {
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
+            # One stream per connection: hypercorn keeps a connection that carried a stream
+            # open through a shutdown until its grace ends, even when it is idle.
+            "connection": "close",
             **self._header_fn(answering),
         }
         await send(
