@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean
+.PHONY: test lint typecheck pytest demo bench clean system-packages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,23 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
-test: lint typecheck pytest
+test: system-packages lint typecheck pytest
+
+# The dashboard's browser tests need Debian's Chromium and its driver; the alert rules' tests need
+# promtool (Debian's prometheus). Installed only when missing, and only where apt-get can run.
+SYSTEM_COMMANDS := chromium chromedriver promtool
+system-packages:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium, chromium-driver and prometheus (missing:$$missing)"; \
+			apt-get update -q >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+				chromium chromium-driver prometheus >/dev/null; \
+		else \
+			echo "missing:$$missing (the browser and alert-rule tests will be skipped)"; \
+		fi; \
+	fi
 
 demo: $(STAMP)
 	$(VENV)/bin/uptax scenario run scenarios/flagship.toml
