@@ -1,7 +1,8 @@
 """`uptax serve`: hypercorn's trio worker and the runtime in one trio run.
 
 `open_gateway` serves a runtime on a loopback port inside the caller's run (tests, embedding);
-`main` is the command. With no `--config` the shipped demo config is served (simulated
+`serve_runtime` serves one already open (the scenario runner's, so the dashboard shows the run it
+drives); `main` is the command. With no `--config` the shipped demo config is served (simulated
 providers), so a fresh machine answers without keys. SIGTERM and SIGINT stop accepting, let
 requests in flight finish within `[supervision].shutdown_grace_s`, then the runtime closes and
 whatever is left ends in `RuntimeClosed` (a 503 to its client), never silently.
@@ -32,7 +33,7 @@ from runtime.gateway.app import build_app
 from runtime.gateway.policy import open_access
 from runtime.gateway.tenants import Authenticator
 
-__all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
+__all__ = ["GatewayServer", "build_parser", "main", "open_gateway", "serve_runtime"]
 
 _log = structlog.get_logger("runtime.gateway")
 
@@ -89,9 +90,22 @@ async def open_gateway(
     """Serve `config`'s runtime over HTTP until the block exits; port 0 picks a free port."""
     async with (
         open_runtime(config, repl_socket=repl) as rt,  # first: it configures logging
-        open_access(config, host) as access,
-        trio.open_nursery() as nursery,
+        serve_runtime(rt, host=host, port=port) as server,
     ):
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serve_runtime(
+    rt: Runtime, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[GatewayServer]:
+    """Serve the open runtime `rt` over HTTP until the block exits; port 0 picks a free port.
+
+    The gateway is the runtime's last user: when the block exits, the runtime stops taking
+    requests (its cascade closes), so close `rt` right after.
+    """
+    config = rt.config
+    async with open_access(config, host) as access, trio.open_nursery() as nursery:
         stop = trio.Event()
         hyper = _hypercorn_config(host, port, config)
         bound = await nursery.start(
