@@ -33,7 +33,15 @@ from runtime.gateway.app import build_app
 from runtime.gateway.policy import open_access
 from runtime.gateway.tenants import Authenticator
 
-__all__ = ["GatewayServer", "build_parser", "main", "open_gateway", "serve_runtime"]
+__all__ = [
+    "GatewayServer",
+    "ListenError",
+    "build_parser",
+    "listen_error",
+    "main",
+    "open_gateway",
+    "serve_runtime",
+]
 
 _log = structlog.get_logger("runtime.gateway")
 
@@ -55,6 +63,18 @@ class GatewayServer:
         return f"http://{self.host}:{self.port}"
 
 
+class ListenError(OSError):
+    """The gateway cannot listen on its address (in use, not this host's, not allowed)."""
+
+
+def listen_error(error: BaseException) -> ListenError | None:
+    """The `ListenError` that `error` is, alone inside the exception groups nurseries wrap it in;
+    None when it is anything else."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error if isinstance(error, ListenError) else None
+
+
 class _HypercornConfig(HypercornConfig):
     """hypercorn's config, its listening sockets set to drop a connection whose peer has taken
     no data for `write_timeout_s` (TCP_USER_TIMEOUT, inherited by each accepted connection)."""
@@ -62,7 +82,11 @@ class _HypercornConfig(HypercornConfig):
     write_timeout_s: float = 60.0
 
     def create_sockets(self) -> Sockets:
-        sockets = super().create_sockets()
+        try:
+            sockets = super().create_sockets()
+        except OSError as exc:
+            where = ", ".join(self.bind)
+            raise ListenError(f"cannot listen on {where} ({exc.strerror or exc})") from exc
         option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
         if option is not None:
             for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
@@ -161,11 +185,11 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         trio.run(_serve_until_signalled, config, args.host, args.port, args.repl)
-    except OSError as exc:
-        print(
-            f"uptax serve: cannot listen on {args.host}:{args.port} ({exc.strerror})",
-            file=sys.stderr,
-        )
+    except (OSError, BaseExceptionGroup) as exc:
+        error = listen_error(exc)
+        if error is None:
+            raise
+        print(f"uptax serve: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,7 +4,9 @@
 clock jumps to the next deadline whenever every task is waiting, so an hour of traffic takes
 seconds and a seed fixes every number in the report. `http` mode runs in real time: each
 simulated provider becomes a real-protocol provider (`http_kind`) served by
-`runtime.testing.open_fake_provider_server` on loopback, and faults go to the fake server.
+`runtime.testing.open_fake_provider_server` on loopback, and faults go to the fake server. An http
+run can also be served by the gateway (`Serve`), so its dashboard, metrics and admin API show the
+runtime the scenario drives while it runs.
 
 Each request is its own task, admitted in arrival order under the concurrency cap (a
 `trio.CapacityLimiter`, FIFO), and ends in exactly one recorded outcome: a reply, a typed error,
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal
 import sys
 import time
 import tracemalloc
@@ -39,6 +42,16 @@ from runtime.scenario.load import LoadGenerator, PlannedRequest
 from runtime.scenario.recorder import SAMPLED, MemoryCheckpoint, Recorder, Result
 from runtime.scenario.report import Report, build_report
 from runtime.scenario.timeline import Timeline
+
+__all__ = [
+    "FAKE_KEY_ENV",
+    "MODES",
+    "ProgressLine",
+    "Serve",
+    "http_config",
+    "run_scenario",
+    "run_scenario_async",
+]
 
 MODES = ("virtual", "http")
 #: The environment variable http mode puts a placeholder key in (the fake server takes any).
@@ -91,6 +104,19 @@ class ProgressLine:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
             self.shown = False
+
+
+@attrs.frozen
+class Serve:
+    """Serve the scenario's runtime through the gateway for the whole run (http mode only):
+    virtual time races ahead of any watcher."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    #: After the report, keep serving the final state until SIGINT or SIGTERM.
+    hold: bool = False
+    #: Told the gateway's base URL once it listens, before the load starts.
+    announce: Callable[[str], None] | None = None
 
 
 @attrs.define
@@ -315,9 +341,18 @@ def http_config(scenario: Scenario, urls: dict[str, str]) -> Config:
 
 @contextlib.asynccontextmanager
 async def _open_target_runtime(
-    scenario: Scenario, *, seed: int, mode: str, repl_socket: str | None
+    scenario: Scenario,
+    *,
+    seed: int,
+    mode: str,
+    repl_socket: str | None,
+    serve: Serve | None = None,
 ) -> AsyncIterator[Runtime]:
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of: {', '.join(MODES)}")
     if mode == "virtual":
+        if serve is not None:
+            raise ValueError("a virtual-time run cannot be served: use mode='http'")
         async with open_runtime(scenario.config, repl_socket=repl_socket) as rt:
             yield rt
         return
@@ -334,7 +369,50 @@ async def _open_target_runtime(
         async with open_runtime(http_config(scenario, urls), repl_socket=repl_socket) as rt:
             for name in kinds:
                 rt.register_fault_target(name, server.target(name))
-            yield rt
+            async with _serving(rt, serve):
+                yield rt
+
+
+@contextlib.asynccontextmanager
+async def _serving(rt: Runtime, serve: Serve | None) -> AsyncIterator[None]:
+    """The gateway around `rt` while the block runs, when asked to serve."""
+    if serve is None:
+        yield
+        return
+    from runtime.gateway.server import serve_runtime
+
+    async with serve_runtime(rt, host=serve.host, port=serve.port) as gateway:
+        if serve.announce is not None:
+            serve.announce(gateway.base_url)
+        yield
+
+
+async def _drive(
+    scenario: Scenario, seed: int, rt: Runtime, progress: ProgressLine | None
+) -> Recorder:
+    """Run the scenario's load, faults and sampling against the open `rt`."""
+    progress = progress or ProgressLine(enabled=False)
+    recorder = _recorder(scenario, rt.config)
+    run = _Run(scenario, seed, rt, recorder, recorder.t0, progress)
+    timeline = Timeline(rt, scenario.faults, recorder, horizon=scenario.load.duration_s)
+    with rt.events.subscribe(EVENT_BUFFER) as events:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_consume_events, run, events)
+            nursery.start_soon(_sample_status, run, scenario.info.sample_s)
+            nursery.start_soon(timeline.run, run.t0)
+            nursery.start_soon(_show_progress, run)
+            if scenario.info.memory != "off":
+                nursery.start_soon(_measure_memory, run)
+            await _drive_load(run)
+            recorder.end = max(recorder.now(), scenario.load.duration_s)
+            _sample(run)
+            # Let the event consumer catch up with everything emitted so far.
+            while events.statistics().current_buffer_used:
+                await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()
+        recorder.events_dropped = rt.events.dropped
+    progress.close()
+    return recorder
 
 
 async def run_scenario_async(
@@ -344,35 +422,14 @@ async def run_scenario_async(
     mode: str = "virtual",
     progress: ProgressLine | None = None,
     repl_socket: str | None = None,
+    serve: Serve | None = None,
 ) -> Recorder:
-    """Run the scenario in the current trio run; returns what was recorded."""
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not one of: {', '.join(MODES)}")
-    progress = progress or ProgressLine(enabled=False)
+    """Run the scenario in the current trio run; returns what was recorded. With `serve`, the
+    gateway serves the runtime until the run ends (`serve.hold` is `run_scenario`'s)."""
     async with _open_target_runtime(
-        scenario, seed=seed, mode=mode, repl_socket=repl_socket
+        scenario, seed=seed, mode=mode, repl_socket=repl_socket, serve=serve
     ) as rt:
-        recorder = _recorder(scenario, rt.config)
-        run = _Run(scenario, seed, rt, recorder, recorder.t0, progress)
-        timeline = Timeline(rt, scenario.faults, recorder, horizon=scenario.load.duration_s)
-        with rt.events.subscribe(EVENT_BUFFER) as events:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_consume_events, run, events)
-                nursery.start_soon(_sample_status, run, scenario.info.sample_s)
-                nursery.start_soon(timeline.run, run.t0)
-                nursery.start_soon(_show_progress, run)
-                if scenario.info.memory != "off":
-                    nursery.start_soon(_measure_memory, run)
-                await _drive_load(run)
-                recorder.end = max(recorder.now(), scenario.load.duration_s)
-                _sample(run)
-                # Let the event consumer catch up with everything emitted so far.
-                while events.statistics().current_buffer_used:
-                    await trio.lowlevel.checkpoint()
-                nursery.cancel_scope.cancel()
-            recorder.events_dropped = rt.events.dropped
-    progress.close()
-    return recorder
+        return await _drive(scenario, seed, rt, progress)
 
 
 def run_scenario(
@@ -382,13 +439,18 @@ def run_scenario(
     mode: str = "virtual",
     progress: ProgressLine | None = None,
     repl_socket: str | None = None,
+    serve: Serve | None = None,
+    on_report: Callable[[Report], None] | None = None,
 ) -> Report:
-    """Run a scenario in its own trio run (virtual time unless `mode="http"`) and report."""
+    """Run a scenario in its own trio run (virtual time unless `mode="http"`) and report.
+
+    `on_report` is given the report as soon as it is built, while the runtime is still open: with
+    `serve.hold`, the gateway then keeps serving the final state until SIGINT or SIGTERM.
+    """
     seed = scenario.info.seed if seed is None else seed
     measure = scenario.info.memory == "tracemalloc"
     if measure:
         tracemalloc.start()
-    started = time.perf_counter()
     clock: trio.abc.Clock | None = None
     if mode == "virtual":
         clock = trio.testing.MockClock(autojump_threshold=0)
@@ -397,13 +459,9 @@ def run_scenario(
     if mode == "http":
         os.environ[FAKE_KEY_ENV] = "fake-key-for-the-fake-server"
     try:
-        recorder = trio.run(
+        return trio.run(
             _run_for_report,
-            scenario,
-            seed,
-            mode,
-            progress,
-            repl_socket,
+            _Options(scenario, seed, mode, progress, repl_socket, serve, on_report),
             clock=clock,
         )
     finally:
@@ -414,13 +472,6 @@ def run_scenario(
                 os.environ[FAKE_KEY_ENV] = saved_key
         if measure:
             tracemalloc.stop()
-    wall = time.perf_counter() - started
-    # Mailbox depth at a sample depends on which of the tasks ready at that instant trio ran
-    # first, so it is a host measurement, not part of the deterministic report.
-    host: dict[str, Any] = {"wall_s": wall, "mailbox_max": recorder.mailbox_max}
-    if recorder.memory:
-        host.update(_memory_host(recorder.memory))
-    return build_report(recorder, scenario, seed=seed, mode=mode, host=host)
 
 
 def _seed_trio_scheduler(seed: int) -> None:
@@ -433,13 +484,47 @@ def _seed_trio_scheduler(seed: int) -> None:
         rng.seed(seed)
 
 
-async def _run_for_report(
-    scenario: Scenario,
-    seed: int,
-    mode: str,
-    progress: ProgressLine | None,
-    repl_socket: str | None,
-) -> Recorder:
-    return await run_scenario_async(
-        scenario, seed=seed, mode=mode, progress=progress, repl_socket=repl_socket
-    )
+@attrs.frozen
+class _Options:
+    scenario: Scenario
+    seed: int
+    mode: str
+    progress: ProgressLine | None
+    repl_socket: str | None
+    serve: Serve | None
+    on_report: Callable[[Report], None] | None
+
+
+async def _run_for_report(options: _Options) -> Report:
+    """Run, then report while the runtime is still open (and served, when it is)."""
+    started = time.perf_counter()
+    scenario, seed, mode, serve = options.scenario, options.seed, options.mode, options.serve
+    async with _open_target_runtime(
+        scenario, seed=seed, mode=mode, repl_socket=options.repl_socket, serve=serve
+    ) as rt:
+        recorder = await _drive(scenario, seed, rt, options.progress)
+        report = _report(recorder, scenario, seed=seed, mode=mode, started=started)
+        if options.on_report is not None:
+            options.on_report(report)
+        if serve is not None and serve.hold:
+            await _until_signalled()
+    return report
+
+
+def _report(
+    recorder: Recorder, scenario: Scenario, *, seed: int, mode: str, started: float
+) -> Report:
+    wall = time.perf_counter() - started
+    # Mailbox depth at a sample depends on which of the tasks ready at that instant trio ran
+    # first, so it is a host measurement, not part of the deterministic report.
+    host: dict[str, Any] = {"wall_s": wall, "mailbox_max": recorder.mailbox_max}
+    if recorder.memory:
+        host.update(_memory_host(recorder.memory))
+    return build_report(recorder, scenario, seed=seed, mode=mode, host=host)
+
+
+async def _until_signalled() -> None:
+    """Wait for SIGINT or SIGTERM: the end of holding a served run's final state up."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
