@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench clean system-packages
+.PHONY: test lint typecheck pytest demo demo-live bench clean system-packages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ system-packages:
 
 demo: $(STAMP)
 	$(VENV)/bin/uptax scenario run scenarios/flagship.toml
+
+# demo-live: the flagship outage in real time against the fake provider servers, watched at
+# http://127.0.0.1:4000/dashboard; it keeps serving the final state after the report until Ctrl-C.
+demo-live: $(STAMP)
+	$(VENV)/bin/uptax scenario run scenarios/flagship.toml --mode http --serve 4000
 
 bench: $(STAMP)
 	$(PY) bench/cascade_throughput.py

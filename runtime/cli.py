@@ -11,7 +11,9 @@ usage: uptax COMMAND [ARGS...]
 commands:
   init [PATH] [--force]  write a commented starter config (default: uptax.toml)
   scenario run FILE [--seed N] [--json PATH] [--html PATH] [--mode virtual|http] [--repl PATH]
-                         run a chaos scenario and report whether its expectations hold
+               [--serve PORT [--host 127.0.0.1]]
+                         run a chaos scenario and report whether its expectations hold; with
+                         --mode http --serve, watch it live at http://HOST:PORT/dashboard
   scenario check FILE...
                          parse and check scenario files without running them
   repl PATH [-c COMMAND]... [--token-file FILE]
