@@ -122,9 +122,9 @@ class _Output:
     """Prints the report and writes its files as soon as it is built (a served run may keep
     serving after it), and keeps the exit code they make."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, *, hold: bool) -> None:
         self.args = args
-        self.hold = False
+        self.hold = hold
         self.exit_code = EXIT_INTERRUPTED  # until a report arrives
 
     def report(self, report: Report) -> None:
@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     progress = ProgressLine(sys.stderr)
-    output = _Output(args)
-    output.hold = serve is not None and serve.hold
+    output = _Output(args, hold=serve is not None and serve.hold)
     try:
         run_scenario(
             scenario,
