@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import structlog
 import trio
+from opentelemetry.trace import TracerProvider
 
 # Adapter modules register their kinds on import.
 import actors.adapters.lastresort
@@ -49,6 +50,7 @@ from actors.stats import (
     PerformanceHistory,
     recommendations,
 )
+from actors.tracing import Tracing
 from runtime.kernel.actor import ActorCell, ActorNotRunning, CrashRequest
 from runtime.kernel.events import EventBus
 from runtime.kernel.registry import ActorInfo, Registry, UnknownActor
@@ -126,7 +128,7 @@ class RuntimeStatus:
 
 
 class Runtime:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, tracer_provider: TracerProvider | None = None) -> None:
         self.config = config
         self.events = EventBus(levels=EVENT_LEVELS)
         self.registry = Registry()
@@ -160,6 +162,7 @@ class Runtime:
             stats=self.stats,
             history=self.history,
             events=self.events,
+            tracing=Tracing(tracer_provider),
         )
         self._root = self._build_tree()
 
@@ -352,8 +355,12 @@ async def open_runtime(
     config: Config | str | os.PathLike[str],
     *,
     repl_socket: str | os.PathLike[str] | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Start the runtime in the caller's trio run; everything stops when the block exits."""
+    """Start the runtime in the caller's trio run; everything stops when the block exits.
+
+    Requests are traced through OpenTelemetry's `tracer_provider`, by default the global one (a
+    no-op until the application configures an SDK; see `actors.tracing`)."""
     if not isinstance(config, Config):
         config = load_config(config)
     _import_adapters(config)
@@ -364,7 +371,7 @@ async def open_runtime(
         # An application that configured structlog keeps its setup; otherwise ours, with
         # secrets redacted and the config's level.
         configure_logging(config.runtime.log_level)
-    rt = Runtime(config)
+    rt = Runtime(config, tracer_provider=tracer_provider)
     for warning in config.warnings:
         rt.events.emit("config_warning", warning=warning)
     socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket
