@@ -5,8 +5,11 @@ explainer, operator actions, the page's files, and no secret in any answer."""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import glob
 import json
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +142,7 @@ async def test_state_has_everything_the_page_needs(open_dash: Any) -> None:
     ]
     assert state["actions"] is False and state["operator"] is None
     assert abs(state["instance"]["started_at"] - time.time()) < 120
+    assert state["instance"]["version"] == "0.1.0"
     sample = state["samples"][-1]
     assert set(sample) == {"seq", "t", "providers", "traffic", "cost"}
     assert set(sample["providers"]["alpha"]) == {
@@ -526,3 +530,22 @@ async def test_no_secret_in_any_dashboard_answer(
     for text in texts:
         for secret in (KEY, provider_key, tenant_key):
             assert secret not in text
+
+
+def test_every_file_of_the_page_is_package_data() -> None:
+    """A non-editable install ships what `[tool.setuptools.package-data]` globs match: every
+    file under static/dashboard must be matched (uPlot's LICENSE and VERSION included)."""
+    root = Path(runtime.gateway.dashboard.__file__).parents[1]
+    project = tomllib.loads((root.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = project["tool"]["setuptools"]["package-data"]["runtime"]
+    shipped = {
+        Path(found)
+        for pattern in globs
+        for found in glob.glob(pattern, root_dir=root, recursive=True)
+        if (root / found).is_file()
+    }
+    static = runtime.gateway.dashboard.static_dir()
+    files = {p.relative_to(root) for p in static.rglob("*") if p.is_file()} if static.is_dir() else set()
+    assert files <= shipped
+    probe = Path("gateway/static/dashboard/vendor/uplot/LICENSE")
+    assert any(fnmatch.fnmatch(str(probe), pattern) for pattern in globs)
