@@ -214,6 +214,10 @@ async def test_a_resumed_stream_repeats_nothing_and_skips_nothing(open_dash: Any
     async with http.stream("GET", f"/dashboard/api/live?after={ids[-1]}") as response:
         events = Events(response)
         assert int((await events.until("sample"))["id"]) == ids[-1] + 1
+    # A resume point from before a restart (the seqs started again): everything held is sent.
+    async with http.stream("GET", "/dashboard/api/live", headers={"last-event-id": "99999"}) as response:
+        events = Events(response)
+        assert int((await events.until("sample"))["id"]) == 1
 
 
 async def test_at_most_32_live_streams(open_dash: Any) -> None:

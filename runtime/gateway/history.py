@@ -285,6 +285,11 @@ class LiveHistory:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def last_seq(self) -> int:
+        """The newest sample's seq (0 before the first)."""
+        return self._sample_seq
+
     def samples_after(self, seq: int) -> list[dict[str, Any]]:
         """The samples still held whose seq is greater than `seq`, oldest first."""
         return [sample for sample in self.samples if sample["seq"] > seq]
