@@ -429,6 +429,11 @@ async def test_explain_plans_the_request_and_names_a_bad_field(open_dash: Any) -
         assert bad.status_code == 400, body_
         error = bad.json()["error"]
         assert error["param"] == field and error["message"].startswith(f"{field}: ")
+    unknown = await http.post("/dashboard/api/explain", json={"model": "nope"}, headers=CHANGE)
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "model"
+    blank = {"prompt": "", "model": ""}
+    empty = await http.post("/dashboard/api/explain", json=blank, headers=CHANGE)
+    assert empty.status_code == 200
 
 
 async def test_each_action_takes_effect_and_is_on_the_event_bus(locked_dash: Any) -> None:
