@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from gateway_ops_support import ops_config
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from support import make_config
 
 import runtime
 from actors.faults import Fault, FaultKind
@@ -217,3 +219,22 @@ async def test_spans_are_no_ops_unless_an_sdk_is_configured(autojump_clock: Any)
         assert rt.cascade.tracing.request(REQUEST, stream=False) is NO_TRACE
         reply = await rt.complete(REQUEST)
     assert reply.provider == "alpha"
+
+
+async def test_a_race_lost_is_an_attempt_span_cancelled(
+    autojump_clock: Any, exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    """Both primaries race (openai at 100 ms, anthropic at 120 ms): the loser's span ends as
+    cancelled, a child of the same request span, and not as an error."""
+    racing = attrs.evolve(REQUEST, strategy="race")
+    async with open_runtime(make_config(), tracer_provider=provider) as rt:
+        reply = await rt.complete(racing)
+    (request,) = spans(exporter, "uptax.request")
+    attempts = spans(exporter, "uptax.attempt")
+    assert_children(request, attempts)
+    outcomes = {attributes(span)["uptax.provider"]: span for span in attempts}
+    assert set(outcomes) == {"openai", "anthropic"} and reply.provider == "openai"
+    assert attributes(outcomes["openai"])["uptax.outcome"] == "ok"
+    lost = outcomes["anthropic"]
+    assert attributes(lost)["uptax.outcome"] == "cancelled"
+    assert lost.status.status_code is StatusCode.UNSET
