@@ -45,7 +45,8 @@ from actors.messages import (
     ToolCallDelta,
 )
 from actors.ranking import Candidate, ExclusionCause, LevelPlan
-from actors.stats import FallbackStats, PerformanceHistory
+from actors.stats import FallbackStats, PerformanceHistory, RequestEnded
+from actors.tracing import RequestTrace, Tracing
 from runtime.kernel.events import EventBus
 
 
@@ -80,6 +81,19 @@ class _Recovery:
         self.budget_s = budget_s
         self.waited = 0.0
         self.rounds = 0
+
+
+class _Call:
+    """One call to one model of one provider: what its `Attempt` is made of, and its span."""
+
+    __slots__ = ("level", "model", "provider", "span", "started")
+
+    def __init__(self, walk: _Walk, provider: str, model: str, level: LevelConfig) -> None:
+        self.provider = provider
+        self.model = model
+        self.level = level
+        self.started = trio.current_time()
+        self.span = walk.trace.attempt(provider, model, level.name)
 
 
 class _Level(NamedTuple):
@@ -131,9 +145,12 @@ class _Walk:
         "reserve_cap",
         "reserves",
         "start",
+        "trace",
     )
 
-    def __init__(self, cascade: CascadeSupervisor, request: Request) -> None:
+    def __init__(
+        self, cascade: CascadeSupervisor, request: Request, *, stream: bool = False
+    ) -> None:
         self.cascade = cascade
         self.request = request
         self.start = trio.current_time()
@@ -161,6 +178,8 @@ class _Walk:
         self.first_choice_held_out = bool(first) and any(
             exclusion.cause in _HEALTH_CAUSES for exclusion in first
         )
+        #: The request's spans (last: nothing after it can fail and leave its span open).
+        self.trace: RequestTrace = cascade.tracing.request(request, stream=stream)
 
     def steps(self) -> Iterator[_Level | float]:
         cascade = self.cascade
@@ -288,52 +307,58 @@ class _Walk:
 
     # -- attempts ---------------------------------------------------------------------------
 
-    def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
-        self.attempts.append(
-            Attempt(
-                candidate.provider, candidate.model, level.name, "unavailable", 0.0, "restarting"
-            )
+    def _record(
+        self,
+        call: _Call,
+        outcome: str,
+        elapsed_ms: float,
+        detail: str = "",
+        *,
+        model: str | None = None,
+        cost_usd: float = 0.0,
+    ) -> None:
+        """The call's `Attempt` (with the `model` that answered, if another), and the end of
+        its span."""
+        attempt = Attempt(
+            call.provider, model or call.model, call.level.name, outcome, elapsed_ms, detail
         )
+        self.attempts.append(attempt)
+        self.trace.attempt_ended(call.span, attempt, cost_usd)
 
-    def accepted(
-        self, provider: str, completion: Completion, level: LevelConfig, started: float
-    ) -> bool:
+    def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
+        call = _Call(self, candidate.provider, candidate.model, level)
+        self._record(call, "unavailable", 0.0, "restarting")
+
+    def accepted(self, call: _Call, completion: Completion) -> bool:
         """Record a call that answered. False when the answer is a refusal and the level falls
         back on refusals (`fallback_on_refusal`): then the walk goes on."""
-        elapsed = (trio.current_time() - started) * 1000.0
-        self.cascade.history.record(provider, started, elapsed, ok=True)
-        if completion.refusal is not None and level.fallback_on_refusal:
-            self.attempts.append(
-                Attempt(provider, completion.model, level.name, "refused", elapsed, "refused")
-            )
+        elapsed = (trio.current_time() - call.started) * 1000.0
+        self.cascade.history.record(call.provider, call.started, elapsed, ok=True)
+        if completion.refusal is not None and call.level.fallback_on_refusal:
+            self._record(call, "refused", elapsed, "refused", model=completion.model)
             return False
-        self.attempts.append(Attempt(provider, completion.model, level.name, "ok", elapsed))
+        cost = self.cascade.prices.cost(completion) if self.trace.recording else 0.0
+        self._record(call, "ok", elapsed, model=completion.model, cost_usd=cost)
         return True
 
-    def cancelled(
-        self, provider: str, model: str, level: LevelConfig, started: float, deadline: float
-    ) -> None:
+    def cancelled(self, call: _Call, deadline: float) -> None:
         """A call cancelled because the level's deadline passed (a timeout) or a race was won."""
         now = trio.current_time()
         outcome = "timeout" if now >= deadline else "cancelled"
-        elapsed = (now - started) * 1000.0
-        self.attempts.append(Attempt(provider, model, level.name, outcome, elapsed))
+        elapsed = (now - call.started) * 1000.0
+        self._record(call, outcome, elapsed)
         if outcome == "timeout":
-            self.cascade.history.record(provider, started, elapsed, ok=False)
+            self.cascade.history.record(call.provider, call.started, elapsed, ok=False)
 
-    def failed_attempt(
-        self, provider: str, model: str, level: LevelConfig, error: ProviderError, started: float
-    ) -> None:
-        elapsed = (trio.current_time() - started) * 1000.0
-        self.attempts.append(
-            Attempt(provider, model, level.name, error.kind.value, elapsed, error.message)
-        )
-        self.cascade.history.record(provider, started, elapsed, ok=False)
+    def failed_attempt(self, call: _Call, error: ProviderError) -> None:
+        elapsed = (trio.current_time() - call.started) * 1000.0
+        self._record(call, error.kind.value, elapsed, error.message)
+        self.cascade.history.record(call.provider, call.started, elapsed, ok=False)
 
     def reject_if_client_error(self, provider: str, error: ProviderError) -> None:
         """The request itself is wrong: no other provider would take it either."""
         if error.kind is FailureKind.CLIENT_ERROR:
-            self.cascade.stats.record_error(tuple(self.attempts), "request_rejected")
+            self.record_error("request_rejected")
             raise RequestRejected(
                 f"{provider} rejected the request: {error.message}",
                 provider,
@@ -349,9 +374,11 @@ class _Walk:
         level would rank first if no provider were held out for its health
         (`RoutePlanner.first_choice`)."""
         fallback = self.is_fallback(step, candidate, len(self.attempts) - 1)
-        return self.cascade.reply(
+        reply = self.cascade.reply(
             self.request, step.level, candidate, completion, self.attempts, self.start, fallback
         )
+        self.trace.answered(reply)
+        return reply
 
     def is_fallback(self, step: _Level, candidate: Candidate, earlier_attempts: int) -> bool:
         """Whether an answer from `candidate` at `step`, after `earlier_attempts` other tries,
@@ -367,14 +394,23 @@ class _Walk:
     def cancelled_request(self) -> None:
         """The request was cancelled, by its caller or by the runtime closing: counted once,
         as its own outcome."""
-        kind = "runtime_closed" if self.cascade.closed else "cancelled"
-        self.cascade.stats.record_error(tuple(self.attempts), kind)
+        self.record_error("runtime_closed" if self.cascade.closed else "cancelled")
+
+    def record_error(self, kind: str) -> None:
+        """Count the request as ended in error `kind`, and tell the request listeners."""
+        stats = self.cascade.stats
+        attempts = tuple(self.attempts)
+        stats.record_error(attempts, kind)
+        self.trace.failed(kind, len(attempts))
+        if stats.listening:
+            latency_ms = (trio.current_time() - self.start) * 1000.0
+            stats.notify(RequestEnded(self.request, None, kind, attempts, latency_ms))
 
     def interrupted(
         self, provider: str, level: LevelConfig, error: ProviderError, delivered: list[str]
     ) -> StreamInterrupted:
         cascade = self.cascade
-        cascade.stats.record_error(tuple(self.attempts), "stream_interrupted")
+        self.record_error("stream_interrupted")
         cascade.events.emit(
             "stream_interrupted",
             provider=provider,
@@ -392,7 +428,7 @@ class _Walk:
     def failed(self) -> AllLevelsFailed:
         attempts = self.attempts
         error = AllLevelsFailed(_summary(attempts, trio.current_time() >= self.deadline), attempts)
-        self.cascade.stats.record_error(tuple(attempts), "all_levels_failed")
+        self.record_error("all_levels_failed")
         self.cascade.events.emit(
             "request_failed", attempts=len(attempts), task_id=self.request.task_id
         )
@@ -410,6 +446,7 @@ class CascadeSupervisor:
         stats: FallbackStats,
         history: PerformanceHistory,
         events: EventBus,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.levels: Sequence[LevelConfig] = config.levels
@@ -420,7 +457,8 @@ class CascadeSupervisor:
         self.history = history
         self.events = events
         self._cache = cache
-        self._prices = _Prices(config)
+        self.prices = _Prices(config)
+        self.tracing = tracing or Tracing()
         self._last_resort = frozenset(
             p.name for p in config.providers if p.kind in LAST_RESORT_KINDS
         )
@@ -473,6 +511,7 @@ class CascadeSupervisor:
         except BaseException as error:
             if _is_cancellation(error):
                 walk.cancelled_request()
+            walk.trace.end(error)
             raise
         finally:
             self._request_ended()
@@ -605,21 +644,25 @@ class CascadeSupervisor:
             walk.unavailable(candidate, level)
             return None
         for model in (candidate.model, *candidate.fallback_models):
-            started = trio.current_time()
+            call = _Call(walk, name, model, level)
             try:
-                completion = await actor.complete(
-                    walk.request, model, deadline=deadline, panic=candidate.panic
-                )
+                with walk.trace.active(call.span):
+                    completion = await actor.complete(
+                        walk.request, model, deadline=deadline, panic=candidate.panic
+                    )
             except trio.Cancelled:
-                walk.cancelled(name, model, level, started, deadline)
+                walk.cancelled(call, deadline)
                 raise
             except ProviderError as error:
-                walk.failed_attempt(name, model, level, error, started)
+                walk.failed_attempt(call, error)
                 if error.kind is FailureKind.CONTEXT_TOO_LONG:
                     continue
                 walk.reject_if_client_error(name, error)
                 return None
-            return completion if walk.accepted(name, completion, level, started) else None
+            except BaseException as error:  # a bug: no attempt to record, but the span ends
+                walk.trace.attempt_broke(call.span, error)
+                raise
+            return completion if walk.accepted(call, completion) else None
         return None
 
     def reply(
@@ -642,7 +685,7 @@ class CascadeSupervisor:
             fallback_used=fallback,
             attempts=tuple(attempts),
             latency_ms=(trio.current_time() - start) * 1000.0,
-            cost_usd=self._prices.cost(completion),
+            cost_usd=self.prices.cost(completion),
             usage=completion.usage,
             finish_reason=completion.finish_reason,
             refusal=completion.refusal,
@@ -650,6 +693,9 @@ class CascadeSupervisor:
             raw_finish_reason=completion.raw_finish_reason,
         )
         self.stats.record_reply(reply)
+        if self.stats.listening:
+            ended = RequestEnded(request, reply, "reply", reply.attempts, reply.latency_ms)
+            self.stats.notify(ended)
         if fallback:
             self.events.emit(
                 "fallback_used",
@@ -696,7 +742,7 @@ class CascadeSupervisor:
         another, because two streams racing would hand the caller text from both. Deadlines
         are passed down rather than wrapped in cancel scopes, because a generator must not
         yield inside a cancel scope."""
-        walk = _Walk(self, request)
+        walk = _Walk(self, request, stream=True)
         self.in_flight += 1
         try:
             for step in walk.steps():
@@ -716,6 +762,7 @@ class CascadeSupervisor:
         except BaseException as error:
             if isinstance(error, GeneratorExit) or _is_cancellation(error):
                 walk.cancelled_request()
+            walk.trace.end(error)
             raise
         finally:
             self._request_ended()
@@ -739,7 +786,7 @@ class CascadeSupervisor:
         for model in (candidate.model, *candidate.fallback_models):
             delivered: list[str] = []
             any_delivered = False
-            started = trio.current_time()
+            call = _Call(walk, name, model, level)
             try:
                 async with actor.open_stream(
                     walk.request,
@@ -769,16 +816,20 @@ class CascadeSupervisor:
                             yield event
                         elif isinstance(event, StreamDone):
                             completion = event.completion
-                            if walk.accepted(name, completion, level, started) or any_delivered:
+                            if walk.accepted(call, completion) or any_delivered:
                                 out.reply = walk.reply(step, candidate, completion)
                             return
             except ProviderError as error:
-                walk.failed_attempt(name, model, level, error, started)
+                walk.failed_attempt(call, error)
                 if any_delivered:
                     raise walk.interrupted(name, level, error, delivered) from None
                 walk.reject_if_client_error(name, error)
                 if error.kind is not FailureKind.CONTEXT_TOO_LONG:
                     return
+            except BaseException as error:  # cancelled, or its reader left: no attempt recorded
+                walk.trace.attempt_broke(call.span, error)
+                raise
+            walk.trace.attempt_broke(call.span)  # the stream ended without a reply
 
 
 @attrs.frozen

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import structlog
 import trio
+from opentelemetry.trace import TracerProvider
 
 # Adapter modules register their kinds on import.
 import actors.adapters.lastresort
@@ -47,8 +48,10 @@ from actors.stats import (
     FallbackStats,
     FallbackStatsSnapshot,
     PerformanceHistory,
+    RequestListener,
     recommendations,
 )
+from actors.tracing import Tracing
 from runtime.kernel.actor import ActorCell, ActorNotRunning, CrashRequest
 from runtime.kernel.events import EventBus
 from runtime.kernel.registry import ActorInfo, Registry, UnknownActor
@@ -126,7 +129,7 @@ class RuntimeStatus:
 
 
 class Runtime:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, tracer_provider: TracerProvider | None = None) -> None:
         self.config = config
         self.events = EventBus(levels=EVENT_LEVELS)
         self.registry = Registry()
@@ -160,6 +163,7 @@ class Runtime:
             stats=self.stats,
             history=self.history,
             events=self.events,
+            tracing=Tracing(tracer_provider),
         )
         self._root = self._build_tree()
 
@@ -235,6 +239,12 @@ class Runtime:
         """The router's plan for such a request, with a reason for every rank and exclusion.
         Asking for an explanation spends no exploration request (`explore=False`)."""
         return self.planner.plan(request, explore=explore)
+
+    def add_request_listener(self, listener: RequestListener) -> Callable[[], None]:
+        """Call `listener(RequestEnded)` as each request ends, however it was asked (embedded,
+        through the gateway, by a scenario); returns the function that stops it. Listeners run
+        in the request's task: they must be quick and must not raise."""
+        return self.stats.add_listener(listener)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -352,8 +362,12 @@ async def open_runtime(
     config: Config | str | os.PathLike[str],
     *,
     repl_socket: str | os.PathLike[str] | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Start the runtime in the caller's trio run; everything stops when the block exits."""
+    """Start the runtime in the caller's trio run; everything stops when the block exits.
+
+    Requests are traced through OpenTelemetry's `tracer_provider`, by default the global one (a
+    no-op until the application configures an SDK; see `actors.tracing`)."""
     if not isinstance(config, Config):
         config = load_config(config)
     _import_adapters(config)
@@ -364,7 +378,7 @@ async def open_runtime(
         # An application that configured structlog keeps its setup; otherwise ours, with
         # secrets redacted and the config's level.
         configure_logging(config.runtime.log_level)
-    rt = Runtime(config)
+    rt = Runtime(config, tracer_provider=tracer_provider)
     for warning in config.warnings:
         rt.events.emit("config_warning", warning=warning)
     socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket

@@ -200,3 +200,70 @@ async def test_the_access_log_line_is_written_at_info(
     assert len(lines) == 1
     assert "status=200" in lines[0] and "provider='alpha'" in lines[0]
     assert "level='info'" in lines[0] and "answer_level='primary'" in lines[0]
+
+
+async def test_provider_calls_are_counted_by_outcome(gateway: GatewayServer) -> None:
+    gateway.rt.inject_fault("alpha", Fault(FaultKind.OUTAGE))
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
+        answer = await http.post(
+            "/v1/chat/completions", json={"model": "uptax/auto", "messages": ASK}
+        )
+        assert answer.status_code == 200 and answer.headers["x-uptax-provider"] == "beta"
+        found = await scrape(http)
+    failed = value(found, "uptax_provider_calls_total", provider="alpha", outcome="server_error")
+    assert failed == int(answer.headers["x-uptax-attempts"]) - 1 >= 1
+    assert value(found, "uptax_provider_calls_total", provider="alpha", outcome="ok") == 0
+    assert value(found, "uptax_provider_calls_total", provider="beta", outcome="ok") == 1
+
+
+async def test_requests_that_fail_at_every_level_are_counted_by_kind(
+    gateway: GatewayServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
+        before = await scrape(http)
+        for name in ("alpha", "beta"):
+            gateway.rt.inject_fault(name, Fault(FaultKind.OUTAGE))
+        failed = await http.post(
+            "/v1/chat/completions", json={"model": "uptax/auto", "messages": ASK}
+        )
+        assert failed.status_code == 502
+        after = await scrape(http)
+    kinds = ("all_levels_failed", "request_rejected", "stream_interrupted", "cancelled")
+    for kind in kinds:  # exposed at 0 from the start, so the first one is an increase
+        assert (("uptax_request_errors_total", frozenset({("kind", kind)}))) in before
+        assert value(before, "uptax_request_errors_total", kind=kind) == 0
+    assert value(after, "uptax_request_errors_total", kind="all_levels_failed") == 1
+    assert value(after, "uptax_request_errors_total", kind="request_rejected") == 0
+    failed_request = dict(tenant="-", level="-", provider="-", outcome="failed")
+    assert value(after, "uptax_requests_total", **failed_request) == 1
+
+
+async def test_quota_and_latency_against_baseline_are_read_at_scrape_time(
+    gateway: GatewayServer,
+) -> None:
+    """alpha's quota runs out, so beta answers, ten times slower than usual: what the quota and
+    latency alerts compare is on the page."""
+    gateway.rt.inject_fault("alpha", Fault(FaultKind.QUOTA))
+    gateway.rt.inject_fault("beta", Fault(FaultKind.LATENCY, factor=10))
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
+        before = await scrape(http)
+        answer = await http.post(
+            "/v1/chat/completions", json={"model": "uptax/auto", "messages": ASK}
+        )
+        assert answer.headers["x-uptax-provider"] == "beta"
+        after = await scrape(http)
+    for name in ("alpha", "beta"):
+        assert value(before, "uptax_provider_quota_remaining_ratio", provider=name) == 1
+        # ops_config's simulated providers answer in 30 ms: their configured baseline.
+        assert value(after, "uptax_provider_latency_baseline_seconds", provider=name) == 0.03
+    assert value(after, "uptax_provider_quota_remaining_ratio", provider="alpha") == 0
+    assert value(after, "uptax_provider_quota_remaining_ratio", provider="beta") == 1
+    recent = value(after, "uptax_provider_latency_recent_seconds", provider="beta")
+    assert recent > 5 * 0.03
+    p50 = value(after, "uptax_provider_latency_seconds", provider="beta", quantile="0.5")
+    p95 = value(after, "uptax_provider_latency_seconds", provider="beta", quantile="0.95")
+    assert 5 * 0.03 < p50 <= p95
+    assert ("uptax_provider_latency_recent_seconds", frozenset({("provider", "alpha")})) not in (
+        before
+    )  # no call timed yet: no figure rather than a made-up 0
+    assert value(after, "uptax_provider_restarts_total", provider="alpha") == 0

@@ -30,8 +30,10 @@ from actors.errors import ConfigError
 from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.gateway.app import build_app
+from runtime.gateway.dashboard import Dashboard
+from runtime.gateway.history import open_live_history
 from runtime.gateway.policy import open_access
-from runtime.gateway.tenants import Authenticator
+from runtime.gateway.tenants import Authenticator, is_loopback
 
 __all__ = [
     "GatewayServer",
@@ -52,11 +54,12 @@ WRITE_MARGIN_S = 3.0
 
 @attrs.frozen
 class GatewayServer:
-    """A running gateway: its runtime and where it listens."""
+    """A running gateway: its runtime, where it listens, and its dashboard."""
 
     rt: Runtime
     host: str
     port: int
+    dashboard: Dashboard | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -129,12 +132,17 @@ async def serve_runtime(
     requests (its cascade closes), so close `rt` right after.
     """
     config = rt.config
-    async with open_access(config, host) as access, trio.open_nursery() as nursery:
+    async with (
+        open_access(config, host) as access,
+        open_live_history(rt, tenants=access.tenant_spend) as history,
+        trio.open_nursery() as nursery,
+    ):
         stop = trio.Event()
         hyper = _hypercorn_config(host, port, config)
+        app = build_app(rt, access, history, loopback=is_loopback(host))
         bound = await nursery.start(
             lambda task_status: serve(
-                build_app(rt, access),  # type: ignore[arg-type]  # Starlette is an ASGI app
+                app,  # type: ignore[arg-type]  # Starlette is an ASGI app
                 hyper,
                 shutdown_trigger=stop.wait,
                 task_status=task_status,
@@ -143,11 +151,13 @@ async def serve_runtime(
         bound_port = int(str(bound[0]).rsplit(":", 1)[1])
         _log.info("gateway_started", host=host, port=bound_port)
         try:
-            yield GatewayServer(rt, host, bound_port)
+            yield GatewayServer(rt, host, bound_port, app.state.dashboard)
         finally:
             # hypercorn stops accepting; meanwhile the runtime gives the requests in flight the
             # grace to finish, then cancels them: each ends in RuntimeClosed, a 503 its client
-            # gets (or an in-band error event), not a dropped connection.
+            # gets (or an in-band error event), not a dropped connection. The dashboard's live
+            # streams end at once: they would only hold the shutdown.
+            history.close()
             stop.set()
             with trio.CancelScope(shield=True):
                 await rt.cascade.close(config.supervision.shutdown_grace_s)
