@@ -5,7 +5,8 @@ The command runs as a real child process, in real time, on a scenario a few seco
 it runs, the gateway answers on the port it printed and its admin API shows the scenario's own
 runtime (its providers turned into their wire protocols, the outage the scenario injects); after
 it, the report is printed and the exit code is the report's. With stdin on a terminal the gateway
-keeps serving the final state until Ctrl-C. The usage errors are checked in-process.
+keeps serving the final state until Ctrl-C, the dashboard's history holding every request of the
+run. The usage errors are checked in-process.
 """
 
 from __future__ import annotations
@@ -156,6 +157,23 @@ async def _until_openai_trips(http: httpx.AsyncClient) -> dict[str, Any]:
         await trio.sleep(0.05)
 
 
+async def _dashboard_once_counted(http: httpx.AsyncClient, issued: int) -> dict[str, Any]:
+    """The dashboard's state once its history has sampled all `issued` requests."""
+    login = await http.post(
+        "/dashboard/api/session",
+        json={"key": ADMIN_KEY, "operator": "test"},
+        headers={"x-uptax-dashboard": "1"},
+    )
+    assert login.status_code == 204, login.text
+    while True:
+        answer = await http.get("/dashboard/api/state")
+        assert answer.status_code == 200, answer.text
+        state: dict[str, Any] = answer.json()
+        if state["status"] and state["status"]["totals"]["requests"] == issued:
+            return state
+        await trio.sleep(0.2)
+
+
 async def _gone(base_url: str) -> bool:
     async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
         try:
@@ -243,10 +261,17 @@ async def _hold_then_interrupt(
                 await terminal.wait_for(HOLDING)
             report = json.loads(await trio.Path(report_file).read_text())
             assert "PASSED" in terminal.text
-            # Still up after the report: the final picture, every request of the run counted.
+            # Still up after the report: the final picture, every request of the run counted,
+            # by the runtime and by the dashboard's history of it.
+            issued = report["requests"]["issued"]
             async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
                 status = await _status(http)
-            assert status["stats"]["total_requests"] == report["requests"]["issued"] > 0
+                with trio.fail_after(RUN_S):
+                    state = await _dashboard_once_counted(http, issued)
+            assert status["stats"]["total_requests"] == issued > 0
+            names = [provider["name"] for provider in status["providers"]]
+            assert [provider["name"] for provider in state["providers"]] == names
+            assert sum(sample["traffic"]["requests"] for sample in state["samples"]) == issued
             assert process.returncode is None
             process.send_signal(signal.SIGINT)
             with trio.fail_after(30):
