@@ -45,7 +45,7 @@ from actors.messages import (
     ToolCallDelta,
 )
 from actors.ranking import Candidate, ExclusionCause, LevelPlan
-from actors.stats import FallbackStats, PerformanceHistory
+from actors.stats import FallbackStats, PerformanceHistory, RequestEnded
 from runtime.kernel.events import EventBus
 
 
@@ -333,7 +333,7 @@ class _Walk:
     def reject_if_client_error(self, provider: str, error: ProviderError) -> None:
         """The request itself is wrong: no other provider would take it either."""
         if error.kind is FailureKind.CLIENT_ERROR:
-            self.cascade.stats.record_error(tuple(self.attempts), "request_rejected")
+            self.record_error("request_rejected")
             raise RequestRejected(
                 f"{provider} rejected the request: {error.message}",
                 provider,
@@ -367,14 +367,22 @@ class _Walk:
     def cancelled_request(self) -> None:
         """The request was cancelled, by its caller or by the runtime closing: counted once,
         as its own outcome."""
-        kind = "runtime_closed" if self.cascade.closed else "cancelled"
-        self.cascade.stats.record_error(tuple(self.attempts), kind)
+        self.record_error("runtime_closed" if self.cascade.closed else "cancelled")
+
+    def record_error(self, kind: str) -> None:
+        """Count the request as ended in error `kind`, and tell the request listeners."""
+        stats = self.cascade.stats
+        attempts = tuple(self.attempts)
+        stats.record_error(attempts, kind)
+        if stats.listening:
+            latency_ms = (trio.current_time() - self.start) * 1000.0
+            stats.notify(RequestEnded(self.request, None, kind, attempts, latency_ms))
 
     def interrupted(
         self, provider: str, level: LevelConfig, error: ProviderError, delivered: list[str]
     ) -> StreamInterrupted:
         cascade = self.cascade
-        cascade.stats.record_error(tuple(self.attempts), "stream_interrupted")
+        self.record_error("stream_interrupted")
         cascade.events.emit(
             "stream_interrupted",
             provider=provider,
@@ -392,7 +400,7 @@ class _Walk:
     def failed(self) -> AllLevelsFailed:
         attempts = self.attempts
         error = AllLevelsFailed(_summary(attempts, trio.current_time() >= self.deadline), attempts)
-        self.cascade.stats.record_error(tuple(attempts), "all_levels_failed")
+        self.record_error("all_levels_failed")
         self.cascade.events.emit(
             "request_failed", attempts=len(attempts), task_id=self.request.task_id
         )
@@ -650,6 +658,9 @@ class CascadeSupervisor:
             raw_finish_reason=completion.raw_finish_reason,
         )
         self.stats.record_reply(reply)
+        if self.stats.listening:
+            ended = RequestEnded(request, reply, "reply", reply.attempts, reply.latency_ms)
+            self.stats.notify(ended)
         if fallback:
             self.events.emit(
                 "fallback_used",

@@ -39,6 +39,7 @@ EVENT_LEVELS: Mapping[str, str] = {
     "alert_cleared": INFO,
     "fault_injected": WARNING,
     "fault_healed": INFO,
+    "operator_action": WARNING,
     "config_warning": WARNING,
 }
 

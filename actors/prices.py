@@ -10,6 +10,11 @@ at load, since `budget_usd` cannot exclude a model that costs nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from actors.config import Config, ModelInfo
+    from actors.messages import Reply
 
 #: The date the prices below are dated: the list prices in force then.
 PRICES_AS_OF = "2025-08-01"
@@ -83,3 +88,28 @@ def shipped_price(model: str) -> tuple[float, float] | None:
     if not known:
         return None
     return PRICES[max(known, key=len)]
+
+
+# --- the single-provider cost baseline ---
+
+
+def baseline_model(config: Config) -> tuple[str, str]:
+    """The provider and model the cost saving is measured against: the first provider of the
+    first level and its first model ("" when it lists none)."""
+    provider = config.provider(config.levels[0].providers[0])
+    return provider.name, provider.models[0] if provider.models else ""
+
+
+def baseline_cost(
+    reply: Reply, price: ModelInfo, *, prompt_chars: int, chars_per_token: float
+) -> float:
+    """What `reply` would have cost at `price` (the baseline model's). A reply that used no
+    tokens (cache, templates) is priced from the prompt's and the reply's lengths."""
+    input_tokens = reply.usage.input_tokens
+    output_tokens = reply.usage.output_tokens
+    if input_tokens == 0 and output_tokens == 0:
+        input_tokens = max(1, int(prompt_chars / chars_per_token))
+        output_tokens = max(1, int(len(reply.text) / chars_per_token))
+    return (
+        input_tokens * price.input_usd_per_mtok + output_tokens * price.output_usd_per_mtok
+    ) / 1e6

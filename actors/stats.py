@@ -20,7 +20,7 @@ import trio
 
 # Last-resort kinds' "failures" are misses (no cached reply, no template), not health problems.
 from actors.kinds import LAST_RESORT_KINDS
-from actors.messages import Attempt, HealthStatus, ProviderSnapshot, Reply
+from actors.messages import Attempt, HealthStatus, ProviderSnapshot, Reply, Request
 
 if TYPE_CHECKING:
     from actors.config import Config
@@ -54,10 +54,39 @@ class FallbackStatsSnapshot:
     errors_by_kind: dict[str, int]
 
 
+@attrs.frozen
+class RequestEnded:
+    """One finished request, as request listeners see it (`FallbackStats.add_listener`)."""
+
+    request: Request
+    #: The reply, or None when the request ended in an error.
+    reply: Reply | None
+    #: "reply", or the error kind as `FallbackStatsSnapshot.errors_by_kind` counts it.
+    outcome: str
+    attempts: tuple[Attempt, ...]
+    #: From the request's start to its end.
+    latency_ms: float
+
+    @property
+    def fallback_used(self) -> bool:
+        if self.reply is not None:
+            return self.reply.fallback_used
+        return len(self.attempts) > 1
+
+
+RequestListener = Callable[[RequestEnded], None]
+
+
 class FallbackStats:
-    """Counters of how requests were served; the cascade records each request exactly once."""
+    """Counters of how requests were served; the cascade records each request exactly once.
+
+    Listeners (`add_listener`) are told of every finished request, synchronously and in the
+    task that ran it: they must be quick and must not raise. With none, the cascade builds no
+    `RequestEnded` at all (`listening` is False).
+    """
 
     def __init__(self) -> None:
+        self._listeners: list[RequestListener] = []
         self.total_requests = 0
         self.successes = 0
         self.failures = 0
@@ -93,6 +122,27 @@ class FallbackStats:
         for attempt in attempts:
             if attempt.outcome != "ok":
                 self._failures_by_kind[attempt.outcome] += 1
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._listeners)
+
+    def add_listener(self, listener: RequestListener) -> Callable[[], None]:
+        """Tell `listener` of every request that ends from now on; returns the unsubscribe."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def notify(self, ended: RequestEnded) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                listener(ended)
+            except Exception as exc:  # an observer must never fail the request it observes
+                _log.error("request_listener_failed", listener=repr(listener), error=repr(exc))
 
     def snapshot(self) -> FallbackStatsSnapshot:
         return FallbackStatsSnapshot(

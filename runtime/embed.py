@@ -47,6 +47,7 @@ from actors.stats import (
     FallbackStats,
     FallbackStatsSnapshot,
     PerformanceHistory,
+    RequestListener,
     recommendations,
 )
 from runtime.kernel.actor import ActorCell, ActorNotRunning, CrashRequest
@@ -235,6 +236,12 @@ class Runtime:
         """The router's plan for such a request, with a reason for every rank and exclusion.
         Asking for an explanation spends no exploration request (`explore=False`)."""
         return self.planner.plan(request, explore=explore)
+
+    def add_request_listener(self, listener: RequestListener) -> Callable[[], None]:
+        """Call `listener(RequestEnded)` as each request ends, however it was asked (embedded,
+        through the gateway, by a scenario); returns the function that stops it. Listeners run
+        in the request's task: they must be quick and must not raise."""
+        return self.stats.add_listener(listener)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ from runtime.embed import Runtime
 from runtime.gateway import anthropic_api, openai_api
 from runtime.gateway.access import RequestWatch, log_request
 from runtime.gateway.admin import AdminKey, admin_routes
+from runtime.gateway.dashboard import Dashboard, dashboard_routes
 from runtime.gateway.errors import Dialect, GatewayError, error_body, from_exception
+from runtime.gateway.history import LiveHistory
 from runtime.gateway.metering import metered
 from runtime.gateway.metrics import GatewayMetrics, metrics_endpoint
 from runtime.gateway.policy import Access
@@ -234,8 +236,11 @@ async def _readyz(http: HTTPRequest) -> Response:
     return JSONResponse({"status": "not ready: no provider outside the last resort"}, 503)
 
 
-def build_app(rt: Runtime, access: Access) -> Starlette:
-    """The ASGI application serving `rt` to the callers `access` admits."""
+def build_app(
+    rt: Runtime, access: Access, history: LiveHistory | None = None, *, loopback: bool = True
+) -> Starlette:
+    """The ASGI application serving `rt` to the callers `access` admits; with a `history`,
+    the dashboard too (its keyless API only when the gateway listens on `loopback`)."""
     app = Starlette(
         routes=[
             Route(
@@ -249,8 +254,12 @@ def build_app(rt: Runtime, access: Access) -> Starlette:
             Route("/readyz", _readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *admin_routes(),
+            *dashboard_routes(),
         ]
     )
     app.state.admin_key = AdminKey.from_environ(rt.config.gateway.admin_key_env)
     app.state.gateway = Gateway(rt, access)
+    app.state.dashboard = None
+    if history is not None:
+        app.state.dashboard = Dashboard(rt, history, app.state.admin_key, loopback)
     return app

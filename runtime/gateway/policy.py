@@ -150,6 +150,25 @@ class Access:
                 code="level_not_allowed",
             )
 
+    # -- reading ------------------------------------------------------------------------------
+
+    def tenant_spend(self) -> list[dict[str, Any]]:
+        """Each tenant's spend this UTC day and month against its budgets ([] with no
+        tenants): what the dashboard shows."""
+        spent = []
+        for policy in self.config.tenants:
+            spend = self.ledger.spent(policy.name) if self.ledger is not None else None
+            spent.append(
+                {
+                    "name": policy.name,
+                    "spend_day_usd": round(spend.day_usd, 8) if spend is not None else 0.0,
+                    "budget_day_usd": policy.budget_usd_per_day,
+                    "spend_month_usd": round(spend.month_usd, 8) if spend is not None else 0.0,
+                    "budget_month_usd": policy.budget_usd_per_month,
+                }
+            )
+        return spent
+
     # -- after the reply ----------------------------------------------------------------------
 
     async def charge(self, tenant: Tenant, reply: Reply, request_id: str) -> None:

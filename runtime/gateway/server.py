@@ -29,8 +29,9 @@ from actors.errors import ConfigError
 from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.gateway.app import build_app
+from runtime.gateway.history import open_live_history
 from runtime.gateway.policy import open_access
-from runtime.gateway.tenants import Authenticator
+from runtime.gateway.tenants import Authenticator, is_loopback
 
 __all__ = ["GatewayServer", "build_parser", "main", "open_gateway"]
 
@@ -90,13 +91,15 @@ async def open_gateway(
     async with (
         open_runtime(config, repl_socket=repl) as rt,  # first: it configures logging
         open_access(config, host) as access,
+        open_live_history(rt, tenants=access.tenant_spend) as history,
         trio.open_nursery() as nursery,
     ):
         stop = trio.Event()
         hyper = _hypercorn_config(host, port, config)
+        app = build_app(rt, access, history, loopback=is_loopback(host))
         bound = await nursery.start(
             lambda task_status: serve(
-                build_app(rt, access),  # type: ignore[arg-type]  # Starlette is an ASGI app
+                app,  # type: ignore[arg-type]  # Starlette is an ASGI app
                 hyper,
                 shutdown_trigger=stop.wait,
                 task_status=task_status,
@@ -109,7 +112,9 @@ async def open_gateway(
         finally:
             # hypercorn stops accepting; meanwhile the runtime gives the requests in flight the
             # grace to finish, then cancels them: each ends in RuntimeClosed, a 503 its client
-            # gets (or an in-band error event), not a dropped connection.
+            # gets (or an in-band error event), not a dropped connection. The dashboard's live
+            # streams end at once: they would only hold the shutdown.
+            history.close()
             stop.set()
             with trio.CancelScope(shield=True):
                 await rt.cascade.close(config.supervision.shutdown_grace_s)

@@ -21,6 +21,7 @@ import trio
 from actors.config import ModelInfo
 from actors.errors import AllLevelsFailed, RequestRejected, StreamInterrupted
 from actors.messages import Attempt, Reply
+from actors.prices import baseline_cost
 
 
 class Result(enum.IntEnum):
@@ -258,17 +259,13 @@ class Recorder:
         self.failed_attempts.append(failed)
 
     def _baseline(self, reply: Reply, prompt_chars: int) -> float:
-        """What this reply would have cost on the primary's default model. Replies that used no
-        tokens (cache, templates) are priced from the prompt and reply lengths."""
-        input_tokens = reply.usage.input_tokens
-        output_tokens = reply.usage.output_tokens
-        if input_tokens == 0 and output_tokens == 0:
-            input_tokens = max(1, int(prompt_chars / self.chars_per_token))
-            output_tokens = max(1, int(len(reply.text) / self.chars_per_token))
-        price = self.baseline_price
-        return (
-            input_tokens * price.input_usd_per_mtok + output_tokens * price.output_usd_per_mtok
-        ) / 1e6
+        """What this reply would have cost on the primary's default model."""
+        return baseline_cost(
+            reply,
+            self.baseline_price,
+            prompt_chars=prompt_chars,
+            chars_per_token=self.chars_per_token,
+        )
 
     # --- the runtime's state -------------------------------------------------------------
 
