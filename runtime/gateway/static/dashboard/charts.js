@@ -18,6 +18,8 @@ export function onSchemeChange(rebuild) {
   query.addEventListener("change", () => rebuild());
 }
 
+/** Tick spacings in seconds: samples are a second apart, so never less than that. */
+const TIME_INCREMENTS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 const two = (n) => String(n).padStart(2, "0");
 
 /** Wall-clock tick labels: HH:MM, with seconds when the ticks are less than a minute apart. */
@@ -33,7 +35,7 @@ function axes(valueFormat) {
   const stroke = cssVar("--muted");
   const grid = { stroke: cssVar("--grid"), width: 1 };
   return [
-    { stroke, grid, ticks: { show: false }, font: "11px system-ui, sans-serif", values: timeTicks, space: 60 },
+    { stroke, grid, ticks: { show: false }, font: "11px system-ui, sans-serif", values: timeTicks, space: 60, incrs: TIME_INCREMENTS },
     {
       stroke, grid, ticks: { show: false }, size: 48, font: "11px system-ui, sans-serif",
       values: (u, splits) => splits.map(valueFormat),
@@ -66,7 +68,7 @@ export function stackedLevels(target, levels, height = 190) {
   const bands = [];
   levels.forEach((level, index) => {
     const colour = levelColour(index);
-    series.push({ label: level, stroke: colour, width: 1, fill: index === 0 ? colour + "cc" : undefined, points: { show: false } });
+    series.push({ label: level, stroke: colour, width: 0, fill: index === 0 ? colour + "cc" : undefined, points: { show: false } });
     if (index > 0) bands.push({ series: [index + 1, index], fill: colour + "cc" });
   });
   const opts = {

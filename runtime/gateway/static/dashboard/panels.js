@@ -116,15 +116,15 @@ export function updateKpis(samples, status, intervalS) {
   const fallbacks = sum(minute, (s) => s.traffic.fallbacks);
   const rate = minuteRequests > 0 ? fallbacks / minuteRequests : 0;
   const totals = status?.totals;
-  kpi("fallback", fmt.pct(rate), `last min · ${fmt.pct(totals?.fallback_rate)} since start`, rate > 0.1 ? "warn" : null);
+  kpi("fallback", fmt.pct(rate), `last min · ${fmt.pct(totals?.fallback_rate)} overall`, rate > 0.1 ? "warn" : null);
   const errors = sum(minute, (s) => s.traffic.errors);
-  kpi("errors", fmt.int(errors), `last min · ${fmt.int(totals?.errors)} since start`, errors > 0 ? "bad" : null);
+  kpi("errors", fmt.int(errors), `last min · ${fmt.int(totals?.errors)} overall`, errors > 0 ? "bad" : null);
   const withLatency = lastWith(samples, (s) => s.traffic.p50_ms);
   const t = withLatency?.traffic;
   kpi("latency", t ? fmt.msTriple(t.p50_ms, t.p95_ms, t.p99_ms) : "–", t ? `at ${fmt.clock(withLatency.t)}` : "no request yet");
   kpi("cost", fmt.usd(totals?.cost_usd), `baseline ${fmt.usd(totals?.baseline_usd)}`);
   const saving = totals?.saving_pct;
-  kpi("saving", saving == null ? "–" : `${fmt.num(saving)} %`, "vs the baseline", saving != null && saving < 0 ? "warn" : null);
+  kpi("saving", saving == null ? "–" : `${fmt.num(saving)} %`, "vs one provider", saving != null && saving < 0 ? "warn" : null);
   const alerts = status?.alerts?.length ?? 0;
   kpi("alerts", fmt.int(alerts), alerts ? status.alerts.map((a) => a.provider).join(", ") : "all clear", alerts ? "bad" : "ok");
 }
