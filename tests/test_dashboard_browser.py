@@ -63,41 +63,60 @@ def config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def gateway(config_path: Path) -> Iterator[str]:
-    """`uptax serve` on a free loopback port, with the admin key set; yields its base URL."""
-    log = config_path.with_name("gateway.log")
-    env = {**os.environ, "UPTAX_ADMIN_KEY": ADMIN_KEY}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "runtime.cli",
-                "serve",
-                "--config",
-                str(config_path),
-                "--port",
-                "0",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
+class Gateway:
+    """`uptax serve` as a child process, with the admin key set; it can be stopped and started
+    again on the same port (the page must notice, and come back)."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log = config.with_name("gateway.log")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, port: int = 0) -> None:
+        env = {**os.environ, "UPTAX_ADMIN_KEY": ADMIN_KEY}
+        command = [sys.executable, "-m", "runtime.cli", "serve", "--config", str(self.config)]
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
         deadline = time.monotonic() + 60
-        while not (found := re.search(r"serving on (http://\S+)", log.read_text("utf-8"))):
-            assert process.poll() is None, f"uptax serve exited: {log.read_text('utf-8')}"
+        while not (found := re.search(r"serving on (http://\S+)", self.log.read_text("utf-8"))):
+            assert self.process.poll() is None, f"uptax serve exited: {self.log.read_text('utf-8')}"
             assert time.monotonic() < deadline, "uptax serve did not start within 60 s"
             time.sleep(0.1)
-        yield found.group(1)
-    finally:
-        process.send_signal(signal.SIGTERM)
+        self.url = found.group(1)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def server(config_path: Path) -> Iterator[Gateway]:
+    gateway = Gateway(config_path)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(server: Gateway) -> str:
+    """The gateway's base URL (the same after a restart)."""
+    return server.url
 
 
 @pytest.fixture(scope="module")
@@ -201,17 +220,20 @@ def page(browser: WebDriver, gateway: str, traffic: None) -> tuple[WebDriver, li
     """The dashboard, logged in through its login form; with the console errors seen loading."""
     browser.get(f"{gateway}/dashboard")
     wait_for("the login form", lambda: browser.find_element(By.ID, "login").is_displayed())
-    browser.find_element(By.ID, "login-key").send_keys(ADMIN_KEY)
-    browser.find_element(By.ID, "login-operator").send_keys(OPERATOR)
-    browser.find_element(By.CSS_SELECTOR, "#login-form button[type=submit]").click()
+    log_in(browser)
     wait_for(
-        "the live badge",
-        lambda: (
-            breaker_on_page(browser, "openai")
-            and browser.find_element(By.ID, "connection").get_attribute("data-state") == "live"
-        ),
+        "the live page",
+        lambda: breaker_on_page(browser, "openai") and connection(browser) == "live",
     )
     return browser, severe(browser)
+
+
+def log_in(driver: WebDriver) -> None:
+    driver.find_element(By.ID, "login-key").send_keys(ADMIN_KEY)
+    operator = driver.find_element(By.ID, "login-operator")
+    operator.clear()
+    operator.send_keys(OPERATOR)
+    driver.find_element(By.CSS_SELECTOR, "#login-form button[type=submit]").click()
 
 
 def test_the_page_loads_without_console_errors(
@@ -363,3 +385,34 @@ def choose(driver: WebDriver, provider: str, action: str) -> None:
     dialog = driver.find_element(By.ID, "confirm-dialog")
     wait_for("the confirmation", lambda: dialog.get_attribute("open") is not None)
     assert provider in driver.find_element(By.ID, "confirm-text").text
+
+
+def test_the_page_comes_back_after_the_gateway_restarts(
+    page: tuple[WebDriver, list[dict[str, Any]]], server: Gateway
+) -> None:
+    driver, _ = page
+    started = driver.find_element(By.ID, "instance").text
+    server.stop()
+    wait_for("the reconnecting badge", lambda: connection(driver) == "reconnecting")
+    server.start(server.port)
+    # The new process knows nothing of the old session: the page asks to log in again.
+    wait_for("the login form", lambda: driver.find_element(By.ID, "login").is_displayed())
+    assert "log in again" in driver.find_element(By.ID, "login-error").text
+    log_in(driver)
+    wait_for("the live badge", lambda: connection(driver) == "live")
+    assert driver.find_element(By.ID, "instance").text != started  # a new instance, reloaded
+    wait_for("samples of the new instance", lambda: breaker_on_page(driver, "openai") == "closed")
+    assert [e for e in severe(driver) if not expected_while_restarting(e)] == []
+
+
+def connection(driver: WebDriver) -> str:
+    return driver.find_element(By.ID, "connection").get_attribute("data-state") or ""
+
+
+def expected_while_restarting(entry: dict[str, Any]) -> bool:
+    """Chromium logs the stream's failed reconnections (refused, or 503 from a gateway shutting
+    down) and the 401s of a session the new process does not know."""
+    message = entry["message"]
+    return "/dashboard/api/" in message and any(
+        sign in message for sign in ("status of 401", "status of 503", "ERR_CONNECTION_REFUSED")
+    )

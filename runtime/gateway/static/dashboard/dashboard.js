@@ -99,7 +99,11 @@ function header(meta) {
 
 function build() {
   const meta = store.meta;
-  view?.providers.destroyCharts();
+  if (view) {
+    view.providers.destroyCharts();
+    view.traffic.destroy();
+    view.cost.destroy();
+  }
   view = {
     providers: new ProviderTable(byId("provider-rows"), meta, confirmAction),
     traffic: new Traffic(meta.levels, meta.interval_s),

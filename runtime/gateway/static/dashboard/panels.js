@@ -45,9 +45,13 @@ export class Traffic {
     this.shareLegend = legend;
   }
 
-  buildCharts() {
+  destroy() {
     for (const observer of this.observers) observer.disconnect();
     for (const chart of [this.stacked, this.latency, this.outcomes]) chart?.destroy();
+  }
+
+  buildCharts() {
+    this.destroy();
     const levelsBox = byId("chart-levels"), latencyBox = byId("chart-latency"), outcomesBox = byId("chart-outcomes");
     levelsBox.replaceChildren(); latencyBox.replaceChildren(); outcomesBox.replaceChildren();
     this.stacked = stackedLevels(levelsBox, this.levels, 170);
@@ -136,9 +140,13 @@ export class Cost {
     this.build();
   }
 
-  build() {
+  destroy() {
     this.observer?.disconnect();
     this.chart?.destroy();
+  }
+
+  build() {
+    this.destroy();
     const box = byId("chart-cost");
     box.replaceChildren();
     this.chart = lines(box, [
