@@ -21,6 +21,7 @@ level and models only.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -47,9 +48,15 @@ __all__ = ["MAX_STREAMS", "Dashboard", "dashboard_routes", "static_dir"]
 
 MAX_STREAMS = 32
 _CHANGES = frozenset({"POST", "PUT", "DELETE"})
-_VERSION = "0.1.0"
 
 Handler = Callable[["Dashboard", HTTPRequest, Session | None], Awaitable[Response]]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("uptax-fallback")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def static_dir() -> Path:
@@ -143,7 +150,7 @@ async def _state(dashboard: Dashboard, http: HTTPRequest, session: Session | Non
     level_of = {name: level.name for level in config.levels for name in level.providers}
     return JSONResponse(
         {
-            "instance": {"started_at": history.started_at, "version": _VERSION},
+            "instance": {"started_at": history.started_at, "version": _version()},
             "interval_s": history.interval_s,
             "levels": [level.name for level in config.levels],
             "providers": [

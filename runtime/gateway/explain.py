@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from actors.errors import ModelNotOffered
 from actors.messages import Request
 from actors.ranking import Candidate, Exclusion, LevelPlan, RoutePlan
 from actors.validation import FieldError
 from runtime.embed import Runtime
-from runtime.gateway.errors import invalid
+from runtime.gateway.errors import GatewayError, invalid
 
 __all__ = ["FIELDS", "explain", "plan_json"]
 
@@ -25,14 +26,19 @@ _NO_PROMPT = "(no prompt given)"
 
 def explain(rt: Runtime, body: Mapping[str, Any]) -> dict[str, Any]:
     """The plan for the request `body` describes, as JSON."""
-    return plan_json(rt.plan(_request(body)))
+    request = _request(body)
+    try:
+        return plan_json(rt.plan(request))
+    except ModelNotOffered as exc:
+        raise GatewayError(400, str(exc), param="model", code="model_not_found") from None
 
 
 def _request(body: Mapping[str, Any]) -> Request:
     for name in body:
         if name not in FIELDS:
             raise invalid(name, f"unknown field; the explainer takes {', '.join(FIELDS)}")
-    fields = {name: body[name] for name in FIELDS if body.get(name) is not None}
+    # The page sends an empty input as "" or null: either means "not given".
+    fields = {name: body[name] for name in FIELDS if body.get(name) not in (None, "")}
     fields.setdefault("prompt", _NO_PROMPT)
     try:
         return Request(**fields)

@@ -155,7 +155,9 @@ class LiveHistory:
         _add(interval.by_provider, reply.provider, reply.cost_usd)
         _add(totals.by_provider, reply.provider, reply.cost_usd)
         usage = reply.usage
-        chars = request_chars(ended.request) if not (usage.input_tokens or usage.output_tokens) else 0
+        # The prompt's length is needed only for a reply without tokens (cache, templates).
+        tokens = usage.input_tokens or usage.output_tokens
+        chars = 0 if tokens else request_chars(ended.request)
         baseline = baseline_cost(
             reply, self._baseline_price, prompt_chars=chars, chars_per_token=self._chars_per_token
         )
@@ -285,6 +287,11 @@ class LiveHistory:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def last_seq(self) -> int:
+        """The newest sample's seq (0 before the first)."""
+        return self._sample_seq
+
     def samples_after(self, seq: int) -> list[dict[str, Any]]:
         """The samples still held whose seq is greater than `seq`, oldest first."""
         return [sample for sample in self.samples if sample["seq"] > seq]
@@ -306,7 +313,9 @@ class LiveHistory:
             # Keep the beat: a late wake does not push every later sample back.
             next_at = max(next_at + self.interval_s, trio.current_time())
 
-    async def run_events(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_events(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with self.rt.events.subscribe(buffer=1000) as events:
             task_status.started()
             async for event in events:

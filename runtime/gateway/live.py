@@ -5,7 +5,8 @@ point (`Last-Event-ID` or `?after=`), so nothing published meanwhile is missed, 
 both replayed and received live is sent once. It runs in the response's own task, like the
 gateway's reply streams (`runtime.gateway.streaming`). It ends when the client leaves, when it
 falls so far behind that the history drops it (the browser reconnects and resumes), or when the
-history closes because the gateway is stopping.
+history closes because the gateway is stopping. A resume point past the newest sample is from
+before the gateway restarted (seqs start again at 1): that client gets every sample held.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class LiveStreamResponse(Response):
 
     async def _run(self, items: trio.MemoryReceiveChannel[LiveItem], send: Send) -> None:
         seen = self._after
+        if seen > self._history.last_seq:
+            seen = 0  # a resume point from before a restart: everything held is new to it
         replay = [f"retry: {RETRY_MS}\n\n".encode()]
         for sample in self._history.samples_after(seen):
             replay.append(_frame(LiveItem("sample", _json(sample), sample["seq"])))

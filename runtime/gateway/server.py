@@ -29,6 +29,7 @@ from actors.errors import ConfigError
 from runtime.demo import default_config_path
 from runtime.embed import Runtime, open_runtime
 from runtime.gateway.app import build_app
+from runtime.gateway.dashboard import Dashboard
 from runtime.gateway.history import open_live_history
 from runtime.gateway.policy import open_access
 from runtime.gateway.tenants import Authenticator, is_loopback
@@ -44,11 +45,12 @@ WRITE_MARGIN_S = 3.0
 
 @attrs.frozen
 class GatewayServer:
-    """A running gateway: its runtime and where it listens."""
+    """A running gateway: its runtime, where it listens, and its dashboard."""
 
     rt: Runtime
     host: str
     port: int
+    dashboard: Dashboard | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -108,7 +110,7 @@ async def open_gateway(
         bound_port = int(str(bound[0]).rsplit(":", 1)[1])
         _log.info("gateway_started", host=host, port=bound_port)
         try:
-            yield GatewayServer(rt, host, bound_port)
+            yield GatewayServer(rt, host, bound_port, app.state.dashboard)
         finally:
             # hypercorn stops accepting; meanwhile the runtime gives the requests in flight the
             # grace to finish, then cancels them: each ends in RuntimeClosed, a 503 its client
