@@ -2,7 +2,7 @@
 // recommendations, and the event log.
 
 import { fitWidth, lines, stackedLevels } from "./charts.js";
-import { byId, el, field, fmt, setBadge, setText } from "./dom.js";
+import { byId, el, field, fmt, setText } from "./dom.js";
 
 export const MAX_EVENTS = 200;
 /** Seconds of samples the level share and the short-term figures are over. */
