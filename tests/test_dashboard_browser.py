@@ -43,6 +43,7 @@ ADMIN_KEY = "browser-test-admin-key"
 OPERATOR = "alice"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 PRIMARY = ("openai", "anthropic")
+PROVIDERS = 8  # in the demo config
 WIDTH, HEIGHT = 1366, 768
 
 T = TypeVar("T")
@@ -67,14 +68,17 @@ class Gateway:
     """`uptax serve` as a child process, with the admin key set; it can be stopped and started
     again on the same port (the page must notice, and come back)."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, admin_key: str | None = ADMIN_KEY) -> None:
         self.config = config
-        self.log = config.with_name("gateway.log")
+        self.admin_key = admin_key
+        self.log = config.with_name(f"gateway-{'admin' if admin_key else 'open'}.log")
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def start(self, port: int = 0) -> None:
-        env = {**os.environ, "UPTAX_ADMIN_KEY": ADMIN_KEY}
+        env = {k: v for k, v in os.environ.items() if k != "UPTAX_ADMIN_KEY"}
+        if self.admin_key:
+            env["UPTAX_ADMIN_KEY"] = self.admin_key
         command = [sys.executable, "-m", "runtime.cli", "serve", "--config", str(self.config)]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -91,10 +95,15 @@ class Gateway:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting for it."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -106,6 +115,17 @@ class Gateway:
 @pytest.fixture(scope="module")
 def server(config_path: Path) -> Iterator[Gateway]:
     gateway = Gateway(config_path)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def open_server(config_path: Path) -> Iterator[Gateway]:
+    """A second gateway, without an admin key."""
+    gateway = Gateway(config_path, admin_key=None)
     gateway.start()
     try:
         yield gateway
@@ -273,6 +293,25 @@ def test_it_lists_every_configured_provider(
             ) in ("healthy", "degraded", "critical", "offline")
 
 
+def test_without_an_admin_key_the_page_is_read_only(
+    page: tuple[WebDriver, list[dict[str, Any]]], open_server: Gateway, gateway: str
+) -> None:
+    driver, _ = page
+    try:
+        driver.get(f"{open_server.url}/dashboard")
+        wait_for("the live page", lambda: connection(driver) == "live")
+        assert not driver.find_element(By.ID, "login").is_displayed()
+        assert len(css(driver, "#provider-rows tr[data-provider]")) == PROVIDERS
+        assert css(driver, "[data-action]") == []
+        assert not driver.find_element(By.ID, "logout").is_displayed()
+        assert severe(driver) == []
+    finally:
+        # Stopping takes a while (the browser keeps its connections): let it happen meanwhile.
+        open_server.terminate()
+        driver.get(f"{gateway}/dashboard")
+        wait_for("the admin gateway's page again", lambda: connection(driver) == "live")
+
+
 def test_a_fault_shows_the_breaker_open_and_traffic_moving_to_the_secondary_level(
     page: tuple[WebDriver, list[dict[str, Any]]], gateway: str
 ) -> None:
@@ -392,8 +431,9 @@ def test_the_page_comes_back_after_the_gateway_restarts(
 ) -> None:
     driver, _ = page
     started = driver.find_element(By.ID, "instance").text
-    server.stop()
+    server.terminate()
     wait_for("the reconnecting badge", lambda: connection(driver) == "reconnecting")
+    server.stop()
     server.start(server.port)
     # The new process knows nothing of the old session: the page asks to log in again.
     wait_for("the login form", lambda: driver.find_element(By.ID, "login").is_displayed())
