@@ -8,6 +8,7 @@ gateway as it found it (faults lifted, breakers back to automatic).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -371,19 +372,18 @@ def explain_shows_the_exclusion(driver: WebDriver) -> None:
 
 
 def screenshot(driver: WebDriver) -> None:
-    """The whole page, 1366 px wide, as a test artifact."""
+    """The whole page as laid out at 1366 px wide, as a test artifact."""
     folder = Path(os.environ.get("UPTAX_TEST_ARTIFACTS") or "test-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     driver.execute_script("window.scrollTo(0, 0)")
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(WIDTH, max(HEIGHT, height))
-    time.sleep(0.3)  # the charts follow the new width on the next frame
-    try:
-        path = folder / "dashboard.png"
-        assert driver.save_screenshot(str(path))
-        assert path.read_bytes().startswith(b"\x89PNG")
-    finally:
-        driver.set_window_size(WIDTH, HEIGHT)
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path = folder / "dashboard.png"
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_an_operator_action_from_the_page_takes_effect(
