@@ -8,6 +8,7 @@ import contextlib
 import fnmatch
 import glob
 import json
+import re
 import time
 import tomllib
 from collections.abc import AsyncIterator
@@ -22,9 +23,11 @@ from gateway_ops_support import ops_config
 import runtime.gateway.dashboard
 import runtime.gateway.server
 from actors.config import Config, parse_config
+from actors.faults import Fault
 from runtime.gateway import GatewayServer, open_gateway
 from runtime.gateway.admin import ADMIN_KEY_ENV
 from runtime.gateway.dashboard import MAX_STREAMS
+from runtime.gateway.explain import relative_times
 from runtime.gateway.sessions import Sessions
 from runtime.gateway.tenants import MASTER_KEY_ENV
 
@@ -394,6 +397,33 @@ async def test_the_page_and_its_files_need_no_login(
         assert (await http.get("/dashboard/static/missing.js")).status_code == 404
         assert (await http.get("/dashboard/static/../server.py")).status_code == 404
 
+        css = await http.get("/dashboard/static/vendor/VERSION")
+        again = await http.get(
+            "/dashboard/static/vendor/VERSION", headers={"if-none-match": css.headers["etag"]}
+        )
+        assert again.status_code == 304 and again.content == b""
+        head = await http.head("/dashboard")
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) == len(page.content)
+
+
+async def test_an_idle_connection_that_loaded_the_page_is_closed_at_its_keep_alive_timeout(
+    keyless: None,
+) -> None:
+    """hypercorn never closed an idle connection that had carried a file response, and every
+    shutdown then waited out its whole grace for it: the page's files are plain responses."""
+    async with serve() as (server, _):
+        for path in ["/dashboard", "/dashboard/static/dashboard.css"]:
+            stream = await trio.open_tcp_stream(server.host, server.port)
+            request = f"GET {path} HTTP/1.1\r\nhost: uptax\r\n\r\n"
+            await stream.send_all(request.encode())
+            received = b""
+            with trio.fail_after(30):  # the keep-alive timeout is 5 s
+                while chunk := await stream.receive_some():
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 200"), path
+            await stream.aclose()
+
 
 # -- explain and actions -----------------------------------------------------------------------
 
@@ -434,6 +464,34 @@ async def test_explain_plans_the_request_and_names_a_bad_field(open_dash: Any) -
     blank = {"prompt": "", "model": ""}
     empty = await http.post("/dashboard/api/explain", json=blank, headers=CHANGE)
     assert empty.status_code == 200
+
+
+async def test_explain_says_how_long_a_breaker_stays_open_not_when_on_the_runtimes_clock(
+    open_dash: Any,
+) -> None:
+    server, http = open_dash
+    server.rt.inject_fault("alpha", Fault(kind="outage"))
+    for _ in range(40):  # trip alpha's breaker the way traffic would
+        provider = server.rt.provider_snapshot("alpha")
+        if provider is not None and provider.breaker.state.value == "open":
+            break
+        await http.post("/v1/chat/completions", json=ASK)
+    plan = (await http.post("/dashboard/api/explain", json={}, headers=CHANGE)).json()
+    text = json.dumps(plan)
+    assert not re.search(r"\bt=\d", text), text
+    [excluded] = plan["levels"][0]["exclusions"]
+    assert excluded["cause"] == "breaker_open"
+    assert re.fullmatch(r"breaker open for another \d+\.\d s", excluded["reason"])
+
+
+def test_relative_times_in_a_plans_text() -> None:
+    assert relative_times("breaker open until t=1012.5s", 1000.0) == (
+        "breaker open for another 12.5 s"
+    )
+    assert relative_times("earliest half-open at t=1012.5s", 1000.0) == (
+        "earliest half-open in 12.5 s"
+    )
+    assert relative_times("open until t=990.0s", 1000.0) == "open for another 0.0 s"
 
 
 async def test_each_action_takes_effect_and_is_on_the_event_bus(locked_dash: Any) -> None:

@@ -21,17 +21,18 @@ level and models only.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.resources
+import mimetypes
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 from starlette.requests import Request as HTTPRequest
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from runtime.embed import Runtime
@@ -86,8 +87,8 @@ class Dashboard:
         return self.locked or self.loopback
 
 
-def _dashboard(http: HTTPRequest | Scope) -> Dashboard | None:
-    app = http.app if isinstance(http, HTTPRequest) else http["app"]
+def _dashboard(http: HTTPRequest) -> Dashboard | None:
+    app = http.app
     dashboard: Dashboard | None = getattr(app.state, "dashboard", None)
     return dashboard if dashboard is not None and dashboard.visible else None
 
@@ -221,28 +222,60 @@ async def _heal(dashboard: Dashboard, http: HTTPRequest, session: Session | None
 # -- the page ----------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class _PageFile:
+    body: bytes = attrs.field(repr=False)
+    content_type: str
+    etag: str
+
+
 class _PageFiles:
-    """The static files, 404 where the dashboard is off."""
+    """The page's files, read once into memory: a few hundred kilobytes of package data that
+    never change while the server runs. Answered as plain responses (with an ETag, so a reload
+    costs a 304): hypercorn's trio worker never closed an idle keep-alive connection that had
+    carried a file response, which held every shutdown for its whole grace."""
 
     def __init__(self, directory: Path) -> None:
-        self._files = StaticFiles(directory=directory, check_dir=False)
+        self._files: dict[str, _PageFile] = {}
+        if directory.is_dir():
+            for path in sorted(directory.rglob("*")):
+                if path.is_file():
+                    self._files[path.relative_to(directory).as_posix()] = _read(path)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _dashboard(scope) is None:
-            await _not_found(scope["path"])(scope, receive, send)
-            return
-        await self._files(scope, receive, send)
+    def response(self, name: str, http: HTTPRequest, cache_control: str) -> Response:
+        found = self._files.get(name)
+        if found is None or http.method not in ("GET", "HEAD"):
+            return _not_found(http.url.path)
+        headers = {"etag": found.etag, "cache-control": cache_control}
+        if http.headers.get("if-none-match") == found.etag:
+            return Response(status_code=304, headers=headers)
+        body = b"" if http.method == "HEAD" else found.body
+        headers["content-length"] = str(len(found.body))
+        return Response(body, media_type=found.content_type, headers=headers)
 
 
-def dashboard_routes(directory: Path | None = None) -> list[Route | Mount]:
+def _read(path: Path) -> _PageFile:
+    body = path.read_bytes()
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type == "application/javascript":
+        content_type += "; charset=utf-8"
+    return _PageFile(body, content_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+
+
+def dashboard_routes(directory: Path | None = None) -> list[Route]:
     """The dashboard's routes; `build_app` sets `app.state.dashboard` (a `Dashboard`)."""
-    files = directory or static_dir()
+    files = _PageFiles(directory or static_dir())
 
     async def page(http: HTTPRequest) -> Response:
-        index = files / "index.html"
-        if _dashboard(http) is None or not index.is_file():
+        if _dashboard(http) is None:
             return _not_found(http.url.path)
-        return FileResponse(index, headers={"cache-control": "no-cache"})
+        return files.response("index.html", http, "no-cache")
+
+    async def static(http: HTTPRequest) -> Response:
+        if _dashboard(http) is None:
+            return _not_found(http.url.path)
+        # Revalidated on each load (a 304 when unchanged), so a new version is never stale.
+        return files.response(http.path_params["name"], http, "no-cache")
 
     return [
         Route("/dashboard", page, methods=["GET"]),
@@ -255,5 +288,5 @@ def dashboard_routes(directory: Path | None = None) -> list[Route | Mount]:
         Route("/dashboard/api/breakers/{provider}", _api(_breaker, action=True), methods=["POST"]),
         Route("/dashboard/api/faults/{provider}", _api(_inject, action=True), methods=["PUT"]),
         Route("/dashboard/api/faults/{provider}", _api(_heal, action=True), methods=["DELETE"]),
-        Mount("/dashboard/static", app=_PageFiles(files)),
+        Route("/dashboard/static/{name:path}", static, methods=["GET", "HEAD"]),
     ]

@@ -6,8 +6,11 @@ it names, as the gateway's APIs refuse it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+
+import trio
 
 from actors.errors import ModelNotOffered
 from actors.messages import Request
@@ -24,11 +27,17 @@ FIELDS = ("complexity", "quality", "budget_usd", "model", "prompt", "max_tokens"
 _NO_PROMPT = "(no prompt given)"
 
 
+#: A trio time in a plan's text (``until t=1234.5s``, ``at t=1234.5s``): an instant on the
+#: runtime's clock, which means nothing to someone reading the page.
+_TIME_IN_TEXT = re.compile(r"\b(until|at) t=(-?\d+(?:\.\d+)?)s\b")
+_RELATIVE = {"until": "for another", "at": "in"}
+
+
 def explain(rt: Runtime, body: Mapping[str, Any]) -> dict[str, Any]:
     """The plan for the request `body` describes, as JSON."""
     request = _request(body)
     try:
-        return plan_json(rt.plan(request))
+        return plan_json(rt.plan(request), now=trio.current_time())
     except ModelNotOffered as exc:
         raise GatewayError(400, str(exc), param="model", code="model_not_found") from None
 
@@ -46,19 +55,30 @@ def _request(body: Mapping[str, Any]) -> Request:
         raise invalid(exc.field, exc.message) from None
 
 
-def plan_json(plan: RoutePlan) -> dict[str, Any]:
+def relative_times(text: str, now: float) -> str:
+    """`text` with each trio time written as seconds from `now`: ``until t=1012.5s`` becomes
+    ``for another 12.5 s``, ``at t=1012.5s`` becomes ``in 12.5 s``."""
+
+    def relative(match: re.Match[str]) -> str:
+        return f"{_RELATIVE[match[1]]} {max(0.0, float(match[2]) - now):.1f} s"
+
+    return _TIME_IN_TEXT.sub(relative, text)
+
+
+def plan_json(plan: RoutePlan, *, now: float) -> dict[str, Any]:
+    """The plan as JSON, its times relative to `now`."""
     return {
-        "summary": plan.summary,
-        "lines": plan.explain(),
-        "levels": [_level(level) for level in plan.levels],
+        "summary": relative_times(plan.summary, now),
+        "lines": [relative_times(line, now) for line in plan.explain()],
+        "levels": [_level(level, now) for level in plan.levels],
     }
 
 
-def _level(level: LevelPlan) -> dict[str, Any]:
+def _level(level: LevelPlan, now: float) -> dict[str, Any]:
     return {
         "level": level.level,
         "candidates": [_candidate(c) for c in level.candidates],
-        "exclusions": [_exclusion(e) for e in level.exclusions],
+        "exclusions": [_exclusion(e, now) for e in level.exclusions],
     }
 
 
@@ -73,9 +93,9 @@ def _candidate(candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def _exclusion(exclusion: Exclusion) -> dict[str, Any]:
+def _exclusion(exclusion: Exclusion, now: float) -> dict[str, Any]:
     return {
         "provider": exclusion.provider,
-        "reason": exclusion.reason,
+        "reason": relative_times(exclusion.reason, now),
         "cause": exclusion.cause.value,
     }
