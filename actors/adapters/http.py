@@ -23,6 +23,7 @@ from actors.adapters.base import Adapter, AdapterContext, register_kind
 from actors.adapters.credentials import HeaderKeyAuth, read_api_key
 from actors.adapters.headers import parse_retry_after, quota_remaining
 from actors.adapters.parsing import SHAPE_ERRORS, malformed
+from actors.adapters.pool import PooledTransport
 from actors.adapters.shaping import (
     left_out_sampling,
     model_shape,
@@ -99,6 +100,9 @@ class HTTPAdapter:
         if url_problem is not None:
             # A bad base_url is a config problem: report it instead of crashing the actor.
             self.unavailable_reason = f"base_url {self.base_url!r} {url_problem}"
+        limits = httpx.Limits(
+            max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
+        )
         self._client = httpx.AsyncClient(
             base_url=self.base_url if url_problem is None else "",
             headers={
@@ -107,17 +111,13 @@ class HTTPAdapter:
                 **wire.headers(config),
             },
             auth=HeaderKeyAuth(wire.key_header, wire.key_prefix + key) if key else None,
-            limits=httpx.Limits(
-                max_connections=config.max_in_flight,
-                max_keepalive_connections=config.max_in_flight,
-            ),
             timeout=httpx.Timeout(
                 connect=config.connect_timeout_s,
                 read=config.read_timeout_s,
                 write=config.read_timeout_s,
                 pool=config.read_timeout_s,
             ),
-            transport=getattr(context, "http_transport", None),
+            transport=getattr(context, "http_transport", None) or PooledTransport(limits),
             follow_redirects=False,
         )
 
@@ -334,4 +334,3 @@ def _base_url_problem(base_url: str) -> str | None:
     if url.scheme not in ("http", "https") or not url.host:
         return "must be an absolute http:// or https:// URL"
     return None
-
