@@ -4,14 +4,16 @@ and requests arriving together each get their own connection at the first try.""
 from __future__ import annotations
 
 import typing
+from functools import partial
 
 import httpcore
+import httpx
 import pytest
 import trio
 from adapter_support import KEYS, build, set_keys
 
 from actors.adapters import pool
-from actors.adapters.pool import FLUSH_BYTES, _CoalescingStream, _Pool
+from actors.adapters.pool import FLUSH_BYTES, PooledTransport, _CoalescingStream, _Pool
 from actors.messages import Request
 from runtime.testing import FakeProviderServer
 
@@ -119,3 +121,33 @@ async def test_requests_arriving_together_each_get_a_connection_at_the_first_try
     # One pass when a request arrives, one when its response is closed: no retries.
     assert len(assignments) == 2 * calls
     assert fake_providers.connections_accepted <= min(in_flight, clients)
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_handed_out() -> None:
+    """Checked when handed out, not only in the periodic sweep: the request after a server
+    closed its idle connection goes out on a new one instead of failing."""
+    reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    accepted: list[int] = []
+    closed = trio.Event()
+
+    async def serve_one_request(stream: trio.SocketStream) -> None:
+        accepted.append(1)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive_some(65536)
+        await stream.send_all(reply)
+        await stream.aclose()  # keep-alive promised, and broken
+        closed.set()
+
+    async with trio.open_nursery() as nursery:
+        serve = partial(trio.serve_tcp, serve_one_request, 0, host="127.0.0.1")
+        (listener,) = await nursery.start(serve)
+        port = listener.socket.getsockname()[1]
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+        async with httpx.AsyncClient(transport=PooledTransport(limits)) as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/")).text == "ok"
+            await closed.wait()
+            await trio.sleep(0.05)  # the FIN crosses loopback
+            assert (await client.get(f"http://127.0.0.1:{port}/")).text == "ok"
+        nursery.cancel_scope.cancel()
+    assert len(accepted) == 2

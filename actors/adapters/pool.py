@@ -5,7 +5,8 @@ httpcore's pool (1.0) hands an idle connection to every request that arrives whi
 idle, before the first of them has started on it: all but one then fail with
 `ConnectionNotAvailable` and go round again, so at concurrency 8 a request went round about ten
 times, each time scanning the whole pool (and asking the kernel whether each idle socket has
-been closed by the server). `_Pool` hands a connection to one request at a time. And httpcore
+been closed by the server, one poll per socket). `_Pool` hands a connection to one request at a
+time, checks the one it hands out, and sweeps the rest at most once a second. And httpcore
 writes a request's head and body in two socket sends; on loopback each send costs as much as
 the kernel's whole receive path, so `_CoalescingStream` holds a request's writes until the
 response is read, and sends them as one.
@@ -18,15 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import time
 import typing
 
 import httpcore
 import httpx
 
-__all__ = ["FLUSH_BYTES", "PooledTransport"]
+__all__ = ["FLUSH_BYTES", "SWEEP_INTERVAL_S", "PooledTransport"]
 
 #: A request body bigger than this is sent as it is written, not held in memory.
 FLUSH_BYTES = 64 * 1024
+#: How often every idle connection is checked for its keep-alive expiry or a close by the server
+#: (the connection handed to a request is always checked first).
+SWEEP_INTERVAL_S = 1.0
 
 
 class PooledTransport(httpx.AsyncHTTPTransport):
@@ -47,13 +52,19 @@ class _Pool(httpcore.AsyncConnectionPool):
     """httpcore's pool, but a connection is handed to one request at a time (see the module
     doc), and counting the pool is not quadratic in its size."""
 
+    _next_sweep = 0.0
+
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
+        now = time.monotonic()
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + SWEEP_INTERVAL_S
         # Closed, expired (idle too long, or closed by the server) or surplus idle connections.
         for connection in list(self._connections):
             if connection.is_closed():
                 self._connections.remove(connection)
-            elif connection.has_expired() or (
+            elif (sweep and connection.has_expired()) or (
                 connection.is_idle() and len(self._connections) > self._max_keepalive_connections
             ):
                 self._connections.remove(connection)
@@ -73,15 +84,18 @@ class _Pool(httpcore.AsyncConnectionPool):
         taken: set[int],
         closing: list[httpcore.AsyncConnectionInterface],
     ) -> httpcore.AsyncConnectionInterface | None:
-        """An idle connection to `origin` no other request holds, else a new one when the pool
-        has room (closing an idle connection elsewhere to make it), else None."""
-        for connection in self._connections:
+        """An idle connection to `origin` no other request holds (closing the expired ones met on
+        the way), else a new one when the pool has room (closing an idle connection elsewhere to make it), else None."""
+        for connection in list(self._connections):
             if (
                 id(connection) not in taken
                 and connection.can_handle_request(origin)
                 and connection.is_available()
             ):
-                return connection
+                if not connection.has_expired():
+                    return connection
+                self._connections.remove(connection)
+                closing.append(connection)
         if len(self._connections) >= self._max_connections:
             idle = next((c for c in self._connections if id(c) not in taken and c.is_idle()), None)
             if idle is None:

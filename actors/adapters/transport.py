@@ -50,4 +50,3 @@ def translating_transport_errors(provider: str) -> Iterator[None]:
         yield
     except httpx.HTTPError as exc:
         raise classify_transport_error(provider, exc) from None
-
