@@ -61,6 +61,7 @@ def top(stacks: Path, limit: int = 25) -> str:
     """The functions with the most own samples and the most total samples, from collapsed
     stacks (`frame;frame;... count` per line)."""
     own: collections.Counter[str] = collections.Counter()
+    by_package: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
     samples = 0
     for line in stacks.read_text().splitlines():
@@ -69,13 +70,27 @@ def top(stacks: Path, limit: int = 25) -> str:
         frames = [re.sub(r" \(/[^)]*/(site-packages/)?", " (", f) for f in path.split(";")]
         samples += n
         own[frames[-1]] += n
+        by_package[_package(frames[-1])] += n
         for frame in set(frames):
             total[frame] += n
-    lines = [f"{samples} samples; own:"]
+    lines = [f"{samples} samples; own, by package:"]
+    lines += [f"{n / samples:6.1%}  {name}" for name, n in by_package.most_common()]
+    lines.append("own, by function:")
     lines += [f"{n / samples:6.1%}  {frame}" for frame, n in own.most_common(limit)]
     lines.append("total:")
     lines += [f"{n / samples:6.1%}  {frame}" for frame, n in total.most_common(limit)]
     return "\n".join(lines)
+
+
+def _package(frame: str) -> str:
+    """The package of a frame (`function (package/module.py:line)`): its file's first folder,
+    the socket calls apart (their samples are the kernel's send and receive)."""
+    where = frame.rpartition("(")[2]
+    if "_nonblocking_helper" in frame:
+        return "socket syscalls (trio's send/recv)"
+    if "/" not in where:
+        return "python itself"
+    return where.split("/")[0]
 
 
 def main() -> int:
