@@ -256,11 +256,7 @@ class Message:
             out["content"] = self.text if self.content else None
         if self.tool_calls:
             out["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
-                }
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                 for c in self.tool_calls
             ]
         if self.tool_call_id is not None:
@@ -335,9 +331,7 @@ class Tool:
 
     name: str
     description: str = ""
-    parameters: Mapping[str, Any] = attrs.field(
-        factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: Mapping[str, Any] = attrs.field(factory=lambda: {"type": "object", "properties": {}})
     #: OpenAI's strict mode: the arguments always match the schema.
     strict: bool | None = None
 
@@ -432,9 +426,7 @@ class ResponseFormat:
         if self.schema is not None and not isinstance(self.schema, Mapping):
             raise _fail("response_format.schema", f"{self.schema!r} is not an object")
         if not _TOOL_NAME.match(self.name):
-            raise _fail(
-                "response_format.name", f"{self.name!r} must be 1-64 letters, digits, _ or -"
-            )
+            raise _fail("response_format.name", f"{self.name!r} must be 1-64 letters, digits, _ or -")
 
     @property
     def is_json(self) -> bool:

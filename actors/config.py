@@ -97,7 +97,9 @@ class ProviderConfig:
     error_rate: float = attrs.field(default=0.0, validator=fraction)
     hang_probability: float = attrs.field(default=0.0, validator=fraction)
     #: Requests per second the simulated provider accepts before answering 429.
-    rate_limit_rps: float | None = attrs.field(default=None, validator=positive)
+    rate_limit_rps: float | None = attrs.field(
+        default=None, validator=positive
+    )
     seed: int = 0
     # --- http kinds ---
     base_url: str | None = None
@@ -111,9 +113,7 @@ class ProviderConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in KNOWN_KINDS:
-            raise FieldError(
-                "kind", f"{self.kind!r} is not one of: {', '.join(sorted(KNOWN_KINDS))}"
-            )
+            raise FieldError("kind", f"{self.kind!r} is not one of: {', '.join(sorted(KNOWN_KINDS))}")
         if not self.name:
             raise ValueError("name must not be empty")
         if not self.models and self.kind not in LAST_RESORT_KINDS:
@@ -135,9 +135,13 @@ class LevelConfig:
     hedge_after_s: float = attrs.field(default=0.5, validator=non_negative)
     #: How long one candidate may take before the level moves to the next (None: the whole
     #: level's remaining time, so a hung first candidate uses up the level).
-    attempt_timeout_s: float | None = attrs.field(default=None, validator=positive)
+    attempt_timeout_s: float | None = attrs.field(
+        default=None, validator=positive
+    )
     #: Streaming: how long the first chunk may take before the level moves on.
-    first_chunk_timeout_s: float | None = attrs.field(default=None, validator=positive)
+    first_chunk_timeout_s: float | None = attrs.field(
+        default=None, validator=positive
+    )
     #: A reply that is the model's refusal: false, the caller gets it (`Reply.refusal`); true,
     #: it counts as a failed (`refused`) attempt and the walk goes on to the next candidate.
     fallback_on_refusal: bool = False
@@ -575,15 +579,15 @@ def _fill_level_timeouts(data: dict[str, Any]) -> None:
     levels, providers = data.get("levels"), data.get("providers")
     if not isinstance(levels, list) or not isinstance(providers, list):
         return
-    kinds = {p.get("name"): p.get("kind") for p in providers if isinstance(p, Mapping)}
+    kinds = {
+        p.get("name"): p.get("kind") for p in providers if isinstance(p, Mapping)
+    }
     filled = []
     for position, level in enumerate(levels):
         if isinstance(level, Mapping) and "timeout_s" not in level:
             names = level.get("providers")
-            last_resort_only = (
-                isinstance(names, list)
-                and bool(names)
-                and all(kinds.get(name) in LAST_RESORT_KINDS for name in names)
+            last_resort_only = isinstance(names, list) and bool(names) and all(
+                kinds.get(name) in LAST_RESORT_KINDS for name in names
             )
             timeout = default_level_timeout(position, last_resort_only=last_resort_only)
             level = {**level, "timeout_s": timeout}

@@ -164,7 +164,9 @@ class Request:
     tool_choice: ToolChoice | None = attrs.field(default=None, converter=to_tool_choice)
     #: False asks for at most one tool call per reply; None leaves the provider's default.
     parallel_tool_calls: bool | None = attrs.field(default=None, validator=optional(boolean))
-    response_format: ResponseFormat | None = attrs.field(default=None, converter=to_response_format)
+    response_format: ResponseFormat | None = attrs.field(
+        default=None, converter=to_response_format
+    )
     stop: tuple[str, ...] = attrs.field(default=(), converter=_to_stop)
     top_p: float | None = attrs.field(
         default=None, converter=to_float, validator=optional([number, between(0.0, 1.0)])
@@ -219,9 +221,7 @@ class Request:
                 raise FieldError(
                     "tool_choice", f"{self.tool_choice.name!r} is not one of the request's tools"
                 )
-        elif (
-            self.tool_choice is not None and self.tool_choice.mode == "required" and not self.tools
-        ):
+        elif self.tool_choice is not None and self.tool_choice.mode == "required" and not self.tools:
             raise FieldError("tool_choice", "'required' needs at least one tool")
         object.__setattr__(self, "conversation", conversation)
 
@@ -285,9 +285,7 @@ class Request:
             and not self.models
         ):
             return ""
-        history = [
-            m.to_openai() for m in self.conversation if m.role not in ("system", "developer")
-        ]
+        history = [m.to_openai() for m in self.conversation if m.role not in ("system", "developer")]
         last_user = max(
             (i for i, m in enumerate(history) if m["role"] == "user"), default=len(history)
         )

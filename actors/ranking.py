@@ -544,7 +544,9 @@ class Ranker:
         ranked.sort(key=lambda item: item[:2])
         return LevelPlan(level.name, tuple(item[2] for item in ranked), tuple(exclusions))
 
-    def _gate(self, name: str, snapshot: ProviderSnapshot | None, now: float) -> _Gate | Exclusion:
+    def _gate(
+        self, name: str, snapshot: ProviderSnapshot | None, now: float
+    ) -> _Gate | Exclusion:
         """What the provider's heartbeat says before any model is chosen: an exclusion (out for
         a reason that no model choice changes), or its score and breaker state."""
         if snapshot is None:

@@ -20,6 +20,7 @@ def malformed(provider: str, what: str) -> ProviderError:
     return ProviderError(FailureKind.MALFORMED, f"{provider}: malformed reply: {what}")
 
 
+
 def text_or_empty(value: object) -> str:
     """Providers send null content for empty or refused replies; anything else must be text."""
     if value is None:

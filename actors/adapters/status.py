@@ -191,7 +191,6 @@ def _gemini_retry_delay(body: bytes | str) -> float | None:
                 return seconds
     return None
 
-
 def status_kind(status: int, wording: str) -> FailureKind:
     """The kind of a failure with HTTP `status` whose body says `wording` (see `STATUS_RULES`)."""
     return next(
@@ -249,3 +248,4 @@ def classify_status(
     return ProviderError(
         kind, message, status=status, retry_after_s=retry_after, quota_remaining=quota
     )
+

@@ -50,3 +50,4 @@ def translating_transport_errors(provider: str) -> Iterator[None]:
         yield
     except httpx.HTTPError as exc:
         raise classify_transport_error(provider, exc) from None
+

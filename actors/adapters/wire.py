@@ -50,7 +50,6 @@ class _PartialCall:
     name: str | None = None
     arguments: list[str] = attrs.field(factory=list)
 
-
 #: The finish reasons a `Completion` reports; each wire format maps its own onto these.
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
 
