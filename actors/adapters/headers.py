@@ -68,10 +68,14 @@ QUOTA_HEADERS: tuple[tuple[str, str], ...] = (
 
 def quota_remaining(headers: Mapping[str, str] | httpx.Headers) -> float | None:
     """Fraction (0..1) of the rate-limit quota left, or None when the reply carries no such headers."""
-    headers = httpx.Headers(headers)
+    # One pass over the headers, not one per name looked up (httpx.Headers.get scans them all);
+    # items() joins a repeated header as get() does.
+    found = dict(
+        (headers if isinstance(headers, httpx.Headers) else httpx.Headers(headers)).items()
+    )
     fractions: list[float] = []
     for remaining_name, limit_name in QUOTA_HEADERS:
-        remaining, limit = headers.get(remaining_name), headers.get(limit_name)
+        remaining, limit = found.get(remaining_name), found.get(limit_name)
         if remaining is None or limit is None:
             continue
         try:
@@ -81,4 +85,3 @@ def quota_remaining(headers: Mapping[str, str] | httpx.Headers) -> float | None:
         if math.isfinite(fraction):
             fractions.append(min(1.0, max(0.0, fraction)))
     return min(fractions) if fractions else None
-

@@ -23,6 +23,7 @@ from actors.adapters.base import Adapter, AdapterContext, register_kind
 from actors.adapters.credentials import HeaderKeyAuth, read_api_key
 from actors.adapters.headers import parse_retry_after, quota_remaining
 from actors.adapters.parsing import SHAPE_ERRORS, malformed
+from actors.adapters.pool import PooledTransport
 from actors.adapters.shaping import (
     left_out_sampling,
     model_shape,
@@ -99,6 +100,9 @@ class HTTPAdapter:
         if url_problem is not None:
             # A bad base_url is a config problem: report it instead of crashing the actor.
             self.unavailable_reason = f"base_url {self.base_url!r} {url_problem}"
+        limits = httpx.Limits(
+            max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
+        )
         self._client = httpx.AsyncClient(
             base_url=self.base_url if url_problem is None else "",
             headers={
@@ -107,19 +111,16 @@ class HTTPAdapter:
                 **wire.headers(config),
             },
             auth=HeaderKeyAuth(wire.key_header, wire.key_prefix + key) if key else None,
-            limits=httpx.Limits(
-                max_connections=config.max_in_flight,
-                max_keepalive_connections=config.max_in_flight,
-            ),
             timeout=httpx.Timeout(
                 connect=config.connect_timeout_s,
                 read=config.read_timeout_s,
                 write=config.read_timeout_s,
                 pool=config.read_timeout_s,
             ),
-            transport=getattr(context, "http_transport", None),
+            transport=getattr(context, "http_transport", None) or PooledTransport(limits),
             follow_redirects=False,
         )
+        self._urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         state = "available" if self.unavailable_reason is None else self.unavailable_reason
@@ -216,6 +217,14 @@ class HTTPAdapter:
                 FailureKind.UNAVAILABLE, f"{self.name}: unavailable: {self.unavailable_reason}"
             )
 
+    def _url(self, path: str) -> httpx.URL:
+        """`path` joined to the base URL, as the client joins it, once per path (joining is
+        a good part of what building a request costs)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._client.build_request("POST", path).url
+        return url
+
     def _error_for(self, response: httpx.Response) -> ProviderError:
         return classify_status(
             self.name,
@@ -229,7 +238,9 @@ class HTTPAdapter:
         """POST the call; the decoded JSON reply and its headers, or a classified `ProviderError`."""
         self._ensure_available()
         with translating_transport_errors(self.name):
-            response = await self._client.post(call.path, json=call.body, params=call.params)
+            response = await self._client.post(
+                self._url(call.path), content=_json_bytes(call.body), params=call.params
+            )
         if not response.is_success:
             raise self._error_for(response)
         try:
@@ -247,7 +258,7 @@ class HTTPAdapter:
         self._ensure_available()
         with translating_transport_errors(self.name):
             async with self._client.stream(
-                "POST", call.path, json=call.body, params=call.params
+                "POST", self._url(call.path), content=_json_bytes(call.body), params=call.params
             ) as response:
                 if not response.is_success:
                     await response.aread()
@@ -326,6 +337,11 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 return
 
 
+def _json_bytes(body: Any) -> bytes:
+    """`body` encoded as httpx encodes `json=` (the same bytes, without its per-request work)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _base_url_problem(base_url: str) -> str | None:
     try:
         url = httpx.URL(base_url)
@@ -334,4 +350,3 @@ def _base_url_problem(base_url: str) -> str | None:
     if url.scheme not in ("http", "https") or not url.host:
         return "must be an absolute http:// or https:// URL"
     return None
-
