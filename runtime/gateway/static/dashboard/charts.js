@@ -31,13 +31,19 @@ function timeTicks(u, splits, axisIndex, space, increment) {
   });
 }
 
+/** The value axis is as wide as its longest label ("1,000 ms" needs more room than "20"). */
+function valueAxisWidth(u, values) {
+  const longest = Math.max(0, ...(values || []).map((v) => String(v).length));
+  return Math.max(32, longest * 7 + 14);
+}
+
 function axes(valueFormat) {
   const stroke = cssVar("--muted");
   const grid = { stroke: cssVar("--grid"), width: 1 };
   return [
     { stroke, grid, ticks: { show: false }, font: "11px system-ui, sans-serif", values: timeTicks, space: 60, incrs: TIME_INCREMENTS },
     {
-      stroke, grid, ticks: { show: false }, size: 48, font: "11px system-ui, sans-serif",
+      stroke, grid, ticks: { show: false }, size: valueAxisWidth, font: "11px system-ui, sans-serif",
       values: (u, splits) => splits.map(valueFormat),
     },
   ];
