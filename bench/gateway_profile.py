@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import shutil
 import subprocess
@@ -33,7 +32,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gateway_throughput import KEY, _config, _free_port, _start, _uptax, ask, new_client
+from gateway_throughput import Target, ask, new_client, servers
 
 #: Requests before measuring: connections open, caches warm, every code path seen once.
 WARM_UP = 200
@@ -103,76 +102,48 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="py-spy: load seconds")
     parser.add_argument("--requests", type=int, default=400, help="callgrind: requests counted")
     args = parser.parse_args()
-    env = {**os.environ, "OPENAI_API_KEY": KEY}
-    started: list[subprocess.Popen[str]] = []
-    try:
-        fake, line = _start(
-            [*_uptax(), "fake-providers", "--providers", "openai:openai"], "provider=openai", env
-        )
-        started.append(fake)
-        workdir = Path(tempfile.mkdtemp())
-        config = workdir / "gateway.toml"
-        config.write_text(_config(line.split("base_url=")[1]))
-        port = _free_port()
-        serve = [*_uptax(), "serve", "--config", str(config), "--port", str(port)]
-        if args.callgrind:
-            serve = [
-                shutil.which("valgrind") or "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={args.callgrind}",
-                *serve,
-            ]
-        gateway, _ = _start(serve, "uptax gateway: serving", env)
-        started.append(gateway)
-        url = f"http://127.0.0.1:{port}/v1"
-        trio.run(drive, url, args.concurrency, args.stream, WARM_UP, 600.0)
+    wrap: list[str] = []
+    if args.callgrind:
+        valgrind = shutil.which("valgrind") or "valgrind"
+        wrap = [valgrind, "--tool=callgrind", "--instr-atstart=no"]
+        wrap.append(f"--callgrind-out-file={args.callgrind}")
+    with servers(Path(tempfile.mkdtemp()), wrap) as (_, gateway):
+        trio.run(drive, gateway.url, args.concurrency, args.stream, WARM_UP, 600.0)
         if args.py_spy:
-            spy = subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "-p",
-                    str(gateway.pid),
-                    "-f",
-                    "raw",
-                    "-o",
-                    args.py_spy,
-                    "-r",
-                    "200",
-                    "--nonblocking",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(1.0)
-            done = trio.run(drive, url, args.concurrency, args.stream, 10**9, args.seconds)
-            spy.send_signal(2)
-            spy.wait(timeout=30)
-            print(f"{done} requests in {args.seconds:g} s")
-            print(top(Path(args.py_spy)))
+            _py_spy(gateway, args)
         else:
-            control = shutil.which("callgrind_control") or "callgrind_control"
-            subprocess.run([control, "-i", "on", str(gateway.pid)], check=True, capture_output=True)
-            done = trio.run(drive, url, args.concurrency, args.stream, args.requests, 3600.0)
-            subprocess.run(
-                [control, "-i", "off", str(gateway.pid)], check=True, capture_output=True
-            )
-            subprocess.run([control, "-d", str(gateway.pid)], check=True, capture_output=True)
-            time.sleep(1.0)
-            counted = sum(
-                _totals(Path(p))
-                for p in Path(args.callgrind).parent.glob(Path(args.callgrind).name + "*")
-            )
-            print(
-                f"{done} requests at concurrency {args.concurrency}: "
-                f"{counted / done / 1e6:.2f} M instructions per request"
-            )
-    finally:
-        for process in reversed(started):
-            process.send_signal(2)
-            process.wait(timeout=120)
+            _callgrind(gateway, args)
     return 0
+
+
+def _py_spy(gateway: Target, args: argparse.Namespace) -> None:
+    record = ["py-spy", "record", "-p", str(gateway.pid), "-f", "raw", "-o", args.py_spy]
+    spy = subprocess.Popen(
+        [*record, "-r", "200", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    done = trio.run(drive, gateway.url, args.concurrency, args.stream, 10**9, args.seconds)
+    spy.send_signal(2)
+    spy.wait(timeout=30)
+    print(f"{done} requests in {args.seconds:g} s")
+    print(top(Path(args.py_spy)))
+
+
+def _callgrind(gateway: Target, args: argparse.Namespace) -> None:
+    control = shutil.which("callgrind_control") or "callgrind_control"
+    subprocess.run([control, "-i", "on", str(gateway.pid)], check=True, capture_output=True)
+    done = trio.run(drive, gateway.url, args.concurrency, args.stream, args.requests, 3600.0)
+    subprocess.run([control, "-i", "off", str(gateway.pid)], check=True, capture_output=True)
+    subprocess.run([control, "-d", str(gateway.pid)], check=True, capture_output=True)
+    time.sleep(1.0)
+    out = Path(args.callgrind)
+    counted = sum(_totals(p) for p in out.parent.glob(out.name + "*"))
+    print(
+        f"{done} requests at concurrency {args.concurrency}: "
+        f"{counted / done / 1e6:.2f} M instructions per request"
+    )
 
 
 def _totals(path: Path) -> int:

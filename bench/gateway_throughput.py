@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -125,8 +125,9 @@ class Target:
 
 
 @contextmanager
-def servers(workdir: Path) -> Iterator[tuple[Target, Target]]:
-    """(the provider, the gateway), each server in its own process."""
+def servers(workdir: Path, wrap: Sequence[str] = ()) -> Iterator[tuple[Target, Target]]:
+    """(the provider, the gateway), each server in its own process; the gateway's command is run
+    under `wrap` (a profiler) when given."""
     env = {**os.environ, "OPENAI_API_KEY": KEY}
     started: list[subprocess.Popen[str]] = []
     try:
@@ -139,7 +140,7 @@ def servers(workdir: Path) -> Iterator[tuple[Target, Target]]:
         config.write_text(_config(provider_url))
         port = _free_port()
         gateway, _ = _start(
-            [*_uptax(), "serve", "--config", str(config), "--port", str(port)],
+            [*wrap, *_uptax(), "serve", "--config", str(config), "--port", str(port)],
             "uptax gateway: serving",
             env,
         )
@@ -151,7 +152,7 @@ def servers(workdir: Path) -> Iterator[tuple[Target, Target]]:
     finally:
         for process in reversed(started):
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            process.wait(timeout=120)  # a gateway under a profiler takes its time
 
 
 # -- one request, whole or streamed ------------------------------------------------------------
