@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 import trio
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a fixed seed per test): a run that finds a
+# new counterexample by chance would be a flaky test. Their example counts are set per test.
+settings.register_profile("uptax", derandomize=True, database=None)
+settings.load_profile("uptax")
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 from adapter_support import build, ndjson
 from chat_support import one_provider_config
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ollama_cases import (
     CITY_SCHEMA,
@@ -484,6 +484,8 @@ def conversations(draw: st.DrawFn) -> list[Message]:
 
 @settings(max_examples=150, deadline=None)
 @given(conversations())
+@example([Message("user", " ")])  # blank: the reader must not make it the prompt shorthand
+@example([Message("system", " "), Message("user", "x")])
 def test_generated_conversations_round_trip(messages: list[Message]) -> None:
     request = Request(messages=messages, tools=[{"name": name} for name in NAMES])
     read = WIRE.read_request(body(request), make_id=numbered_ids())

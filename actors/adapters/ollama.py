@@ -143,13 +143,16 @@ def _read_options(options: object) -> dict[str, Any]:
 
 def _conversation_fields(messages: tuple[Message, ...]) -> dict[str, Any]:
     """A plain one-turn text conversation as the `prompt` / `system` shorthand (what built it),
-    anything else as `messages`."""
+    anything else as `messages` (a blank turn too: a message may hold only whitespace, the
+    shorthand may not)."""
     if not messages or messages[-1].role != "user" or messages[-1].images:
         return {"messages": messages}
     prompt = messages[-1].text
+    if not prompt.strip():
+        return {"messages": messages}
     if len(messages) == 1:
         return {"prompt": prompt}
-    if len(messages) == 2 and messages[0].role == "system":
+    if len(messages) == 2 and messages[0].role == "system" and messages[0].text.strip():
         return {"prompt": prompt, "system": messages[0].text}
     return {"messages": messages}
 
