@@ -153,9 +153,9 @@ def render_comparison(data: Mapping[str, Any], *, color: bool = False) -> str:
         lines += _wrapped(info["description"], "  ")
     width = max(len(v["name"]) for v in data["variants"])
     for variant in data["variants"]:
-        about = variant["description"] or "-"
-        if variant["source"] != info["file"]:
-            about += f" ({variant['source']})"
+        about, source = variant["description"], variant["source"]
+        if source != info["file"]:
+            about = f"{about} ({source})" if about else source
         lines += _wrapped(f"{variant['name'].ljust(width)}  {about}", "  ", "    ")
     lines += ["", *render_table(data, color=color), ""]
     notes = [f"{BEST} the better value, where lower or higher is clearly better"]

@@ -682,7 +682,8 @@ def _variant_data(
     return merged
 
 
-_CONFIG_LINE = re.compile(r"^(\w+)(?:\[(\d+)\])?\.(\S+?): (.*)$")
+_CONFIG_LINE = re.compile(r"^(\w+)(?:\[(\d+)\])?(?:\.(\S+?))?: (.*)$")
+_UNKNOWN_KEYS = "unknown key(s) "
 
 
 def _variant_config_error(
@@ -702,7 +703,9 @@ def _variant_config_error(
                 entry = entries[int(index)] if isinstance(entries, list) else None
                 name = entry.get("name") if isinstance(entry, Mapping) else None
                 place = f"table [[variants.{table}]] (name {name!r})"
-            line = f"{place}, key {key}: {text}"
+            if key is None and text.startswith(_UNKNOWN_KEYS):
+                key, text = text.removeprefix(_UNKNOWN_KEYS), "unknown key"
+            line = f"{place}, key {key}: {text}" if key else f"{place}: {text}"
         lines.append(line)
     return ScenarioError(f"{file}: {where}: " + "; ".join(lines))
 
@@ -723,9 +726,6 @@ def _variant_name(entry: Mapping[str, Any], where: str, file: str) -> str:
         raise ScenarioError(
             f"{file}: {where}, key name: {problem} (letters, digits, '_', '.', '-'; at most 40)"
         )
-    description = entry.get("description", "")
-    if not isinstance(description, str):
-        raise ScenarioError(f"{file}: {where}, key description: {description!r} is not a string")
     return name
 
 
@@ -740,13 +740,16 @@ def _parse_variants(
         where = f"table [[variants]] (entry {index + 1}, name {name!r})"
         if name in variants:
             raise ScenarioError(f"{file}: {where}, key name: {name!r} is defined twice")
+        description = entry.get("description", "")
+        if not isinstance(description, str):
+            raise ScenarioError(f"{file}: {where}, key description: {description!r} is not a string")
         merged = _variant_data(config_data, entry, where, file)
         http_kinds = _http_kinds(merged, file)
         try:
             config = parse_config(merged, source=file)
         except ConfigError as exc:
             raise _variant_config_error(file, where, exc, merged) from None
-        variant = Variant(name, config, http_kinds, entry.get("description", ""), file)
+        variant = Variant(name, config, http_kinds, description, file)
         _check_variant(scenario, variant, where)
         variants[name] = variant
     return tuple(variants.values())
