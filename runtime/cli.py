@@ -14,6 +14,10 @@ commands:
                [--serve PORT [--host 127.0.0.1]]
                          run a chaos scenario and report whether its expectations hold; with
                          --mode http --serve, watch it live at http://HOST:PORT/dashboard
+  scenario compare FILE [--variant NAME=CONFIG.toml]... [--seed N | --seeds 1-10]
+                   [--json PATH] [--html PATH]
+                         run a scenario under its [[variants]] (and config files) from the
+                         same seed, and show them side by side
   scenario check FILE...
                          parse and check scenario files without running them
   repl PATH [-c COMMAND]... [--token-file FILE]

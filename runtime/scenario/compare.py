@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -157,6 +158,14 @@ def _run(scenario: Scenario, seed: int, progress: ProgressLine | None) -> dict[s
     return {"seed": seed, **numbers, "passed": report.passed, "failed": failed, "report": report}
 
 
+def _left(started: float, done: int, total: int) -> str:
+    """Wall time left, from the runs so far (progress only: never in the output)."""
+    if not done:
+        return ""
+    left = (time.perf_counter() - started) / done * (total - done)
+    return f", ~{left // 60:.0f}m{left % 60:02.0f}s left"
+
+
 def compare(
     scenario: Scenario,
     variants: Sequence[Variant],
@@ -170,13 +179,16 @@ def compare(
     line = _RunProgress(progress.stream, enabled=progress.enabled) if progress else None
     total = len(variants) * len(seeds)
     done = 0
+    started = time.perf_counter()
     results = []
     for variant in variants:
         runs = []
         for seed in seeds:
-            done += 1
             if line is not None:
-                line.prefix = f"[{done}/{total}] {variant.name} seed {seed}"
+                line.prefix = (
+                    f"[{done + 1}/{total}{_left(started, done, total)}] {variant.name} seed {seed}"
+                )
+            done += 1
             if on_run is not None:
                 on_run(variant.name, seed)
             runs.append(_run(scenario.under(variant), seed, line))
@@ -276,9 +288,7 @@ class Comparison:
             "variants": [self._variant_data(result, summaries) for result in self.results],
         }
 
-    def _variant_data(
-        self, result: VariantRuns, summaries: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    def _variant_data(self, result: VariantRuns, summaries: Mapping[str, Any]) -> dict[str, Any]:
         keys = [metric.key for metric in self.metrics]
         variant = result.variant
         return {

@@ -70,7 +70,9 @@ def render_comparison_html(comparison: Comparison) -> str:
     data = comparison.data
     info = data["scenario"]
     seeds = data["seeds"]
-    median = f"; each value is the median across {len(seeds)} seeds (min..max)" if len(seeds) > 1 else ""
+    median = (
+        f"; each value is the median across {len(seeds)} seeds (min..max)" if len(seeds) > 1 else ""
+    )
     sections = "\n".join(
         _variant_section(comparison, position, data) for position in range(len(data["variants"]))
     )

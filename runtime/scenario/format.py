@@ -669,7 +669,9 @@ def _variant_data(
             )
         if table in NAMED_ARRAYS:
             if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
-                raise ScenarioError(f"{file}: {where}: [[variants.{table}]] must be an array of tables")
+                raise ScenarioError(
+                    f"{file}: {where}: [[variants.{table}]] must be an array of tables"
+                )
             for position, item in enumerate(value):
                 if not isinstance(item.get("name"), str):
                     raise ScenarioError(
@@ -742,7 +744,9 @@ def _parse_variants(
             raise ScenarioError(f"{file}: {where}, key name: {name!r} is defined twice")
         description = entry.get("description", "")
         if not isinstance(description, str):
-            raise ScenarioError(f"{file}: {where}, key description: {description!r} is not a string")
+            raise ScenarioError(
+                f"{file}: {where}, key description: {description!r} is not a string"
+            )
         merged = _variant_data(config_data, entry, where, file)
         http_kinds = _http_kinds(merged, file)
         try:
