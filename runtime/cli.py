@@ -10,8 +10,8 @@ usage: uptax COMMAND [ARGS...]
 
 commands:
   init [PATH] [--force]  write a commented starter config (default: uptax.toml)
-  scenario run FILE [--seed N] [--json PATH] [--html PATH] [--mode virtual|http] [--repl PATH]
-               [--serve PORT [--host 127.0.0.1]]
+  scenario run FILE [--seed N] [--variant NAME] [--json PATH] [--html PATH]
+               [--mode virtual|http] [--repl PATH] [--serve PORT [--host 127.0.0.1]]
                          run a chaos scenario and report whether its expectations hold; with
                          --mode http --serve, watch it live at http://HOST:PORT/dashboard
   scenario compare FILE [--variant NAME=CONFIG.toml]... [--seed N | --seeds 1-10]

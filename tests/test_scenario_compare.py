@@ -239,6 +239,19 @@ def test_the_table_holds_each_variants_own_run_report_numbers(tmp_path: Path) ->
     assert "fast-trip" in data["best"]["wasted_calls"]
 
 
+def test_run_variant_prints_the_report_a_column_comes_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _file(tmp_path)
+    scenario = load_scenario(path)
+    out = tmp_path / "fast.json"
+    assert main(["run", str(path), "--variant", "fast-trip", "--json", str(out)]) == 0
+    expected = run_scenario(scenario.under(scenario.variants[0]), seed=3).to_json()
+    assert out.read_text() == expected
+    assert main(["run", str(path), "--variant", "nope"]) == 2
+    assert "no such [[variants]] (known: fast-trip)" in capsys.readouterr().err
+
+
 def test_wasted_calls_are_failed_calls_to_a_provider_inside_its_fault_windows() -> None:
     recorder = Recorder(
         providers=["a", "b"], levels=["primary"], baseline_price=ModelInfo(), clock=lambda: 0.0

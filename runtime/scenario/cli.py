@@ -1,5 +1,5 @@
-"""`uptax scenario run FILE [--seed N] [--json PATH] [--html PATH] [--mode virtual|http]
-[--repl PATH] [--serve PORT [--host HOST]]`, and
+"""`uptax scenario run FILE [--seed N] [--variant NAME] [--json PATH] [--html PATH]
+[--mode virtual|http] [--repl PATH] [--serve PORT [--host HOST]]`, and
 `uptax scenario compare FILE [--variant NAME=CONFIG.toml ...] [--seed N | --seeds 1-10]
 [--json PATH] [--html PATH] [--mode virtual]`.
 
@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         default="virtual",
         help="virtual: simulated providers in virtual time (default); http: real time against "
         "the fake provider server on loopback",
+    )
+    run.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="run under this [[variants]] table of the file rather than the file's own config",
     )
     run.add_argument("--repl", metavar="PATH", help="serve the debug REPL on this socket")
     run.add_argument(
@@ -212,6 +217,14 @@ class _Output:
             print("the run is over; still serving its final state: Ctrl-C to stop", file=sys.stderr)
 
 
+def _variant(scenario: Scenario, name: str) -> Scenario:
+    for variant in scenario.variants:
+        if variant.name == name:
+            return scenario.under(variant)
+    known = ", ".join(v.name for v in scenario.variants) or "none"
+    raise ScenarioError(f"{scenario.path}: --variant {name}: no such [[variants]] (known: {known})")
+
+
 def _compare(args: argparse.Namespace, scenario: Scenario) -> int:
     """Run the comparison and print it; a ScenarioError is bad input (exit 2)."""
     extra = [load_variant(scenario, name, path) for name, path in args.variant]
@@ -256,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load_scenario(args.file)
         if args.command == "compare":
             return _compare(args, scenario)
+        if args.variant is not None:
+            scenario = _variant(scenario, args.variant)
         serve = _serve(args, scenario)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 table and the key for anything wrong.
 
 A scenario file is a runtime config (``[[providers]]``, ``[[levels]]``, ``[models.*]``, ...,
-exactly as in ``uptax.toml``) plus four tables of its own:
+exactly as in ``uptax.toml``) plus tables of its own:
 
 ``[scenario]``
     name, description, default seed, optional ``base = "demo"`` to start from the shipped config.
@@ -12,6 +12,9 @@ exactly as in ``uptax.toml``) plus four tables of its own:
     the timeline: at ``at_s`` on ``provider``, a fault ``kind`` for ``duration_s``.
 ``[expect]``
     what must hold; each check is reported PASS or FAIL with the measured value.
+``[[variants]]``
+    optional: configs to compare the scenario under (`uptax scenario compare`), each a name and
+    config tables that change only what they name in the scenario's own config.
 
 Only flat tables go through cattrs; arrays of tables and keyed tables are walked here so that every
 error carries its exact place in the file.
