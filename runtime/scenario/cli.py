@@ -237,8 +237,10 @@ def _compare(args: argparse.Namespace, scenario: Scenario) -> int:
     progress = ProgressLine(sys.stderr)
     try:
         comparison = compare(scenario, variants, seeds, progress=progress)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
         progress.close()
+        if not _interrupted(exc):
+            raise
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     sys.stdout.write(render_comparison(comparison.data, color=sys.stdout.isatty()))

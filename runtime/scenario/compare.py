@@ -16,7 +16,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -71,7 +71,8 @@ METRICS = (
 DEFINITIONS = {
     "paid_requests": "requests that paid for a fault before traffic moved: from each fault's "
     "start until its MTTR, those that failed, made a failed call to the faulted provider, or "
-    "were served by it slower than the clean latency (run's faults table, summed over faults)",
+    "were served by it slower than the clean latency (run's faults table, summed over faults: "
+    "a request that paid for two faults at once counts twice)",
     "mttr_s": "the worst fault's time from its start until requests were answered without "
     "paying (as [expect] mttr_s_max measures it; never: not within the run)",
     "recovery_s": "the worst fault's time from its end until the provider completed a call "
@@ -150,12 +151,15 @@ class VariantRuns:
     report: Report
 
 
-def _run(scenario: Scenario, seed: int, progress: ProgressLine | None) -> dict[str, Any]:
+def _run(
+    scenario: Scenario, seed: int, progress: ProgressLine | None
+) -> tuple[dict[str, Any], Report]:
+    """One virtual run: its numbers for the table, and its report."""
     recorders: list[Recorder] = []
     report = run_scenario(scenario, seed=seed, progress=progress, on_recorder=recorders.append)
     failed = [check.name for check in report.checks if not check.passed]
     numbers = run_numbers(report.data, wasted_calls(recorders[0]))
-    return {"seed": seed, **numbers, "passed": report.passed, "failed": failed, "report": report}
+    return {"seed": seed, **numbers, "passed": report.passed, "failed": failed}, report
 
 
 def _left(started: float, done: int, total: int) -> str:
@@ -172,30 +176,28 @@ def compare(
     seeds: Sequence[int],
     *,
     progress: ProgressLine | None = None,
-    on_run: Callable[[str, int], None] | None = None,
 ) -> Comparison:
-    """Run every variant at every seed, one after another, and put the numbers side by side.
-    `on_run` is told each (variant, seed) as it starts."""
+    """Run every variant at every seed (at least one), one after another, and put the numbers
+    side by side."""
     line = _RunProgress(progress.stream, enabled=progress.enabled) if progress else None
     total = len(variants) * len(seeds)
-    done = 0
     started = time.perf_counter()
-    results = []
+    results: list[VariantRuns] = []
     for variant in variants:
-        runs = []
+        runs: list[dict[str, Any]] = []
+        first: Report | None = None
         for seed in seeds:
             if line is not None:
-                line.prefix = (
-                    f"[{done + 1}/{total}{_left(started, done, total)}] {variant.name} seed {seed}"
-                )
-            done += 1
-            if on_run is not None:
-                on_run(variant.name, seed)
-            runs.append(_run(scenario.under(variant), seed, line))
-        report = runs[0]["report"]
-        for run in runs:
-            del run["report"]  # only the first seed's is kept: the page shows its timeline
-        results.append(VariantRuns(variant, tuple(runs), report))
+                done = len(results) * len(seeds) + len(runs)
+                left = _left(started, done, total)
+                line.prefix = f"[{done + 1}/{total}{left}] {variant.name} seed {seed}"
+            numbers, report = _run(scenario.under(variant), seed, line)
+            runs.append(numbers)
+            if first is None:  # only the first seed's is kept: the page shows its timeline
+                first = report
+        if first is None:
+            raise ValueError("compare needs at least one seed")
+        results.append(VariantRuns(variant, tuple(runs), first))
     return Comparison(scenario, tuple(seeds), tuple(results))
 
 
