@@ -327,7 +327,9 @@ def test_same_command_same_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert main(command) == 0
         outputs.append((capsys.readouterr().out, json_path.read_bytes(), html_path.read_bytes()))
     assert outputs[0] == outputs[1]
-    out, _, html = outputs[0]
+    out, json_bytes, html = outputs[0]
+    # The table is a function of the JSON alone.
+    assert render_comparison(json.loads(json_bytes)) == out
     assert "baseline" in out and "fast-trip" in out
     assert max(len(line) for line in out.splitlines()) <= WIDTH
     page = html.decode()

@@ -41,10 +41,11 @@ def _table(data: Mapping[str, Any]) -> str:
 
 
 def _definitions(data: Mapping[str, Any]) -> str:
-    labels = {m["key"]: m["label"] for m in data["metrics"]}
+    definitions = data["definitions"]
     items = "".join(
-        f"<dt>{_a(labels[key])}</dt><dd>{_a(text)}</dd>"
-        for key, text in data["definitions"].items()
+        f"<dt>{_a(m['label'])}</dt><dd>{_a(definitions[m['key']])}</dd>"
+        for m in data["metrics"]
+        if m["key"] in definitions
     )
     return f"<dl>{items}</dl>"
 

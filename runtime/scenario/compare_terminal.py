@@ -161,8 +161,10 @@ def render_comparison(data: Mapping[str, Any], *, color: bool = False) -> str:
     notes = [f"{BEST} the better value, where lower or higher is clearly better"]
     if several:
         notes.append(f"each value: the median across {len(seeds)} seeds (min..max)")
-    labels = {m["key"]: m["label"] for m in data["metrics"]}
-    notes += [f"{labels[key]}: {text}" for key, text in data["definitions"].items()]
+    definitions = data["definitions"]
+    notes += [
+        f"{m['label']}: {definitions[m['key']]}" for m in data["metrics"] if m["key"] in definitions
+    ]
     for note in notes:
         lines += _wrapped(note, "  ", "    ")
     return "\n".join(lines) + "\n"
