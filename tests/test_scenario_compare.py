@@ -158,7 +158,9 @@ def test_bad_variants_name_file_table_and_key(tmp_path: Path, extra: str, expect
         assert text in message, message
 
 
-def test_check_validates_variants_and_run_ignores_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_validates_variants_and_counts_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(_file(tmp_path))]) == 0
+    assert "1 fault step(s), 1 variant(s))" in capsys.readouterr().out
     bad = _file(tmp_path, "[[variants]]\nname = 'x'\n[variants.faults]\nat_s = 1\n", "bad.toml")
     assert main(["check", str(bad)]) == 2
     assert "key faults" in capsys.readouterr().err

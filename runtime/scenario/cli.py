@@ -266,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             for file in args.files:
                 scenario = load_scenario(file)
-                print(f"{file}: ok ({scenario.name}, {len(scenario.faults)} fault step(s))")
+                variants = f", {len(scenario.variants)} variant(s)" if scenario.variants else ""
+                print(f"{file}: ok ({scenario.name}, {len(scenario.faults)} fault step(s){variants})")
             return EXIT_PASSED
         scenario = load_scenario(args.file)
         if args.command == "compare":
