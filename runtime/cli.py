@@ -10,10 +10,14 @@ usage: uptax COMMAND [ARGS...]
 
 commands:
   init [PATH] [--force]  write a commented starter config (default: uptax.toml)
-  scenario run FILE [--seed N] [--json PATH] [--html PATH] [--mode virtual|http] [--repl PATH]
-               [--serve PORT [--host 127.0.0.1]]
+  scenario run FILE [--seed N] [--variant NAME] [--json PATH] [--html PATH]
+               [--mode virtual|http] [--repl PATH] [--serve PORT [--host 127.0.0.1]]
                          run a chaos scenario and report whether its expectations hold; with
                          --mode http --serve, watch it live at http://HOST:PORT/dashboard
+  scenario compare FILE [--variant NAME=CONFIG.toml]... [--seed N | --seeds 1-10]
+                   [--json PATH] [--html PATH]
+                         run a scenario under its [[variants]] (and config files) from the
+                         same seed, and show them side by side
   scenario check FILE...
                          parse and check scenario files without running them
   repl PATH [-c COMMAND]... [--token-file FILE]

@@ -2,7 +2,7 @@
 table and the key for anything wrong.
 
 A scenario file is a runtime config (``[[providers]]``, ``[[levels]]``, ``[models.*]``, ...,
-exactly as in ``uptax.toml``) plus four tables of its own:
+exactly as in ``uptax.toml``) plus tables of its own:
 
 ``[scenario]``
     name, description, default seed, optional ``base = "demo"`` to start from the shipped config.
@@ -12,6 +12,9 @@ exactly as in ``uptax.toml``) plus four tables of its own:
     the timeline: at ``at_s`` on ``provider``, a fault ``kind`` for ``duration_s``.
 ``[expect]``
     what must hold; each check is reported PASS or FAIL with the measured value.
+``[[variants]]``
+    optional: configs to compare the scenario under (`uptax scenario compare`), each a name and
+    config tables that change only what they name in the scenario's own config.
 
 Only flat tables go through cattrs; arrays of tables and keyed tables are walked here so that every
 error carries its exact place in the file.
@@ -33,6 +36,7 @@ from actors.config import (
     HTTP_KINDS,
     SIMULATED_KINDS,
     Config,
+    load_config,
     parse_config,
     strict_converter,
 )
@@ -51,7 +55,13 @@ TIMELINE_KINDS = (*(kind.value for kind in FaultKind), FLAPPING, CRASH)
 CONFIG_TABLES = frozenset(
     {"providers", "levels", "models", "routing", "templates", "supervision", "runtime"}
 )
-SCENARIO_TABLES = frozenset({"scenario", "load", "faults", "expect"})
+SCENARIO_TABLES = frozenset({"scenario", "load", "faults", "expect", "variants"})
+#: Arrays of config tables whose entries a variant changes by name rather than replaces.
+NAMED_ARRAYS = frozenset({"providers", "levels"})
+#: A variant's name: it is typed on command lines (`--variant NAME=FILE`) and heads a column.
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+#: The name of the variant that is the scenario's own config, unless a variant takes it.
+BASELINE = "baseline"
 
 #: When a simulated provider has no `http_kind`, http mode serves it with the protocol named like
 #: it, or else the OpenAI protocol.
@@ -292,6 +302,8 @@ class Scenario:
     expect: Expectations
     #: provider name -> protocol it speaks in http mode (simulated providers only).
     http_kinds: Mapping[str, str]
+    #: The ``[[variants]]`` to compare it under (`uptax scenario compare`); `run` ignores them.
+    variants: tuple[Variant, ...] = ()
 
     @property
     def name(self) -> str:
@@ -301,6 +313,25 @@ class Scenario:
     def primary(self) -> str:
         """The first provider of the first level: the single-provider cost baseline."""
         return self.config.levels[0].providers[0]
+
+    def under(self, variant: Variant) -> Scenario:
+        """The same load, faults and expectations under `variant`'s config."""
+        return attrs.evolve(
+            self, config=variant.config, http_kinds=variant.http_kinds, variants=()
+        )
+
+
+@attrs.frozen
+class Variant:
+    """One config a scenario is compared under: a ``[[variants]]`` entry over the scenario's
+    own config, the scenario's config itself, or a whole config file."""
+
+    name: str
+    config: Config
+    http_kinds: Mapping[str, str]
+    description: str = ""
+    #: Where it comes from, for the reader of a comparison.
+    source: str = ""
 
 
 _CONVERTER = strict_converter(
@@ -594,6 +625,165 @@ def _check_references(scenario: Scenario) -> None:
             )
 
 
+# --- [[variants]] ----------------------------------------------------------------------------
+
+
+def _overlay(base: Any, over: Any) -> Any:
+    """`over` on `base`: tables merge key by key, at any depth; anything else replaces."""
+    if isinstance(base, Mapping) and isinstance(over, Mapping):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _overlay(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def _overlay_named(base: Any, over: list[Mapping[str, Any]]) -> list[Any]:
+    """Each entry of `over` merges into the entry of `base` with its name; new names go last."""
+    merged = list(base) if isinstance(base, list) else []
+    positions = {
+        entry.get("name"): position
+        for position, entry in enumerate(merged)
+        if isinstance(entry, Mapping)
+    }
+    for entry in over:
+        position = positions.get(entry["name"])
+        if position is None:
+            positions[entry["name"]] = len(merged)
+            merged.append(dict(entry))
+        else:
+            merged[position] = _overlay(merged[position], entry)
+    return merged
+
+
+def _variant_data(
+    config_data: Mapping[str, Any], entry: Mapping[str, Any], where: str, file: str
+) -> dict[str, Any]:
+    """The scenario's config tables with a ``[[variants]]`` entry's tables over them."""
+    merged = dict(config_data)
+    for table, value in entry.items():
+        if table in ("name", "description"):
+            continue
+        if table not in CONFIG_TABLES:
+            known = ", ".join(["name", "description", *sorted(CONFIG_TABLES)])
+            raise ScenarioError(
+                f"{file}: {where}, key {table}: a variant changes config tables only, never "
+                f"the load, the faults or the expectations (known: {known})"
+            )
+        if table in NAMED_ARRAYS:
+            if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+                raise ScenarioError(
+                    f"{file}: {where}: [[variants.{table}]] must be an array of tables"
+                )
+            for position, item in enumerate(value):
+                if not isinstance(item.get("name"), str):
+                    raise ScenarioError(
+                        f"{file}: {where}, table [[variants.{table}]] (entry {position + 1}), "
+                        f"key name: required (the entry of [[{table}]] it changes, or a new one)"
+                    )
+            merged[table] = _overlay_named(merged.get(table), value)
+        else:
+            merged[table] = _overlay(merged.get(table), value)
+    return merged
+
+
+_CONFIG_LINE = re.compile(r"^(\w+)(?:\[(\d+)\])?(?:\.(\S+?))?: (.*)$")
+_UNKNOWN_KEYS = "unknown key(s) "
+
+
+def _variant_config_error(
+    file: str, where: str, exc: ConfigError, data: Mapping[str, Any]
+) -> ScenarioError:
+    """A runtime config error in a variant's words: its entries are named, since their position
+    is the merged one."""
+    message = str(exc).removeprefix(f"{file}: ")
+    lines = []
+    for line in message.split("; "):
+        match = _CONFIG_LINE.match(line)
+        if match:
+            table, index, key, text = match.groups()
+            place = f"table [variants.{table}]"
+            if index is not None:
+                entries = data.get(table)
+                entry = entries[int(index)] if isinstance(entries, list) else None
+                name = entry.get("name") if isinstance(entry, Mapping) else None
+                place = f"table [[variants.{table}]] (name {name!r})"
+            if key is None and text.startswith(_UNKNOWN_KEYS):
+                key, text = text.removeprefix(_UNKNOWN_KEYS), "unknown key"
+            line = f"{place}, key {key}: {text}" if key else f"{place}: {text}"
+        lines.append(line)
+    return ScenarioError(f"{file}: {where}: " + "; ".join(lines))
+
+
+def _check_variant(scenario: Scenario, variant: Variant, where: str) -> None:
+    """The timeline and the expectations must still name what exists under the variant."""
+    try:
+        _check_references(scenario.under(variant))
+    except ScenarioError as exc:
+        detail = str(exc).removeprefix(f"{scenario.path}: ")
+        raise ScenarioError(f"{scenario.path}: {where}: {detail}") from None
+
+
+def _variant_name(entry: Mapping[str, Any], where: str, file: str) -> str:
+    name = entry.get("name")
+    if not isinstance(name, str) or not VARIANT_NAME.match(name):
+        problem = "required" if name is None else f"{name!r} is not a variant name"
+        raise ScenarioError(
+            f"{file}: {where}, key name: {problem} (letters, digits, '_', '.', '-'; at most 40)"
+        )
+    return name
+
+
+def _parse_variants(
+    data: Any, config_data: Mapping[str, Any], scenario: Scenario
+) -> tuple[Variant, ...]:
+    file = scenario.path
+    variants: dict[str, Variant] = {}
+    for index, entry in enumerate(_table_list(data, "variants", file)):
+        where = f"table [[variants]] (entry {index + 1})"
+        name = _variant_name(entry, where, file)
+        where = f"table [[variants]] (entry {index + 1}, name {name!r})"
+        if name in variants:
+            raise ScenarioError(f"{file}: {where}, key name: {name!r} is defined twice")
+        description = entry.get("description", "")
+        if not isinstance(description, str):
+            raise ScenarioError(
+                f"{file}: {where}, key description: {description!r} is not a string"
+            )
+        merged = _variant_data(config_data, entry, where, file)
+        http_kinds = _http_kinds(merged, file)
+        try:
+            config = parse_config(merged, source=file)
+        except ConfigError as exc:
+            raise _variant_config_error(file, where, exc, merged) from None
+        variant = Variant(name, config, http_kinds, description, file)
+        _check_variant(scenario, variant, where)
+        variants[name] = variant
+    return tuple(variants.values())
+
+
+def load_variant(scenario: Scenario, name: str, path: str | os.PathLike[str]) -> Variant:
+    """A whole runtime config file as a variant of `scenario`; anything wrong, in the config or
+    in what the scenario needs of it, raises `ScenarioError` naming the file."""
+    where = f"--variant {name}={path}"
+    if not VARIANT_NAME.match(name):
+        raise ScenarioError(
+            f"{where}: {name!r} is not a variant name (letters, digits, '_', '.', '-'; at most 40)"
+        )
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+    kinds = {
+        p.name: p.name if p.name in HTTP_KINDS else DEFAULT_HTTP_KIND
+        for p in config.providers
+        if p.kind in SIMULATED_KINDS
+    }
+    variant = Variant(name, config, kinds, source=str(path))
+    _check_variant(scenario, variant, f"{where} (a config file)")
+    return variant
+
+
 def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Scenario:
     """Check and structure a scenario from a parsed TOML mapping."""
     unknown = sorted(set(data) - SCENARIO_TABLES - CONFIG_TABLES)
@@ -602,6 +792,7 @@ def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Sc
         raise ScenarioError(f"{source}: unknown table(s) {', '.join(unknown)} (known: {known})")
     info = _structure(data.get("scenario", {}), ScenarioInfo, _Place("scenario"), source)
     config_data = _config_data(data, info, source)
+    raw_config_data = dict(config_data)  # http_kind keys still in: variants may add providers
     http_kinds = _http_kinds(config_data, source)
     if "providers" not in config_data:
         raise ScenarioError(
@@ -626,6 +817,9 @@ def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Sc
         http_kinds=http_kinds,
     )
     _check_references(scenario)
+    if "variants" in data:
+        variants = _parse_variants(data["variants"], raw_config_data, scenario)
+        scenario = attrs.evolve(scenario, variants=variants)
     return scenario
 
 

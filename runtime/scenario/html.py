@@ -289,7 +289,7 @@ def render_svg(report: Report) -> str:
     )
 
 
-_STYLE = """
+STYLE = """
 body { font-family: -apple-system, system-ui, sans-serif; margin: 24px; color: #212529; }
 table { border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #dee2e6; text-align: right; }
@@ -323,12 +323,12 @@ def render_html(report: Report) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Scenario {_a(info["name"])} (seed {info["seed"]})</title>
-<style>{_STYLE}</style></head>
+<style>{STYLE}</style></head>
 <body>
 <h1>Scenario {_a(info["name"])} <span class="{"pass" if report.passed else "fail"}">{verdict}</span></h1>
 <p>{_a(info["description"])}</p>
 <p>seed {info["seed"]}, mode {_a(info["mode"])}, {info["duration_s"]:g} s at {info["rps"]:g} requests/s</p>
-{_summary_table(data)}
+{summary_table(data)}
 <h2>Timeline</h2>
 {render_svg(report)}
 <h2>Expectations</h2>
@@ -338,12 +338,12 @@ def render_html(report: Report) -> str:
 <h2>Levels</h2>
 {_level_table(data["levels"])}
 <h2>Faults</h2>
-{_fault_table(data["faults"])}
+{fault_table(data["faults"])}
 </body></html>
 """
 
 
-def _summary_table(data: dict[str, Any]) -> str:
+def summary_table(data: dict[str, Any]) -> str:
     cost = data["cost"]
     savings = "-" if cost["savings"] is None else f"{100 * cost['savings']:.1f} %"
     return _html_table(
@@ -397,7 +397,7 @@ def _level_table(levels: list[dict[str, Any]]) -> str:
     )
 
 
-def _fault_table(faults: list[dict[str, Any]]) -> str:
+def fault_table(faults: list[dict[str, Any]]) -> str:
     return _html_table(
         ["fault", "start s", "end s", "MTTR s (answered)", "back in rotation s", "paid"],
         [

@@ -345,6 +345,25 @@ def _mttr(
     return None, paid
 
 
+def wasted_calls(recorder: Recorder) -> int:
+    """Calls sent to a provider during one of its fault windows that failed: what the runtime
+    spent on a provider it could have known was failing. Not part of `measure_run` (a `run`
+    report leaves it out); `uptax scenario compare` shows it."""
+    windows: dict[int, list[tuple[float, float]]] = {}
+    for fault in recorder.faults:
+        end = fault.end if fault.end is not None else math.inf
+        windows.setdefault(recorder.providers.code(fault.provider), []).append((fault.start, end))
+    wasted = 0
+    for position, provider in enumerate(recorder.att_provider):
+        spans = windows.get(provider)
+        if not spans or recorder.outcomes[recorder.att_outcome[position]] in ("ok", *NOT_SENT):
+            continue
+        start = recorder.att_start[position]
+        if any(low <= start < high for low, high in spans):
+            wasted += 1
+    return wasted
+
+
 def _timeline(run: _Run, chars: Mapping[str, str]) -> dict[str, Any]:
     rec = run.recorder
     duration = run.scenario.load.duration_s

@@ -441,11 +441,13 @@ def run_scenario(
     repl_socket: str | None = None,
     serve: Serve | None = None,
     on_report: Callable[[Report], None] | None = None,
+    on_recorder: Callable[[Recorder], None] | None = None,
 ) -> Report:
     """Run a scenario in its own trio run (virtual time unless `mode="http"`) and report.
 
     `on_report` is given the report as soon as it is built, while the runtime is still open: with
     `serve.hold`, the gateway then keeps serving the final state until SIGINT or SIGTERM.
+    `on_recorder` is given what was recorded, for measurements the report leaves out.
     """
     seed = scenario.info.seed if seed is None else seed
     measure = scenario.info.memory == "tracemalloc"
@@ -461,7 +463,7 @@ def run_scenario(
     try:
         return trio.run(
             _run_for_report,
-            _Options(scenario, seed, mode, progress, repl_socket, serve, on_report),
+            _Options(scenario, seed, mode, progress, repl_socket, serve, on_report, on_recorder),
             clock=clock,
         )
     finally:
@@ -493,6 +495,7 @@ class _Options:
     repl_socket: str | None
     serve: Serve | None
     on_report: Callable[[Report], None] | None
+    on_recorder: Callable[[Recorder], None] | None = None
 
 
 async def _run_for_report(options: _Options) -> Report:
@@ -504,6 +507,8 @@ async def _run_for_report(options: _Options) -> Report:
     ) as rt:
         recorder = await _drive(scenario, seed, rt, options.progress)
         report = _report(recorder, scenario, seed=seed, mode=mode, started=started)
+        if options.on_recorder is not None:
+            options.on_recorder(recorder)
         if options.on_report is not None:
             options.on_report(report)
         if serve is not None and serve.hold:
