@@ -140,8 +140,8 @@ class ProviderConfig:
             raise ValueError(f"models must list at least one model for provider {self.name!r}")
         probe = self.recovery.probe
         if probe not in ("auto", "off") and not kind_named(self.kind).probed:
-            raise FieldError(
-                "recovery", f"probe={probe!r}: a {self.kind} provider has nothing to probe "
+            raise ValueError(
+                f"recovery.probe={probe!r}: a {self.kind} provider has nothing to probe "
                 "(only 'auto' or 'off')"
             )
 
