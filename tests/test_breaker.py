@@ -682,7 +682,7 @@ def test_probes_are_not_wanted_during_a_retry_after_hold_or_an_override() -> Non
 def test_a_probe_success_refuted_by_the_half_open_calls_is_not_trusted_until_closed() -> None:
     """A models listing that answers while completions fail lets one trial through, not one
     every probe interval: the open periods then run their course, doubling as before."""
-    breaker, clock, seen = make(open_s=5.0)
+    breaker, clock, _ = make(open_s=5.0)
     trip(breaker)
     assert breaker.on_recovery_probe(success=True, hold_s=1.0)
     assert breaker.try_acquire()

@@ -39,8 +39,8 @@ class OutageResult:
     failed: int
     #: Completion calls the primary received while it was down.
     wasted_calls: int
-    #: Recovery probes (models listings, or completions with `probe = "completion"`, which are
-    #: then counted in `wasted_calls` too) it received while down.
+    #: Other requests it received while down: recovery probes that list its models (completion
+    #: probes are completion calls, counted in `wasted_calls`).
     probes: int
     #: To the first reply the primary served after the outage; None: none within the run.
     back_after_s: float | None
@@ -80,11 +80,15 @@ def outage_config(server: FakeProviderServer, recovery: Mapping[str, Any]) -> Co
 
 @attrs.define
 class _Run:
+    """One outage's traffic and what it saw."""
+
     rt: Runtime
+    server: FakeProviderServer
     heal_at: float = float("inf")
     requests: int = 0
     failed: int = 0
     back_at: float | None = None
+    closed_at: float | None = None
 
     async def one(self, number: int) -> None:
         request = Request(prompt=f"request {number} about VAT", max_tokens=16, deadline_s=10)
@@ -97,26 +101,45 @@ class _Run:
         if reply.provider == PRIMARY and now >= self.heal_at and self.back_at is None:
             self.back_at = now
 
+    def received(self) -> tuple[int, int]:
+        """Completion calls and other requests (probes) the primary has received so far."""
+        requests = self.server.requests(PRIMARY)
+        posts = sum(1 for r in requests if r.method == "POST")
+        return posts, len(requests) - posts
 
-def _received(server: FakeProviderServer) -> tuple[int, int]:
-    """Completion calls and other requests (probes) the primary has received so far."""
-    requests = server.requests(PRIMARY)
-    posts = sum(1 for r in requests if r.method == "POST")
-    return posts, len(requests) - posts
+    async def watch_breaker(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Note when the primary's breaker closes after the outage."""
+        with self.rt.events.subscribe() as events:
+            task_status.started()
+            async for event in events:
+                if (
+                    event.event == "breaker_closed"
+                    and event.fields.get("provider") == PRIMARY
+                    and event.at >= self.heal_at
+                    and self.closed_at is None
+                ):
+                    self.closed_at = event.at
 
-
-async def _closed_after(rt: Runtime, run: _Run, task_status: Any) -> float | None:
-    """trio time of the primary's breaker closing after the outage ended."""
-    with rt.events.subscribe() as events:
-        task_status.started()
-        async for event in events:
-            if (
-                event.event == "breaker_closed"
-                and event.fields.get("provider") == PRIMARY
-                and event.at >= run.heal_at
-            ):
-                return event.at
-    return None
+    async def drive(
+        self, nursery: trio.Nursery, rps: float, warmup_s: float, outage_s: float, settle_s: float
+    ) -> tuple[int, int]:
+        """Send the traffic, take the primary down and up; what it received while down."""
+        start = trio.current_time()
+        down_at, self.heal_at = start + warmup_s, start + warmup_s + outage_s
+        before = after = (0, 0)
+        while (at := start + self.requests / rps) < self.heal_at + settle_s:
+            if before == (0, 0) and at >= down_at:
+                await trio.sleep_until(down_at)
+                before = self.received()
+                self.server.target(PRIMARY).inject(Fault(FaultKind.OUTAGE, status=503))
+            if after == (0, 0) and at >= self.heal_at:
+                await trio.sleep_until(self.heal_at)
+                after = self.received()
+                self.server.heal(PRIMARY)
+            await trio.sleep_until(at)
+            nursery.start_soon(self.one, self.requests)
+            self.requests += 1
+        return after[0] - before[0], after[1] - before[1]
 
 
 async def measure_outage(
@@ -130,45 +153,25 @@ async def measure_outage(
     """Run the outage in real time (`warmup_s` of traffic before it, `settle_s` after)."""
     os.environ.setdefault(KEY_ENV, "fake-key-for-the-fake-server")
     recovery = dict(recovery or {})
-    closed: list[float | None] = []
-    async with open_fake_provider_server({PRIMARY: "openai", SECONDARY: "anthropic"}) as server:
-        async with open_runtime(outage_config(server, recovery)) as rt:
-            run = _Run(rt)
-            async with trio.open_nursery() as nursery:
-
-                async def watch(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-                    closed.append(await _closed_after(rt, run, task_status))
-
-                await nursery.start(watch)
-                start = trio.current_time()
-                down_at, run.heal_at = start + warmup_s, start + warmup_s + outage_s
-                end = run.heal_at + settle_s
-                before = after = (0, 0)
-                number = 0
-                while (at := start + number / rps) < end:
-                    if before == (0, 0) and at >= down_at:
-                        await trio.sleep_until(down_at)
-                        before = _received(server)
-                        server.target(PRIMARY).inject(Fault(FaultKind.OUTAGE, status=503))
-                    if after == (0, 0) and at >= run.heal_at:
-                        await trio.sleep_until(run.heal_at)
-                        after = _received(server)
-                        server.heal(PRIMARY)
-                    await trio.sleep_until(at)
-                    nursery.start_soon(run.one, number)
-                    number += 1
-                    run.requests = number
-                await trio.sleep(1.0)  # the last requests end (every reply is fast)
-                nursery.cancel_scope.cancel()
-    closed_at = closed[0] if closed else None
+    providers = {PRIMARY: "openai", SECONDARY: "anthropic"}
+    async with (
+        open_fake_provider_server(providers) as server,
+        open_runtime(outage_config(server, recovery)) as rt,
+        trio.open_nursery() as nursery,
+    ):
+        run = _Run(rt, server)
+        await nursery.start(run.watch_breaker)
+        wasted, probes = await run.drive(nursery, rps, warmup_s, outage_s, settle_s)
+        await trio.sleep(1.0)  # the last requests end (every reply is fast)
+        nursery.cancel_scope.cancel()
     return OutageResult(
         outage_s=outage_s,
         rps=rps,
         probe=str(recovery.get("probe", "auto")),
         requests=run.requests,
         failed=run.failed,
-        wasted_calls=after[0] - before[0],
-        probes=after[1] - before[1],
+        wasted_calls=wasted,
+        probes=probes,
         back_after_s=None if run.back_at is None else run.back_at - run.heal_at,
-        closed_after_s=None if closed_at is None else closed_at - run.heal_at,
+        closed_after_s=None if run.closed_at is None else run.closed_at - run.heal_at,
     )
