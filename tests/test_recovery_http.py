@@ -3,6 +3,7 @@ issue's outage measured in real time: a provider back in rotation within seconds
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import trio
 from adapter_support import KEYS, KINDS, build, set_keys
@@ -58,6 +59,35 @@ async def test_models_probe_lists_the_models_with_the_key(
     assert (request.method, request.path, dict(request.query)) == ("GET", path, params)
     if kind == "anthropic":
         assert request.headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_the_fake_server_lists_models_in_each_providers_shape(
+    fake_providers: FakeProviderServer,
+) -> None:
+    async with httpx.AsyncClient(base_url=fake_providers.base_url) as client:
+        openai = (await client.get("/p/openai/v1/models")).json()
+        anthropic = (await client.get("/p/anthropic/v1/models")).json()
+        gemini = (await client.get("/p/gemini/v1beta/models")).json()
+        ollama = (await client.get("/p/ollama/api/tags")).json()
+    assert [m["id"] for m in openai["data"]] == ["gpt-4o", "gpt-4o-mini"]
+    assert openai["object"] == "list"
+    assert anthropic["data"][0]["type"] == "model" and anthropic["has_more"] is False
+    assert gemini["models"][0]["name"] == "models/gemini-2.5-flash"
+    assert ollama["models"][0]["name"] == "llama3.2:latest"
+
+
+async def test_a_listing_leaves_a_scripted_response_for_the_completion(
+    fake_providers: FakeProviderServer,
+) -> None:
+    fake_providers.respond_with("openai", 500, {"error": {"message": "boom"}}, times=1)
+    adapter = adapter_for(fake_providers, "openai")
+    try:
+        await adapter.probe_models()
+        with pytest.raises(ProviderError) as caught:
+            await adapter.complete(PROBE_REQUEST, MODELS["openai"])
+    finally:
+        await adapter.aclose()
+    assert caught.value.status == 500
 
 
 @pytest.mark.parametrize("kind", KINDS)
