@@ -503,4 +503,4 @@ class ProviderSnapshot:
     #: Recovery probes sent while its breaker was open (`actors.recovery`), and what the
     #: completion probes among them cost.
     recovery_probes: int = 0
-    recovery_probe_cost_usd: float = 0.0
+    probe_cost_usd: float = 0.0

@@ -128,7 +128,7 @@ class ProviderActor(Actor):
         self.retry_after_until = snapshot.retry_after_until
         if self.recovery is not None:
             self.recovery.probes = snapshot.recovery_probes
-            self.recovery.cost_usd = snapshot.recovery_probe_cost_usd
+            self.recovery.cost_usd = snapshot.probe_cost_usd
 
     async def on_start(self) -> None:
         factory = ADAPTER_KINDS.get(self.config.kind)
@@ -533,7 +533,7 @@ class ProviderActor(Actor):
             oldest_call_s=now - min(self._calls.values()) if self._calls else 0.0,
             restarts=self.context.restarts(self.name),
             recovery_probes=self.recovery.probes if self.recovery is not None else 0,
-            recovery_probe_cost_usd=(
+            probe_cost_usd=(
                 self.recovery.cost_usd if self.recovery is not None else 0.0
             ),
         )

@@ -218,7 +218,7 @@ async def test_completion_probes_are_counted_in_cost(autojump_clock: Any) -> Non
         assert probes[-1].fields["cost_usd"] == pytest.approx(cost)
         snapshot = _actor(rt).snapshot()
         assert snapshot.recovery_probes == 3
-        assert snapshot.recovery_probe_cost_usd == pytest.approx(cost)
+        assert snapshot.probe_cost_usd == pytest.approx(cost)
         assert _actor(rt).breaker.state is BreakerState.HALF_OPEN
 
 
