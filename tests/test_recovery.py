@@ -4,6 +4,8 @@ with the actor."""
 
 from __future__ import annotations
 
+import json
+import tomllib
 from typing import Any
 
 import pytest
@@ -20,6 +22,8 @@ from actors.provider import ProviderActor
 from actors.recovery import PROBE_REQUEST
 from runtime.embed import Runtime, open_runtime
 from runtime.kernel.events import Event
+from runtime.scenario.format import parse_scenario
+from runtime.scenario.runner import run_scenario
 
 REQUEST = runtime.Request(prompt="Summarise the quarterly tax report", deadline_s=10)
 OPEN_S = 5.0
@@ -325,3 +329,41 @@ def test_bad_recovery_settings_are_config_errors(provider: dict[str, Any], messa
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     assert message in str(caught.value)
+
+
+# -- a virtual scenario sees them --------------------------------------------------------------
+
+OUTAGE_SCENARIO = """
+[scenario]
+name = "probed-outage"
+base = "demo"
+seed = 5
+
+[[providers]]
+name = "openai"
+recovery = {{ probe = "{probe}" }}
+
+[load]
+rps = 5
+duration_s = 75
+
+[[faults]]
+at_s = 10
+provider = "openai"
+kind = "outage"
+duration_s = 30
+"""
+
+
+def test_a_virtual_scenario_sees_a_simulated_provider_answer_probes() -> None:
+    """The same outage with probes off and on: the provider is back within a probe interval
+    or so of recovering instead of after the open periods, and its breaker trips once."""
+    faults = {}
+    for probe in ("off", "models"):
+        scenario = parse_scenario(tomllib.loads(OUTAGE_SCENARIO.format(probe=probe)))
+        report = json.loads(run_scenario(scenario).to_json())
+        (fault,) = report["faults"]
+        (openai,) = [p for p in report["providers"] if p["name"] == "openai"]
+        faults[probe] = (fault["recovery_s"], openai["breaker_trips"])
+    assert faults["models"][0] <= 3.0 < faults["off"][0], faults
+    assert faults["models"][1] == 1 < faults["off"][1], faults
