@@ -210,7 +210,10 @@ class ProviderActor(Actor):
         assert self.adapter is not None
         model = self.config.models[0]
         completion = await self.adapter.complete(PROBE_REQUEST, model)
-        price = self.context.adapters.config.model_info(completion.model or model)
+        # Priced as the cascade prices replies, by the model that answered; a dated id the
+        # table lacks is priced as the model asked for.
+        config = self.context.adapters.config
+        price = config.models.get(completion.model) or config.model_info(model)
         return completion_cost(completion, price)
 
     # -- operator commands ----------------------------------------------------------------
@@ -533,9 +536,7 @@ class ProviderActor(Actor):
             oldest_call_s=now - min(self._calls.values()) if self._calls else 0.0,
             restarts=self.context.restarts(self.name),
             recovery_probes=self.recovery.probes if self.recovery is not None else 0,
-            probe_cost_usd=(
-                self.recovery.cost_usd if self.recovery is not None else 0.0
-            ),
+            probe_cost_usd=self.recovery.cost_usd if self.recovery is not None else 0.0,
         )
 
 
