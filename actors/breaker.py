@@ -13,6 +13,7 @@ Reasons passed to `on_transition`:
 - open -> half-open: ``open_elapsed``; half-open -> closed: ``probes_succeeded``
 - half-open -> open: ``probe_failed``, ``probe_slow`` (a probe slower than ``slow_call_s``)
 - any -> open, and back: ``retry_after``, ``retry_after_elapsed`` (`hold_open_until`)
+- open -> half-open: ``recovery_probe`` (a recovery probe succeeded, `on_recovery_probe`)
 - operator: ``forced_open``, ``forced_closed``, ``disabled``, ``reset``, ``auto``
 """
 
@@ -79,6 +80,10 @@ class CircuitBreaker:
         self._decay_from = clock()
         #: Panic calls waiting for a half-open breaker to have room (`wait_for_room`).
         self._room = trio.lowlevel.ParkingLot()
+        #: The half-open period was opened by a recovery probe's success (`on_recovery_probe`).
+        self._probe_led = False
+        #: Real calls refuted a recovery probe's success: probes are not trusted until closed.
+        self._probes_refuted = False
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker state={self._state} trips={self._trips}>"
@@ -309,6 +314,43 @@ class CircuitBreaker:
         self._open_until = until
         self._transition(BreakerState.OPEN, "retry_after")
 
+    # --- recovery probes -----------------------------------------------------------------------
+
+    @property
+    def wants_recovery_probe(self) -> bool:
+        """Whether a recovery probe would be heard now: open after a trip (not a Retry-After
+        hold, which asks us to wait, nor an operator's override), and no probe's success has
+        been refuted by real calls since the breaker last closed."""
+        self._refresh()
+        return (
+            self._state is BreakerState.OPEN and not self._hold_only and not self._probes_refuted
+        )
+
+    def on_recovery_probe(self, *, success: bool, hold_s: float) -> bool:
+        """A recovery probe (a cheap call made while open, not a permitted call) ended.
+
+        A success ends the open period at once: the breaker turns half-open, where its
+        half-open calls confirm the recovery as after any open period. A failure keeps it open
+        for at least `hold_s` more, so real calls wait for the next probe instead of the
+        period's end, without counting a trip (the next open period does not double). If the
+        half-open calls after a probe's success fail, probes are not trusted again until the
+        breaker closes (its open periods run their course): a models endpoint that answers
+        while completions fail must not let a trial call through every interval. True when
+        the probe changed the state.
+        """
+        if not self.wants_recovery_probe:
+            return False
+        if not success:
+            assert self._open_until is not None
+            self._open_until = max(self._open_until, self._clock() + hold_s)
+            return False
+        self._open_until = None
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        self._transition(BreakerState.HALF_OPEN, "recovery_probe")
+        self._probe_led = True
+        return True
+
     # --- internals -----------------------------------------------------------------------------
 
     def _probe_capacity(self) -> int:
@@ -370,6 +412,8 @@ class CircuitBreaker:
         return min(grown, config.open_max_s)
 
     def _trip(self, reason: str) -> None:
+        if self._state is BreakerState.HALF_OPEN and self._probe_led:
+            self._probes_refuted = True
         self._trips += 1
         self._open_until = self._clock() + self.open_duration(self._trips)
         self._hold_only = False
@@ -396,6 +440,9 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._period += 1
+        self._probe_led = False
+        if new in _ADMIT_ALL:
+            self._probes_refuted = False
         self._room.unpark_all()
         if new in _ADMIT_ALL and old not in _ADMIT_ALL and reason != "retry_after_elapsed":
             # A closed stretch starts; a Retry-After hold does not interrupt the one before it.

@@ -20,7 +20,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
-from actors.kinds import HTTP_KINDS, KNOWN_KINDS, LAST_RESORT_KINDS, SIMULATED_KINDS
+from actors.kinds import HTTP_KINDS, KNOWN_KINDS, LAST_RESORT_KINDS, SIMULATED_KINDS, kind_named
 from actors.messages import Complexity, Quality
 from actors.prices import PRICES_AS_OF, shipped_price
 from actors.validation import (
@@ -82,12 +82,32 @@ class BreakerConfig:
     decay_s: float = attrs.field(default=60.0, validator=positive)
 
 
+Probe = Literal["auto", "models", "completion", "off"]
+PROBES: tuple[str, ...] = typing.get_args(Probe)
+
+
+@attrs.frozen
+class RecoveryConfig:
+    """Active recovery probing while the provider's breaker is open (`actors.recovery`): a cheap
+    call every `interval_s`, so a provider rejoins within seconds of recovering instead of
+    waiting out an open period that doubles with each trip."""
+
+    #: models: list the provider's models (GET, free); completion: a one-token completion of its
+    #: first model (counted in cost); off; auto: models for HTTP kinds, off for the others.
+    probe: Probe = attrs.field(default="auto", validator=one_of(PROBES))
+    #: Seconds from the breaker opening to the first probe, and between probes.
+    interval_s: float = attrs.field(default=1.0, validator=positive)
+    #: A probe that has not answered after this long failed (a timeout).
+    timeout_s: float = attrs.field(default=5.0, validator=positive)
+
+
 @attrs.frozen
 class ProviderConfig:
     name: str
     kind: str
     models: tuple[str, ...] = ()
     breaker: BreakerConfig = BreakerConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
     #: Bulkhead: calls in flight at once; more queue for a slot.
     max_in_flight: int = attrs.field(default=64, validator=at_least(1))
     # --- simulated ---
@@ -118,6 +138,21 @@ class ProviderConfig:
             raise ValueError("name must not be empty")
         if not self.models and self.kind not in LAST_RESORT_KINDS:
             raise ValueError(f"models must list at least one model for provider {self.name!r}")
+        probe = self.recovery.probe
+        if probe not in ("auto", "off") and not kind_named(self.kind).probed:
+            raise ValueError(
+                f"recovery.probe={probe!r}: a {self.kind} provider has nothing to probe "
+                "(only 'auto' or 'off')"
+            )
+
+    @property
+    def recovery_probe(self) -> Literal["models", "completion", "off"]:
+        """The probe this provider's breaker is watched with (`recovery.probe` with "auto"
+        resolved: models for HTTP kinds, which all list their models, off otherwise)."""
+        probe = self.recovery.probe
+        if probe == "auto":
+            return "models" if self.kind in HTTP_KINDS else "off"
+        return probe
 
 
 @attrs.frozen
@@ -536,6 +571,7 @@ def strict_converter(*classes: type) -> cattrs.Converter:
 
 CONVERTER = strict_converter(
     BreakerConfig,
+    RecoveryConfig,
     ProviderConfig,
     LevelConfig,
     ModelInfo,

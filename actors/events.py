@@ -23,6 +23,8 @@ EVENT_LEVELS: Mapping[str, str] = {
     "breaker_half_open": INFO,
     "breaker_closed": INFO,
     "breaker_overridden": WARNING,
+    "recovery_probe": DEBUG,
+    "provider_recovered": INFO,
     # requests
     "request_failed": WARNING,
     "fallback_used": INFO,

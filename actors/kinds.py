@@ -42,6 +42,13 @@ class ProviderKind:
     #: None for kinds that need no key (a local Ollama).
     api_key_env: str | None = None
 
+    @property
+    def probed(self) -> bool:
+        """Whether a recovery probe can ask it anything: HTTP kinds list their models (and take
+        a one-token completion), a simulated one answers probes too; a last resort has no
+        health to probe."""
+        return self.family != "last_resort"
+
 
 _OPENAI = "actors.adapters.openai"
 

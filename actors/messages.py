@@ -500,3 +500,7 @@ class ProviderSnapshot:
     #: slow calls finish and reach the latency average.
     oldest_call_s: float = 0.0
     restarts: int = 0
+    #: Recovery probes sent while its breaker was open (`actors.recovery`), and what the
+    #: completion probes among them cost.
+    recovery_probes: int = 0
+    probe_cost_usd: float = 0.0

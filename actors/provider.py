@@ -9,7 +9,8 @@ really goes out: a breaker permit taken before the wait would let calls queued w
 was closed or open reach the provider once it is half-open. The mailbox carries
 control messages (operator breaker commands, crash requests); the actor's own task publishes a
 heartbeat to the router on a period, whenever its state changes, and when an open breaker is due
-to turn half-open.
+to turn half-open. Another of its tasks probes the provider while its breaker is open
+(`actors.recovery`), where its config asks for it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from actors.messages import (
     StreamDone,
     StreamEvent,
 )
+from actors.recovery import PROBE_REQUEST, RecoveryProbes, completion_cost
 from runtime.kernel.actor import Actor, ActorRef
 from runtime.kernel.events import EventBus
 
@@ -93,6 +95,18 @@ class ProviderActor(Actor):
         #: Start times of the calls in flight, by call number.
         self._calls: dict[int, float] = {}
         self._call_numbers = itertools.count()
+        self.recovery: RecoveryProbes | None = None
+        probe = config.recovery_probe
+        if probe != "off":
+            self.recovery = RecoveryProbes(
+                config.name,
+                probe,
+                config.recovery,
+                breaker=self.breaker,
+                events=context.events,
+                call=self._probe_models if probe == "models" else self._probe_completion,
+                may_probe=self._may_probe,
+            )
         self._restore(context.last_snapshots.get(config.name))
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -112,6 +126,9 @@ class ProviderActor(Actor):
             reason="",
         )
         self.retry_after_until = snapshot.retry_after_until
+        if self.recovery is not None:
+            self.recovery.probes = snapshot.recovery_probes
+            self.recovery.cost_usd = snapshot.probe_cost_usd
 
     async def on_start(self) -> None:
         factory = ADAPTER_KINDS.get(self.config.kind)
@@ -123,6 +140,8 @@ class ProviderActor(Actor):
             self.health.mark_unavailable(reason)
             self.context.events.emit("provider_unavailable", provider=self.name, reason=reason)
         self.nursery.start_soon(self._heartbeats)
+        if self.recovery is not None:
+            self.nursery.start_soon(self.recovery.run)
         self._publish()
 
     async def on_stop(self) -> None:
@@ -164,7 +183,38 @@ class ProviderActor(Actor):
         self.context.events.emit(
             event, provider=self.name, old=old.value, new=new.value, reason=reason
         )
+        if self.recovery is not None:
+            self.recovery.changed()
         self._changed()
+
+    # -- recovery probes ------------------------------------------------------------------
+
+    def _may_probe(self) -> bool:
+        """Whether a recovery probe may ask the provider now: it runs, it is not held out (no
+        key, auth or billing failure), and no Retry-After it sent is still running."""
+        retry_after = self.retry_after_until
+        return (
+            self.adapter is not None
+            and self.health.available
+            and (retry_after is None or trio.current_time() >= retry_after)
+        )
+
+    async def _probe_models(self) -> float:
+        probe = getattr(self.adapter, "probe_models", None)
+        if probe is None:
+            raise ProviderError(FailureKind.UNSUPPORTED, f"{self.name} lists no models")
+        await probe()
+        return 0.0
+
+    async def _probe_completion(self) -> float:
+        assert self.adapter is not None
+        model = self.config.models[0]
+        completion = await self.adapter.complete(PROBE_REQUEST, model)
+        # Priced as the cascade prices replies, by the model that answered; a dated id the
+        # table lacks is priced as the model asked for.
+        config = self.context.adapters.config
+        price = config.models.get(completion.model) or config.model_info(model)
+        return completion_cost(completion, price)
 
     # -- operator commands ----------------------------------------------------------------
 
@@ -485,6 +535,8 @@ class ProviderActor(Actor):
             calls_in_flight=self.bulkhead.borrowed_tokens,
             oldest_call_s=now - min(self._calls.values()) if self._calls else 0.0,
             restarts=self.context.restarts(self.name),
+            recovery_probes=self.recovery.probes if self.recovery is not None else 0,
+            probe_cost_usd=self.recovery.cost_usd if self.recovery is not None else 0.0,
         )
 
 

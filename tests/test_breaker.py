@@ -620,3 +620,82 @@ def test_a_panic_success_reported_through_end_panic_ends_the_open_period() -> No
     breaker.end_panic(0.1, success=True)
     assert breaker.state is HALF_OPEN
     assert breaker.snapshot().half_open_probes_left == 3
+
+
+# -- recovery probes -------------------------------------------------------------------------------
+
+
+def test_a_successful_recovery_probe_turns_an_open_breaker_half_open_at_once() -> None:
+    breaker, clock, seen = make()
+    trip(breaker)
+    clock.now += 1.0
+    assert breaker.wants_recovery_probe
+    assert breaker.on_recovery_probe(success=True, hold_s=2.0)
+    assert breaker.state is HALF_OPEN
+    assert seen[-1] == (OPEN, HALF_OPEN, "recovery_probe")
+    assert not breaker.wants_recovery_probe
+    for _ in range(3):  # the half-open calls confirm it, as after any open period
+        assert breaker.try_acquire()
+        breaker.on_success(0.1)
+    assert breaker.state is CLOSED
+
+
+def test_a_failed_recovery_probe_keeps_the_breaker_open_without_a_trip() -> None:
+    breaker, clock, seen = make(open_s=5.0)
+    trip(breaker)
+    assert breaker.trips == 1
+    # Probes keep failing past the open period's end: it stays open, a probe interval ahead.
+    for _ in range(20):
+        clock.now += 1.0
+        breaker.on_recovery_probe(success=False, hold_s=2.0)
+        assert breaker.state is OPEN
+        assert breaker.open_until == max(105.0, clock.now + 2.0)
+    assert breaker.trips == 1
+    assert [reason for *_, reason in seen] == ["failure_rate"]
+    # Without probes the period ends, and the next trip is not doubled by the failed probes.
+    clock.now += 2.0
+    assert breaker.state is HALF_OPEN
+    assert breaker.try_acquire()
+    breaker.on_failure(0.1)
+    assert breaker.open_until == clock.now + breaker.open_duration(2) == clock.now + 10.0
+
+
+def test_a_failed_recovery_probe_never_shortens_the_open_period() -> None:
+    breaker, clock, _ = make(open_s=5.0)
+    trip(breaker)
+    breaker.on_recovery_probe(success=False, hold_s=1.0)
+    assert breaker.open_until == clock.now + 5.0
+
+
+def test_probes_are_not_wanted_during_a_retry_after_hold_or_an_override() -> None:
+    breaker, clock, _ = make()
+    breaker.hold_open_until(clock.now + 10.0)
+    assert breaker.state is OPEN and not breaker.wants_recovery_probe
+    assert not breaker.on_recovery_probe(success=True, hold_s=1.0)
+    assert breaker.state is OPEN
+    breaker.force_open()
+    assert not breaker.wants_recovery_probe
+    breaker.auto()
+    assert not breaker.wants_recovery_probe  # closed
+
+
+def test_a_probe_success_refuted_by_the_half_open_calls_is_not_trusted_until_closed() -> None:
+    """A models listing that answers while completions fail lets one trial through, not one
+    every probe interval: the open periods then run their course, doubling as before."""
+    breaker, clock, _ = make(open_s=5.0)
+    trip(breaker)
+    assert breaker.on_recovery_probe(success=True, hold_s=1.0)
+    assert breaker.try_acquire()
+    breaker.on_failure(0.1)
+    assert breaker.state is OPEN and breaker.trips == 2
+    assert not breaker.wants_recovery_probe
+    assert not breaker.on_recovery_probe(success=True, hold_s=1.0)
+    assert breaker.state is OPEN
+    clock.now += 10.0
+    assert breaker.state is HALF_OPEN
+    for _ in range(3):
+        assert breaker.try_acquire()
+        breaker.on_success(0.1)
+    assert breaker.state is CLOSED
+    trip(breaker)
+    assert breaker.wants_recovery_probe  # trusted again once it closed

@@ -89,6 +89,8 @@ class AnthropicWire(WireDefaults):
     key_header = "x-api-key"
     key_prefix = ""
     reply_name = "a message"
+    models_path = "/v1/models"
+    models_params = {"limit": "1"}
     end_marker = "message_stop"
     finish_reasons = STOP_REASONS
     #: Anthropic takes temperature 0-1 (the request allows 0-2): clamped, see `shaping`.

@@ -196,6 +196,8 @@ class GeminiWire(WireDefaults):
     key_header = "x-goog-api-key"
     key_prefix = ""
     reply_name = "a GenerateContentResponse"
+    models_path = "/v1beta/models"
+    models_params = {"pageSize": "1"}
     end_marker = "a finishReason"
     finish_reasons = FINISH_REASONS
 

@@ -209,6 +209,19 @@ class HTTPAdapter:
             completion, finish_reason=finish_reason, quota_remaining=quota, tool_calls=calls
         )
 
+    async def probe_models(self) -> None:
+        """List the provider's models: a free call that tells whether it answers (a recovery
+        probe, see `actors.recovery`). Returns on a 2xx reply; a classified `ProviderError`
+        otherwise, UNSUPPORTED when the format has no models listing."""
+        self._ensure_available()
+        path = self.wire.models_path
+        if path is None:
+            raise ProviderError(FailureKind.UNSUPPORTED, f"{self.name}: no models listing")
+        with translating_transport_errors(self.name):
+            response = await self._client.get(path, params=self.wire.models_params)
+        if not response.is_success:
+            raise self._error_for(response)
+
     # -- sending ------------------------------------------------------------------------------
 
     def _ensure_available(self) -> None:

@@ -160,6 +160,7 @@ def _conversation_fields(messages: tuple[Message, ...]) -> dict[str, Any]:
 class OllamaWire(WireDefaults):
     name = "ollama"
     reply_name = "an /api/chat reply"
+    models_path = "/api/tags"
     end_marker = "done=true"
     # finish reasons: ``done_reason`` is "stop", "length", or "load"/"unload" (read as "stop");
     # a reply with tool calls says "stop", and the shared adapter reports "tool_calls".

@@ -122,6 +122,7 @@ def _refusal(value: object) -> str | None:
 class OpenAIWire(WireDefaults):
     name = "openai"
     reply_name = "a chat.completion"
+    models_path = "/models"
     end_marker = "[DONE]"
     #: Already the runtime's vocabulary, but for the legacy "function_call".
     finish_reasons: Mapping[str, str] = {"function_call": "tool_calls"}

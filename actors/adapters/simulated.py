@@ -106,6 +106,11 @@ class SimulatedBackend:
         self.rate_limit_rps: float | None = config.rate_limit_rps
         #: Calls that reached the backend (including refused ones).
         self.calls = 0
+        #: Recovery probes that reached it (`probe_plan`), counted apart from calls.
+        self.probes = 0
+        #: Probes draw from their own generator, so a run's calls draw the same numbers
+        #: whether probes are on or off.
+        self._probe_rng = random.Random(f"{config.seed}:probe")
         self._clock = clock
         self._faults: dict[FaultKind, Fault] = {}
         self._bucket_rps: float | None = None
@@ -183,6 +188,27 @@ class SimulatedBackend:
         if plan is None:
             return CallPlan(latency_s, completion=completion)
         return attrs.evolve(plan, completion=completion)
+
+    def probe_plan(self) -> CallPlan:
+        """What a recovery probe (a models listing) meets now: the faults, as a call would,
+        at the base latency without jitter. No completion, no rate-limit token, no draw from
+        the calls' generator; a fault's rate is drawn from the probes' own."""
+        self.probes += 1
+        faults = self._faults
+        refused = self._refused_at_once(faults)
+        if refused is not None:
+            return CallPlan(0.0, error=refused)
+        latency_s = self.latency_ms / 1000.0
+        if (fault := faults.get(FaultKind.LATENCY)) is not None:
+            latency_s = latency_s * fault.factor + fault.delay_s
+        rng = self._probe_rng
+        if (fault := faults.get(FaultKind.HANG)) is not None and rng.random() < fault.rate:
+            return CallPlan(latency_s, hang=True)
+        if self.error_rate > 0 and rng.random() < self.error_rate:
+            return CallPlan(latency_s, error=_server_error(503, "simulated error"))
+        if (fault := faults.get(FaultKind.ERRORS)) is not None and rng.random() < fault.rate:
+            return CallPlan(latency_s, error=_server_error(fault.status, "injected error"))
+        return CallPlan(latency_s)
 
     @staticmethod
     def _refused_at_once(faults: Mapping[FaultKind, Fault]) -> ProviderError | None:
@@ -335,6 +361,18 @@ class SimulatedAdapter:
             raise plan.error
         assert plan.completion is not None
         return plan.completion
+
+    async def probe_models(self) -> None:
+        """A recovery probe: answers, fails or hangs as the backend's faults say."""
+        plan = self.backend.probe_plan()
+        if plan.hang:
+            await trio.sleep_forever()
+        if plan.latency_s > 0:
+            await trio.sleep(plan.latency_s)
+        else:
+            await trio.lowlevel.checkpoint()
+        if plan.error is not None:
+            raise plan.error
 
     async def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
         """Words as text deltas spread over the call's latency, then `StreamDone`."""

@@ -179,6 +179,8 @@ class WireDefaults:
 
     key_header = "authorization"
     key_prefix = "Bearer "
+    models_path: str | None = None
+    models_params: Mapping[str, str] | None = None
     finish_reasons: Mapping[str, str] = {}
     temperature_range = (0.0, 2.0)
 
@@ -199,6 +201,17 @@ class WireFormat(Protocol):
     reply_name: str
     #: What ends a stream, for the CONNECTION message when it is missing ("[DONE]").
     end_marker: str
+
+    @property
+    def models_path(self) -> str | None:
+        """The models listing a recovery probe GETs (relative to the base URL); None: the API
+        has none."""
+        ...
+
+    @property
+    def models_params(self) -> Mapping[str, str] | None:
+        """The listing's query parameters (the smallest page, where the API takes one)."""
+        ...
     #: The provider's finish reasons in the runtime's vocabulary (see `normalise_finish_reason`).
     finish_reasons: Mapping[str, str]
     #: The temperatures the provider takes; the request's is clamped into it.

@@ -315,10 +315,33 @@ async def _accept(
         return None
 
 
-async def _fail_by_fault(out: _ProviderResponse, call: Call) -> bool:
-    """Hang, wait out the latency, then answer a scripted response or a server error if one is
-    due (a stream error fails whole replies only: streams fail in-band). True when the request
-    was answered (or dropped)."""
+async def _list_models(
+    out: _ProviderResponse, query: Mapping[str, str], headers: Mapping[str, str]
+) -> None:
+    """Answer the models listing (a recovery probe's GET): the key checked, the faults applied as
+    to a whole reply (a hang, latency, an outage, errors, a rate limit or a spent quota). A
+    scripted response is left for the completions it was scripted for."""
+    provider = out.provider
+    expected = provider.expected_key
+    if expected is not None:
+        presented = out.wire.presented_key(headers, query)
+        if presented != expected:
+            await out.refuse(out.wire.auth_error(presented))
+            return
+    listing = Call(model="", prompt="", prompt_tokens=0, max_tokens=None, stream=False)
+    if await _fail_by_fault(out, listing, answers_script=False) or await _fail_by_limit(
+        out, listing
+    ):
+        return
+    await out.exchange.json(200, out.wire.models_reply(), out.base_headers)
+
+
+async def _fail_by_fault(
+    out: _ProviderResponse, call: Call, *, answers_script: bool = True
+) -> bool:
+    """Hang, wait out the latency, then answer a scripted response (unless not
+    `answers_script`) or a server error if one is due (a stream error fails whole replies only:
+    streams fail in-band). True when the request was answered (or dropped)."""
     provider = out.provider
     if provider.fault(FaultKind.HANG) is not None:
         # Until the client leaves: the connection's watcher then cancels this answer.
@@ -326,7 +349,7 @@ async def _fail_by_fault(out: _ProviderResponse, call: Call) -> bool:
     latency = provider.latency_s()
     if latency > 0:
         await trio.sleep(latency)
-    scripted = provider.take_scripted()
+    scripted = provider.take_scripted() if answers_script else None
     if scripted is not None:
         await out.exchange.whole(scripted.status, scripted.headers, scripted.body)
         return True
@@ -723,6 +746,9 @@ class FakeProviderServer:
         """Answer one request to a mounted provider: refuse it, fail it as a fault says, or reply."""
         provider.seq += 1
         out = _ProviderResponse(exchange, provider, provider.seq)
+        if method == "GET" and path == provider.wire.models_path:
+            await _list_models(out, query, headers)
+            return
         call = await _accept(out, method, path, query, headers, body)
         if call is None or await _fail_by_fault(out, call) or await _fail_by_limit(out, call):
             return

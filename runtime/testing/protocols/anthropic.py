@@ -16,6 +16,7 @@ from actors.adapters.anthropic_tools import json_tool_name
 from actors.messages import Request
 from actors.validation import FieldError
 from runtime.testing.protocols.base import (
+    CREATED_AT,
     Answer,
     Call,
     Headers,
@@ -217,6 +218,20 @@ class AnthropicWire(Wire):
     """
 
     paths = ("/v1/messages",)
+    listed_models = ("claude-sonnet-4-0", "claude-3-5-haiku-latest")
+
+    def models_reply(self) -> Any:
+        data = [
+            {
+                "type": "model",
+                "id": model,
+                "display_name": model,
+                "created_at": CREATED_AT,
+            }
+            for model in self.listed_models
+        ]
+        first, last = data[0]["id"], data[-1]["id"]
+        return {"data": data, "has_more": False, "first_id": first, "last_id": last}
 
     def presented_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         # The API takes `x-api-key`; the SDKs can send `Authorization: Bearer` instead.

@@ -235,6 +235,10 @@ class Wire:
 
     #: The path a provider of this kind is posted to, relative to its mount point.
     paths: tuple[str, ...] = ()
+    #: The models listing, answered to GET (what a recovery probe asks).
+    models_path = "/v1/models"
+    #: The models a listing names.
+    listed_models: tuple[str, ...] = ()
     #: Status of a missing or wrong key.
     auth_status = 401
     #: Whether this provider reports rate-limit headers (Gemini and Ollama don't).
@@ -256,6 +260,10 @@ class Wire:
         raise NotImplementedError
 
     def error_body(self, status: int, reason: Reason, message: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def models_reply(self) -> Any:
+        """The models listing's body, in the provider's shape."""
         raise NotImplementedError
 
     def auth_error(self, presented: str | None) -> WireError:

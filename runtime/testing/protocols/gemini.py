@@ -164,6 +164,21 @@ class GeminiWire(Wire):
     Gemini's SSE separates events with CRLF, which parsers must accept.
     """
 
+    models_path = "/v1beta/models"
+    listed_models = ("gemini-2.5-flash", "gemini-2.5-pro")
+
+    def models_reply(self) -> Any:
+        return {
+            "models": [
+                {
+                    "name": f"models/{model}",
+                    "displayName": model,
+                    "supportedGenerationMethods": ["generateContent", "countTokens"],
+                }
+                for model in self.listed_models
+            ]
+        }
+
     paths = (
         "/v1beta/models/{model}:generateContent",
         "/v1beta/models/{model}:streamGenerateContent",

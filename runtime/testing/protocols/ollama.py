@@ -118,6 +118,16 @@ class OllamaWire(Wire):
     """Ollama `/api/chat`: NDJSON streaming unless `"stream": false`; no key of its own."""
 
     paths = ("/api/chat",)
+    models_path = "/api/tags"
+    listed_models = ("llama3.2",)
+
+    def models_reply(self) -> Any:
+        return {
+            "models": [
+                {"name": f"{model}:latest", "model": f"{model}:latest", "modified_at": CREATED_AT}
+                for model in self.listed_models
+            ]
+        }
     has_rate_limit_headers = False
 
     def parse(

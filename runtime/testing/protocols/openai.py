@@ -186,6 +186,16 @@ class OpenAIWire(Wire):
     """OpenAI Chat Completions; also Mistral, Hugging Face's router, Groq, vLLM, llama.cpp."""
 
     paths = ("/v1/chat/completions",)
+    listed_models = ("gpt-4o", "gpt-4o-mini")
+
+    def models_reply(self) -> Any:
+        return {
+            "object": "list",
+            "data": [
+                {"id": model, "object": "model", "created": CREATED, "owned_by": "system"}
+                for model in self.listed_models
+            ],
+        }
 
     def parse(
         self, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
