@@ -41,9 +41,13 @@ candidate. `RoutePlan.earliest_available` tells the cascade when waiting would h
 the first Retry-After); `RoutePlan.earliest_half_open` only reports, in `explain`, when the first
 such breaker turns half-open.
 
-The seed's cost matrix is deliberately not used: the per-model price table is its precise form,
-the budget check uses real prices, and ranking cheaper tiers first would contradict the quality
-matrix (a "critical" request must not prefer the cheapest model).
+The seed's cost matrix is used only by a request that asks for a cost tier (`Request.cost`; see
+`actors.tiers`): each provider is then asked with the model of the fewest tiers over the asked one
+among those up to the request's complexity and quality (so a critical request never moves to a
+draft model), and within a fitness tier those candidates rank first, each tier over costing
+`COST_TIER_POINTS` of score. Each candidate's notes say what the tier did ("cost low: gpt-4o is
+medium, 1 over: -10 points, instead of o1-preview (high), moved up from #2"). Without a tier,
+price plays no part in the order: the budget check uses real prices.
 """
 
 from __future__ import annotations
