@@ -742,7 +742,8 @@ def _cost_note(
     elif entry.over:
         parts.append(f"{entry.over} over: -{entry.over * COST_TIER_POINTS:g} points")
     if without is not None and without.model != entry.model and without.grade is not None:
-        parts.append(f"instead of {without.model} ({without.grade.describe()})")
+        below = "" if without.fits else ", below the request"
+        parts.append(f"instead of {without.model} ({without.grade.describe()}{below})")
     if rank != plain_rank:
         parts.append(f"moved {'up' if rank < plain_rank else 'down'} from #{plain_rank}")
     return f"cost {cost}: {', '.join(parts)}"
