@@ -12,6 +12,7 @@ import pytest
 from starlette.datastructures import Headers
 from support import quick_demo_config
 
+import runtime
 from actors.config import COMPLEXITIES, QUALITIES, AliasConfig, GatewayConfig, parse_config
 from actors.errors import ConfigError
 from actors.messages import (
@@ -28,6 +29,7 @@ from actors.tiers import CostTiers
 from actors.validation import FieldError
 from runtime.gateway import open_gateway
 from runtime.gateway.errors import GatewayError
+from runtime.gateway.explain import explain
 from runtime.gateway.requests import routed
 from runtime.scenario.format import ScenarioError, parse_scenario
 from runtime.scenario.load import LoadGenerator
@@ -330,3 +332,15 @@ def test_reports_show_the_saving_at_the_same_quality_only_when_a_request_sets_a_
         "baseline",
         "savings",
     }
+
+
+async def test_the_dashboard_explainer_takes_a_cost_tier() -> None:
+    async with runtime.open_runtime(DEMO) as rt:
+        body = {"complexity": "expert", "quality": "draft", "cost": "low"}
+        lines = explain(rt, body)["lines"]
+        assert "cost=low" in lines[0]
+        assert any("cost low: gpt-4o is medium" in line for line in lines)
+        with pytest.raises(GatewayError) as error:
+            explain(rt, {"cost": "lowest"})
+    assert (error.value.status, error.value.param) == (400, "cost")
+    assert "cost: 'lowest' is not one of: ultra_low, low, medium, high" in str(error.value)
