@@ -46,7 +46,7 @@ The seed's cost matrix is used only by a request that asks for a cost tier (`Req
 among those up to the request's complexity and quality (so a critical request never moves to a
 draft model), and within a fitness tier those candidates rank first, each tier over costing
 `COST_TIER_POINTS` of score. Each candidate's notes say what the tier did ("cost low: gpt-4o is
-medium, 1 over: -10 points, instead of o1-preview (high), moved up from #2"). Without a tier,
+medium, 1 over: -3 points, instead of o1-preview (high), moved up from #2"). Without a tier,
 price plays no part in the order: the budget check uses real prices.
 """
 
@@ -733,7 +733,7 @@ def _with_cost_notes(
 def _cost_note(
     cost: str, entry: _ModelEntry, without: _ModelEntry | None, rank: int, plain_rank: int
 ) -> str:
-    """``cost low: gpt-4o is medium, 1 over: -10 points, instead of o1-preview (high), moved
+    """``cost low: gpt-4o is medium, 1 over: -3 points, instead of o1-preview (high), moved
     up from #2``: the tier of the chosen model, and what the cost tier changed."""
     assert entry.grade is not None
     parts = [f"{entry.model} is {entry.grade.describe()}"]

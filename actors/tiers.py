@@ -26,8 +26,12 @@ from actors.config import COMPLEXITIES, COST_TIERS, QUALITIES, Config
 
 __all__ = ["COST_TIER_POINTS", "CostTiers", "ModelGrade"]
 
-#: Score points (of 100) a candidate loses for each tier its model is over the asked one.
-COST_TIER_POINTS = 10.0
+#: Score points (of 100) a candidate loses for each tier its model is over the asked one: 6 %
+#: of error rate, or 100 ms of latency at the seed's `latency_zero_ms`. Enough to choose the
+#: cheaper of two providers answering alike; small enough that a provider browning out loses
+#: its place within a second or so (on the flagship, 10 points kept requests on a browned-out
+#: provider for seconds and doubled the p99; 3 points saved as much with the p99 near today's).
+COST_TIER_POINTS = 3.0
 
 
 @attrs.frozen
