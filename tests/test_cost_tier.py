@@ -32,6 +32,7 @@ from runtime.gateway.errors import GatewayError
 from runtime.gateway.explain import explain
 from runtime.gateway.requests import routed
 from runtime.scenario.format import ScenarioError, parse_scenario
+from runtime.scenario.html import render_html
 from runtime.scenario.load import LoadGenerator
 from runtime.scenario.runner import run_scenario
 from runtime.scenario.terminal import render_terminal
@@ -324,6 +325,9 @@ def test_reports_show_the_saving_at_the_same_quality_only_when_a_request_sets_a_
     assert cost["quality_savings"] < cost["savings"]
     assert "at the same quality on openai/gpt-4o-mini (draft), openai/gpt-4o (production)" in (
         render_terminal(tiered)
+    )
+    assert "cost at the same quality</td><td>baseline openai/gpt-4o-mini (draft)" in (
+        render_html(tiered)
     )
     plain = run_scenario(parse_scenario(scenario_data(None), source="tiers.toml"))
     assert set(plain.data["cost"]) == {
