@@ -4,6 +4,8 @@ reported against the same quality."""
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -348,3 +350,14 @@ async def test_the_dashboard_explainer_takes_a_cost_tier() -> None:
             explain(rt, {"cost": "lowest"})
     assert (error.value.status, error.value.param) == (400, "cost")
     assert "cost: 'lowest' is not one of: ultra_low, low, medium, high" in str(error.value)
+
+
+def test_a_low_tier_saves_15_to_25_percent_on_the_flagship_with_availability_unchanged() -> None:
+    """The issue's bar, on seed 7: the flagship with every mix entry asking for "low"."""
+    data = tomllib.loads((Path(__file__).parent.parent / "scenarios/flagship.toml").read_text())
+    for entry in data["load"]["mix"]:
+        entry["cost"] = "low"
+    report = run_scenario(parse_scenario(data, source="flagship.toml"), seed=7)
+    assert report.passed, [check for check in report.checks if not check.passed]
+    assert report.data["availability"] == 1.0
+    assert 0.15 <= report.data["cost"]["savings"] <= 0.25
