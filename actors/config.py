@@ -21,7 +21,7 @@ from cattrs.gen import make_dict_structure_fn
 
 from actors.errors import ConfigError
 from actors.kinds import HTTP_KINDS, KNOWN_KINDS, LAST_RESORT_KINDS, SIMULATED_KINDS, kind_named
-from actors.messages import Complexity, Quality
+from actors.messages import Complexity, CostTier, Quality
 from actors.prices import PRICES_AS_OF, shipped_price
 from actors.validation import (
     FieldError,
@@ -42,6 +42,7 @@ Strategy = Literal["sequential", "race", "hedge"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 COMPLEXITIES: tuple[str, ...] = tuple(member.value for member in Complexity)
 QUALITIES: tuple[str, ...] = tuple(member.value for member in Quality)
+COST_TIERS: tuple[str, ...] = tuple(member.value for member in CostTier)
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 
@@ -263,7 +264,11 @@ class RoutingConfig:
     quality: dict[str, tuple[str, ...]] = attrs.field(
         factory=_default_quality, validator=keys_one_of(QUALITIES)
     )
-    cost: dict[str, tuple[str, ...]] = attrs.field(factory=_default_cost)
+    #: The models of each cost tier, as `Request.cost` asks for them; a model no row lists
+    #: takes the tier its price falls in (see `actors.ranking`).
+    cost: dict[str, tuple[str, ...]] = attrs.field(
+        factory=_default_cost, validator=keys_one_of(COST_TIERS)
+    )
     weights: ScoreWeights = ScoreWeights()
     #: The latency at which the latency component reaches 0: ``max(0, 100 - 100 * latency_ms /
     #: latency_zero_ms)``. The seed's 1000 ms makes every latency above a second equally bad;
@@ -323,6 +328,7 @@ class AliasConfig:
     quality: str | None = attrs.field(default=None, validator=optional_one_of(QUALITIES))
     budget_usd: float | None = attrs.field(default=None, validator=non_negative)
     deadline_s: float | None = attrs.field(default=None, validator=positive)
+    cost: str | None = attrs.field(default=None, validator=optional_one_of(COST_TIERS))
     description: str = ""
 
 

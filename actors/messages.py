@@ -59,6 +59,16 @@ class Quality(enum.StrEnum):
     CRITICAL = "critical"
 
 
+class CostTier(enum.StrEnum):
+    """How cheap a request asks to be served: the rows of the seed's cost matrix, cheapest
+    first (`RoutingConfig.cost`)."""
+
+    ULTRA_LOW = "ultra_low"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 class HealthStatus(enum.StrEnum):
     HEALTHY = "healthy"
     DEGRADED = "degraded"
@@ -87,6 +97,13 @@ def _to_complexity(value: object) -> Complexity:
 
 def _to_quality(value: object) -> Quality:
     return _QUALITY(value)
+
+
+_COST = enum_converter(CostTier, "cost")
+
+
+def _to_cost(value: object) -> CostTier | None:
+    return None if value is None else _COST(value)
 
 
 def _to_stop(value: object) -> tuple[str, ...]:
@@ -145,6 +162,10 @@ class Request:
     budget_usd: float | None = attrs.field(
         default=None, converter=to_float, validator=optional([number, non_negative])
     )
+    #: How cheap to be (ultra_low, low, medium, high): among the models at or above the
+    #: request's complexity and quality, the cheaper tiers are preferred (see `actors.ranking`).
+    #: None: no preference, price plays no part in the order.
+    cost: CostTier | None = attrs.field(default=None, converter=_to_cost)
     max_tokens: int = attrs.field(default=500, validator=positive_int)
     temperature: float = attrs.field(
         default=0.7, converter=to_float, validator=[number, between(0.0, 2.0)]

@@ -100,6 +100,18 @@ def baseline_model(config: Config) -> tuple[str, str]:
     return provider.name, provider.models[0] if provider.models else ""
 
 
+def quality_baseline_model(config: Config, quality: str) -> tuple[str, str]:
+    """The provider and model a request of `quality` is measured against at the same quality:
+    the same provider as `baseline_model`, with its best model for that quality (the first of
+    the `[routing.quality]` row it offers), or its first model when it offers none of them."""
+    provider, model = baseline_model(config)
+    offered = config.provider(provider).models
+    for candidate in config.routing.quality.get(quality, ()):
+        if candidate in offered:
+            return provider, candidate
+    return provider, model
+
+
 def baseline_cost(
     reply: Reply, price: ModelInfo, *, prompt_chars: int, chars_per_token: float
 ) -> float:

@@ -41,9 +41,13 @@ candidate. `RoutePlan.earliest_available` tells the cascade when waiting would h
 the first Retry-After); `RoutePlan.earliest_half_open` only reports, in `explain`, when the first
 such breaker turns half-open.
 
-The seed's cost matrix is deliberately not used: the per-model price table is its precise form,
-the budget check uses real prices, and ranking cheaper tiers first would contradict the quality
-matrix (a "critical" request must not prefer the cheapest model).
+The seed's cost matrix is used only by a request that asks for a cost tier (`Request.cost`; see
+`actors.tiers`): each provider is then asked with the model of the fewest tiers over the asked one
+among those up to the request's complexity and quality (so a critical request never moves to a
+draft model), and within a fitness tier those candidates rank first, each tier over costing
+`COST_TIER_POINTS` of score. Each candidate's notes say what the tier did ("cost low: gpt-4o is
+medium, 1 over: -3 points, instead of o1-preview (high), moved up from #2"). Without a tier,
+price plays no part in the order: the budget check uses real prices.
 """
 
 from __future__ import annotations
@@ -64,11 +68,26 @@ from actors.capabilities import (
     model_capabilities,
     request_needs,
 )
-from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
+from actors.config import (
+    COMPLEXITIES,
+    COST_TIERS,
+    LAST_RESORT_KINDS,
+    QUALITIES,
+    Config,
+    LevelConfig,
+)
 from actors.errors import ModelNotOffered
 from actors.kinds import kind_named
-from actors.messages import BreakerState, Complexity, ProviderSnapshot, Quality, Request
+from actors.messages import (
+    BreakerState,
+    Complexity,
+    CostTier,
+    ProviderSnapshot,
+    Quality,
+    Request,
+)
 from actors.sizing import request_chars
+from actors.tiers import COST_TIER_POINTS, CostTiers, ModelGrade
 
 __all__ = [
     "Candidate",
@@ -263,6 +282,13 @@ class _ModelEntry:
     shape: ModelShape = _PLAIN_SHAPE
     #: Entries of the same provider with a larger window, in the same preference order.
     larger: tuple[_ModelEntry, ...] = ()
+    # For a request with a cost tier only (see `actors.tiers`): the model's grade, whether it
+    # is up to the request's complexity and quality, how many tiers over the asked one it is,
+    # and its place in the order the request would have without a tier.
+    grade: ModelGrade | None = None
+    fits: bool = True
+    over: int = 0
+    plain_rank: int = 0
 
 
 @attrs.frozen
@@ -303,30 +329,34 @@ class Ranker:
         self._offered: dict[str, None] = {
             model: None for p in config.providers if p.name in in_levels for model in p.models
         }
-        self._routes: dict[tuple[str, tuple[str, ...], str, str], tuple[_ProviderRoute, ...]] = {}
+        self._tiers = CostTiers(config)
+        self._routes: dict[
+            tuple[str, tuple[str, ...], str, str, str | None], tuple[_ProviderRoute, ...]
+        ] = {}
         # Everything the config can ask for, now, so the hot path only ever hits the cache.
         for level in config.levels:
             for complexity in Complexity:
                 for quality in Quality:
-                    self._level_routes(level, complexity, quality)
+                    for cost in (None, *CostTier):
+                        self._level_routes(level, complexity, quality, cost)
 
     # --- precomputation -------------------------------------------------------------------
 
     def _level_routes(
-        self, level: LevelConfig, complexity: str, quality: str
+        self, level: LevelConfig, complexity: str, quality: str, cost: str | None = None
     ) -> tuple[_ProviderRoute, ...]:
-        key = (level.name, level.providers, complexity, quality)
+        key = (level.name, level.providers, complexity, quality, cost)
         routes = self._routes.get(key)
         if routes is None:
             routes = tuple(
-                self._provider_route(name, level.name, complexity, quality)
+                self._provider_route(name, level.name, complexity, quality, cost)
                 for name in level.providers
             )
             self._routes[key] = routes
         return routes
 
     def _provider_route(
-        self, provider: str, level: str, complexity: str, quality: str
+        self, provider: str, level: str, complexity: str, quality: str, cost: str | None
     ) -> _ProviderRoute:
         try:
             kind, models = self._kinds[provider], self._models[provider]
@@ -355,6 +385,8 @@ class Ranker:
             plain.append((fitness.sort_key, order, entry))
         plain.sort(key=lambda item: (item[0], item[1]))
         ordered = [entry for _, _, entry in plain]
+        if cost is not None:
+            ordered = self._cost_order(ordered, complexity, quality, cost)
         entries = tuple(
             attrs.evolve(
                 entry,
@@ -368,6 +400,23 @@ class Ranker:
             floor = min(floor, entry.max_output)
         limits = kind_limits(kind, kind_named(kind).wire)
         return _ProviderRoute(provider, kind in LAST_RESORT_KINDS, entries, limits, common, floor)
+
+    def _cost_order(
+        self, ordered: list[_ModelEntry], complexity: str, quality: str, cost: str
+    ) -> list[_ModelEntry]:
+        """`ordered` (fittest first) for a request with a cost tier: the models up to its
+        complexity and quality first, the fewest tiers over the asked one first among them;
+        the others after, in their own order."""
+        wanted = (COMPLEXITIES.index(complexity), QUALITIES.index(quality))
+        tier = COST_TIERS.index(cost)
+        graded = []
+        for rank, entry in enumerate(ordered):
+            grade = self._tiers.grade(entry.model)
+            fits = grade.fits(*wanted)
+            over = grade.over(tier) if fits else 0
+            graded.append(attrs.evolve(entry, grade=grade, fits=fits, over=over, plain_rank=rank))
+        graded.sort(key=lambda entry: (not entry.fits, entry.over, entry.plain_rank))
+        return graded
 
     # --- per request ------------------------------------------------------------------------
 
@@ -472,6 +521,8 @@ class Ranker:
                 tuple(e for e in level_plan.exclusions if e is not exclusion),
             )
         budget = "unlimited" if request.budget_usd is None else _usd(request.budget_usd)
+        if request.cost is not None:
+            budget += f" cost={request.cost.value}"
         summary = (
             f"request complexity={request.complexity.value} quality={request.quality.value} "
             f"budget={budget} prompt~{tokens:.0f}tok max_tokens={request.max_tokens}"
@@ -504,8 +555,10 @@ class Ranker:
         snapshots: Mapping[str, ProviderSnapshot],
         now: float,
     ) -> LevelPlan:
-        routes = self._level_routes(level, request.complexity, request.quality)
+        routes = self._level_routes(level, request.complexity, request.quality, request.cost)
         ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
+        #: For a request with a cost tier: each candidate's order without it, and its choices.
+        plain: dict[str, tuple[tuple[float, ...], _ModelEntry | None, _ModelEntry | None]] = {}
         exclusions: list[Exclusion] = []
         # A request that needs and pins nothing is checked only against the route's smallest
         # output limit; any other goes through `_fit` (the threshold beats every floor).
@@ -532,17 +585,22 @@ class Ranker:
                     _breaker_exclusion(route.provider, gate.open_until, standby=candidate)
                 )
                 continue
-            # Fitness tier (how many matrices name the model), then health, then matrix position:
-            # position alone must never outrank a provider that is answering better right now.
-            key = candidate.fitness.sort_key
-            order: tuple[float, ...] = (key[0], -candidate.score, *key[1:])
-            if pins:  # a preference list orders first
-                place = pins.index(candidate.model) if candidate.model in pins else len(pins)
-                order = (place, *order)
+            order = _order(candidate, pins)
+            if request.cost is not None:
+                without = (
+                    choice.entry
+                    if pins  # pinned models keep the pins' order, tier or not
+                    else _plain_choice(route, tokens, request.max_tokens, request.budget_usd)
+                )
+                plain[route.provider] = (order, choice.entry, without)
+                order = _order(candidate, pins, tiered=True, entry=choice.entry)
             ranked.append((order, route.provider, candidate))
 
         ranked.sort(key=lambda item: item[:2])
-        return LevelPlan(level.name, tuple(item[2] for item in ranked), tuple(exclusions))
+        candidates = tuple(item[2] for item in ranked)
+        if request.cost is not None:
+            candidates = _with_cost_notes(candidates, plain, request.cost)
+        return LevelPlan(level.name, candidates, tuple(exclusions))
 
     def _gate(
         self, name: str, snapshot: ProviderSnapshot | None, now: float
@@ -569,6 +627,32 @@ class Ranker:
         if retry_until is not None and retry_until > now:
             return _retry_after_exclusion(name, breaker_open, open_until, retry_until)
         return _Gate(self.score(snapshot), note, breaker_open, open_until)
+
+
+def _order(
+    candidate: Candidate,
+    pins: tuple[str, ...],
+    *,
+    tiered: bool = False,
+    entry: _ModelEntry | None = None,
+) -> tuple[float, ...]:
+    """Where a candidate ranks in its level, smallest first. Fitness tier (how many matrices
+    name the model), then health, then matrix position: position alone must never outrank a
+    provider that is answering better right now. With a cost tier (`tiered`; `entry` is the
+    chosen model, None for a last resort), models up to the request come first within a
+    fitness tier, and each tier over the asked one costs `COST_TIER_POINTS` of score. A
+    preference list (`pins`) orders before all of it."""
+    key = candidate.fitness.sort_key
+    order: tuple[float, ...]
+    if not tiered:
+        order = (key[0], -candidate.score, *key[1:])
+    else:
+        fits, over = (True, 0) if entry is None else (entry.fits, entry.over)
+        order = (key[0], not fits, over * COST_TIER_POINTS - candidate.score, *key[1:])
+    if pins:
+        place = pins.index(candidate.model) if candidate.model in pins else len(pins)
+        order = (place, *order)
+    return order
 
 
 @attrs.frozen
@@ -611,6 +695,58 @@ def _choose_model(
             continue
         return _ModelChoice(entry, estimate, cheapest, largest)
     return _ModelChoice(None, 0.0, cheapest, largest)
+
+
+def _plain_choice(
+    route: _ProviderRoute, tokens: float, max_tokens: int, budget: float | None
+) -> _ModelEntry | None:
+    """The model `_choose_model` would pick from a tiered route if the request had no tier."""
+    best: _ModelEntry | None = None
+    for entry in route.models:
+        if tokens + max_tokens > entry.context_window:
+            continue
+        estimate = tokens * entry.input_per_token + max_tokens * entry.output_per_token
+        if budget is not None and estimate > budget:
+            continue
+        if best is None or entry.plain_rank < best.plain_rank:
+            best = entry
+    return best
+
+
+def _with_cost_notes(
+    candidates: tuple[Candidate, ...],
+    plain: Mapping[str, tuple[tuple[float, ...], _ModelEntry | None, _ModelEntry | None]],
+    cost: str,
+) -> tuple[Candidate, ...]:
+    """Each candidate with a model, with a note on what the request's cost tier did to it."""
+    before = sorted(plain, key=lambda name: (plain[name][0], name))
+    noted = []
+    for rank, candidate in enumerate(candidates, 1):
+        _, entry, without = plain[candidate.provider]
+        if entry is not None:
+            note = _cost_note(cost, entry, without, rank, before.index(candidate.provider) + 1)
+            candidate = attrs.evolve(candidate, notes=(*candidate.notes, note))
+        noted.append(candidate)
+    return tuple(noted)
+
+
+def _cost_note(
+    cost: str, entry: _ModelEntry, without: _ModelEntry | None, rank: int, plain_rank: int
+) -> str:
+    """``cost low: gpt-4o is medium, 1 over: -3 points, instead of o1-preview (high), moved
+    up from #2``: the tier of the chosen model, and what the cost tier changed."""
+    assert entry.grade is not None
+    parts = [f"{entry.model} is {entry.grade.describe()}"]
+    if not entry.fits:
+        parts.append("below the request's complexity or quality: not moved")
+    elif entry.over:
+        parts.append(f"{entry.over} over: -{entry.over * COST_TIER_POINTS:g} points")
+    if without is not None and without.model != entry.model and without.grade is not None:
+        below = "" if without.fits else ", below the request"
+        parts.append(f"instead of {without.model} ({without.grade.describe()}{below})")
+    if rank != plain_rank:
+        parts.append(f"moved {'up' if rank < plain_rank else 'down'} from #{plain_rank}")
+    return f"cost {cost}: {', '.join(parts)}"
 
 
 def _retry_after_exclusion(

@@ -18,6 +18,7 @@ from actors.errors import (
 from actors.messages import (
     Attempt,
     Complexity,
+    CostTier,
     Quality,
     Reply,
     ReplyDone,
@@ -34,6 +35,7 @@ __all__ = [
     "Complexity",
     "Config",
     "ConfigError",
+    "CostTier",
     "FallbackError",
     "ImagePart",
     "Message",

@@ -281,8 +281,8 @@ async def test_bad_arguments_get_the_usage_line(client: ConsoleClient) -> None:
         "status=, after_chunks=, delay_s="
     )
     assert await client.command("route hard") == [
-        "error: 'hard' is no complexity, quality or budget",
-        "usage: route [complexity] [quality] [budget]",
+        "error: 'hard' is no complexity, quality, cost tier or budget",
+        "usage: route [complexity] [quality] [cost tier] [budget]",
     ]
     assert await client.command("watch 0") == [
         "error: bad count '0'",
@@ -305,6 +305,12 @@ async def test_route_prints_the_plan_with_reasons(served: Served, client: Consol
         prompt=ROUTE_PROMPT, complexity="expert", quality="critical", budget_usd=0.001)
     assert lines[1:] == [f"  {line}" for line in served.rt.plan(request).explain()]
     assert any("excluded" in line for line in lines), lines
+
+    lines = await client.command("route expert draft low")
+    assert lines[0] == "plan for complexity=expert quality=draft budget=none cost=low:"
+    request = runtime.Request(prompt=ROUTE_PROMPT, complexity="expert", quality="draft", cost="low")
+    assert lines[1:] == [f"  {line}" for line in served.rt.plan(request).explain()]
+    assert any("cost low: gpt-4o is medium" in line for line in lines), lines
 
 
 async def test_status_stats_and_alerts(served: Served, client: ConsoleClient) -> None:

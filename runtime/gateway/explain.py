@@ -22,7 +22,7 @@ from runtime.gateway.errors import GatewayError, invalid
 __all__ = ["FIELDS", "explain", "plan_json"]
 
 #: What the explainer takes; anything else in the body is refused by name.
-FIELDS = ("complexity", "quality", "budget_usd", "model", "prompt", "max_tokens")
+FIELDS = ("complexity", "quality", "budget_usd", "cost", "model", "prompt", "max_tokens")
 #: Planned for when no prompt is given: the plan's size estimate needs some text.
 _NO_PROMPT = "(no prompt given)"
 

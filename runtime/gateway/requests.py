@@ -25,6 +25,7 @@ ROUTING_HEADERS: Mapping[str, str] = {
     "x-uptax-quality": "quality",
     "x-uptax-budget-usd": "budget_usd",
     "x-uptax-deadline-s": "deadline_s",
+    "x-uptax-cost": "cost",
 }
 _NUMERIC = frozenset({"budget_usd", "deadline_s"})
 
@@ -70,7 +71,7 @@ def routed(
 
 
 def _alias_changes(alias: AliasConfig) -> dict[str, Any]:
-    fields = ("complexity", "quality", "budget_usd", "deadline_s")
+    fields = ("complexity", "quality", "budget_usd", "deadline_s", "cost")
     return {field: getattr(alias, field) for field in fields if getattr(alias, field) is not None}
 
 

@@ -21,7 +21,7 @@ import trio
 
 import actors
 from actors.faults import Fault, FaultKind
-from actors.messages import BreakerSnapshot, Complexity, Quality, Request
+from actors.messages import BreakerSnapshot, Complexity, CostTier, Quality, Request
 from runtime.kernel.events import EventBus
 from runtime.kernel.registry import ActorInfo
 from runtime.repl.evaluation import BadSource, Evaluator, Outcome
@@ -279,6 +279,7 @@ class Console:
     async def cmd_route(self, args: list[str], text: str) -> None:
         complexity: str | None = None
         quality: str | None = None
+        cost: str | None = None
         budget: float | None = None
         budget_given = False
         for arg in args:
@@ -291,9 +292,13 @@ class Console:
                 if quality is not None:
                     raise UsageError(f"two qualities: {quality!r} and {word!r}")
                 quality = word
+            elif word in CostTier.__members__.values():
+                if cost is not None:
+                    raise UsageError(f"two cost tiers: {cost!r} and {word!r}")
+                cost = word
             else:
                 if budget_given:
-                    raise UsageError(f"{arg!r} is no complexity, quality or budget")
+                    raise UsageError(f"{arg!r} is no complexity, quality, cost tier or budget")
                 budget = _parse_budget(arg)
                 budget_given = True
         request = Request(
@@ -301,10 +306,12 @@ class Console:
             complexity=complexity or Complexity.MODERATE,
             quality=quality or Quality.PRODUCTION,
             budget_usd=budget,
+            cost=cost,
         )
         header = (
             f"plan for complexity={request.complexity.value} quality={request.quality.value} "
-            f"budget={'none' if budget is None else format_float(budget)}:"
+            f"budget={'none' if budget is None else format_float(budget)}"
+            f"{'' if cost is None else f' cost={cost}'}:"
         )
         explained = self.rt.plan(request).explain()
         await self.write(header, *(f"  {relative_time_text(line, self.origin)}" for line in explained))
@@ -491,7 +498,7 @@ def _parse_budget(arg: str) -> float | None:
     try:
         value = float(arg.removeprefix("$"))
     except ValueError:
-        raise UsageError(f"{arg!r} is no complexity, quality or budget") from None
+        raise UsageError(f"{arg!r} is no complexity, quality, cost tier or budget") from None
     if not value >= 0 or math.isinf(value):
         raise UsageError(f"budget {arg!r} must be a finite number >= 0")
     return value
@@ -527,7 +534,7 @@ COMMANDS: dict[str, Command] = _command_table(
     Command("actors", "actors", "every actor: kind, state, restarts, mailbox, last message age",
             Console.cmd_actors),
     Command("show", "show NAME", "the full snapshot of one actor", Console.cmd_show),
-    Command("route", "route [complexity] [quality] [budget]",
+    Command("route", "route [complexity] [quality] [cost tier] [budget]",
             "the router's plan for such a request, with the reason for each rank and exclusion",
             Console.cmd_route),
     Command("stats", "stats", "fallback statistics, performance, recommendations", Console.cmd_stats),

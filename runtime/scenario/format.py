@@ -42,8 +42,15 @@ from actors.config import (
 )
 from actors.errors import ConfigError
 from actors.faults import Fault, FaultKind
-from actors.messages import Complexity, Quality
-from actors.validation import FieldError, fraction, non_negative, one_of, positive
+from actors.messages import Complexity, CostTier, Quality
+from actors.validation import (
+    FieldError,
+    fraction,
+    non_negative,
+    one_of,
+    optional_one_of,
+    positive,
+)
 from runtime.demo import default_config_path
 
 #: Timeline kinds beyond the shared fault vocabulary: a toggling fault, and actor crashes.
@@ -113,6 +120,10 @@ class MixEntry:
     )
     quality: str = attrs.field(default="production", validator=one_of([q.value for q in Quality]))
     budget_usd: float | None = attrs.field(default=None, validator=non_negative)
+    #: The requests' cost tier (`Request.cost`); None: no preference.
+    cost: str | None = attrs.field(
+        default=None, validator=optional_one_of([tier.value for tier in CostTier])
+    )
     max_tokens: int = attrs.field(default=300, validator=positive)
     #: Length of the generated prompts, in characters.
     prompt_chars: int = attrs.field(default=400, validator=positive)

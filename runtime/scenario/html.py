@@ -346,17 +346,21 @@ def render_html(report: Report) -> str:
 def summary_table(data: dict[str, Any]) -> str:
     cost = data["cost"]
     savings = "-" if cost["savings"] is None else f"{100 * cost['savings']:.1f} %"
-    return _html_table(
-        ["", "value"],
-        [
-            ["requests", data["requests"]["issued"]],
-            ["availability", f"{100 * data['availability']:.3f} %"],
-            ["fallback rate", f"{100 * data['fallback_rate']:.2f} %"],
-            ["latency p50 / p95 / p99 ms", " / ".join(_v(data["latency_ms"][k]) for k in ("p50", "p95", "p99"))],
-            ["cost", f"${cost['total_usd']:.4f} (baseline {cost['baseline']}: ${cost['baseline_usd']:.4f}, savings {savings})"],
-            ["lost requests", data["requests"]["lost"]],
-        ],
-    )  # fmt: skip
+    rows = [
+        ["requests", data["requests"]["issued"]],
+        ["availability", f"{100 * data['availability']:.3f} %"],
+        ["fallback rate", f"{100 * data['fallback_rate']:.2f} %"],
+        ["latency p50 / p95 / p99 ms", " / ".join(_v(data["latency_ms"][k]) for k in ("p50", "p95", "p99"))],
+        ["cost", f"${cost['total_usd']:.4f} (baseline {cost['baseline']}: ${cost['baseline_usd']:.4f}, savings {savings})"],
+    ]  # fmt: skip
+    if "quality_baselines" in cost:
+        models = ", ".join(f"{m} ({q})" for q, m in cost["quality_baselines"].items())
+        same = "-" if cost["quality_savings"] is None else f"{100 * cost['quality_savings']:.1f} %"
+        rows.append(
+            ["cost at the same quality", f"baseline {models}: ${cost['quality_baseline_usd']:.4f}, savings {same}"]
+        )  # fmt: skip
+    rows.append(["lost requests", data["requests"]["lost"]])
+    return _html_table(["", "value"], rows)
 
 
 def _provider_table(providers: list[dict[str, Any]]) -> str:

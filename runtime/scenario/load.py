@@ -107,6 +107,7 @@ class LoadGenerator:
             complexity=entry.complexity,
             quality=entry.quality,
             budget_usd=entry.budget_usd,
+            cost=entry.cost,
             max_tokens=entry.max_tokens,
             deadline_s=self.profile.deadline_s,
             task_id=f"scenario-{index}",

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from actors.config import LAST_RESORT_KINDS
+from actors.prices import quality_baseline_model
 from runtime.scenario.format import CRASH, Scenario
 from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 
@@ -497,11 +498,31 @@ def _cost(rec: Recorder, scenario: Scenario) -> dict[str, Any]:
     total = sum(rec.cost)
     baseline = sum(rec.baseline_cost)
     primary = scenario.config.provider(scenario.primary)
-    return {
+    cost = {
         "total_usd": _r(total, 8),
         "baseline_usd": _r(baseline, 8),
         "baseline": f"{primary.name}/{primary.models[0] if primary.models else '-'}",
         "savings": _r(1.0 - total / baseline, 6) if baseline > 0 else None,
+    }
+    if any(entry.cost is not None for entry in scenario.load.mix):
+        cost.update(_quality_cost(rec, scenario, total))
+    return cost
+
+
+def _quality_cost(rec: Recorder, scenario: Scenario, total: float) -> dict[str, Any]:
+    """The saving against the same provider at each request's quality (its best model for
+    that quality, `quality_baseline_model`): reported when some request asks for a cost tier,
+    since a tier trades price within a quality, which the one-model baseline cannot show."""
+    baseline = sum(rec.quality_baseline_cost)
+    qualities = sorted({entry.quality for entry in scenario.load.mix})
+    models = {}
+    for quality in qualities:
+        provider, model = quality_baseline_model(scenario.config, quality)
+        models[quality] = f"{provider}/{model or '-'}"
+    return {
+        "quality_baseline_usd": _r(baseline, 8),
+        "quality_baselines": models,
+        "quality_savings": _r(1.0 - total / baseline, 6) if baseline > 0 else None,
     }
 
 

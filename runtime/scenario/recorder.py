@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 import trio
@@ -130,6 +130,7 @@ class Recorder:
         baseline_price: ModelInfo,
         chars_per_token: float = 4.0,
         clock: Callable[[], float] = trio.current_time,
+        quality_prices: Mapping[str, ModelInfo] | None = None,
     ) -> None:
         self.clock = clock
         self.t0 = clock()
@@ -137,6 +138,9 @@ class Recorder:
         self.levels = Interner(levels)
         self.outcomes = Interner(["ok"])
         self.baseline_price = baseline_price
+        #: Per request quality, the price of the baseline at that quality (see
+        #: `actors.prices.quality_baseline_model`); a quality missing here takes `baseline_price`.
+        self.quality_prices = dict(quality_prices or {})
         self.chars_per_token = chars_per_token
         # One entry per finished request, in the order they finished.
         self.index = array("q")
@@ -152,6 +156,7 @@ class Recorder:
         self.failed_attempts = array("h")
         self.cost = array("d")
         self.baseline_cost = array("d")
+        self.quality_baseline_cost = array("d")
         self.over_budget = array("b")
         # One entry per attempt.
         self.att_request = array("q")
@@ -198,6 +203,7 @@ class Recorder:
         reply: Reply,
         budget_usd: float | None,
         prompt_chars: int,
+        quality: str | None = None,
     ) -> None:
         self._begin(index, mix, stream, arrival, started)
         self.latency_ms.append((finished - arrival) * 1000.0)
@@ -207,6 +213,8 @@ class Recorder:
         self.fallback.append(1 if reply.fallback_used else 0)
         self.cost.append(reply.cost_usd)
         self.baseline_cost.append(self._baseline(reply, prompt_chars))
+        price = self.quality_prices.get(quality or "", self.baseline_price)
+        self.quality_baseline_cost.append(self._baseline(reply, prompt_chars, price))
         self.over_budget.append(
             1 if budget_usd is not None and reply.cost_usd > budget_usd + 1e-12 else 0
         )
@@ -235,6 +243,7 @@ class Recorder:
         self.fallback.append(0)
         self.cost.append(0.0)
         self.baseline_cost.append(0.0)
+        self.quality_baseline_cost.append(0.0)
         self.over_budget.append(0)
         attempts: tuple[Attempt, ...] = getattr(error, "attempts", ())
         self._attempts(index, attempts, finished)
@@ -258,11 +267,11 @@ class Recorder:
             end = start
         self.failed_attempts.append(failed)
 
-    def _baseline(self, reply: Reply, prompt_chars: int) -> float:
-        """What this reply would have cost on the primary's default model."""
+    def _baseline(self, reply: Reply, prompt_chars: int, price: ModelInfo | None = None) -> float:
+        """What this reply would have cost on the primary's default model (or at `price`)."""
         return baseline_cost(
             reply,
-            self.baseline_price,
+            self.baseline_price if price is None else price,
             prompt_chars=prompt_chars,
             chars_per_token=self.chars_per_token,
         )

@@ -30,9 +30,10 @@ import structlog
 import trio
 import trio.testing
 
-from actors.config import Config
+from actors.config import QUALITIES, Config
 from actors.errors import FallbackError
 from actors.messages import Reply
+from actors.prices import quality_baseline_model
 from actors.sizing import request_chars
 from runtime.embed import Runtime, open_runtime
 from runtime.kernel.events import Event
@@ -139,6 +140,10 @@ def _recorder(scenario: Scenario, config: Config) -> Recorder:
         levels=[level.name for level in config.levels],
         baseline_price=config.model_info(model),
         chars_per_token=config.routing.chars_per_token,
+        quality_prices={
+            quality: config.model_info(quality_baseline_model(config, quality)[1])
+            for quality in QUALITIES
+        },
     )
 
 
@@ -176,6 +181,7 @@ async def _one_request(run: _Run, planned: PlannedRequest, limiter: trio.Capacit
                 reply=reply,
                 budget_usd=planned.request.budget_usd,
                 prompt_chars=request_chars(planned.request),
+                quality=planned.request.quality.value,
             )
         else:
             recorder.record_error(

@@ -72,6 +72,12 @@ def _summary(data: Mapping[str, Any]) -> list[str]:
         f"cost {_usd(cost['total_usd'])}  vs {_usd(cost['baseline_usd'])} all on "
         f"{cost['baseline']}  savings {_pct(cost['savings'])}",
     ]
+    if "quality_baselines" in cost:
+        models = ", ".join(f"{m} ({q})" for q, m in cost["quality_baselines"].items())
+        lines.append(
+            f"  vs {_usd(cost['quality_baseline_usd'])} at the same quality on {models}  "
+            f"savings {_pct(cost['quality_savings'])}"
+        )
     if req["outcomes"]:
         outcomes = "  ".join(f"{k} {v:,}" for k, v in req["outcomes"].items())
         lines.append(f"errors by type: {outcomes}")
