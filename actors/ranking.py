@@ -34,6 +34,11 @@ that model's place in the list first, then as above. Last-resort providers stay 
 are the last resort). A pin that no provider of any level offers is `ModelNotOffered`, raised
 before any call.
 
+With predictive detection on (`[routing] predict`), a provider whose change detector has fired
+(`actors.detect`) is demoted: it stays a candidate, behind every peer of its level that is not
+demoted, with the detector's evidence as its reason ("predicted degradation: latency +4.1 sd
+over 38 calls").
+
 Like Envoy's panic threshold, `plan` never lets open breakers exclude everything: when no
 provider outside the last resort is left and some were excluded only by an open breaker, the
 least-bad one (earliest half-open time, then lowest error rate) is added back as a panic
@@ -49,7 +54,8 @@ matrix (a "critical" request must not prefer the cheapest model).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -69,6 +75,13 @@ from actors.errors import ModelNotOffered
 from actors.kinds import kind_named
 from actors.messages import BreakerState, Complexity, ProviderSnapshot, Quality, Request
 from actors.sizing import request_chars
+
+if TYPE_CHECKING:
+    from actors.detect import Demotion
+
+#: Who is demoted at a given time (`actors.detect.DegradationWatch.demotions`).
+Demotions = Callable[[float], "Mapping[str, Demotion]"]
+_NOT_DEMOTED: Mapping[str, Demotion] = {}
 
 __all__ = [
     "Candidate",
@@ -160,6 +173,8 @@ class Candidate:
     #: What the request asks that this candidate leaves out or treats differently ("ignores
     #: seed", "skipped o1-mini: no tools").
     notes: tuple[str, ...] = ()
+    #: Ranked behind its level's peers because its change detector saw it degrade.
+    demoted: bool = False
 
 
 @attrs.frozen
@@ -285,8 +300,9 @@ class _ProviderRoute:
 class Ranker:
     """Ranks a level's providers for a request from the latest heartbeats. Pure and cheap."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, demotions: Demotions | None = None) -> None:
         self._config = config
+        self._demotions = demotions
         routing = config.routing
         self._chars_per_token = routing.chars_per_token
         self._latency_points_per_ms = 100.0 / routing.latency_zero_ms
@@ -433,8 +449,9 @@ class Ranker:
         tokens = self.prompt_tokens(request)
         needs = request_needs(request)
         allowed = request.levels
+        demoted = self._demotions(now) if self._demotions is not None else _NOT_DEMOTED
         plans = [
-            self._rank(request, tokens, needs, pins, level, snapshots, now)
+            self._rank(request, tokens, needs, pins, level, snapshots, now, demoted)
             if not allowed or level.name in allowed
             else LevelPlan(level.name, (), ())  # not this request's: nothing to try, or wait for
             for level in levels
@@ -503,6 +520,7 @@ class Ranker:
         level: LevelConfig,
         snapshots: Mapping[str, ProviderSnapshot],
         now: float,
+        demoted: Mapping[str, Demotion] = _NOT_DEMOTED,
     ) -> LevelPlan:
         routes = self._level_routes(level, request.complexity, request.quality)
         ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
@@ -539,6 +557,11 @@ class Ranker:
             if pins:  # a preference list orders first
                 place = pins.index(candidate.model) if candidate.model in pins else len(pins)
                 order = (place, *order)
+            if demoted:  # a predicted degradation goes behind every peer
+                demotion = demoted.get(route.provider)
+                if demotion is not None:
+                    candidate = _demote(candidate, demotion.note)
+                order = (demotion is not None, *order)
             ranked.append((order, route.provider, candidate))
 
         ranked.sort(key=lambda item: item[:2])
@@ -681,6 +704,11 @@ def _candidate(
         gate.note,
         notes,
     )
+
+
+def _demote(candidate: Candidate, note: str) -> Candidate:
+    reason = f"{note}; {candidate.reason}" if candidate.reason else note
+    return attrs.evolve(candidate, demoted=True, reason=reason)
 
 
 def _open_period_over(snapshot: ProviderSnapshot, now: float) -> bool:
