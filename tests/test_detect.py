@@ -20,6 +20,7 @@ from actors.messages import Request
 from actors.ranking import Ranker
 from actors.stats import AlertKind
 from runtime.embed import open_runtime
+from runtime.gateway.metrics import StatusCollector
 from runtime.scenario.format import Scenario, parse_scenario
 from runtime.scenario.recorder import Recorder, Result
 from runtime.scenario.runner import _drive
@@ -339,7 +340,7 @@ def test_healthy_traffic_raises_no_predicted_degradation() -> None:
     assert measured.requests > 5000
 
 
-def test_status_shows_a_predicted_degradation_as_an_alert() -> None:
+def test_status_and_metrics_show_a_predicted_degradation() -> None:
     async def main() -> None:
         config = attrs.evolve(DEMO, routing=attrs.evolve(DEMO.routing, predict=True))
         async with open_runtime(config) as rt:
@@ -357,5 +358,12 @@ def test_status_shows_a_predicted_degradation_as_an_alert() -> None:
                 "anthropic",
                 "openai",
             ]
+            gauges = {
+                sample.labels["provider"]: sample.value
+                for metric in StatusCollector(rt).collect()
+                if metric.name == "uptax_provider_predicted_degradation"
+                for sample in metric.samples
+            }
+            assert gauges["openai"] == 1.0 and gauges["anthropic"] == 0.0
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
