@@ -193,10 +193,6 @@ class _Walk:
         self.first_choice_held_out = bool(first) and any(
             exclusion.cause in _HEALTH_CAUSES for exclusion in first
         )
-        if cascade.watch is not None and plan.levels and not self.first_choice_held_out:
-            # A predicted degradation holds a provider back for its health, as a breaker does.
-            candidates = plan.levels[self.first_level].candidates
-            self.first_choice_held_out = any(candidate.demoted for candidate in candidates)
         #: The request's spans (last: nothing after it can fail and leave its span open).
         self.trace: RequestTrace = cascade.tracing.request(request, stream=stream)
 

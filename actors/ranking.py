@@ -37,7 +37,8 @@ before any call.
 With predictive detection on (`[routing] predict`), a provider whose change detector has fired
 (`actors.detect`) is demoted: it stays a candidate, behind every peer of its level that is not
 demoted, with the detector's evidence as its reason ("predicted degradation: latency +4.1 sd
-over 38 calls").
+over 38 calls"). Like a lower score, a demotion does not make the reply a fallback
+(`Reply.fallback_used`), so the fallback rate means the same with detection on or off.
 
 Like Envoy's panic threshold, `plan` never lets open breakers exclude everything: when no
 provider outside the last resort is left and some were excluded only by an open breaker, the
