@@ -29,7 +29,7 @@ Everything is O(1) per call and timed on trio's clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
@@ -234,16 +234,21 @@ class DegradationWatch:
         *,
         emit: Callable[..., Any],
         clock: Callable[[], float] = trio.current_time,
+        ignore: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self._emit = emit
         self._clock = clock
+        #: Providers not watched: the last resort (a cache or a template has no health to lose).
+        self._ignore = frozenset(ignore)
         self._detectors: dict[str, Detector] = {}
         self._demoted: dict[str, Demotion] = {}
 
     def record(self, provider: str, latency_ms: float, ok: bool) -> None:
         detector = self._detectors.get(provider)
         if detector is None:
+            if provider in self._ignore:
+                return
             detector = self._detectors[provider] = Detector(provider, self.settings)
         now = self._clock()
         if detector.demotion is not None:

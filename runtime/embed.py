@@ -32,7 +32,7 @@ import actors.adapters.simulated  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
-from actors.config import HTTP_KINDS, Config, load_config
+from actors.config import HTTP_KINDS, LAST_RESORT_KINDS, Config, load_config
 from actors.detect import DegradationWatch, DetectorSettings
 from actors.directory import ProviderDirectory, RoutePlanner
 from actors.events import EVENT_LEVELS
@@ -422,4 +422,5 @@ def _degradation_watch(config: Config, events: EventBus) -> DegradationWatch | N
     settings = DetectorSettings(
         shift_sd=routing.predict_shift_sd, arl=routing.predict_arl, hold_s=routing.predict_hold_s
     )
-    return DegradationWatch(settings, emit=events.emit)
+    last_resort = [p.name for p in config.providers if p.kind in LAST_RESORT_KINDS]
+    return DegradationWatch(settings, emit=events.emit, ignore=last_resort)

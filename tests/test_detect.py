@@ -340,6 +340,13 @@ def test_healthy_traffic_raises_no_predicted_degradation() -> None:
     assert measured.requests > 5000
 
 
+def test_the_last_resort_is_not_watched() -> None:
+    watch = DegradationWatch(SETTINGS, emit=lambda *a, **k: None, clock=_Clock(), ignore=["cache"])
+    for _ in range(500):
+        watch.record("cache", 1.0, False)
+    assert watch.detector("cache") is None and watch.demotions() == {}
+
+
 def test_status_and_metrics_show_a_predicted_degradation() -> None:
     async def main() -> None:
         config = attrs.evolve(DEMO, routing=attrs.evolve(DEMO.routing, predict=True))
