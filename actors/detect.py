@@ -225,8 +225,8 @@ _NONE: Mapping[str, Demotion] = {}
 
 class DegradationWatch:
     """The detectors of every provider: fed each call's outcome by the cascade, read by the
-    ranker (`demotions`) and by status (`active`). Announces each demotion as an
-    `alert_raised` event (alert `predicted_degradation`) and its end as `alert_cleared`."""
+    ranker and by status (`demotions`). Announces each demotion as an `alert_raised` event
+    (alert `predicted_degradation`, with the evidence) and its end as `alert_cleared`."""
 
     def __init__(
         self,
