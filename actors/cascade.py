@@ -25,6 +25,7 @@ import trio
 
 from actors.adapters.lastresort import ResponseCache
 from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
+from actors.detect import DegradationWatch
 from actors.directory import ProviderDirectory, RoutePlanner
 from actors.errors import (
     AllLevelsFailed,
@@ -113,6 +114,20 @@ _HEALTH_CAUSES = frozenset(
         ExclusionCause.FORCED_OPEN,
         ExclusionCause.BREAKER_OPEN,
         ExclusionCause.RATE_LIMITED,
+    }
+)
+
+#: Failures that say nothing of the provider's health: the request was wrong for it, or the
+#: call never reached it (breaker open, actor restarting or crashed). The change detectors do
+#: not count them.
+_NOT_HEALTH = frozenset(
+    {
+        FailureKind.CLIENT_ERROR,
+        FailureKind.CONTEXT_TOO_LONG,
+        FailureKind.UNSUPPORTED,
+        FailureKind.UNAVAILABLE,
+        FailureKind.CRASHED,
+        FailureKind.NO_MATCH,
     }
 )
 
@@ -334,6 +349,8 @@ class _Walk:
         back on refusals (`fallback_on_refusal`): then the walk goes on."""
         elapsed = (trio.current_time() - call.started) * 1000.0
         self.cascade.history.record(call.provider, call.started, elapsed, ok=True)
+        if self.cascade.watch is not None:
+            self.cascade.watch.record(call.provider, elapsed, ok=True)
         if completion.refusal is not None and call.level.fallback_on_refusal:
             self._record(call, "refused", elapsed, "refused", model=completion.model)
             return False
@@ -349,11 +366,15 @@ class _Walk:
         self._record(call, outcome, elapsed)
         if outcome == "timeout":
             self.cascade.history.record(call.provider, call.started, elapsed, ok=False)
+            if self.cascade.watch is not None:
+                self.cascade.watch.record(call.provider, elapsed, ok=False)
 
     def failed_attempt(self, call: _Call, error: ProviderError) -> None:
         elapsed = (trio.current_time() - call.started) * 1000.0
         self._record(call, error.kind.value, elapsed, error.message)
         self.cascade.history.record(call.provider, call.started, elapsed, ok=False)
+        if self.cascade.watch is not None and error.kind not in _NOT_HEALTH:
+            self.cascade.watch.record(call.provider, elapsed, ok=False)
 
     def reject_if_client_error(self, provider: str, error: ProviderError) -> None:
         """The request itself is wrong: no other provider would take it either."""
@@ -447,8 +468,11 @@ class CascadeSupervisor:
         history: PerformanceHistory,
         events: EventBus,
         tracing: Tracing | None = None,
+        watch: DegradationWatch | None = None,
     ) -> None:
         self.config = config
+        #: The change detectors that calls' outcomes feed (`[routing] predict`), or None.
+        self.watch = watch
         self.levels: Sequence[LevelConfig] = config.levels
         self.deadline_s = config.runtime.deadline_s
         self.planner = planner

@@ -26,6 +26,7 @@ from actors.prices import PRICES_AS_OF, shipped_price
 from actors.validation import (
     FieldError,
     at_least,
+    boolean,
     fraction,
     keys_one_of,
     non_negative,
@@ -280,6 +281,16 @@ class RoutingConfig:
     latency_stale_s: float = attrs.field(default=30.0, validator=positive)
     #: Characters per token when estimating a prompt's size before the call.
     chars_per_token: float = attrs.field(default=4.0, validator=positive)
+    #: Predictive failure detection (`actors.detect`): a change detector per provider over its
+    #: latency and errors demotes it behind its level's healthy peers before its breaker trips.
+    predict: bool = attrs.field(default=False, validator=boolean)
+    #: The shift the detector is tuned to find, in baseline standard deviations (of the
+    #: log-latency, and of the error indicator).
+    predict_shift_sd: float = attrs.field(default=1.0, validator=positive)
+    #: Healthy calls between false alarms, at least (the in-control average run length).
+    predict_arl: float = attrs.field(default=1e7, validator=at_least(2.0, inclusive=False))
+    #: How long a predicted degradation demotes the provider; then it is watched afresh.
+    predict_hold_s: float = attrs.field(default=30.0, validator=positive)
 
 
 @attrs.frozen

@@ -34,6 +34,12 @@ that model's place in the list first, then as above. Last-resort providers stay 
 are the last resort). A pin that no provider of any level offers is `ModelNotOffered`, raised
 before any call.
 
+With predictive detection on (`[routing] predict`), a provider whose change detector has fired
+(`actors.detect`) is demoted: it stays a candidate, behind every peer of its level that is not
+demoted, with the detector's evidence as its reason ("predicted degradation: latency +4.1 sd
+over 38 calls"). Like a lower score, a demotion does not make the reply a fallback
+(`Reply.fallback_used`), so the fallback rate means the same with detection on or off.
+
 Like Envoy's panic threshold, `plan` never lets open breakers exclude everything: when no
 provider outside the last resort is left and some were excluded only by an open breaker, the
 least-bad one (earliest half-open time, then lowest error rate) is added back as a panic
@@ -53,7 +59,8 @@ price plays no part in the order: the budget check uses real prices.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -88,6 +95,13 @@ from actors.messages import (
 )
 from actors.sizing import request_chars
 from actors.tiers import COST_TIER_POINTS, CostTiers, ModelGrade
+
+if TYPE_CHECKING:
+    from actors.detect import Demotion
+
+#: Who is demoted at a given time (`actors.detect.DegradationWatch.demotions`).
+Demotions = Callable[[float], "Mapping[str, Demotion]"]
+_NOT_DEMOTED: Mapping[str, Demotion] = {}
 
 __all__ = [
     "Candidate",
@@ -179,6 +193,8 @@ class Candidate:
     #: What the request asks that this candidate leaves out or treats differently ("ignores
     #: seed", "skipped o1-mini: no tools").
     notes: tuple[str, ...] = ()
+    #: Ranked behind its level's peers because its change detector saw it degrade.
+    demoted: bool = False
 
 
 @attrs.frozen
@@ -311,8 +327,9 @@ class _ProviderRoute:
 class Ranker:
     """Ranks a level's providers for a request from the latest heartbeats. Pure and cheap."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, demotions: Demotions | None = None) -> None:
         self._config = config
+        self._demotions = demotions
         routing = config.routing
         self._chars_per_token = routing.chars_per_token
         self._latency_points_per_ms = 100.0 / routing.latency_zero_ms
@@ -482,8 +499,9 @@ class Ranker:
         tokens = self.prompt_tokens(request)
         needs = request_needs(request)
         allowed = request.levels
+        demoted = self._demotions(now) if self._demotions is not None else _NOT_DEMOTED
         plans = [
-            self._rank(request, tokens, needs, pins, level, snapshots, now)
+            self._rank(request, tokens, needs, pins, level, snapshots, now, demoted)
             if not allowed or level.name in allowed
             else LevelPlan(level.name, (), ())  # not this request's: nothing to try, or wait for
             for level in levels
@@ -554,6 +572,7 @@ class Ranker:
         level: LevelConfig,
         snapshots: Mapping[str, ProviderSnapshot],
         now: float,
+        demoted: Mapping[str, Demotion] = _NOT_DEMOTED,
     ) -> LevelPlan:
         routes = self._level_routes(level, request.complexity, request.quality, request.cost)
         ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
@@ -585,7 +604,12 @@ class Ranker:
                     _breaker_exclusion(route.provider, gate.open_until, standby=candidate)
                 )
                 continue
-            order = _order(candidate, pins)
+            demotion = demoted.get(route.provider) if demoted else None
+            if demotion is not None:
+                candidate = _demote(candidate, demotion.note)
+            # A predicted degradation goes behind every peer, with a cost tier or without.
+            behind: tuple[float, ...] = (demotion is not None,) if demoted else ()
+            order = (*behind, *_order(candidate, pins))
             if request.cost is not None:
                 without = (
                     choice.entry
@@ -593,7 +617,7 @@ class Ranker:
                     else _plain_choice(route, tokens, request.max_tokens, request.budget_usd)
                 )
                 plain[route.provider] = (order, choice.entry, without)
-                order = _order(candidate, pins, tiered=True, entry=choice.entry)
+                order = (*behind, *_order(candidate, pins, tiered=True, entry=choice.entry))
             ranked.append((order, route.provider, candidate))
 
         ranked.sort(key=lambda item: item[:2])
@@ -817,6 +841,11 @@ def _candidate(
         gate.note,
         notes,
     )
+
+
+def _demote(candidate: Candidate, note: str) -> Candidate:
+    reason = f"{note}; {candidate.reason}" if candidate.reason else note
+    return attrs.evolve(candidate, demoted=True, reason=reason)
 
 
 def _open_period_over(snapshot: ProviderSnapshot, now: float) -> bool:

@@ -300,6 +300,8 @@ class AlertKind(enum.StrEnum):
     ERROR_RATE = "error_rate"
     LATENCY = "latency"
     QUOTA = "quota"
+    #: Raised by the change detectors (`actors.detect`), not by these rules.
+    PREDICTED_DEGRADATION = "predicted_degradation"
 
 
 @attrs.frozen

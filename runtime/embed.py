@@ -32,7 +32,8 @@ import actors.adapters.simulated  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
-from actors.config import HTTP_KINDS, Config, load_config
+from actors.config import HTTP_KINDS, LAST_RESORT_KINDS, Config, load_config
+from actors.detect import DegradationWatch, DetectorSettings
 from actors.directory import ProviderDirectory, RoutePlanner
 from actors.events import EVENT_LEVELS
 from actors.fault_admin import fake_server_target
@@ -44,6 +45,7 @@ from actors.ranking import Ranker, RoutePlan
 from actors.router import RouterActor
 from actors.stats import (
     Alert,
+    AlertKind,
     AlertWatch,
     FallbackStats,
     FallbackStatsSnapshot,
@@ -138,7 +140,10 @@ class Runtime:
         self.stats = FallbackStats()
         self.history = PerformanceHistory.for_config(config)
         self.alert_watch = AlertWatch(emit=self.events.emit)
-        self.ranker = Ranker(config)
+        #: The change detectors of `[routing] predict`, or None when it is off.
+        self.degradation_watch = _degradation_watch(config, self.events)
+        demotions = self.degradation_watch.demotions if self.degradation_watch else None
+        self.ranker = Ranker(config, demotions=demotions)
         self._providers_context = ProviderContext(
             adapters=self._store,
             events=self.events,
@@ -164,6 +169,7 @@ class Runtime:
             history=self.history,
             events=self.events,
             tracing=Tracing(tracer_provider),
+            watch=self.degradation_watch,
         )
         self._root = self._build_tree()
 
@@ -281,8 +287,17 @@ class Runtime:
             stats=stats,
             performance={name: self.history.summary(name) for name in self._provider_kinds},
             recommendations=recommendations(snapshots, stats, self.history),
-            alerts=self.alert_watch.alerts(snapshots, self.history),
+            alerts=self.alert_watch.alerts(snapshots, self.history) + self._predicted_alerts(),
             requests_in_flight=self.cascade.in_flight,
+        )
+
+    def _predicted_alerts(self) -> tuple[Alert, ...]:
+        watch = self.degradation_watch
+        if watch is None:
+            return ()
+        return tuple(
+            Alert(d.provider, AlertKind.PREDICTED_DEGRADATION, d.note, d.since)
+            for d in watch.demotions().values()
         )
 
     # -- steering ---------------------------------------------------------------------------
@@ -397,3 +412,15 @@ async def open_runtime(
             with trio.CancelScope(shield=True):
                 await rt.cascade.close(config.supervision.shutdown_grace_s)
             nursery.cancel_scope.cancel()
+
+
+def _degradation_watch(config: Config, events: EventBus) -> DegradationWatch | None:
+    """The change detectors `[routing] predict` asks for, announcing on `events`."""
+    routing = config.routing
+    if not routing.predict:
+        return None
+    settings = DetectorSettings(
+        shift_sd=routing.predict_shift_sd, arl=routing.predict_arl, hold_s=routing.predict_hold_s
+    )
+    last_resort = [p.name for p in config.providers if p.kind in LAST_RESORT_KINDS]
+    return DegradationWatch(settings, emit=events.emit, ignore=last_resort)

@@ -21,6 +21,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 
 from actors.messages import BreakerState, HealthStatus
+from actors.stats import AlertKind
 from runtime.embed import ProviderStatus, Runtime, RuntimeStatus
 from runtime.gateway.access import RequestRecord
 
@@ -127,6 +128,8 @@ class StatusCollector(Collector):
         yield from _provider_figures(status.providers)
         yield from _latencies(status)
         yield _errors(status)
+        if self._rt.degradation_watch is not None:
+            yield _predicted(status)
 
 
 def _states(providers: Iterable[ProviderStatus]) -> tuple[Metric, ...]:
@@ -222,6 +225,19 @@ def _errors(status: RuntimeStatus) -> Metric:
     for kind in sorted({*ERROR_KINDS, *counts}):
         errors.add_metric([kind], counts.get(kind, 0))
     return errors
+
+
+def _predicted(status: RuntimeStatus) -> Metric:
+    """With `[routing] predict`: which providers a change detector has demoted."""
+    predicted = GaugeMetricFamily(
+        "uptax_provider_predicted_degradation",
+        "1 while a provider is demoted for a predicted degradation ([routing] predict), else 0.",
+        labels=["provider"],
+    )
+    demoted = {a.provider for a in status.alerts if a.kind is AlertKind.PREDICTED_DEGRADATION}
+    for provider in status.providers:
+        predicted.add_metric([provider.name], 1.0 if provider.name in demoted else 0.0)
+    return predicted
 
 
 async def metrics_endpoint(http: HTTPRequest) -> Response:
