@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 import trio
 from hypothesis import settings
 
@@ -17,3 +20,15 @@ def _seeded_trio_scheduler() -> None:
     """trio shuffles each batch of runnable tasks from a module-level RNG (to shake out ordering
     bugs); seeding it makes every test's schedule, and so its outcome, the same on every run."""
     trio._core._run._r.seed(0)
+
+
+@pytest.fixture
+def own_logging() -> Iterator[None]:
+    """A command run in-process configures logging onto the stderr capsys replaces: undo it
+    after, so the next test logs as before."""
+    configured, saved = structlog.is_configured(), structlog.get_config()
+    yield
+    if configured:
+        structlog.configure(**saved)
+    else:
+        structlog.reset_defaults()

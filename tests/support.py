@@ -8,6 +8,7 @@ from typing import Any
 
 import runtime
 from actors.config import Config, parse_config
+from actors.messages import BreakerSnapshot, BreakerState, HealthStatus, ProviderSnapshot
 from runtime.demo import default_config_path
 
 BASE: dict[str, Any] = {
@@ -80,3 +81,57 @@ def quick_demo_config() -> Config:
         if provider.get("kind") == "simulated":
             provider["latency_ms"] = 20
     return parse_config(data, source="demo.toml (quick)")
+
+
+def snap(
+    provider: str,
+    *,
+    latency_ms: float = 100.0,
+    error_rate: float = 0.0,
+    quota: float = 1.0,
+    state: BreakerState = BreakerState.CLOSED,
+    open_until: float | None = None,
+    available: bool = True,
+    reason: str = "",
+    retry_after_until: float | None = None,
+) -> ProviderSnapshot:
+    """A provider's heartbeat as the router sees it: healthy and closed unless told."""
+    breaker = BreakerSnapshot(
+        state=state,
+        failure_rate=error_rate,
+        slow_call_rate=0.0,
+        calls_in_window=10,
+        consecutive_failures=0,
+        trips=1 if state is BreakerState.OPEN else 0,
+        open_until=open_until,
+        half_open_probes_left=2 if state is BreakerState.HALF_OPEN else 0,
+    )
+    return ProviderSnapshot(
+        provider=provider,
+        kind="simulated",
+        models=(),
+        at=0.0,
+        status=HealthStatus.HEALTHY,
+        breaker=breaker,
+        latency_ms=latency_ms,
+        latency_p50_ms=latency_ms,
+        latency_p95_ms=latency_ms,
+        error_rate=error_rate,
+        quota_remaining=quota,
+        consecutive_failures=0,
+        last_check=0.0,
+        available=available,
+        reason=reason,
+        retry_after_until=retry_after_until,
+    )
+
+
+#: A model of each HTTP kind the fake provider server speaks, as its adapter tests ask for it.
+FAKE_SERVER_MODELS = {
+    "openai": "gpt-4o-mini",
+    "mistral": "mistral-small-latest",
+    "huggingface": "meta-llama/Llama-3.1-8B-Instruct",
+    "anthropic": "claude-3-5-haiku-latest",
+    "gemini": "gemini-2.0-flash",
+    "ollama": "llama3.2",
+}

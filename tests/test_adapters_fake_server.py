@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 from adapter_support import KEYS, KINDS, PROTOCOL_KINDS, build, set_keys
+from support import FAKE_SERVER_MODELS as MODELS
 
 from actors.adapters.http import HTTPAdapter
 from actors.errors import FailureKind, ProviderError
@@ -19,14 +20,6 @@ from runtime.testing import FakeProviderServer, count_tokens, reply_chunks
 
 K = FailureKind
 
-MODELS = {
-    "openai": "gpt-4o-mini",
-    "mistral": "mistral-small-latest",
-    "huggingface": "meta-llama/Llama-3.1-8B-Instruct",
-    "anthropic": "claude-3-5-haiku-latest",
-    "gemini": "gemini-2.0-flash",
-    "ollama": "llama3.2",
-}
 PROMPT = "why do circuit breakers trip when a provider keeps failing"
 SYSTEM = "Answer briefly."
 REQ = Request(PROMPT, system=SYSTEM, max_tokens=100, temperature=0.3)

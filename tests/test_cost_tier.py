@@ -12,16 +12,13 @@ import attrs
 import httpx
 import pytest
 from starlette.datastructures import Headers
-from support import quick_demo_config
+from support import quick_demo_config, snap
 
 import runtime
 from actors.config import COMPLEXITIES, QUALITIES, AliasConfig, GatewayConfig, parse_config
 from actors.errors import ConfigError
 from actors.messages import (
-    BreakerSnapshot,
-    BreakerState,
     CostTier,
-    HealthStatus,
     ProviderSnapshot,
     Request,
 )
@@ -42,26 +39,6 @@ from runtime.scenario.terminal import render_terminal
 DEMO = quick_demo_config()
 RANKER = Ranker(DEMO)
 TIERS = CostTiers(DEMO)
-
-
-def snap(provider: str, *, latency_ms: float = 100.0, error_rate: float = 0.0) -> ProviderSnapshot:
-    breaker = BreakerSnapshot(BreakerState.CLOSED, error_rate, 0.0, 10, 0, 0, None, 0)
-    return ProviderSnapshot(
-        provider=provider,
-        kind="simulated",
-        models=(),
-        at=0.0,
-        status=HealthStatus.HEALTHY,
-        breaker=breaker,
-        latency_ms=latency_ms,
-        latency_p50_ms=latency_ms,
-        latency_p95_ms=latency_ms,
-        error_rate=error_rate,
-        quota_remaining=1.0,
-        consecutive_failures=0,
-        last_check=0.0,
-        available=True,
-    )
 
 
 HEALTHY = {name: snap(name) for name in ("openai", "anthropic", "gemini", "mistral")}

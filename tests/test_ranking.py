@@ -8,12 +8,11 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import snap
 
 from actors.config import Config, LevelConfig, load_config, parse_config
 from actors.messages import (
-    BreakerSnapshot,
     BreakerState,
-    HealthStatus,
     ProviderSnapshot,
     Request,
 )
@@ -27,48 +26,6 @@ DEMO = attrs.evolve(
 )
 NON_LAST_RESORT = ("openai", "anthropic", "gemini", "mistral", "huggingface", "local")
 RANKER = Ranker(DEMO)
-
-
-def snap(
-    provider: str,
-    *,
-    latency_ms: float = 100.0,
-    error_rate: float = 0.0,
-    quota: float = 1.0,
-    state: BreakerState = BreakerState.CLOSED,
-    open_until: float | None = None,
-    available: bool = True,
-    reason: str = "",
-    retry_after_until: float | None = None,
-) -> ProviderSnapshot:
-    breaker = BreakerSnapshot(
-        state=state,
-        failure_rate=error_rate,
-        slow_call_rate=0.0,
-        calls_in_window=10,
-        consecutive_failures=0,
-        trips=1 if state is BreakerState.OPEN else 0,
-        open_until=open_until,
-        half_open_probes_left=2 if state is BreakerState.HALF_OPEN else 0,
-    )
-    return ProviderSnapshot(
-        provider=provider,
-        kind="simulated",
-        models=(),
-        at=0.0,
-        status=HealthStatus.HEALTHY,
-        breaker=breaker,
-        latency_ms=latency_ms,
-        latency_p50_ms=latency_ms,
-        latency_p95_ms=latency_ms,
-        error_rate=error_rate,
-        quota_remaining=quota,
-        consecutive_failures=0,
-        last_check=0.0,
-        available=available,
-        reason=reason,
-        retry_after_until=retry_after_until,
-    )
 
 
 def make_config(

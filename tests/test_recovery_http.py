@@ -7,6 +7,7 @@ import httpx
 import pytest
 import trio
 from adapter_support import KEYS, KINDS, build, set_keys
+from support import FAKE_SERVER_MODELS as MODELS
 
 from actors.adapters.http import HTTPAdapter
 from actors.errors import FailureKind, ProviderError
@@ -15,14 +16,6 @@ from actors.recovery import PROBE_REQUEST
 from runtime.testing import FakeProviderServer
 from runtime.testing.outage import measure_outage
 
-MODELS = {
-    "openai": "gpt-4o-mini",
-    "mistral": "mistral-small-latest",
-    "huggingface": "meta-llama/Llama-3.1-8B-Instruct",
-    "anthropic": "claude-3-5-haiku-latest",
-    "gemini": "gemini-2.0-flash",
-    "ollama": "llama3.2",
-}
 #: Where each kind lists its models, below its mount point, and the page it asks for.
 LISTINGS = {
     "openai": ("/v1/models", {}),

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from actors.config import ModelInfo
 from runtime.scenario.cli import main
@@ -31,15 +29,7 @@ from runtime.scenario.runner import run_scenario
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def own_logging() -> Iterator[None]:
-    """The command configures logging onto the stderr capsys replaces: undo it after."""
-    configured, saved = structlog.is_configured(), structlog.get_config()
-    yield
-    if configured:
-        structlog.configure(**saved)
-    else:
-        structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("own_logging")
 
 # Seconds of virtual time at a few requests a second: each run takes a fraction of a second.
 SMALL = """

@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-import structlog
 import trio
 from support import quick_demo_config
 
@@ -305,17 +304,6 @@ def test_serving_off_loopback_without_a_key_is_refused_before_the_run(
     args = ["run", str(_scenario_file(tmp_path)), "--mode", "http", "--serve", "0"]
     assert cli.main([*args, "--host", "0.0.0.0"]) == cli.EXIT_BAD_INPUT
     assert "would answer anyone" in capsys.readouterr().err
-
-
-@pytest.fixture
-def own_logging() -> Iterator[None]:
-    """An in-process run configures logging onto the stderr capsys replaces: undo it after."""
-    configured, saved = structlog.is_configured(), structlog.get_config()
-    yield
-    if configured:
-        structlog.configure(**saved)
-    else:
-        structlog.reset_defaults()
 
 
 @pytest.fixture

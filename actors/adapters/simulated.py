@@ -340,6 +340,18 @@ def _server_error(status: int, message: str) -> ProviderError:
     return ProviderError(FailureKind.SERVER_ERROR, f"{message} ({status})", status=status)
 
 
+async def _play_out(plan: CallPlan) -> None:
+    """Spend the call's time as planned (forever for a hang), then raise its error if any."""
+    if plan.hang:
+        await trio.sleep_forever()
+    if plan.latency_s > 0:
+        await trio.sleep(plan.latency_s)
+    else:
+        await trio.lowlevel.checkpoint()
+    if plan.error is not None:
+        raise plan.error
+
+
 class SimulatedAdapter:
     """The client side of a simulated provider: sleeps, fails or answers as the backend decides."""
 
@@ -351,28 +363,13 @@ class SimulatedAdapter:
 
     async def complete(self, request: Request, model: str) -> Completion:
         plan = self.backend.plan(request, model)
-        if plan.hang:
-            await trio.sleep_forever()
-        if plan.latency_s > 0:
-            await trio.sleep(plan.latency_s)
-        else:
-            await trio.lowlevel.checkpoint()
-        if plan.error is not None:
-            raise plan.error
+        await _play_out(plan)
         assert plan.completion is not None
         return plan.completion
 
     async def probe_models(self) -> None:
         """A recovery probe: answers, fails or hangs as the backend's faults say."""
-        plan = self.backend.probe_plan()
-        if plan.hang:
-            await trio.sleep_forever()
-        if plan.latency_s > 0:
-            await trio.sleep(plan.latency_s)
-        else:
-            await trio.lowlevel.checkpoint()
-        if plan.error is not None:
-            raise plan.error
+        await _play_out(self.backend.probe_plan())
 
     async def stream(self, request: Request, model: str) -> AsyncIterator[StreamEvent]:
         """Words as text deltas spread over the call's latency, then `StreamDone`."""
