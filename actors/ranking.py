@@ -304,11 +304,21 @@ class Ranker:
             model: None for p in config.providers if p.name in in_levels for model in p.models
         }
         self._routes: dict[tuple[str, tuple[str, ...], str, str], tuple[_ProviderRoute, ...]] = {}
-        # Everything the config can ask for, now, so the hot path only ever hits the cache.
-        for level in config.levels:
+        self._precompute()
+
+    def _precompute(self) -> None:
+        """Everything the config can ask for, now, so the hot path only ever hits the cache."""
+        self._routes.clear()
+        for level in self._config.levels:
             for complexity in Complexity:
                 for quality in Quality:
                     self._level_routes(level, complexity, quality)
+
+    def reprice(self, config: Config) -> None:
+        """Take `config`'s model prices (the same providers and levels, repriced while running):
+        the routes, which carry each model's price, are computed again."""
+        self._config = config
+        self._precompute()
 
     # --- precomputation -------------------------------------------------------------------
 

@@ -130,6 +130,7 @@ class Recorder:
         baseline_price: ModelInfo,
         chars_per_token: float = 4.0,
         clock: Callable[[], float] = trio.current_time,
+        baseline_model: str = "",
     ) -> None:
         self.clock = clock
         self.t0 = clock()
@@ -137,6 +138,7 @@ class Recorder:
         self.levels = Interner(levels)
         self.outcomes = Interner(["ok"])
         self.baseline_price = baseline_price
+        self.baseline_model = baseline_model
         self.chars_per_token = chars_per_token
         # One entry per finished request, in the order they finished.
         self.index = array("q")
@@ -266,6 +268,12 @@ class Recorder:
             prompt_chars=prompt_chars,
             chars_per_token=self.chars_per_token,
         )
+
+    def reprice(self, model: str, price: ModelInfo) -> None:
+        """A model's price changed: when it is the baseline's, replies from now on are compared
+        with what they would cost on it at the new price."""
+        if model == self.baseline_model:
+            self.baseline_price = price
 
     # --- the runtime's state -------------------------------------------------------------
 

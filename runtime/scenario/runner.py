@@ -139,6 +139,7 @@ def _recorder(scenario: Scenario, config: Config) -> Recorder:
         levels=[level.name for level in config.levels],
         baseline_price=config.model_info(model),
         chars_per_token=config.routing.chars_per_token,
+        baseline_model=model,
     )
 
 
