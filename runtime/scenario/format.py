@@ -48,7 +48,7 @@ FLAPPING = "flapping"
 CRASH = "crash"
 PRICE = "price"
 TIMELINE_KINDS = (*(kind.value for kind in FaultKind), FLAPPING, CRASH, PRICE)
-#: The fault kinds whose knobs can ramp (`ramp_s`), and the knob that ramps in each.
+#: The fault kinds whose knobs can ramp (`ramp_s`): errors' rate, latency's factor and delay.
 RAMPED_KINDS = (FaultKind.ERRORS.value, FaultKind.LATENCY.value)
 #: How often a ramping fault is injected again with its knobs moved on, unless told.
 DEFAULT_RAMP_STEP_S = 10.0
@@ -199,12 +199,15 @@ class FaultStep:
 
     def __attrs_post_init__(self) -> None:
         """Keys that belong to another kind, or that need one another, are named."""
-        ramp_keys = ("ramp_step_s", "start_rate", "start_factor", "start_delay_s")
+        self._check_ramp()
+        self._check_price()
+
+    def _check_ramp(self) -> None:
         if self.ramp_s is not None and self.kind not in RAMPED_KINDS:
             raise FieldError(
                 "ramp_s", f"only {' and '.join(RAMPED_KINDS)} faults ramp, not {self.kind!r}"
             )
-        for key in ramp_keys:
+        for key in ("ramp_step_s", "start_rate", "start_factor", "start_delay_s"):
             if getattr(self, key) is not None and self.ramp_s is None:
                 raise FieldError(key, "is a ramp's setting: it needs ramp_s")
         starts = {"start_rate": "errors", "start_factor": "latency", "start_delay_s": "latency"}
@@ -213,22 +216,24 @@ class FaultStep:
                 raise FieldError(key, f"is where an {kind} ramp starts, not a {self.kind!r} one")
         if self.ramp_s is not None and self.duration_s is not None and self.ramp_s > self.duration_s:
             raise FieldError(
-                "ramp_s", f"{self.ramp_s:g} is longer than the fault (duration_s = "
-                f"{self.duration_s:g})"
+                "ramp_s",
+                f"{self.ramp_s:g} is longer than the fault (duration_s = {self.duration_s:g})",
             )
-        prices = (self.input_usd_per_mtok, self.output_usd_per_mtok)
+
+    def _check_price(self) -> None:
+        prices = {"input_usd_per_mtok": self.input_usd_per_mtok,
+                  "output_usd_per_mtok": self.output_usd_per_mtok}  # fmt: skip
+        given = [key for key, price in prices.items() if price is not None]
         if self.kind == PRICE:
-            if prices == (None, None):
+            if not given:
                 raise FieldError(
-                    "input_usd_per_mtok", "a price step needs input_usd_per_mtok, "
-                    "output_usd_per_mtok or both"
+                    "input_usd_per_mtok",
+                    "a price step needs input_usd_per_mtok, output_usd_per_mtok or both",
                 )
             if self.duration_s is not None:
-                raise FieldError("duration_s", "a price change takes no time: it lasts")
-        elif self.model or prices != (None, None):
-            key = "model" if self.model else "input_usd_per_mtok" if prices[0] is not None else (
-                "output_usd_per_mtok"
-            )
+                raise FieldError("duration_s", "a price change has none: the new price holds")
+        elif self.model or given:
+            key = "model" if self.model else given[0]
             raise FieldError(key, f"is a price step's setting, not {self.kind!r}'s")
 
     @property
