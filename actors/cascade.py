@@ -504,6 +504,11 @@ class CascadeSupervisor:
         self._scopes: set[trio.CancelScope] = set()
         self._drained: trio.Event | None = None
 
+    def reprice(self, config: Config) -> None:
+        """Price replies from now on at `config`'s model prices (repriced while running)."""
+        self.config = config
+        self.prices = _Prices(config)
+
     async def close(self, grace_s: float) -> None:
         """Refuse new requests, give those in flight `grace_s` to finish, then cancel them:
         each ends in `RuntimeClosed`. Shield the call when closing from a cancelled scope."""

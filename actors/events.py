@@ -42,6 +42,7 @@ EVENT_LEVELS: Mapping[str, str] = {
     "fault_injected": WARNING,
     "fault_healed": INFO,
     "operator_action": WARNING,
+    "price_changed": WARNING,
     "config_warning": WARNING,
 }
 

@@ -3,7 +3,9 @@ provider server, chaos scenarios and the debug REPL."""
 
 from __future__ import annotations
 
+import collections
 import enum
+import math
 import typing
 from collections.abc import Mapping
 from typing import Protocol
@@ -34,6 +36,9 @@ class FaultKind(enum.StrEnum):
     #: (Anthropic `event: error` overloaded_error, OpenAI `data: {"error": ...}`, an Ollama
     #: `{"error": ...}` line); whole replies fail as server errors with `status`.
     STREAM_ERROR = "stream_error"
+    #: A hidden rate limit: calls beyond `rps` in any one second are answered 429 with a
+    #: Retry-After of the time until the window has room again; calls within it are untouched.
+    RATE_CAP = "rate_cap"
 
 
 @attrs.frozen
@@ -51,6 +56,8 @@ class Fault:
             lambda self: 0.5 if self.kind is FaultKind.SLOW_DRIP else 0.0, takes_self=True
         )
     )
+    #: RATE_CAP: calls admitted in any one-second window (whole calls: 2.5 admits 2).
+    rps: float = 1.0
 
 
 #: A fault's settings besides its kind, and the type of each (int or float): what a fault given
@@ -60,6 +67,29 @@ FAULT_FIELDS: Mapping[str, type] = {
     for field in attrs.fields(Fault)
     if field.name != "kind"
 }
+
+
+class SlidingWindow:
+    """The calls admitted in the last second, for a RATE_CAP fault: both the simulated backend
+    and the fake provider server count with it, on the clock they are given (trio's)."""
+
+    WINDOW_S = 1.0
+
+    def __init__(self) -> None:
+        self._admitted: collections.deque[float] = collections.deque()
+
+    def admit(self, rps: float, now: float) -> float | None:
+        """Count a call arriving at `now`: None if it is admitted, else the seconds until the
+        window has room again (its Retry-After)."""
+        admitted = self._admitted
+        while admitted and admitted[0] <= now - self.WINDOW_S:
+            admitted.popleft()
+        if len(admitted) < math.floor(rps):
+            admitted.append(now)
+            return None
+        if not admitted:  # rps < 1: nothing is ever admitted
+            return self.WINDOW_S
+        return admitted[-math.floor(rps)] + self.WINDOW_S - now
 
 
 class FaultTarget(Protocol):

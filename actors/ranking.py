@@ -346,16 +346,27 @@ class Ranker:
         self._offered: dict[str, None] = {
             model: None for p in config.providers if p.name in in_levels for model in p.models
         }
-        self._tiers = CostTiers(config)
         self._routes: dict[
             tuple[str, tuple[str, ...], str, str, str | None], tuple[_ProviderRoute, ...]
         ] = {}
-        # Everything the config can ask for, now, so the hot path only ever hits the cache.
-        for level in config.levels:
+        self._precompute()
+
+    def _precompute(self) -> None:
+        """Everything the config can ask for, now, so the hot path only ever hits the cache.
+        The cost tiers too: a model no cost row lists takes the tier its price falls in."""
+        self._tiers = CostTiers(self._config)
+        self._routes.clear()
+        for level in self._config.levels:
             for complexity in Complexity:
                 for quality in Quality:
                     for cost in (None, *CostTier):
                         self._level_routes(level, complexity, quality, cost)
+
+    def reprice(self, config: Config) -> None:
+        """Take `config`'s model prices (the same providers and levels, repriced while running):
+        the routes, which carry each model's price, are computed again."""
+        self._config = config
+        self._precompute()
 
     # --- precomputation -------------------------------------------------------------------
 

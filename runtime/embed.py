@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,7 +33,7 @@ import actors.adapters.simulated  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
 from actors.cascade import CascadeSupervisor, ReplyStream
-from actors.config import HTTP_KINDS, LAST_RESORT_KINDS, Config, load_config
+from actors.config import HTTP_KINDS, LAST_RESORT_KINDS, Config, ModelInfo, load_config
 from actors.detect import DegradationWatch, DetectorSettings
 from actors.directory import ProviderDirectory, RoutePlanner
 from actors.events import EVENT_LEVELS
@@ -128,6 +129,9 @@ class RuntimeStatus:
     recommendations: tuple[str, ...]
     alerts: tuple[Alert, ...]
     requests_in_flight: int
+    #: Models repriced while running (`Runtime.set_price`): model -> its prices now, USD per
+    #: million input and output tokens.
+    prices_changed: dict[str, tuple[float, float]] = attrs.field(factory=dict)
 
 
 class Runtime:
@@ -153,6 +157,7 @@ class Runtime:
             restarts=self._restarts,
         )
         self._provider_kinds = {p.name: p.kind for p in config.providers}
+        self._prices_changed: dict[str, tuple[float, float]] = {}
         cache: ResponseCache | None = None
         if any(p.kind == "cache" for p in config.providers):
             cache = shared_reply_cache(self._store)
@@ -289,6 +294,7 @@ class Runtime:
             recommendations=recommendations(snapshots, stats, self.history),
             alerts=self.alert_watch.alerts(snapshots, self.history) + self._predicted_alerts(),
             requests_in_flight=self.cascade.in_flight,
+            prices_changed=dict(self._prices_changed),
         )
 
     def _predicted_alerts(self) -> tuple[Alert, ...]:
@@ -304,6 +310,56 @@ class Runtime:
 
     def set_breaker(self, name: str, mode: BreakerMode) -> BreakerSnapshot:
         return self._provider_actor(name).set_breaker(mode)
+
+    def set_price(
+        self,
+        model: str,
+        input_usd_per_mtok: float | None = None,
+        output_usd_per_mtok: float | None = None,
+    ) -> ModelInfo:
+        """A model's price changed while running (a provider repriced): ranking, budgets and the
+        cost of every reply from now on use it; a price left out stays. Returns the model's info
+        as it now is; `status().prices_changed` lists the models repriced."""
+        config = self.config
+        known = {*config.models, *(model for p in config.providers for model in p.models)}
+        if model not in known:
+            raise ValueError(
+                f"model {model!r} is not in the config (known: {', '.join(sorted(known))})"
+            )
+        for key, value in (
+            ("input_usd_per_mtok", input_usd_per_mtok),
+            ("output_usd_per_mtok", output_usd_per_mtok),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key}={value!r} is not a number")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{key}={value!r} must be a finite number >= 0")
+        old = config.model_info(model)
+        info = attrs.evolve(
+            old,
+            input_usd_per_mtok=float(
+                old.input_usd_per_mtok if input_usd_per_mtok is None else input_usd_per_mtok
+            ),
+            output_usd_per_mtok=float(
+                old.output_usd_per_mtok if output_usd_per_mtok is None else output_usd_per_mtok
+            ),
+        )
+        repriced = attrs.evolve(config, models={**config.models, model: info})
+        unpriced = tuple(m for m in config.unpriced_models if m != model)
+        object.__setattr__(repriced, "unpriced_models", unpriced)
+        self.config = self._store.config = repriced
+        self.ranker.reprice(repriced)
+        self.cascade.reprice(repriced)
+        self._prices_changed[model] = (info.input_usd_per_mtok, info.output_usd_per_mtok)
+        self.events.emit(
+            "price_changed",
+            model=model,
+            input_usd_per_mtok=info.input_usd_per_mtok,
+            output_usd_per_mtok=info.output_usd_per_mtok,
+        )
+        return info
 
     def register_fault_target(self, name: str, target: FaultTarget) -> None:
         """Route `inject_fault`/`heal` for `name` to `target` (e.g. a fake-server provider); it

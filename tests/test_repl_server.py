@@ -278,7 +278,7 @@ async def test_bad_arguments_get_the_usage_line(client: ConsoleClient) -> None:
     )
     assert (await client.command("fault openai errors speed=2"))[0] == (
         "error: bad fault argument 'speed=2'; arguments: rate=, factor=, retry_after_s=, "
-        "status=, after_chunks=, delay_s="
+        "status=, after_chunks=, delay_s=, rps="
     )
     assert await client.command("route hard") == [
         "error: 'hard' is no complexity, quality, cost tier or budget",

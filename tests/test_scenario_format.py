@@ -173,6 +173,17 @@ MALFORMED = [
     ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'flapping'\n", "[[faults]] (entry 1)", "duration_s"),
     ("[[faults]]\nat_s = 5\nprovider = 'cache'\nkind = 'outage'\n", "[[faults]] (entry 1)", "provider"),
     ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'outage'\nstatus = 200\n", "[[faults]] (entry 1)", "status"),
+    # ramps, the hidden rate limit and price changes
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'outage'\nramp_s = 60\n", "[[faults]] (entry 1)", "ramp_s"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'errors'\nstart_rate = 0.1\n", "[[faults]] (entry 1)", "start_rate"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'errors'\nramp_s = 9\nstart_factor = 2\n", "[[faults]] (entry 1)", "start_factor"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'errors'\nramp_s = 60\nduration_s = 30\n", "[[faults]] (entry 1)", "ramp_s"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'errors'\nramp_s = 60\nstart_rate = 2\n", "[[faults]] (entry 1)", "start_rate"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'rate_cap'\nrps = 0\n", "[[faults]] (entry 1)", "rps"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'price'\n", "[[faults]] (entry 1)", "input_usd_per_mtok"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'price'\nmodel = 'claude-sonnet'\ninput_usd_per_mtok = 1\n", "[[faults]] (entry 1)", "model"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'price'\noutput_usd_per_mtok = -1\n", "[[faults]] (entry 1)", "output_usd_per_mtok"),
+    ("[[faults]]\nat_s = 5\nprovider = 'openai'\nkind = 'outage'\nmodel = 'gpt-4o'\n", "[[faults]] (entry 1)", "model"),
     ("[expect]\navailability_min = 1.5\n", "[expect]", "availability_min"),
     ("[expect]\navailabilty_min = 0.9\n", "[expect]", "availabilty_min"),
     ("[expect.providers.openai]\nserved_mn = 1\n", "[expect.providers.openai]", "served_mn"),
@@ -207,6 +218,21 @@ def test_stream_error_is_a_timeline_fault_kind(tmp_path: Path) -> None:
     steady, flapping = load_scenario(_write(tmp_path, _with(faults))).faults
     assert steady.to_fault() == Fault(FaultKind.STREAM_ERROR, after_chunks=2)
     assert flapping.to_fault().kind is FaultKind.STREAM_ERROR
+
+
+def test_new_fault_shapes_parse(tmp_path: Path) -> None:
+    faults = (
+        "[[faults]]\nat_s = 1\nprovider = 'openai'\nkind = 'errors'\nrate = 0.6\nramp_s = 30\n"
+        "[[faults]]\nat_s = 2\nprovider = 'openai'\nkind = 'rate_cap'\nrps = 4\n"
+        "[[faults]]\nat_s = 3\nprovider = 'openai'\nkind = 'price'\ninput_usd_per_mtok = 9\n"
+    )
+    ramp, cap, price = load_scenario(_write(tmp_path, _with(faults))).faults
+    assert (ramp.ramp_interval_s, ramp.fault_at(0).rate, ramp.fault_at(15).rate) == (10, 0, 0.3)
+    assert ramp.title == "errors 0->0.6 over 30s on openai"
+    assert cap.to_fault() == Fault(FaultKind.RATE_CAP, rps=4)
+    # A price step names the provider's first model unless it gives one.
+    assert (price.model, price.input_usd_per_mtok, price.output_usd_per_mtok) == ("gpt-4o", 9, None)
+    assert price.instant and price.end_s == 3
 
 
 def test_malformed_scenario_exits_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,6 +39,7 @@ KINDS: dict[str, tuple[str, str, dict[str, Any], float]] = {
     "slow_drip": ("anthropic", "anthropic", {"delay_s": 0.05}, 1.0),
     "flapping": ("openai", "openai", {"down_s": 0.5, "up_s": 0.5}, 0.0),
     "crash": ("gemini", "gemini", {"every_s": 0.7}, 0.0),
+    "rate_cap": ("anthropic", "anthropic", {"rps": 2}, 0.0),
 }
 DURATION_S = 5.0
 FAULT_AT_S = 0.5
@@ -149,6 +150,10 @@ async def test_every_fault_kind_in_http_mode(monkeypatch: pytest.MonkeyPatch) ->
             "slow_drip": (stats["latency_ms"]["max"] or 0) >= 200,
             "flapping": (data["faults"][0]["windows"] >= 2 and "server_error" in failures),
             "crash": stats["restarts"] >= 1,
+            # 5 rps against a hidden limit of 2: some calls get 429s, some get through.
+            "rate_cap": (
+                "rate_limited" in failures and stats["served"] >= 1 and stats["breaker_trips"] == 0
+            ),
         }
         facts[f"{kind} showed its effect"] = expected[kind]
         problems += [f"{kind}: {fact}: {stats} {requests}" for fact, ok in facts.items() if not ok]

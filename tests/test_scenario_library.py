@@ -53,6 +53,9 @@ def test_the_library_has_the_scenarios_the_issue_lists() -> None:
         "flagship", "primary-outage", "brownout", "rate-limit-storm", "flapping",
         "primary-secondary-blackout", "total-blackout", "crash-loop", "recovery-stampede",
         "budget-squeeze", "quota-exhaustion", "mid-stream-drop", "soak",
+        # what static rules miss (issue 13)
+        "slow-drift", "ramping-failure", "hidden-rate-limit", "price-change", "mixed-day",
+        "recovery",
     } <= names  # fmt: skip
     for path in LIBRARY:
         scenario = load_scenario(path)

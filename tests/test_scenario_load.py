@@ -136,6 +136,7 @@ def test_crash_loop_crashes_every_period_within_its_window() -> None:
 class FakeRuntime:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, FaultKind | None]] = []
+        self.prices: list[tuple[str, float | None, float | None]] = []
 
     def inject_fault(self, name: str, fault: Fault) -> None:
         self.calls.append(("inject", name, fault.kind))
@@ -145,6 +146,15 @@ class FakeRuntime:
 
     def crash(self, name: str) -> None:
         self.calls.append(("crash", name, None))
+
+    def set_price(
+        self,
+        model: str,
+        input_usd_per_mtok: float | None = None,
+        output_usd_per_mtok: float | None = None,
+    ) -> ModelInfo:
+        self.prices.append((model, input_usd_per_mtok, output_usd_per_mtok))
+        return ModelInfo(input_usd_per_mtok or 0.0, output_usd_per_mtok or 0.0)
 
 
 def _recorder() -> Recorder:

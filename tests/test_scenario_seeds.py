@@ -1,8 +1,9 @@
 """Every library scenario but the soak passes at seeds 1 to 20: its expectations describe the
 system, not one lucky schedule.
 
-About 25 minutes of CPU (72 s a seed for the 14 scenarios), so about 12 minutes of wall time
-on two cores: it is marked `seeds` and left out of `make test` (pyproject's
+About 33 minutes of CPU (72 s a seed for the first 14 scenarios, 26 s more for slow-drift,
+ramping-failure, hidden-rate-limit, price-change, mixed-day and recovery), so about 17 minutes of
+wall time on two cores: it is marked `seeds` and left out of `make test` (pyproject's
 addopts deselect it); `.ci/run` runs it as its own step: `pytest -m seeds`. The runs go to a
 pool of two processes (`runtime.scenario.sweep`), started once for the whole module.
 """

@@ -26,6 +26,8 @@ quota        every call fails at once: RATE_LIMITED 429, quota_remaining 0
 drop_stream  a fraction `rate` of streams fail (CONNECTION) after `after_chunks` text deltas
 malformed    a fraction `rate` of calls fail after their latency: MALFORMED
 slow_drip    streamed chunks arrive `delay_s` further apart
+rate_cap     calls beyond `rps` in any one second fail at once: RATE_LIMITED 429 with a
+             Retry-After of the time until the window has room (no RNG draw)
 ===========  ===============================================================================
 """
 
@@ -41,7 +43,7 @@ import trio
 
 from actors.adapters.base import AdapterContext, register_kind
 from actors.errors import FailureKind, ProviderError
-from actors.faults import Fault, FaultKind
+from actors.faults import Fault, FaultKind, SlidingWindow
 from actors.messages import (
     Completion,
     Request,
@@ -116,6 +118,7 @@ class SimulatedBackend:
         self._bucket_rps: float | None = None
         self._tokens = 0.0
         self._refilled_at = 0.0
+        self._cap_window = SlidingWindow()
 
     def __repr__(self) -> str:
         faults = ",".join(self._faults) or "none"
@@ -168,7 +171,7 @@ class SimulatedBackend:
         The RNG is drawn in one fixed order (latency, hang, errors, faults), whatever happens."""
         self.calls += 1
         faults = self._faults
-        refused = self._refused_at_once(faults)
+        refused = self._refused_at_once(faults) or self._over_cap(faults)
         if refused is not None:
             return CallPlan(0.0, error=refused)
         quota: float | None = None
@@ -231,6 +234,19 @@ class SimulatedBackend:
                 retry_after_s=fault.retry_after_s,
             )
         return None
+
+    def _over_cap(self, faults: Mapping[FaultKind, Fault]) -> ProviderError | None:
+        """A hidden rate limit (RATE_CAP): the call is counted in the one-second window, or
+        refused with the time until the window has room."""
+        fault = faults.get(FaultKind.RATE_CAP)
+        if fault is None:
+            return None
+        wait = self._cap_window.admit(fault.rps, self._clock())
+        if wait is None:
+            return None
+        return ProviderError(
+            FailureKind.RATE_LIMITED, "rate limited", status=429, retry_after_s=wait
+        )
 
     def _over_rate_limit(self, rps: float) -> ProviderError:
         wait = (1.0 - self._tokens) / rps

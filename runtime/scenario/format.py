@@ -53,10 +53,16 @@ from actors.validation import (
 )
 from runtime.demo import default_config_path
 
-#: Timeline kinds beyond the shared fault vocabulary: a toggling fault, and actor crashes.
+#: Timeline kinds beyond the shared fault vocabulary: a toggling fault, actor crashes, and a
+#: model's price changing (the runtime's price table, not a fault of the provider).
 FLAPPING = "flapping"
 CRASH = "crash"
-TIMELINE_KINDS = (*(kind.value for kind in FaultKind), FLAPPING, CRASH)
+PRICE = "price"
+TIMELINE_KINDS = (*(kind.value for kind in FaultKind), FLAPPING, CRASH, PRICE)
+#: The fault kinds whose knobs can ramp (`ramp_s`): errors' rate, latency's factor and delay.
+RAMPED_KINDS = (FaultKind.ERRORS.value, FaultKind.LATENCY.value)
+#: How often a ramping fault is injected again with its knobs moved on, unless told.
+DEFAULT_RAMP_STEP_S = 10.0
 
 #: The config tables a scenario may carry; they are handed to `runtime.parse_config` as they are.
 CONFIG_TABLES = frozenset(
@@ -195,29 +201,104 @@ class FaultStep:
     up_s: float = attrs.field(default=10.0, validator=positive)
     #: crash: crash again every `every_s` over `duration_s` (a crash loop).
     every_s: float | None = attrs.field(default=None, validator=positive)
+    #: rate_cap: calls admitted in any one second; more are answered 429.
+    rps: float = attrs.field(default=1.0, validator=positive)
+    #: errors, latency: over `ramp_s` from `at_s` the knobs move in a straight line from their
+    #: start values (`start_rate`, `start_factor`, `start_delay_s`) to the step's, injected again
+    #: every `ramp_step_s` (10 s); then they hold until the fault ends.
+    ramp_s: float | None = attrs.field(default=None, validator=positive)
+    ramp_step_s: float | None = attrs.field(default=None, validator=positive)
+    start_rate: float | None = attrs.field(default=None, validator=fraction)
+    start_factor: float | None = attrs.field(default=None, validator=positive)
+    start_delay_s: float | None = attrs.field(default=None, validator=non_negative)
+    #: price: the model whose price changes (the provider's first model unless given) and its
+    #: new prices, USD per million tokens (one left out keeps its price).
+    model: str = ""
+    input_usd_per_mtok: float | None = attrs.field(default=None, validator=non_negative)
+    output_usd_per_mtok: float | None = attrs.field(default=None, validator=non_negative)
     label: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        """Keys that belong to another kind, or that need one another, are named."""
+        self._check_ramp()
+        self._check_price()
+
+    def _check_ramp(self) -> None:
+        if self.ramp_s is not None and self.kind not in RAMPED_KINDS:
+            raise FieldError(
+                "ramp_s", f"only {' and '.join(RAMPED_KINDS)} faults ramp, not {self.kind!r}"
+            )
+        for key in ("ramp_step_s", "start_rate", "start_factor", "start_delay_s"):
+            if getattr(self, key) is not None and self.ramp_s is None:
+                raise FieldError(key, "is a ramp's setting: it needs ramp_s")
+        starts = {"start_rate": "errors", "start_factor": "latency", "start_delay_s": "latency"}
+        for key, kind in starts.items():
+            if getattr(self, key) is not None and self.kind != kind:
+                raise FieldError(key, f"is where an {kind} ramp starts, not a {self.kind!r} one")
+        if self.ramp_s is not None and self.duration_s is not None and self.ramp_s > self.duration_s:
+            raise FieldError(
+                "ramp_s",
+                f"{self.ramp_s:g} is longer than the fault (duration_s = {self.duration_s:g})",
+            )
+
+    def _check_price(self) -> None:
+        prices = {"input_usd_per_mtok": self.input_usd_per_mtok,
+                  "output_usd_per_mtok": self.output_usd_per_mtok}  # fmt: skip
+        given = [key for key, price in prices.items() if price is not None]
+        if self.kind == PRICE:
+            if not given:
+                raise FieldError(
+                    "input_usd_per_mtok",
+                    "a price step needs input_usd_per_mtok, output_usd_per_mtok or both",
+                )
+            if self.duration_s is not None:
+                raise FieldError("duration_s", "a price change has none: the new price holds")
+        elif self.model or given:
+            key = "model" if self.model else given[0]
+            raise FieldError(key, f"is a price step's setting, not {self.kind!r}'s")
 
     @property
     def end_s(self) -> float | None:
-        if self.kind == CRASH and self.every_s is None:
+        if self.kind == PRICE or (self.kind == CRASH and self.every_s is None):
             return self.at_s
         return None if self.duration_s is None else self.at_s + self.duration_s
+
+    @property
+    def instant(self) -> bool:
+        """Whether the step happens at one moment: a single crash, a price change."""
+        return self.kind == PRICE or (self.kind == CRASH and self.every_s is None)
 
     @property
     def title(self) -> str:
         if self.label:
             return self.label
+        if self.kind == PRICE:
+            prices = "/".join(
+                "=" if price is None else f"${price:g}"
+                for price in (self.input_usd_per_mtok, self.output_usd_per_mtok)
+            )
+            return f"price {self.model or 'first model'} {prices} per Mtok on {self.provider}"
+        if self.ramp_s is not None:
+            start = self.fault_at(0.0)
+            knob = (
+                f"{start.rate:g}->{self.rate:g}"
+                if self.kind == "errors"
+                else f"x{start.factor:g}->x{self.factor:g}"
+            )
+            return f"{self.kind} {knob} over {self.ramp_s:g}s on {self.provider}"
         detail = {
             "errors": f" {self.rate:g}",
             "latency": f" x{self.factor:g}",
             "rate_limit": f" retry-after {self.retry_after_s:g}s",
+            "rate_cap": f" {self.rps:g} rps",
             "flapping": f" {self.fault} {self.down_s:g}s/{self.up_s:g}s",
             "crash": f" every {self.every_s:g}s" if self.every_s else "",
         }.get(self.kind, "")
         return f"{self.kind}{detail} on {self.provider}"
 
     def to_fault(self) -> Fault:
-        """The `Fault` this step injects (for flapping, the fault it toggles)."""
+        """The `Fault` this step injects (for flapping, the fault it toggles; for a ramp, the
+        fault it ends at)."""
         kind = FaultKind(self.fault if self.kind == FLAPPING else self.kind)
         fault = Fault(
             kind=kind,
@@ -226,8 +307,34 @@ class FaultStep:
             retry_after_s=self.retry_after_s,
             status=self.status,
             after_chunks=self.after_chunks,
+            rps=self.rps,
         )
         return fault if self.delay_s is None else attrs.evolve(fault, delay_s=self.delay_s)
+
+    def fault_at(self, elapsed_s: float) -> Fault:
+        """The fault in force `elapsed_s` after the step began: a ramp's knobs moved that far
+        along their line, exactly; any other step's fault as it is."""
+        fault = self.to_fault()
+        if self.ramp_s is None:
+            return fault
+        along = min(1.0, max(0.0, elapsed_s / self.ramp_s))
+
+        def between(start: float | None, end: float, default: float) -> float:
+            start = default if start is None else start
+            # Rounded so that reports and logs read 0.05, not 0.049999999999999996.
+            return round(start + (end - start) * along, 9)
+
+        if fault.kind is FaultKind.ERRORS:
+            return attrs.evolve(fault, rate=between(self.start_rate, fault.rate, 0.0))
+        return attrs.evolve(
+            fault,
+            factor=between(self.start_factor, fault.factor, 1.0),
+            delay_s=between(self.start_delay_s, fault.delay_s, 0.0),
+        )
+
+    @property
+    def ramp_interval_s(self) -> float:
+        return DEFAULT_RAMP_STEP_S if self.ramp_step_s is None else self.ramp_step_s
 
 
 @attrs.frozen
@@ -611,7 +718,13 @@ def _check_references(scenario: Scenario) -> None:
                 f"{file}: {place.describe('duration_s')}: a crash loop (every_s) needs a duration"
             )
         kind = providers[step.provider].kind
-        if step.kind != CRASH and kind not in SIMULATED_KINDS:
+        models = providers[step.provider].models
+        if step.kind == PRICE and (step.model or not models) and step.model not in models:
+            raise ScenarioError(
+                f"{file}: {place.describe('model')}: {step.model!r} is not a model of "
+                f"{step.provider!r} (its models: {', '.join(models) or 'none'})"
+            )
+        if step.kind not in (CRASH, PRICE) and kind not in SIMULATED_KINDS:
             raise ScenarioError(
                 f"{file}: {place.describe('provider')}: faults can be injected into simulated "
                 f"providers only ({step.provider!r} is {kind!r})"
@@ -828,10 +941,21 @@ def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Sc
         http_kinds=http_kinds,
     )
     _check_references(scenario)
+    scenario = attrs.evolve(scenario, faults=_price_models(scenario))
     if "variants" in data:
         variants = _parse_variants(data["variants"], raw_config_data, scenario)
         scenario = attrs.evolve(scenario, variants=variants)
     return scenario
+
+
+def _price_models(scenario: Scenario) -> tuple[FaultStep, ...]:
+    """Price steps with their model named: the provider's first unless the step says."""
+    return tuple(
+        attrs.evolve(step, model=scenario.config.provider(step.provider).models[0])
+        if step.kind == PRICE and not step.model
+        else step
+        for step in scenario.faults
+    )
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:

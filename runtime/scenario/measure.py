@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.config import LAST_RESORT_KINDS
 from actors.prices import quality_baseline_model
-from runtime.scenario.format import CRASH, Scenario
+from runtime.scenario.format import Scenario
 from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 
 #: Breaker states during which the provider gets no traffic.
@@ -283,9 +283,7 @@ def _fault_stats(run: _Run, clean_latency_ms: float | None) -> list[dict[str, An
                 "recovery_s": worst(recoveries) if served_before is not None else None,
                 "in_rotation_before": served_before is not None,
                 "paid_requests": paid,
-                "instant": bool(
-                    step_info and step_info.kind == CRASH and step_info.every_s is None
-                ),
+                "instant": bool(step_info and step_info.instant),
             }
         )
     return out

@@ -131,6 +131,7 @@ class Recorder:
         chars_per_token: float = 4.0,
         clock: Callable[[], float] = trio.current_time,
         quality_prices: Mapping[str, ModelInfo] | None = None,
+        baseline_model: str = "",
     ) -> None:
         self.clock = clock
         self.t0 = clock()
@@ -141,6 +142,7 @@ class Recorder:
         #: Per request quality, the price of the baseline at that quality (see
         #: `actors.prices.quality_baseline_model`); a quality missing here takes `baseline_price`.
         self.quality_prices = dict(quality_prices or {})
+        self.baseline_model = baseline_model
         self.chars_per_token = chars_per_token
         # One entry per finished request, in the order they finished.
         self.index = array("q")
@@ -275,6 +277,12 @@ class Recorder:
             prompt_chars=prompt_chars,
             chars_per_token=self.chars_per_token,
         )
+
+    def reprice(self, model: str, price: ModelInfo) -> None:
+        """A model's price changed: when it is the baseline's, replies from now on are compared
+        with what they would cost on it at the new price."""
+        if model == self.baseline_model:
+            self.baseline_price = price
 
     # --- the runtime's state -------------------------------------------------------------
 

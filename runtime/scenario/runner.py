@@ -144,6 +144,7 @@ def _recorder(scenario: Scenario, config: Config) -> Recorder:
             quality: config.model_info(quality_baseline_model(config, quality)[1])
             for quality in QUALITIES
         },
+        baseline_model=model,
     )
 
 

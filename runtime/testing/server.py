@@ -44,7 +44,7 @@ from actors.fault_admin import (
     is_loopback,
     register_in_process_server,
 )
-from actors.faults import Fault, FaultKind
+from actors.faults import Fault, FaultKind, SlidingWindow
 from runtime.testing.protocols import (
     KINDS,
     OPENAI_FORMAT_KINDS,
@@ -127,6 +127,7 @@ def _check_fault(fault: Fault) -> None:
         (not 100 <= fault.status <= 599, f"status={fault.status!r} must be an HTTP status"),
         (not fault.after_chunks >= 0, f"after_chunks={fault.after_chunks!r} must be >= 0"),
         (not fault.delay_s >= 0, f"delay_s={fault.delay_s!r} must be >= 0"),
+        (not 0 <= fault.rps < float("inf"), f"rps={fault.rps!r} must be a number >= 0"),
     ]
     for bad, message in problems:
         if bad:
@@ -153,6 +154,7 @@ class ProviderTarget:
         self.seq = 0
         self.requests: list[RecordedRequest] = []
         self.departures: list[Departure] = []
+        self._cap_window = SlidingWindow()
 
     def __repr__(self) -> str:
         return f"<ProviderTarget {self.name} kind={self.kind} faults={sorted(self._faults)}>"
@@ -183,6 +185,12 @@ class ProviderTarget:
 
     def fault(self, kind: FaultKind) -> Fault | None:
         return self._faults.get(kind)
+
+    def over_cap(self) -> float | None:
+        """Under a RATE_CAP fault, count this request in the one-second window: None when it is
+        admitted, else the seconds until the window has room (its Retry-After)."""
+        cap = self.fault(FaultKind.RATE_CAP)
+        return None if cap is None else self._cap_window.admit(cap.rps, trio.current_time())
 
     def draw(self) -> float:
         return self._rng.random()
@@ -374,22 +382,36 @@ async def _fail_by_limit(out: _ProviderResponse, call: Call) -> bool:
         await out.error(429, "quota", extra=out.rate_headers(quota))
         return True
     if (limited := provider.fault(FaultKind.RATE_LIMIT)) is not None:
-        retry = limited.retry_after_s
-        retry_headers = [
-            ("retry-after", f"{retry:g}"),
-            ("retry-after-ms", str(round(retry * 1000))),
-        ]
-        await out.exchange.json(
-            429,
-            out.wire.rate_limit_body(retry),
-            [*out.base_headers, *retry_headers, *out.rate_headers(provider.quota())],
-        )
+        await _rate_limited(out, limited.retry_after_s)
         return True
     limit = provider.context_limit(call.model)
     if limit is not None and call.prompt_tokens > limit:
         await out.error(400, "context_length", out.wire.context_message(call.prompt_tokens, limit))
         return True
     return False
+
+
+async def _rate_limited(out: _ProviderResponse, retry_after_s: float) -> None:
+    """The provider's 429, with Retry-After (and retry-after-ms) of `retry_after_s`."""
+    retry_headers = [
+        ("retry-after", f"{retry_after_s:g}"),
+        ("retry-after-ms", str(round(retry_after_s * 1000))),
+    ]
+    await out.exchange.json(
+        429,
+        out.wire.rate_limit_body(retry_after_s),
+        [*out.base_headers, *retry_headers, *out.rate_headers(out.provider.quota())],
+    )
+
+
+async def _fail_by_cap(out: _ProviderResponse) -> bool:
+    """A hidden rate limit (RATE_CAP): refused at once, before any latency, when the request
+    is beyond the cap in the last second. True when answered."""
+    wait = out.provider.over_cap()
+    if wait is None:
+        return False
+    await _rate_limited(out, wait)
+    return True
 
 
 def _check_name(name: str) -> None:
@@ -750,7 +772,9 @@ class FakeProviderServer:
             await _list_models(out, query, headers)
             return
         call = await _accept(out, method, path, query, headers, body)
-        if call is None or await _fail_by_fault(out, call) or await _fail_by_limit(out, call):
+        if call is None or await _fail_by_cap(out):
+            return
+        if await _fail_by_fault(out, call) or await _fail_by_limit(out, call):
             return
         answer = Answer.for_call(call)
         provider.used_requests += 1
