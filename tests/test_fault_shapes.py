@@ -253,3 +253,21 @@ async def test_set_price_refuses_an_unknown_model_or_a_bad_price(
         with pytest.raises(ValueError, match="output_usd_per_mtok=-1"):
             rt.set_price("m", output_usd_per_mtok=-1)
         assert rt.status().prices_changed == {}
+
+
+def test_a_price_step_reprices_every_baseline_on_its_model() -> None:
+    """The single-provider baseline and each quality's (the cost tier's report) follow a price
+    step on their model; a baseline on another model keeps its price."""
+    old, new, other = ModelInfo(1.0, 2.0), ModelInfo(4.0, 8.0), ModelInfo(0.5, 0.5)
+    recorder = Recorder(
+        providers=["sim"],
+        levels=["primary"],
+        baseline_price=old,
+        baseline_model="m",
+        quality_prices={"production": old, "draft": other},
+        quality_models={"production": "m", "draft": "mini"},
+        clock=lambda: 0.0,
+    )
+    recorder.reprice("m", new)
+    assert recorder.baseline_price == new
+    assert recorder.quality_prices == {"production": new, "draft": other}

@@ -132,6 +132,7 @@ class Recorder:
         clock: Callable[[], float] = trio.current_time,
         quality_prices: Mapping[str, ModelInfo] | None = None,
         baseline_model: str = "",
+        quality_models: Mapping[str, str] | None = None,
     ) -> None:
         self.clock = clock
         self.t0 = clock()
@@ -143,6 +144,8 @@ class Recorder:
         #: `actors.prices.quality_baseline_model`); a quality missing here takes `baseline_price`.
         self.quality_prices = dict(quality_prices or {})
         self.baseline_model = baseline_model
+        #: The model behind each of `quality_prices`, so a price step reaches them too.
+        self.quality_models = dict(quality_models or {})
         self.chars_per_token = chars_per_token
         # One entry per finished request, in the order they finished.
         self.index = array("q")
@@ -279,10 +282,14 @@ class Recorder:
         )
 
     def reprice(self, model: str, price: ModelInfo) -> None:
-        """A model's price changed: when it is the baseline's, replies from now on are compared
-        with what they would cost on it at the new price."""
+        """A model's price changed: when it is the baseline's (the single one, or the baseline
+        of some quality), replies from now on are compared with what they would cost on it at
+        the new price."""
         if model == self.baseline_model:
             self.baseline_price = price
+        for quality, baseline in self.quality_models.items():
+            if baseline == model:
+                self.quality_prices[quality] = price
 
     # --- the runtime's state -------------------------------------------------------------
 

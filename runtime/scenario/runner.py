@@ -135,16 +135,17 @@ class _Run:
 def _recorder(scenario: Scenario, config: Config) -> Recorder:
     primary = config.provider(scenario.primary)
     model = primary.models[0] if primary.models else ""
+    quality_models = {
+        quality: quality_baseline_model(config, quality)[1] for quality in QUALITIES
+    }
     return Recorder(
         providers=[p.name for p in config.providers],
         levels=[level.name for level in config.levels],
         baseline_price=config.model_info(model),
         chars_per_token=config.routing.chars_per_token,
-        quality_prices={
-            quality: config.model_info(quality_baseline_model(config, quality)[1])
-            for quality in QUALITIES
-        },
+        quality_prices={q: config.model_info(m) for q, m in quality_models.items()},
         baseline_model=model,
+        quality_models=quality_models,
     )
 
 
