@@ -340,6 +340,14 @@ class _Walk:
         self.attempts.append(attempt)
         self.trace.attempt_ended(call.span, attempt, cost_usd)
 
+    def _observe(self, call: _Call, elapsed_ms: float, *, ok: bool, health: bool = True) -> None:
+        """The call's outcome into the performance history, and into the change detectors
+        unless it says nothing of the provider's health."""
+        cascade = self.cascade
+        cascade.history.record(call.provider, call.started, elapsed_ms, ok=ok)
+        if cascade.watch is not None and health:
+            cascade.watch.record(call.provider, elapsed_ms, ok=ok)
+
     def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
         call = _Call(self, candidate.provider, candidate.model, level)
         self._record(call, "unavailable", 0.0, "restarting")
@@ -348,9 +356,7 @@ class _Walk:
         """Record a call that answered. False when the answer is a refusal and the level falls
         back on refusals (`fallback_on_refusal`): then the walk goes on."""
         elapsed = (trio.current_time() - call.started) * 1000.0
-        self.cascade.history.record(call.provider, call.started, elapsed, ok=True)
-        if self.cascade.watch is not None:
-            self.cascade.watch.record(call.provider, elapsed, ok=True)
+        self._observe(call, elapsed, ok=True)
         if completion.refusal is not None and call.level.fallback_on_refusal:
             self._record(call, "refused", elapsed, "refused", model=completion.model)
             return False
@@ -365,16 +371,12 @@ class _Walk:
         elapsed = (now - call.started) * 1000.0
         self._record(call, outcome, elapsed)
         if outcome == "timeout":
-            self.cascade.history.record(call.provider, call.started, elapsed, ok=False)
-            if self.cascade.watch is not None:
-                self.cascade.watch.record(call.provider, elapsed, ok=False)
+            self._observe(call, elapsed, ok=False)
 
     def failed_attempt(self, call: _Call, error: ProviderError) -> None:
         elapsed = (trio.current_time() - call.started) * 1000.0
         self._record(call, error.kind.value, elapsed, error.message)
-        self.cascade.history.record(call.provider, call.started, elapsed, ok=False)
-        if self.cascade.watch is not None and error.kind not in _NOT_HEALTH:
-            self.cascade.watch.record(call.provider, elapsed, ok=False)
+        self._observe(call, elapsed, ok=False, health=error.kind not in _NOT_HEALTH)
 
     def reject_if_client_error(self, provider: str, error: ProviderError) -> None:
         """The request itself is wrong: no other provider would take it either."""
