@@ -9,12 +9,20 @@ counts when it is evicted) or computed on demand (latency percentiles sort a cop
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
 
 Clock = Callable[[], float]
+
+
+def nearest_rank(ordered: Sequence[float], q: float) -> float | None:
+    """The nearest-rank `q`-quantile of already sorted values (None for no values): the one
+    definition the runtime's windows, the dashboard and the scenario reports share."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
 
 
 @attrs.frozen
@@ -224,20 +232,14 @@ class LatencyWindow:
         """The nearest-rank `q`-quantile (0 < q <= 1) of the samples held; 0.0 when empty."""
         if not 0.0 < q <= 1.0:
             raise ValueError(f"q={q!r} must be in (0, 1]")
-        return self._nearest_rank(sorted(self._samples[: self._count]), q)
-
-    @staticmethod
-    def _nearest_rank(ordered: list[float], q: float) -> float:
-        if not ordered:
-            return 0.0
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+        return nearest_rank(sorted(self._samples[: self._count]), q) or 0.0
 
     def summary(self) -> LatencySummary:
         """EWMA, p50 and p95 as of now (one sort)."""
         ordered = sorted(self._samples[: self._count])
         return LatencySummary(
             ewma_s=self.ewma_s,
-            p50_s=self._nearest_rank(ordered, 0.50),
-            p95_s=self._nearest_rank(ordered, 0.95),
+            p50_s=nearest_rank(ordered, 0.50) or 0.0,
+            p95_s=nearest_rank(ordered, 0.95) or 0.0,
             samples=self._count,
         )

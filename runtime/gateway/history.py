@@ -25,6 +25,7 @@ from actors.prices import baseline_cost, baseline_model
 from actors.secrets import redact_secrets
 from actors.sizing import request_chars
 from actors.stats import RequestEnded
+from actors.window import nearest_rank
 from runtime.embed import Runtime, RuntimeStatus
 from runtime.kernel.events import Event
 
@@ -356,18 +357,14 @@ def _traffic(interval: _Interval, interval_s: float) -> dict[str, Any]:
         "by_level": dict(interval.by_level),
         "fallbacks": interval.fallbacks,
         "errors": interval.errors,
-        "p50_ms": _percentile(latencies, 0.50),
-        "p95_ms": _percentile(latencies, 0.95),
-        "p99_ms": _percentile(latencies, 0.99),
+        "p50_ms": _rounded(nearest_rank(latencies, 0.50)),
+        "p95_ms": _rounded(nearest_rank(latencies, 0.95)),
+        "p99_ms": _rounded(nearest_rank(latencies, 0.99)),
     }
 
 
-def _percentile(ordered: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of sorted values; None when there are none."""
-    if not ordered:
-        return None
-    rank = max(0, min(len(ordered) - 1, int(q * len(ordered) + 0.5) - 1))
-    return round(ordered[rank], 3)
+def _rounded(ms: float | None) -> float | None:
+    return None if ms is None else round(ms, 3)
 
 
 def _scalar_fields(fields: Mapping[str, Any]) -> dict[str, str | int | float | bool]:

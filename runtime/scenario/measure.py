@@ -15,6 +15,7 @@ from typing import Any
 
 from actors.config import LAST_RESORT_KINDS
 from actors.prices import quality_baseline_model
+from actors.window import nearest_rank
 from runtime.scenario.format import Scenario
 from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 
@@ -30,12 +31,8 @@ IDLE_CHAR = "."
 MAX_BUCKETS = 600
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values (None for no values)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
+#: Nearest-rank percentile of already sorted values (None for no values).
+percentile = nearest_rank
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
