@@ -273,6 +273,11 @@ class Ledger:
     def now(self) -> float:
         return self._clock()
 
+    async def flush(self) -> None:
+        """Write what is queued now (a no-op for SQLite, written as it goes)."""
+        if self.writer is not None:
+            await self.writer.flush()
+
     async def refresh(self) -> None:
         """Read this period's spend again from the store: what every process sharing it has
         recorded, plus what this one has queued and not yet written."""

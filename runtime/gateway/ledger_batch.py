@@ -13,6 +13,7 @@ but are not written, counted in `dropped` and logged as an error once per overfl
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -91,14 +92,20 @@ class BatchWriter:
                 if len(self._pending) < self.batching.size:
                     break
 
+    async def flush(self) -> None:
+        """Write every queued charge now, retrying until they are written."""
+        while self._pending:
+            await self._write_or_back_off()
+
     async def drain(self) -> None:
         """Write every queued charge, retrying for up to `close_timeout_s` (shielded, so a
         cancelled shutdown still writes them); what is left after is logged as lost."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.batching.close_timeout_s):
-            while self._pending:
-                await self._write_or_back_off()
+            await self.flush()
         if self._pending:
-            _log.error("ledger_charges_lost", pending=len(self._pending), at="close")
+            _log.error(
+                "ledger_charges_lost", ledger=self.store.location, pending=len(self._pending)
+            )
 
     async def snapshot(self, read: Callable[[], T]) -> tuple[T, list[Entry]]:
         """`read()`'s result from the worker thread, with the charges it could not have seen
@@ -108,12 +115,10 @@ class BatchWriter:
             return result, list(self._pending)
 
     async def _write_or_back_off(self) -> None:
-        batch = [self._pending[i] for i in range(min(self.batching.size, len(self._pending)))]
+        """Write the next batch; on failure, log it and wait out the backoff (the batch stays
+        at the head of the queue for the next attempt)."""
         try:
-            async with self._io:
-                await trio.to_thread.run_sync(self.store.record_batch, batch, limiter=self._limiter)
-                for _ in batch:
-                    self._pending.popleft()
+            written = await self._write_batch()
         except Exception as exc:
             self._failures += 1
             wait = min(
@@ -122,7 +127,6 @@ class BatchWriter:
             _log.warning(
                 "ledger_write_failed",
                 ledger=self.store.location,
-                rows=len(batch),
                 pending=len(self._pending),
                 attempt=self._failures,
                 retry_in_s=round(wait, 3),
@@ -130,9 +134,21 @@ class BatchWriter:
             )
             await trio.sleep(wait)
             return
-        self.batches += 1
-        if self._failures:
-            _log.warning(
+        if written and self._failures:
+            _log.info(
                 "ledger_write_recovered", ledger=self.store.location, attempts=self._failures + 1
             )
             self._failures = 0
+
+    async def _write_batch(self) -> int:
+        """How many charges the next batch wrote. The batch is taken under the lock, so a
+        `flush` running alongside the writer's own loop never writes a charge twice."""
+        async with self._io:
+            batch = list(itertools.islice(self._pending, self.batching.size))
+            if not batch:
+                return 0
+            await trio.to_thread.run_sync(self.store.record_batch, batch, limiter=self._limiter)
+            for _ in batch:
+                self._pending.popleft()
+        self.batches += 1
+        return len(batch)
