@@ -12,6 +12,7 @@ import io
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ from structlog.testing import capture_logs
 from test_gateway_ledger import at, charge
 from test_gateway_tenants import GLOBEX_KEY, _budget_refused, ask, tenants_config
 
+import runtime
 from runtime.gateway import open_gateway, tenants_cli
 from runtime.gateway.ledger import (
     Batching,
@@ -34,6 +36,7 @@ from runtime.gateway.ledger import (
     open_store,
 )
 from runtime.gateway.policy import open_access
+from runtime.gateway.server import main as server_main
 from runtime.gateway.tenants import MASTER_KEY_ENV
 from runtime.logs import configure_logging
 
@@ -343,3 +346,18 @@ async def test_an_sqlite_location_still_opens_sqlite(tmp_path: Any) -> None:
         assert ledger.writer is None
         await ledger.record(charge("acme", 0.5))
     assert open_store(tmp_path / "ledger.sqlite3").spend(ledger.now())["acme"].day_usd == 0.5
+
+
+def test_serve_says_when_the_ledger_is_unreachable(
+    url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str], own_logging: None
+) -> None:
+    demo = (Path(runtime.__file__).parent / "data" / "demo.toml").read_text()
+    unreachable = with_password(url).replace(":5432/", ":1/")
+    config = tmp_path / "uptax.toml"
+    config.write_text(f'{demo}\n[gateway]\nledger = "{unreachable}"\n')
+    assert server_main(["--config", str(config), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("uptax serve: ledger postgresql://postgres:***@") or err.startswith(
+        "uptax serve: ledger postgresql://root:***@"
+    )
+    assert PASSWORD not in err
