@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import attrs
 import trio
@@ -42,6 +42,7 @@ __all__ = [
     "LedgerStore",
     "Spend",
     "default_ledger_path",
+    "is_postgres_url",
     "open_ledger",
     "open_store",
 ]
@@ -218,10 +219,14 @@ class LedgerFile:
             self._db.close()
 
 
+def is_postgres_url(location: str | os.PathLike[str]) -> TypeGuard[str]:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
 def open_store(location: str | os.PathLike[str]) -> LedgerStore:
     """The store at `location`: PostgreSQL for a `postgresql://` (or `postgres://`) URL, else
     the SQLite file at that path (created and migrated)."""
-    if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(location):
         try:
             from runtime.gateway.ledger_postgres import PostgresLedger
         except ImportError as exc:  # psycopg is an optional dependency
@@ -344,8 +349,8 @@ async def open_ledger(
     runs, this period's spend loaded. PostgreSQL gets a batch writer, running in the block's
     nursery; whatever it still holds at the end is written before the store closes."""
     store = await trio.to_thread.run_sync(open_store, location)
-    postgres = not isinstance(store, LedgerFile)
-    writer = BatchWriter(store, batching or Batching()) if postgres else None
+    batched = not isinstance(store, LedgerFile)
+    writer = BatchWriter(store, batching or Batching()) if batched else None
     ledger = Ledger(store, clock, writer)
     try:
         await ledger.refresh()

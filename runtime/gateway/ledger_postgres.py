@@ -20,6 +20,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -72,10 +73,6 @@ _CONNECT_TIMEOUT_S = 10
 _STATEMENT_TIMEOUT_MS = 30_000
 
 
-def is_postgres_url(location: str) -> bool:
-    return location.startswith(("postgresql://", "postgres://"))
-
-
 def redact_url(url: str) -> str:
     """`url` with its password, in the authority or as a `password=` parameter, shown as ***."""
     parts = urllib.parse.urlsplit(url)
@@ -110,6 +107,7 @@ class PostgresLedger:
 
     def __init__(self, url: str) -> None:
         self.location = redact_url(url)
+        self._password = ""
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -128,8 +126,7 @@ class PostgresLedger:
         return f"PostgresLedger({self.location!r})"
 
     def _scrub(self, text: str) -> str:
-        password = getattr(self, "_password", "")
-        return text.replace(password, "***") if password else text
+        return text.replace(self._password, "***") if self._password else text
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -175,23 +172,11 @@ class PostgresLedger:
         """Write `entries` in one statement and one transaction."""
         if not entries:
             return
-        columns: list[list[Any]] = [[] for _ in range(10)]
-        for entry in entries:
-            charge = entry.charge
-            row = (
-                entry.id,
-                dt.datetime.fromtimestamp(entry.at, dt.UTC),
-                charge.tenant,
-                charge.request_id,
-                charge.model,
-                charge.provider,
-                charge.level,
-                charge.input_tokens,
-                charge.output_tokens,
-                charge.cost_usd,
-            )
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
+        rows = [
+            (e.id, dt.datetime.fromtimestamp(e.at, dt.UTC), *attrs.astuple(e.charge))
+            for e in entries
+        ]
+        columns = [list(column) for column in zip(*rows, strict=True)]  # one array per column
         with self._lock:
             self._run(self._insert, columns)
 

@@ -21,6 +21,7 @@ from runtime.gateway.ledger import (
     LedgerError,
     Spend,
     default_ledger_path,
+    is_postgres_url,
     open_store,
     periods,
 )
@@ -83,8 +84,7 @@ def list_tenants(config: Config, out: TextIO) -> None:
 
 def show_spend(config: Config, location: str, out: TextIO, now: float) -> int:
     """The spend table from the ledger at `location` (an SQLite path or a PostgreSQL URL)."""
-    postgres = location.startswith(("postgresql://", "postgres://"))
-    if not postgres and not Path(location).exists():
+    if not is_postgres_url(location) and not Path(location).exists():
         out.write(f"no ledger at {location} yet: nothing has been spent\n")
         return 0
     try:
