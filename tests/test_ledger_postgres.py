@@ -341,7 +341,18 @@ async def test_the_password_is_never_shown(url: str, log_output: io.StringIO) ->
     assert PASSWORD not in str(wrong_port.value)
 
 
-async def test_an_sqlite_location_still_opens_sqlite(tmp_path: Any) -> None:
+def test_a_url_is_shown_without_its_password() -> None:
+    from runtime.gateway.ledger_postgres import redact_url
+
+    assert redact_url("postgres://u:p%40ss@db:5432/x?password=p2&sslmode=require") == (
+        "postgres://u:***@db:5432/x?password=***&sslmode=require"
+    )
+    assert redact_url("postgresql://u@db/x") == "postgresql://u@db/x"
+
+
+async def test_an_sqlite_location_still_opens_sqlite(tmp_path: Any, url: str) -> None:
+    with pytest.raises(LedgerError, match="open_ledger"):
+        await Ledger.open(url)  # no file named after the URL
     async with open_ledger(tmp_path / "ledger.sqlite3") as ledger:
         assert ledger.writer is None
         await ledger.record(charge("acme", 0.5))

@@ -263,6 +263,8 @@ class Ledger:
     ) -> Ledger:
         """Open (creating and migrating) the SQLite file at `path` and load this period's
         spend; each charge is written as it is recorded. (`open_ledger` opens any backend.)"""
+        if is_postgres_url(path):  # not a file name: its batch writer needs `open_ledger`'s task
+            raise LedgerError("a PostgreSQL ledger is opened with open_ledger(), not Ledger.open()")
         file = await trio.to_thread.run_sync(LedgerFile, path)
         ledger = cls(file, clock)
         await ledger.refresh()
