@@ -287,7 +287,8 @@ class Ledger:
 
     async def refresh(self) -> None:
         """Read this period's spend again from the store: what every process sharing it has
-        recorded, plus what this one has queued and not yet written."""
+        recorded, plus what this one has queued and not yet written. A store that cannot be
+        read raises `LedgerError` and leaves the totals as they were."""
         now = self._clock()
         if self.writer is None:
             spend = await trio.to_thread.run_sync(self.store.spend, now)
