@@ -270,6 +270,21 @@ async def test_budgets_are_rebuilt_at_open_and_on_refresh(url: str) -> None:
         assert (two.spent("acme").day_usd, two.spent("acme").month_usd) == (0.0, 1.75)
 
 
+async def test_a_failed_refresh_keeps_the_totals_and_the_next_one_reconnects(url: str) -> None:
+    async with open_ledger(url, batching=BY_HAND) as ledger:
+        await ledger.record(charge("acme", 0.5))
+        await ledger.flush()
+        pid = ledger.store._db.info.backend_pid  # type: ignore[attr-defined]
+        query(url, f"SELECT pg_terminate_backend({pid})")
+        with pytest.raises(LedgerError, match="terminating connection"):
+            await ledger.refresh()
+        assert ledger.spent("acme").day_usd == 0.5
+        with psycopg.connect(url, autocommit=True) as db:  # the total as another instance made it
+            db.execute("UPDATE uptax_ledger SET cost_usd = 0.75")
+        await ledger.refresh()
+        assert ledger.spent("acme").day_usd == 0.75
+
+
 async def test_the_gateway_refuses_a_spent_budget_across_a_restart(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
