@@ -368,7 +368,10 @@ class GatewayConfig:
     max_messages: int = attrs.field(default=2048, validator=at_least(1))
     #: The output limit of a request that names none (OpenAI's `max_tokens` is optional).
     default_max_tokens: int = attrs.field(default=4096, validator=at_least(1))
-    #: The tenants' spend ledger, an SQLite file (opened only when [[tenants]] are configured).
+    #: The tenants' spend ledger (opened only when [[tenants]] are configured): an SQLite file,
+    #: or a `postgresql://` (`postgres://`) URL for a database a fleet of gateways shares (its
+    #: password is masked wherever the URL is shown; libpq's PGPASSWORD or ~/.pgpass keep it
+    #: out of the file).
     #: Unset: `$XDG_STATE_HOME/uptax/ledger.sqlite3` (`~/.local/state/uptax/...`); a relative
     #: path is taken from the working directory.
     ledger: str | None = None

@@ -24,7 +24,7 @@ commands:
                          attach a debug console to a running runtime's socket
   serve [--config PATH] [--host 127.0.0.1] [--port 4000] [--repl PATH]
                          serve the runtime as an OpenAI- and Anthropic-compatible gateway
-  tenants list|spend [--config PATH] [--ledger PATH] | tenants add-key TENANT
+  tenants list|spend [--config PATH] [--ledger PATH|URL] | tenants add-key TENANT
                          the gateway's tenants, their spend, a new API key and its SHA-256
   fake-providers [--host HOST] [--port PORT] [--providers NAME:KIND,...] [--seed N]
                          serve the fake OpenAI/Anthropic/Gemini/Ollama server on 127.0.0.1

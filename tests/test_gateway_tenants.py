@@ -46,7 +46,7 @@ def sha(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def tenants_config(ledger: Path, **acme: Any) -> Config:
+def tenants_config(ledger: Path | str, **acme: Any) -> Config:
     data = copy.deepcopy(BASE)
     data["gateway"] = {"ledger": str(ledger)}
     data["tenants"] = [

@@ -23,7 +23,7 @@ import structlog
 from actors.config import LAST_RESORT_KINDS, Config, TenantConfig
 from actors.messages import Reply, Request
 from runtime.gateway.errors import GatewayError
-from runtime.gateway.ledger import Charge, Ledger, default_ledger_path, seconds_left
+from runtime.gateway.ledger import Charge, Ledger, default_ledger_path, open_ledger, seconds_left
 from runtime.gateway.ratelimit import RateLimiter
 from runtime.gateway.tenants import Authenticator, Tenant
 
@@ -202,19 +202,16 @@ async def open_access(
     """The gateway's `Access` for `config` on `host`, its ledger open while the block runs (when
     there are tenants, or `[gateway] ledger` names a file). Says at start who may call."""
     authenticator = Authenticator.from_config(config, host, os.environ if env is None else env)
-    ledger: Ledger | None = None
-    if config.tenants or config.gateway.ledger is not None:
-        path = config.gateway.ledger or default_ledger_path()
-        ledger = await Ledger.open(path)
-    say = _log.warning if authenticator.mode == "open" else _log.info
-    say(
-        "gateway_access",
-        mode=authenticator.mode,
-        callers=authenticator.describe(),
-        ledger=None if ledger is None else str(ledger.file.path),
-    )
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        ledger: Ledger | None = None
+        if config.tenants or config.gateway.ledger is not None:
+            location = config.gateway.ledger or default_ledger_path()
+            ledger = await stack.enter_async_context(open_ledger(location))
+        say = _log.warning if authenticator.mode == "open" else _log.info
+        say(
+            "gateway_access",
+            mode=authenticator.mode,
+            callers=authenticator.describe(),
+            ledger=None if ledger is None else ledger.store.location,
+        )
         yield Access(config, authenticator, ledger)
-    finally:
-        if ledger is not None:
-            await ledger.aclose()

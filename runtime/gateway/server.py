@@ -32,6 +32,7 @@ from runtime.embed import Runtime, open_runtime
 from runtime.gateway.app import build_app
 from runtime.gateway.dashboard import Dashboard
 from runtime.gateway.history import open_live_history
+from runtime.gateway.ledger import LedgerError
 from runtime.gateway.policy import open_access
 from runtime.gateway.tenants import Authenticator, is_loopback
 
@@ -76,6 +77,14 @@ def listen_error(error: BaseException) -> ListenError | None:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error if isinstance(error, ListenError) else None
+
+
+def _ledger_error(error: BaseException) -> LedgerError | None:
+    """The `LedgerError` that `error` is (the ledger's database unreachable at start), alone
+    inside the exception groups nurseries wrap it in; None when it is anything else."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error if isinstance(error, LedgerError) else None
 
 
 class _HypercornConfig(HypercornConfig):
@@ -195,8 +204,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         trio.run(_serve_until_signalled, config, args.host, args.port, args.repl)
-    except (OSError, BaseExceptionGroup) as exc:
-        error = listen_error(exc)
+    except (OSError, LedgerError, BaseExceptionGroup) as exc:
+        error: Exception | None = listen_error(exc) or _ledger_error(exc)
         if error is None:
             raise
         print(f"uptax serve: {error}", file=sys.stderr)

@@ -17,7 +17,14 @@ from typing import TextIO
 from actors.config import Config, TenantConfig, load_config
 from actors.errors import ConfigError
 from runtime.demo import default_config_path
-from runtime.gateway.ledger import LedgerFile, Spend, default_ledger_path, periods
+from runtime.gateway.ledger import (
+    LedgerError,
+    Spend,
+    default_ledger_path,
+    is_postgres_url,
+    open_store,
+    periods,
+)
 from runtime.gateway.tenants import new_key
 
 __all__ = ["build_parser", "main"]
@@ -35,7 +42,10 @@ def build_parser(prog: str = "uptax tenants") -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--config", help="config file (default: the shipped demo config)")
         if name == "spend":
-            command.add_argument("--ledger", help="ledger file (default: [gateway] ledger)")
+            command.add_argument(
+                "--ledger",
+                help="ledger file or postgresql:// URL (default: [gateway] ledger)",
+            )
     add_key = commands.add_parser("add-key", help="print a new API key and its SHA-256 digest")
     add_key.add_argument("tenant", help="the tenant the key is for (for the config snippet)")
     return parser
@@ -72,19 +82,24 @@ def list_tenants(config: Config, out: TextIO) -> None:
         out.write(f"{tenant.name:<20} {keys:<16} {_limits(tenant):<44} {models} / {levels}\n")
 
 
-def show_spend(config: Config, ledger_path: Path, out: TextIO, now: float) -> int:
-    if not ledger_path.exists():
-        out.write(f"no ledger at {ledger_path} yet: nothing has been spent\n")
+def show_spend(config: Config, location: str, out: TextIO, now: float) -> int:
+    """The spend table from the ledger at `location` (an SQLite path or a PostgreSQL URL)."""
+    if not is_postgres_url(location) and not Path(location).exists():
+        out.write(f"no ledger at {location} yet: nothing has been spent\n")
         return 0
-    ledger = LedgerFile(ledger_path)
     try:
-        spend = ledger.spend(now)
-    finally:
-        ledger.close()
+        ledger = open_store(location)
+        try:
+            spend = ledger.spend(now)
+        finally:
+            ledger.close()
+    except LedgerError as exc:  # its message names the ledger without a password
+        print(f"uptax tenants: {exc}", file=sys.stderr)
+        return 1
     day, month = periods(now)
     budgets = {t.name: t for t in config.tenants}
     names = [t.name for t in config.tenants] + sorted(set(spend) - set(budgets))
-    out.write(f"ledger {ledger_path}, UTC day {day}, month {month}\n")
+    out.write(f"ledger {ledger.location}, UTC day {day}, month {month}\n")
     out.write(f"{'tenant':<20} {'requests today':>14} {'today USD':>18} {'month USD':>18}\n")
     for name in names:
         row = spend.get(name, Spend(day, month))
@@ -126,8 +141,8 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
     if args.command == "list":
         list_tenants(config, out)
         return 0
-    path = Path(args.ledger or config.gateway.ledger or default_ledger_path())
-    return show_spend(config, path, out, time.time())
+    location = str(args.ledger or config.gateway.ledger or default_ledger_path())
+    return show_spend(config, location, out, time.time())
 
 
 if __name__ == "__main__":
