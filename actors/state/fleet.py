@@ -55,6 +55,10 @@ HoldListener = Callable[[HoldKind, float, str], None]
 _PERIOD_MARGIN_S = 86400.0
 
 
+#: scope, the request's cache key, what to share, seconds to keep it.
+_CacheEntry = tuple[str, object, dict[str, str], float]
+
+
 @attrs.frozen
 class Limited:
     """Why a tenant's request may not run now: which limit, and for how long (rate limits)."""
@@ -108,6 +112,8 @@ class FleetState:
         self._listeners: dict[str, HoldListener] = {}
         self.summary: Callable[[], object] = dict
         self.changes = 0
+        #: Cache entries to share, sent by `offer_cache` (never blocking), put by `run`.
+        self._outbox, self._outgoing = trio.open_memory_channel[_CacheEntry](256)
 
     @property
     def shared(self) -> bool:
@@ -165,11 +171,13 @@ class FleetState:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Heartbeats, the fleet's holds, and coming back from degraded, every
-        `sync_interval_s`, until cancelled."""
-        task_status.started()
-        while self._remote is not None:
-            await self.sync()
-            await trio.sleep(self.config.sync_interval_s)
+        `sync_interval_s`; cache entries to share as they are offered; until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._share_cache)
+            task_status.started()
+            while self._remote is not None:
+                await self.sync()
+                await trio.sleep(self.config.sync_interval_s)
 
     async def sync(self) -> None:
         """One round: back from degraded if the store answers, heartbeat, fleet, holds."""
@@ -348,6 +356,16 @@ class FleetState:
             return True
 
     # -- the last-resort cache ----------------------------------------------------------------
+
+    def offer_cache(self, scope: str, key: object, entry: dict[str, str], ttl_s: float) -> None:
+        """`cache_put` in the background, from synchronous code; dropped when 256 are already
+        waiting (the store is slow: the local cache still has the entry)."""
+        with contextlib.suppress(trio.WouldBlock):
+            self._outbox.send_nowait((scope, key, entry, ttl_s))
+
+    async def _share_cache(self) -> None:
+        async for scope, key, entry, ttl_s in self._outgoing:
+            await self.cache_put(scope, key, entry, ttl_s)
 
     async def cache_put(self, scope: str, key: object, entry: dict[str, str], ttl_s: float) -> None:
         """Share a reply under `key` in `scope` (a tenant) for `ttl_s`; nothing while degraded
