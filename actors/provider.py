@@ -235,7 +235,10 @@ class ProviderActor(Actor):
         elif kind == "unavailable" and until > (self.unavailable_until or 0.0):
             self.unavailable_until = until
             self.health.mark_unavailable(reason or f"{self.name} is unavailable (fleet)")
-        self.breaker.hold_open_until(until)
+        if kind == "open":
+            self.breaker.hold_open_as_tripped(until)
+        else:
+            self.breaker.hold_open_until(until)
         self._changed()
 
     # -- recovery probes ------------------------------------------------------------------

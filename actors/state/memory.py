@@ -86,8 +86,9 @@ class MemoryStore:
         return found
 
     async def claim(self, key: str, owner: str, seconds: float) -> bool:
-        if self._read(key) is not None:
-            return False
+        holder = self._read(key)
+        if holder is not None:
+            return holder == owner
         self._values[key] = (owner, self._clock() + seconds)
         return True
 

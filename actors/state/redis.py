@@ -85,7 +85,9 @@ class RedisStore:
         set_ = self._client.set(
             self._prefix + key, owner, px=_ms(seconds), condition=coredis.PureToken.NX
         )
-        return bool(await self._call(set_))
+        if await self._call(set_):
+            return True
+        return await self._call(self._client.get(self._prefix + key)) == owner
 
     async def put(self, key: str, value: str, seconds: float) -> None:
         await self._call(self._client.set(self._prefix + key, value, px=_ms(seconds)))

@@ -69,7 +69,8 @@ class StateStore(Protocol):
         ...
 
     async def claim(self, key: str, owner: str, seconds: float) -> bool:
-        """Set `key` to `owner` for `seconds` only when nobody holds it (SET NX PX)."""
+        """Set `key` to `owner` for `seconds` only when nobody holds it (SET NX PX); True
+        when `owner` holds it now (it may have claimed it before)."""
         ...
 
     async def put(self, key: str, value: str, seconds: float) -> None: ...
