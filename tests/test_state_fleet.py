@@ -60,11 +60,13 @@ def fleet_config(server: RedisServer, instance: str, prefix: str, **extra: Any) 
     return parse_config(data)
 
 
-def tenant_config(server: RedisServer, instance: str, prefix: str, ledger: Path) -> Config:
+def tenant_config(
+    server: RedisServer, instance: str, prefix: str, ledger: Path, **limits: Any
+) -> Config:
     acme = {
         "name": "acme",
         "api_key_sha256": [hashlib.sha256(ACME_KEY.encode()).hexdigest()],
-        "requests_per_minute": 4,
+        **(limits or {"requests_per_minute": 4}),
     }
     return fleet_config(server, instance, prefix, tenants=[acme], gateway={"ledger": str(ledger)})
 
@@ -89,12 +91,19 @@ async def test_a_breaker_opened_on_one_instance_holds_on_the_other(
         assert sorted(i.id for i in two.fleet.instances) == ["a", "b"]  # type: ignore[union-attr]
 
 
-async def _ask(server: GatewayServer) -> int:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        answer = await http.post(
-            "/v1/chat/completions", json=ASK, headers={"authorization": f"Bearer {ACME_KEY}"}
-        )
-        return answer.status_code
+def _client() -> httpx.AsyncClient:
+    """One client per test (a new client loads the CA bundle: ~0.1 s each, unless unverified;
+    the gateways here are plain HTTP)."""
+    return httpx.AsyncClient(timeout=30, verify=False)
+
+
+async def _ask(http: httpx.AsyncClient, server: GatewayServer, **body: Any) -> int:
+    answer = await http.post(
+        server.base_url + "/v1/chat/completions",
+        json={**ASK, **body},
+        headers={"authorization": f"Bearer {ACME_KEY}"},
+    )
+    return answer.status_code
 
 
 async def test_gateways_share_a_rate_limit_and_carry_on_without_redis(
@@ -102,24 +111,23 @@ async def test_gateways_share_a_rate_limit_and_carry_on_without_redis(
 ) -> None:
     prefix = f"fleet:{uuid.uuid4().hex[:8]}:"
     async with (
+        _client() as http,
         open_gateway(tenant_config(redis_server, "a", prefix, tmp_path / "a.db")) as one,
         open_gateway(tenant_config(redis_server, "b", prefix, tmp_path / "b.db")) as two,
     ):
-        codes = [await _ask(server) for server in (one, two, one, two, one, two)]
+        codes = [await _ask(http, server) for server in (one, two, one, two, one, two)]
         assert codes == [200] * 4 + [429] * 2  # 4 a minute for the fleet, not per instance
-        async with httpx.AsyncClient(base_url=one.base_url) as http:
-            ready = (await http.get("/readyz")).json()
-            metrics = (await http.get("/metrics")).text
+        ready = (await http.get(one.base_url + "/readyz")).json()
+        metrics = (await http.get(one.base_url + "/metrics")).text
         assert ready["state"]["up"] is True and ready["state"]["fleet_size"] == 2
         assert 'uptax_state_store_up{instance="a"} 1.0' in metrics
         redis_server.stop()
         await trio.sleep(0.5)  # a sync finds it gone
         # Degraded: each instance has its share of the minute left on its own (none here,
         # the bucket is new and holds 4 / 2); never a failed request.
-        assert [await _ask(one), await _ask(one), await _ask(one)] == [200, 200, 429]
-        async with httpx.AsyncClient(base_url=one.base_url) as http:
-            ready = (await http.get("/readyz")).json()
-            metrics = (await http.get("/metrics")).text
+        assert [await _ask(http, one) for _ in range(3)] == [200, 200, 429]
+        ready = (await http.get(one.base_url + "/readyz")).json()
+        metrics = (await http.get(one.base_url + "/metrics")).text
         assert ready["status"] == "ready" and ready["state"]["up"] is False
         assert 'uptax_state_store_up{instance="a"} 0.0' in metrics
         redis_server.start()
@@ -141,3 +149,37 @@ async def test_the_last_resort_cache_answers_what_another_instance_saw(
         await trio.sleep(0.3)  # shared in the background
         reply = await two.complete(REQUEST)
     assert reply.provider == "cache" and reply.text == first.text
+
+
+async def test_a_tenants_budget_holds_across_gateways(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Concurrent clients on two gateways: each request reserves its most cost
+    (`max_budget_usd_per_request`) before it runs, so the pair overshoots the day's budget by at
+    most one reservation (each gateway on its own would spend the budget twice)."""
+    prefix = f"fleet:{uuid.uuid4().hex[:8]}:"
+    limits = {"budget_usd_per_day": 0.0002, "max_budget_usd_per_request": 0.00002}
+    configs = [
+        tenant_config(redis_server, name, prefix, tmp_path / f"{name}.db", **limits)
+        for name in ("a", "b")
+    ]
+    codes: list[int] = []
+    async with (
+        _client() as http,
+        open_gateway(configs[0]) as one,
+        open_gateway(configs[1]) as two,
+    ):
+
+        async def client(server: GatewayServer) -> None:
+            for _ in range(50):
+                codes.append(await _ask(http, server, max_tokens=30))
+                if codes[-1] != 200:
+                    return
+
+        async with trio.open_nursery() as nursery:
+            for server in (one, two, one, two):
+                nursery.start_soon(client, server)
+        assert one.rt.fleet is not None
+        day, _ = await one.rt.fleet.spent("acme")
+    assert codes.count(429) == 4 and codes.count(200) >= 5, codes
+    assert 0.0002 <= day <= 0.0002 + 0.00002, day

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
+import anyio
 import coredis
 import coredis.exceptions
 import trio
@@ -23,8 +24,15 @@ __all__ = ["RedisStore", "open_redis_store"]
 
 T = TypeVar("T")
 
-#: What a dead, restarting or paused server makes coredis raise.
-_FAILURES = (coredis.exceptions.RedisError, OSError, EOFError)
+#: What a dead, restarting or paused server makes coredis (and anyio under it) raise.
+_FAILURES = (
+    coredis.exceptions.RedisError,
+    OSError,
+    EOFError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
 
 
 class RedisStore:
