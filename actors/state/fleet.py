@@ -154,16 +154,18 @@ class FleetState:
 
     async def _restore(self) -> None:
         assert self._remote is not None
-        pending, self._pending = self._pending, {}
-        for key, (amount, ttl_s) in pending.items():
+        reconciled = len(self._pending)
+        for key, (amount, ttl_s) in list(self._pending.items()):
+            # One at a time: if the store fails again midway, the rest wait for the next try.
             self._seen[key] = await self._remote.add(key, amount, ttl_s)
+            del self._pending[key]
         self._seeded.clear()
         self.up = True
         self.changes += 1
         _log.warning(
             "state_store_restored",
             instance=self.instance,
-            reconciled=len(pending),
+            reconciled=reconciled,
             fleet_size=self.fleet_size,
         )
 
