@@ -133,6 +133,9 @@ class RuntimeStatus:
     #: Models repriced while running (`Runtime.set_price`): model -> its prices now, USD per
     #: million input and output tokens.
     prices_changed: dict[str, tuple[float, float]] = attrs.field(factory=dict)
+    #: In a fleet (`[state] backend = "redis"`): the shared store's state and each instance by
+    #: id with its last heartbeat (`FleetState.describe`); None for a single instance.
+    fleet: dict[str, Any] | None = None
 
 
 class Runtime:
@@ -305,6 +308,7 @@ class Runtime:
             alerts=self.alert_watch.alerts(snapshots, self.history) + self._predicted_alerts(),
             requests_in_flight=self.cascade.in_flight,
             prices_changed=dict(self._prices_changed),
+            fleet=None if self.fleet is None else self.fleet.describe(heartbeats=True),
         )
 
     def _predicted_alerts(self) -> tuple[Alert, ...]:

@@ -88,7 +88,9 @@ async def test_a_breaker_opened_on_one_instance_holds_on_the_other(
         assert {p.name: p.breaker for p in two.status().providers}["openai"] == "open"
         reply = await two.complete(REQUEST)
         assert "openai" not in [a.provider for a in reply.attempts]
-        assert sorted(i.id for i in two.fleet.instances) == ["a", "b"]  # type: ignore[union-attr]
+        fleet = two.status().fleet
+        assert fleet is not None and sorted(fleet["heartbeats"]) == ["a", "b"]
+        assert fleet["heartbeats"]["a"]["openai"] == {"breaker": "open", "available": True}
 
 
 def _client() -> httpx.AsyncClient:

@@ -27,7 +27,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 import structlog
@@ -120,15 +120,19 @@ class FleetState:
         """Whether a shared store is configured at all (`[state] backend = "redis"`)."""
         return self._remote is not None
 
-    def describe(self) -> dict[str, object]:
-        """What `/readyz` and the status show."""
-        return {
+    def describe(self, *, heartbeats: bool = False) -> dict[str, Any]:
+        """What `/readyz` shows (and, with `heartbeats`, the status: each instance's last
+        heartbeat, its providers' breaker states and availability)."""
+        described: dict[str, Any] = {
             "backend": self.config.backend,
             "instance": self.instance,
             "up": self.up,
             "fleet_size": self.fleet_size,
             "instances": [i.id for i in self.instances],
         }
+        if heartbeats:
+            described["heartbeats"] = {i.id: json.loads(i.summary) for i in self.instances}
+        return described
 
     # -- up and down --------------------------------------------------------------------------
 
