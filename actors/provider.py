@@ -217,7 +217,7 @@ class ProviderActor(Actor):
             return
         if new is BreakerState.OPEN and reason in _TRIPS:
             self._share("open", self.breaker.open_until, reason)
-        elif new is BreakerState.HALF_OPEN and reason == "open_elapsed":
+        elif new is BreakerState.HALF_OPEN and reason in ("open_elapsed", "recovery_probe"):
             self.nursery.start_soon(self._claim_probes, fleet)
 
     async def _claim_probes(self, fleet: FleetState) -> None:
