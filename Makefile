@@ -23,18 +23,19 @@ pytest: $(STAMP)
 test: system-packages lint typecheck pytest
 
 # The dashboard's browser tests need Debian's Chromium and its driver; the alert rules' tests need
-# promtool (Debian's prometheus). Installed only when missing, and only where apt-get can run.
-SYSTEM_COMMANDS := chromium chromedriver promtool
+# promtool (Debian's prometheus); the shared state store's tests start their own redis-server.
+# Installed only when missing, and only where apt-get can run.
+SYSTEM_COMMANDS := chromium chromedriver promtool redis-server
 system-packages:
 	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing chromium, chromium-driver and prometheus (missing:$$missing)"; \
+			echo "installing chromium, chromium-driver, prometheus and redis-server (missing:$$missing)"; \
 			apt-get update -q >/dev/null && \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-				chromium chromium-driver prometheus >/dev/null; \
+				chromium chromium-driver prometheus redis-server >/dev/null; \
 		else \
-			echo "missing:$$missing (the browser and alert-rule tests will be skipped)"; \
+			echo "missing:$$missing (the browser, alert-rule and Redis tests will be skipped)"; \
 		fi; \
 	fi
 

@@ -13,6 +13,7 @@ Reasons passed to `on_transition`:
 - open -> half-open: ``open_elapsed``; half-open -> closed: ``probes_succeeded``
 - half-open -> open: ``probe_failed``, ``probe_slow`` (a probe slower than ``slow_call_s``)
 - any -> open, and back: ``retry_after``, ``retry_after_elapsed`` (`hold_open_until`)
+- closed or half-open -> open: ``fleet_open`` (another instance tripped, `hold_open_as_tripped`)
 - open -> half-open: ``recovery_probe`` (a recovery probe succeeded, `on_recovery_probe`)
 - operator: ``forced_open``, ``forced_closed``, ``disabled``, ``reset``, ``auto``
 """
@@ -313,6 +314,25 @@ class CircuitBreaker:
         self._hold_only = state is BreakerState.CLOSED
         self._open_until = until
         self._transition(BreakerState.OPEN, "retry_after")
+
+    def hold_open_as_tripped(self, until: float) -> None:
+        """Refuse calls until trio time `until` as after a trip, ending half-open, without
+        counting one: another instance of the fleet tripped (`actors.state`). Never shortens a
+        longer open period; nothing under an operator override."""
+        if math.isnan(until):
+            raise ValueError("hold_open_as_tripped: until is NaN")
+        self._refresh()
+        if self._state in _OVERRIDES or until <= self._clock():
+            return
+        self._hold_only = False
+        if self._state is BreakerState.OPEN:
+            assert self._open_until is not None
+            self._open_until = max(self._open_until, until)
+            return
+        self._open_until = until
+        self._probes_in_flight = 0
+        self._probe_successes = 0
+        self._transition(BreakerState.OPEN, "fleet_open")
 
     # --- recovery probes -----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -390,6 +391,47 @@ class GatewayConfig:
     write_timeout_s: float = attrs.field(default=60.0, validator=positive)
 
 
+StateBackend = Literal["memory", "redis"]
+STATE_BACKENDS: tuple[str, ...] = typing.get_args(StateBackend)
+
+
+def _default_instance() -> str:
+    """This process in a fleet: hostname-pid, unique on one machine and across machines."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _redis_url(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        raise FieldError(attribute.name, f"{value!r} is not a redis://, rediss:// or unix:// URL")
+
+
+@attrs.frozen
+class StateConfig:
+    """`[state]`: where the state a fleet of gateways shares lives (`actors.state`). `memory`
+    (the default) shares nothing and costs nothing per request; `redis` shares breaker holds,
+    tenant rate limits and spend, the last-resort cache and heartbeats through `url`."""
+
+    backend: StateBackend = attrs.field(default="memory", validator=one_of(STATE_BACKENDS))
+    url: str | None = attrs.field(default=None, validator=_redis_url)
+    #: Prepended to every key, so several fleets (or tests) can share one Redis.
+    key_prefix: str = attrs.field(default="uptax:", validator=text)
+    #: This instance's id in heartbeats and logs; unset: hostname-pid.
+    instance: str = attrs.field(factory=_default_instance, validator=text)
+    connect_timeout_s: float = attrs.field(default=1.0, validator=positive)
+    #: Longest any one store call may take; past it the instance carries on from local state.
+    command_timeout_s: float = attrs.field(default=0.25, validator=positive)
+    #: How often shared holds and heartbeats are exchanged (the breaker staleness bound).
+    sync_interval_s: float = attrs.field(default=0.5, validator=positive)
+    #: A heartbeat not renewed within this long drops its instance from the fleet.
+    heartbeat_ttl_s: float = attrs.field(default=5.0, validator=positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.backend == "redis" and not self.url:
+            raise FieldError("url", 'missing; backend = "redis" needs a redis:// URL')
+
+
 def _sha256_hexes(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     for index, digest in enumerate(value):
         if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
@@ -445,6 +487,8 @@ class Config:
     gateway: GatewayConfig = GatewayConfig()
     #: The gateway's tenants (none: one master key, or no key on loopback).
     tenants: tuple[TenantConfig, ...] = ()
+    #: What a fleet of instances shares (`[state]`); memory: nothing.
+    state: StateConfig = StateConfig()
     #: Models some provider serves that have a price neither in `models` nor in the shipped
     #: table (`actors.prices`): they cost $0, so `budget_usd` never excludes them. Set by
     #: `parse_config`; not a TOML key.
@@ -603,6 +647,7 @@ CONVERTER = strict_converter(
     AliasConfig,
     GatewayConfig,
     TenantConfig,
+    StateConfig,
     Config,
 )
 

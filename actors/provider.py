@@ -10,7 +10,9 @@ was closed or open reach the provider once it is half-open. The mailbox carries
 control messages (operator breaker commands, crash requests); the actor's own task publishes a
 heartbeat to the router on a period, whenever its state changes, and when an open breaker is due
 to turn half-open. Another of its tasks probes the provider while its breaker is open
-(`actors.recovery`), where its config asks for it.
+(`actors.recovery`), where its config asks for it. In a fleet (`actors.state`) its trips,
+Retry-After holds and auth or billing failures are published for the other instances, and
+theirs held here, without counting as trips of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from actors.messages import (
     StreamEvent,
 )
 from actors.recovery import PROBE_REQUEST, RecoveryProbes, completion_cost
+from actors.state.fleet import FleetState, HoldKind
 from runtime.kernel.actor import Actor, ActorRef
 from runtime.kernel.events import EventBus
 
@@ -50,6 +53,10 @@ AUTH_RETRY_S = 60.0
 BILLING_RETRY_S = 300.0
 #: The failures that hold a provider out (unavailable, with the reason), and for how long.
 HELD_OUT_FOR = {FailureKind.AUTH: AUTH_RETRY_S, FailureKind.BILLING: BILLING_RETRY_S}
+#: The breaker transitions that are trips of this instance's own (shared with the fleet).
+_TRIPS = frozenset(
+    {"failure_rate", "consecutive_failures", "slow_call_rate", "probe_failed", "probe_slow"}
+)
 #: Retry-After assumed when a 429 names none.
 DEFAULT_RETRY_AFTER_S = 1.0
 
@@ -66,6 +73,7 @@ class ProviderContext:
         heartbeat_interval_s: float,
         restarts: Callable[[str], int],
         latency_stale_s: float = 30.0,
+        fleet: FleetState | None = None,
     ) -> None:
         self.adapters = adapters
         self.events = events
@@ -74,6 +82,8 @@ class ProviderContext:
         self.latency_stale_s = latency_stale_s
         self.restarts = restarts
         self.last_snapshots: dict[str, ProviderSnapshot] = {}
+        #: The state a fleet of instances shares (`[state] backend = "redis"`), or None.
+        self.fleet = fleet
 
 
 class ProviderActor(Actor):
@@ -140,6 +150,8 @@ class ProviderActor(Actor):
             self.health.mark_unavailable(reason)
             self.context.events.emit("provider_unavailable", provider=self.name, reason=reason)
         self.nursery.start_soon(self._heartbeats)
+        if self.context.fleet is not None:
+            self.context.fleet.watch(self.name, self._on_fleet_hold)
         if self.recovery is not None:
             self.nursery.start_soon(self.recovery.run)
         self._publish()
@@ -185,6 +197,48 @@ class ProviderActor(Actor):
         )
         if self.recovery is not None:
             self.recovery.changed()
+        self._changed()
+        self._share_transition(new, reason)
+
+    # -- the fleet (`actors.state`) ---------------------------------------------------------
+
+    def _share(self, kind: HoldKind, until: float | None, reason: str) -> None:
+        """Tell the other instances of the fleet about a hold of ours (in the background)."""
+        fleet = self.context.fleet
+        if fleet is not None and until is not None and self._nursery is not None:
+            seconds = until - trio.current_time()
+            self.nursery.start_soon(fleet.publish_hold, self.name, kind, seconds, reason)
+
+    def _share_transition(self, new: BreakerState, reason: str) -> None:
+        """A trip of ours opens the breaker fleet-wide; a half-open period is probed by one
+        instance at a time."""
+        fleet = self.context.fleet
+        if fleet is None or self._nursery is None:
+            return
+        if new is BreakerState.OPEN and reason in _TRIPS:
+            self._share("open", self.breaker.open_until, reason)
+        elif new is BreakerState.HALF_OPEN and reason in ("open_elapsed", "recovery_probe"):
+            self.nursery.start_soon(self._claim_probes, fleet)
+
+    async def _claim_probes(self, fleet: FleetState) -> None:
+        """Another instance probing already: stay open for as long as its claim may last."""
+        lease_s = self.config.breaker.open_s
+        if not await fleet.claim_probe(self.name, lease_s):
+            self.breaker.hold_open_until(trio.current_time() + lease_s)
+
+    def _on_fleet_hold(self, kind: HoldKind, seconds: float, reason: str) -> None:
+        """Another instance holds this provider out for `seconds`: so do we, without counting
+        a trip of our own (nor publishing it back)."""
+        until = trio.current_time() + seconds
+        if kind == "retry_after" and until > (self.retry_after_until or 0.0):
+            self.retry_after_until = until
+        elif kind == "unavailable" and until > (self.unavailable_until or 0.0):
+            self.unavailable_until = until
+            self.health.mark_unavailable(reason or f"{self.name} is unavailable (fleet)")
+        if kind == "open":
+            self.breaker.hold_open_as_tripped(until)
+        else:
+            self.breaker.hold_open_until(until)
         self._changed()
 
     # -- recovery probes ------------------------------------------------------------------
@@ -492,6 +546,7 @@ class ProviderActor(Actor):
             )
         self.breaker.hold_open_until(until)
         self._changed()
+        self._share("retry_after", until, "retry_after")
 
     def _hold_out(self, error: ProviderError) -> None:
         """An auth or billing failure: unavailable, with the reason, for `HELD_OUT_FOR[kind]`."""
@@ -503,6 +558,7 @@ class ProviderActor(Actor):
         )
         self.context.events.emit(event, provider=self.name, reason=error.message, retry_in_s=wait)
         self._changed()
+        self._share("unavailable", self.unavailable_until, error.message)
 
     # -- state ----------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import BreakerMode, ProviderActor, ProviderContext
 from actors.ranking import Ranker, RoutePlan
 from actors.router import RouterActor
+from actors.state import FleetState, open_fleet_state
 from actors.stats import (
     Alert,
     AlertKind,
@@ -132,6 +133,9 @@ class RuntimeStatus:
     #: Models repriced while running (`Runtime.set_price`): model -> its prices now, USD per
     #: million input and output tokens.
     prices_changed: dict[str, tuple[float, float]] = attrs.field(factory=dict)
+    #: In a fleet (`[state] backend = "redis"`): the shared store's state and each instance by
+    #: id with its last heartbeat (`FleetState.describe`); None for a single instance.
+    fleet: dict[str, Any] | None = None
 
 
 class Runtime:
@@ -177,6 +181,15 @@ class Runtime:
             watch=self.degradation_watch,
         )
         self._root = self._build_tree()
+        #: The state shared with the other instances of a fleet (`[state]`), or None.
+        self.fleet: FleetState | None = None
+
+    def _fleet_summary(self) -> dict[str, object]:
+        """This instance's heartbeat: its providers' breaker states and availability."""
+        return {
+            name: {"breaker": snapshot.breaker.state.value, "available": snapshot.available}
+            for name, snapshot in self._providers_context.last_snapshots.items()
+        }
 
     # -- the actor tree ---------------------------------------------------------------------
 
@@ -295,6 +308,7 @@ class Runtime:
             alerts=self.alert_watch.alerts(snapshots, self.history) + self._predicted_alerts(),
             requests_in_flight=self.cascade.in_flight,
             prices_changed=dict(self._prices_changed),
+            fleet=None if self.fleet is None else self.fleet.describe(heartbeats=True),
         )
 
     def _predicted_alerts(self) -> tuple[Alert, ...]:
@@ -453,7 +467,7 @@ async def open_runtime(
     for warning in config.warnings:
         rt.events.emit("config_warning", warning=warning)
     socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket
-    async with trio.open_nursery() as nursery:
+    async with _fleet_of(rt), trio.open_nursery() as nursery:
         await nursery.start(run_actor, rt._root)
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -468,6 +482,21 @@ async def open_runtime(
             with trio.CancelScope(shield=True):
                 await rt.cascade.close(config.supervision.shutdown_grace_s)
             nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _fleet_of(rt: Runtime) -> AsyncIterator[None]:
+    """`rt` in the fleet its `[state]` names while the block runs (memory: no fleet, and
+    nothing to pay per request)."""
+    if rt.config.state.backend == "memory":
+        yield
+        return
+    async with open_fleet_state(rt.config.state) as fleet:
+        fleet.summary = rt._fleet_summary
+        rt.fleet = rt._providers_context.fleet = fleet
+        if any(p.kind == "cache" for p in rt.config.providers):
+            shared_reply_cache(rt._store).fleet = fleet
+        yield
 
 
 def _degradation_watch(config: Config, events: EventBus) -> DegradationWatch | None:

@@ -3,6 +3,9 @@
 Both answer at once and never touch the network; when they have nothing for a request they raise
 `ProviderError(NO_MATCH)`, which does not count against a breaker.
 
+In a fleet (`[state] backend = "redis"`) the cache's replies are shared too, per tenant with the
+cache's TTL, and a miss here asks what the other instances saw.
+
 There is one reply cache per runtime, whatever the number of `cache` providers: it lives in the
 runtime's shared objects under the well-known key ``(REPLY_CACHE_KEY, "cache")``, so the cascade
 that fills it and the adapters that read it see the same object. Get it with
@@ -34,6 +37,7 @@ from actors.messages import (
 
 if TYPE_CHECKING:
     from actors.config import ProviderConfig, TemplateConfig
+    from actors.state import FleetState
 
 #: The provider name under which the one reply cache is shared (kind "cache").
 REPLY_CACHE_KEY = "__reply_cache__"
@@ -70,6 +74,8 @@ class ResponseCache:
         self._entries: OrderedDict[CacheKey, CachedReply] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        #: In a fleet (`actors.state`): replies are shared, and a local miss asks the others'.
+        self.fleet: FleetState | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -84,6 +90,22 @@ class ResponseCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+        if self.fleet is not None:
+            entry = {"text": completion_text, "model": model}
+            self.fleet.offer_cache(_scope(request), key, entry, self.ttl_s)
+
+    async def get_shared(self, request: Request) -> CachedReply | None:
+        """`get`, then on a miss what another instance of the fleet shared (kept here too)."""
+        entry = self.get(request)
+        if entry is not None or self.fleet is None:
+            return entry
+        found = await self.fleet.cache_get(_scope(request), request.cache_key())
+        if found is None:
+            return None
+        self.put(request, found["text"], found["model"])
+        self.hits += 1
+        self.misses -= 1
+        return self._entries[request.cache_key()]
 
     def get(self, request: Request) -> CachedReply | None:
         """The fresh cached reply for an equivalent request, or None (expired ones are dropped)."""
@@ -101,6 +123,11 @@ class ResponseCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def _scope(request: Request) -> str:
+    """The tenant a request's cache entries belong to ("" for none)."""
+    return str((request.context or {}).get("tenant", ""))
 
 
 def shared_reply_cache(context: AdapterContext) -> ResponseCache:
@@ -145,7 +172,7 @@ class CacheAdapter(_WholeAnswer):
 
     async def complete(self, request: Request, model: str) -> Completion:
         await trio.lowlevel.checkpoint()
-        entry = self.cache.get(request)
+        entry = await self.cache.get_shared(request)
         if entry is None:
             raise ProviderError(FailureKind.NO_MATCH, "no cached reply for this request")
         return Completion(text=entry.text, model="cache")

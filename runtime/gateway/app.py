@@ -158,14 +158,20 @@ def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Resp
         gateway: Gateway = http.app.state.gateway
         request_id = new_request_id(prefix)
         with gateway.watch(http, request_id) as watch:
+            reserved = 0.0
             try:
                 tenant = http.state.tenant = gateway.access.admit(http.headers)
+                reserved = await gateway.access.admit_shared(tenant)
                 response = watch.respond(await handle(gateway, http, request_id))
             except (GatewayError, FallbackError, ValueError, TypeError) as exc:
+                if reserved:
+                    await gateway.access.release(tenant, reserved)
                 error = from_exception(exc)
                 watch.failed(error, exc)  # logged with the request (`gateway_request`)
                 return gateway.error_response(error, dialect, request_id)
-            charge = partial(gateway.access.charge, tenant, request_id=request_id)
+            charge = partial(
+                gateway.access.charge, tenant, request_id=request_id, reserved=reserved
+            )
             return metered(response, http, charge)
 
     return endpoint
@@ -231,9 +237,11 @@ async def _healthz(http: HTTPRequest) -> Response:
 
 async def _readyz(http: HTTPRequest) -> Response:
     gateway: Gateway = http.app.state.gateway
+    # A shared store that is down degrades the instance, it does not make it unready.
+    state = {} if gateway.rt.fleet is None else {"state": gateway.rt.fleet.describe()}
     if gateway.ready():
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "not ready: no provider outside the last resort"}, 503)
+        return JSONResponse({"status": "ready", **state})
+    return JSONResponse({"status": "not ready: no provider outside the last resort", **state}, 503)
 
 
 def build_app(

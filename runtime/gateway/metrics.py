@@ -21,6 +21,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 
 from actors.messages import BreakerState, HealthStatus
+from actors.state import FleetState
 from actors.stats import AlertKind
 from runtime.embed import ProviderStatus, Runtime, RuntimeStatus
 from runtime.gateway.access import RequestRecord
@@ -130,6 +131,24 @@ class StatusCollector(Collector):
         yield _errors(status)
         if self._rt.degradation_watch is not None:
             yield _predicted(status)
+        if self._rt.fleet is not None:
+            yield from _fleet(self._rt.fleet)
+
+
+def _fleet(fleet: FleetState) -> tuple[Metric, ...]:
+    """Whether the shared state store answers (0: this instance runs on its local state), and
+    how many instances the fleet had at the last heartbeat read."""
+    up = GaugeMetricFamily(
+        "uptax_state_store_up",
+        "1 while the shared state store answers, 0 while this instance runs on local state",
+        labels=["instance"],
+    )
+    up.add_metric([fleet.instance], 1.0 if fleet.up else 0.0)
+    size = GaugeMetricFamily(
+        "uptax_fleet_instances", "Instances in the fleet at the last heartbeat read"
+    )
+    size.add_metric([], float(fleet.fleet_size))
+    return up, size
 
 
 def _states(providers: Iterable[ProviderStatus]) -> tuple[Metric, ...]:

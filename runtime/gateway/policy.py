@@ -14,17 +14,19 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 import structlog
 
 from actors.config import LAST_RESORT_KINDS, Config, TenantConfig
 from actors.messages import Reply, Request
+from actors.state import FleetState
 from runtime.gateway.errors import GatewayError
 from runtime.gateway.ledger import Charge, Ledger, default_ledger_path, open_ledger, seconds_left
-from runtime.gateway.ratelimit import RateLimiter
+from runtime.gateway.ratelimit import RateLimiter, rate_limited
 from runtime.gateway.tenants import Authenticator, Tenant
 
 __all__ = ["Access", "open_access"]
@@ -36,12 +38,18 @@ class Access:
     """The tenants' keys, rate limits, policies and ledger for one gateway."""
 
     def __init__(
-        self, config: Config, authenticator: Authenticator, ledger: Ledger | None
+        self,
+        config: Config,
+        authenticator: Authenticator,
+        ledger: Ledger | None,
+        fleet: FleetState | None = None,
     ) -> None:
         self.config = config
         self.authenticator = authenticator
         self.ledger = ledger
         self.limiter = RateLimiter()
+        #: In a fleet, rate limits and spend are the fleet's (`admit_shared`), not this process's.
+        self.fleet = fleet
         levels = config.levels
         kinds = {p.name: p.kind for p in config.providers}
         self._last_resort_levels = frozenset(
@@ -66,11 +74,46 @@ class Access:
         """The caller, when its key is good and it is within its rate limits and budgets."""
         tenant = self.authenticator.authenticate(headers)
         policy = tenant.config
-        if policy is None:
+        if policy is None or self.fleet is not None:
             return tenant
         self._check_budget(policy)
         self.limiter.admit(tenant.name, policy.requests_per_minute, policy.tokens_per_minute)
         return tenant
+
+    async def admit_shared(self, tenant: Tenant) -> float:
+        """In a fleet: `tenant`'s budgets and rate limits across every instance, reserving the
+        request's most cost (`max_budget_usd_per_request`, else nothing) against the budgets.
+        The amount reserved, for `charge` or `release`; 0.0 outside a fleet."""
+        policy, fleet = tenant.config, self.fleet
+        if policy is None or fleet is None:
+            return 0.0
+        reserved = policy.max_budget_usd_per_request or 0.0
+        spent = await fleet.reserve(
+            tenant.name, reserved, policy.budget_usd_per_day, policy.budget_usd_per_month
+        )
+        if spent is not None:
+            day = spent.limit == "day"
+            budget = policy.budget_usd_per_day if day else policy.budget_usd_per_month
+            self._refuse_budget(policy, spent.limit, budget or 0.0)
+        limited = await fleet.admit(
+            tenant.name, policy.requests_per_minute, policy.tokens_per_minute
+        )
+        if limited is not None:
+            await fleet.settle(tenant.name, reserved, 0.0)
+            per_minute = (
+                policy.requests_per_minute
+                if limited.limit == "requests"
+                else policy.tokens_per_minute
+            )
+            raise rate_limited(
+                tenant.name, f"{per_minute} {limited.limit} per minute", limited.wait_s
+            )
+        return reserved
+
+    async def release(self, tenant: Tenant, reserved: float) -> None:
+        """Give back what `admit_shared` reserved for a request that was not answered."""
+        if self.fleet is not None and reserved:
+            await self.fleet.settle(tenant.name, reserved, 0.0)
 
     def _check_budget(self, policy: TenantConfig) -> None:
         if self.ledger is None or (
@@ -83,15 +126,20 @@ class Access:
             ("day", spend.day_usd, policy.budget_usd_per_day),
         ):
             if budget is not None and spent >= budget:
-                day_left, month_left = seconds_left(self.ledger.now())
-                wait = month_left if period == "month" else day_left
-                raise GatewayError(
-                    429,
-                    f"tenant {policy.name!r} has spent its budget of ${budget:g} this {period} "
-                    f"(UTC); it renews in {wait / 3600:.1f} h",
-                    code="budget_exceeded",
-                    retry_after_s=float(math.ceil(wait)),
-                )
+                self._refuse_budget(policy, period, budget)
+
+    def _refuse_budget(self, policy: TenantConfig, period: str, budget: float) -> NoReturn:
+        day_left, month_left = seconds_left(
+            self.ledger.now() if self.ledger is not None else time.time()
+        )
+        wait = month_left if period == "month" else day_left
+        raise GatewayError(
+            429,
+            f"tenant {policy.name!r} has spent its budget of ${budget:g} this {period} "
+            f"(UTC); it renews in {wait / 3600:.1f} h",
+            code="budget_exceeded",
+            retry_after_s=float(math.ceil(wait)),
+        )
 
     def check_models(self, tenant: Tenant, request: Request) -> None:
         """A 403 when `request`, as the client sent it, names a model (or alias) `tenant` may
@@ -171,11 +219,17 @@ class Access:
 
     # -- after the reply ----------------------------------------------------------------------
 
-    async def charge(self, tenant: Tenant, reply: Reply, request_id: str) -> None:
-        """Count `reply`'s tokens against the rate limit and its cost in the ledger."""
+    async def charge(
+        self, tenant: Tenant, reply: Reply, request_id: str, reserved: float = 0.0
+    ) -> None:
+        """Count `reply`'s tokens against the rate limit and its cost in the ledger (in a
+        fleet: in the shared counters too, in place of what was `reserved`)."""
         policy = tenant.config
         tokens = reply.usage.input_tokens + reply.usage.output_tokens
-        if policy is not None:
+        if policy is not None and self.fleet is not None:
+            await self.fleet.charge_tokens(tenant.name, tokens, policy.tokens_per_minute)
+            await self.fleet.settle(tenant.name, reserved, reply.cost_usd)
+        elif policy is not None:
             self.limiter.charge_tokens(tenant.name, tokens, policy.tokens_per_minute)
         if self.ledger is None:
             return
@@ -197,7 +251,10 @@ class Access:
 
 @contextlib.asynccontextmanager
 async def open_access(
-    config: Config, host: str, env: Mapping[str, str] | None = None
+    config: Config,
+    host: str,
+    env: Mapping[str, str] | None = None,
+    fleet: FleetState | None = None,
 ) -> AsyncIterator[Access]:
     """The gateway's `Access` for `config` on `host`, its ledger open while the block runs (when
     there are tenants, or `[gateway] ledger` names a file). Says at start who may call."""
@@ -214,4 +271,4 @@ async def open_access(
             callers=authenticator.describe(),
             ledger=None if ledger is None else ledger.store.location,
         )
-        yield Access(config, authenticator, ledger)
+        yield Access(config, authenticator, ledger, fleet)

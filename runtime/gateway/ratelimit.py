@@ -16,7 +16,7 @@ import trio
 
 from runtime.gateway.errors import GatewayError
 
-__all__ = ["RateLimiter", "TokenBucket"]
+__all__ = ["RateLimiter", "TokenBucket", "rate_limited"]
 
 
 @attrs.define
@@ -73,12 +73,12 @@ class RateLimiter:
             tokens = self._bucket(self._tokens, tenant, tokens_per_minute, now)
             wait = tokens.wait_for(1.0, now)  # any allowance left: the request's size is unknown
             if wait > 0:
-                raise _limited(tenant, f"{tokens_per_minute} tokens per minute", wait)
+                raise rate_limited(tenant, f"{tokens_per_minute} tokens per minute", wait)
         if requests_per_minute is not None:
             requests = self._bucket(self._requests, tenant, requests_per_minute, now)
             wait = requests.take(1.0, now)
             if wait > 0:
-                raise _limited(tenant, f"{requests_per_minute} requests per minute", wait)
+                raise rate_limited(tenant, f"{requests_per_minute} requests per minute", wait)
 
     def charge_tokens(self, tenant: str, tokens: int, tokens_per_minute: int | None) -> None:
         """Charge the tokens a request of `tenant` used."""
@@ -96,7 +96,7 @@ class RateLimiter:
         return bucket
 
 
-def _limited(tenant: str, limit: str, wait_s: float) -> GatewayError:
+def rate_limited(tenant: str, limit: str, wait_s: float) -> GatewayError:
     return GatewayError(
         429,
         f"tenant {tenant!r} is over its rate limit of {limit}; retry in {wait_s:.1f} s",

@@ -142,7 +142,7 @@ async def serve_runtime(
     """
     config = rt.config
     async with (
-        open_access(config, host) as access,
+        open_access(config, host, fleet=rt.fleet) as access,
         open_live_history(rt, tenants=access.tenant_spend) as history,
         trio.open_nursery() as nursery,
     ):

@@ -1,0 +1,430 @@
+"""`FleetState`: what the runtime asks of the shared store, and how it carries on without it.
+
+Every operation goes to the shared store while it answers. The first call that fails or takes
+longer than `[state] command_timeout_s` marks the store degraded (one warning); from then on
+calls go straight to this instance's `MemoryStore`, without waiting on Redis, and rate limits
+and budgets there are cut to 1/N of the fleet's, N being the number of instances in the last
+heartbeat read. The background task (`run`) pings the store every `sync_interval_s`; when it
+answers again the store is restored (one warning) and the spend counted locally meanwhile is
+added to the shared counters.
+
+Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s` 0.25 s):
+
+- rate limits and spend: none while the store is up (each check is an atomic script on it);
+  while degraded each instance enforces its 1/N share on its own;
+- breaker opens, Retry-After holds and unavailability: seen by the other instances at the next
+  sync, within `sync_interval_s + command_timeout_s` (0.75 s) of being published;
+- half-open probes: one instance at a time probes a provider (`claim_probe`, SET NX PX);
+- the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
+- heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+import attrs
+import structlog
+import trio
+
+from actors.config import StateConfig
+from actors.state.memory import MemoryStore
+from actors.state.store import Instance, StateStore, StoreUnavailable
+
+__all__ = ["HOLD_KINDS", "FleetState", "HoldListener", "Limited", "open_fleet_state"]
+
+T = TypeVar("T")
+
+_log = structlog.get_logger("actors.state")
+
+#: What a provider can be held out for: its breaker opened, it sent a Retry-After, or it
+#: refused our key or our account (auth or billing).
+HoldKind = Literal["open", "retry_after", "unavailable"]
+HOLD_KINDS: tuple[HoldKind, ...] = ("open", "retry_after", "unavailable")
+
+#: Called with (kind, seconds left, reason) for a hold another instance published.
+HoldListener = Callable[[HoldKind, float, str], None]
+
+#: A spend counter outlives its period by this much (a late settle still finds it).
+_PERIOD_MARGIN_S = 86400.0
+
+
+#: scope, the request's cache key, what to share, seconds to keep it.
+_CacheEntry = tuple[str, object, dict[str, str], float]
+
+
+@attrs.frozen
+class Limited:
+    """Why a tenant's request may not run now: which limit, and for how long (rate limits)."""
+
+    limit: Literal["requests", "tokens", "day", "month"]
+    wait_s: float = 0.0
+
+
+def periods(at: float) -> tuple[str, str, float, float]:
+    """The UTC day and month of the unix time `at`, and the seconds left in each."""
+    moment = dt.datetime.fromtimestamp(at, dt.UTC)
+    day = dt.datetime(moment.year, moment.month, moment.day, tzinfo=dt.UTC)
+    carry, month = divmod(moment.month, 12)
+    next_month = dt.datetime(moment.year + carry, month + 1, 1, tzinfo=dt.UTC)
+    day_left = (day + dt.timedelta(days=1) - moment).total_seconds()
+    return (
+        moment.strftime("%Y-%m-%d"),
+        moment.strftime("%Y-%m"),
+        day_left,
+        (next_month - moment).total_seconds(),
+    )
+
+
+class FleetState:
+    """One instance's view of the fleet's shared state (see the module's docstring)."""
+
+    def __init__(
+        self,
+        config: StateConfig,
+        remote: StateStore | None,
+        *,
+        clock: Callable[[], float] = trio.current_time,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.instance = config.instance
+        self._remote = remote
+        self._local = MemoryStore(clock)
+        self._clock = clock
+        self._wall = wall
+        #: Whether the shared store answers (always False without one).
+        self.up = remote is not None
+        #: Instances in the last heartbeat read (this one included): the 1/N of degraded limits.
+        self.fleet_size = 1
+        self.instances: list[Instance] = []
+        #: Per spend counter, the fleet's total as last read from the store.
+        self._seen: dict[str, float] = {}
+        #: Spend counted locally while degraded, to add to the store when it is back.
+        self._pending: dict[str, tuple[float, float]] = {}
+        self._seeded: set[str] = set()
+        self._listeners: dict[str, HoldListener] = {}
+        self.summary: Callable[[], object] = dict
+        self.changes = 0
+        #: Cache entries to share, sent by `offer_cache` (never blocking), put by `run`.
+        self._outbox, self._outgoing = trio.open_memory_channel[_CacheEntry](256)
+
+    @property
+    def shared(self) -> bool:
+        """Whether a shared store is configured at all (`[state] backend = "redis"`)."""
+        return self._remote is not None
+
+    def describe(self, *, heartbeats: bool = False) -> dict[str, Any]:
+        """What `/readyz` shows (and, with `heartbeats`, the status: each instance's last
+        heartbeat, its providers' breaker states and availability)."""
+        described: dict[str, Any] = {
+            "backend": self.config.backend,
+            "instance": self.instance,
+            "up": self.up,
+            "fleet_size": self.fleet_size,
+            "instances": [i.id for i in self.instances],
+        }
+        if heartbeats:
+            described["heartbeats"] = {i.id: json.loads(i.summary) for i in self.instances}
+        return described
+
+    # -- up and down --------------------------------------------------------------------------
+
+    async def _on(self, call: Callable[[StateStore], Awaitable[T]]) -> tuple[T, bool]:
+        """`call` on the shared store while it is up, else on the local one; True when shared."""
+        if self._remote is not None and self.up:
+            try:
+                return await call(self._remote), True
+            except StoreUnavailable as exc:
+                self._degrade(exc)
+        return await call(self._local), False
+
+    def _degrade(self, exc: StoreUnavailable) -> None:
+        if self.up:
+            self.up = False
+            self.changes += 1
+            _log.warning(
+                "state_store_degraded",
+                instance=self.instance,
+                error=str(exc),
+                fleet_size=self.fleet_size,
+            )
+
+    async def _restore(self) -> None:
+        assert self._remote is not None
+        reconciled = len(self._pending)
+        for key, (amount, ttl_s) in list(self._pending.items()):
+            # One at a time: if the store fails again midway, the rest wait for the next try.
+            self._seen[key] = await self._remote.add(key, amount, ttl_s)
+            del self._pending[key]
+        self._seeded.clear()
+        self.up = True
+        self.changes += 1
+        _log.warning(
+            "state_store_restored",
+            instance=self.instance,
+            reconciled=reconciled,
+            fleet_size=self.fleet_size,
+        )
+
+    # -- the background task ------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Heartbeats, the fleet's holds, and coming back from degraded, every
+        `sync_interval_s`; cache entries to share as they are offered; until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._share_cache)
+            task_status.started()
+            while self._remote is not None:
+                await self.sync()
+                await trio.sleep(self.config.sync_interval_s)
+
+    async def sync(self) -> None:
+        """One round: back from degraded if the store answers, heartbeat, fleet, holds."""
+        remote = self._remote
+        if remote is None:
+            return
+        try:
+            if not self.up:
+                await remote.ping()
+                await self._restore()
+            summary = json.dumps(self.summary(), separators=(",", ":"), default=str)
+            await remote.beat(self.instance, summary, self.config.heartbeat_ttl_s)
+            self.instances = await remote.instances()
+            self.fleet_size = max(1, len(self.instances))
+            await self._read_holds(remote)
+        except StoreUnavailable as exc:
+            self._degrade(exc)
+
+    # -- rate limits --------------------------------------------------------------------------
+
+    async def admit(
+        self, tenant: str, requests_per_minute: int | None, tokens_per_minute: int | None
+    ) -> Limited | None:
+        """Count one request of `tenant`, or say which limit stops it (nothing counted then):
+        `runtime.gateway.ratelimit.RateLimiter.admit`'s buckets, shared by the fleet."""
+        if tokens_per_minute is not None:
+            wait = await self._bucket(f"rate:{tenant}:tokens", tokens_per_minute, 1.0, "check")
+            if wait > 0:
+                return Limited("tokens", wait)
+        if requests_per_minute is not None:
+            wait = await self._bucket(f"rate:{tenant}:requests", requests_per_minute, 1.0, "take")
+            if wait > 0:
+                return Limited("requests", wait)
+        return None
+
+    async def charge_tokens(self, tenant: str, tokens: int, tokens_per_minute: int | None) -> None:
+        """Charge the tokens a request of `tenant` used (the bucket may go into debt)."""
+        if tokens_per_minute is not None and tokens > 0:
+            await self._bucket(f"rate:{tenant}:tokens", tokens_per_minute, tokens, "charge")
+
+    async def _bucket(
+        self, key: str, per_minute: float, amount: float, mode: Literal["take", "check", "charge"]
+    ) -> float:
+        async def call(store: StateStore) -> float:
+            share = per_minute if store is self._remote else per_minute / self.fleet_size
+            return await store.bucket(key, share, amount, mode)
+
+        wait, _ = await self._on(call)
+        return wait
+
+    # -- spend --------------------------------------------------------------------------------
+
+    def _spend_keys(self, tenant: str) -> tuple[list[str], list[float]]:
+        day, month, day_left, month_left = periods(self._wall())
+        keys = [f"spend:{tenant}:day:{day}", f"spend:{tenant}:month:{month}"]
+        return keys, [day_left + _PERIOD_MARGIN_S, month_left + _PERIOD_MARGIN_S]
+
+    async def spent(self, tenant: str) -> tuple[float, float]:
+        """`tenant`'s spend this UTC day and month, reservations included."""
+        keys, ttls = self._spend_keys(tenant)
+
+        async def call(store: StateStore) -> list[float]:
+            if store is self._local:
+                await self._seed(keys, ttls)
+            return await store.counters(keys)
+
+        values, shared = await self._on(call)
+        if shared:
+            self._seen.update(zip(keys, values, strict=True))
+        return values[0], values[1]
+
+    async def reserve(
+        self, tenant: str, amount: float, budget_day: float | None, budget_month: float | None
+    ) -> Limited | None:
+        """Reserve `amount` (a request's most it may cost) against `tenant`'s budgets, unless
+        one is spent already. Every admitted request saw the fleet's total below the budget,
+        so the total overshoots it by at most one request's reservation (per instance, while
+        degraded); `settle` with the real cost afterwards."""
+        keys, ttls = self._spend_keys(tenant)
+        limits = [_limit(budget_day), _limit(budget_month)]
+
+        async def call(store: StateStore) -> int:
+            if store is self._remote:
+                return await store.reserve(keys, limits, amount, ttls)
+            await self._seed(keys, ttls)
+            index = await store.reserve(keys, self._local_limits(keys, limits), amount, ttls)
+            if index < 0:
+                self._count_pending(keys, amount, ttls)
+            return index
+
+        index, _ = await self._on(call)
+        if index < 0:
+            return None
+        return Limited("day" if index == 0 else "month")
+
+    async def settle(self, tenant: str, reserved: float, cost: float) -> None:
+        """Replace a reservation of `reserved` by the request's real `cost` (0.0 reserved: just
+        count `cost`)."""
+        delta = cost - reserved
+        if delta == 0.0:
+            return
+        keys, ttls = self._spend_keys(tenant)
+
+        async def call(store: StateStore) -> None:
+            if store is self._local:
+                await self._seed(keys, ttls)
+                self._count_pending(keys, delta, ttls)
+            for key, ttl in zip(keys, ttls, strict=True):
+                total = await store.add(key, delta, ttl)
+                if store is self._remote:
+                    self._seen[key] = total
+
+        await self._on(call)
+
+    def _local_limits(self, keys: Sequence[str], limits: Sequence[float]) -> list[float]:
+        """While degraded: what the fleet had left when last seen, shared out by N."""
+        local = []
+        for key, limit in zip(keys, limits, strict=True):
+            seen = self._seen.get(key, 0.0)
+            local.append(seen + max(0.0, limit - seen) / self.fleet_size)
+        return local
+
+    async def _seed(self, keys: Sequence[str], ttls: Sequence[float]) -> None:
+        """Start the local counters from the fleet's totals as last seen."""
+        for key, ttl in zip(keys, ttls, strict=True):
+            if key not in self._seeded:
+                self._seeded.add(key)
+                await self._local.add(key, self._seen.get(key, 0.0), ttl)
+
+    def _count_pending(self, keys: Sequence[str], amount: float, ttls: Sequence[float]) -> None:
+        if self._remote is None:
+            return
+        for key, ttl in zip(keys, ttls, strict=True):
+            self._pending[key] = (self._pending.get(key, (0.0, ttl))[0] + amount, ttl)
+
+    # -- provider holds -----------------------------------------------------------------------
+
+    def watch(self, provider: str, listener: HoldListener) -> None:
+        """Call `listener` at each sync with the holds other instances published for
+        `provider` (a new incarnation of the provider's actor replaces the old listener)."""
+        self._listeners[provider] = listener
+
+    async def publish_hold(
+        self, provider: str, kind: HoldKind, seconds: float, reason: str = ""
+    ) -> None:
+        """Tell the fleet `provider` is held out for `seconds` (never shortening a longer
+        hold). While degraded nothing is published: each instance finds out for itself."""
+        if self._remote is None or not self.up or seconds <= 0:
+            return
+        try:
+            await self._remote.hold(f"hold:{provider}:{kind}", f"{self.instance}|{reason}", seconds)
+        except StoreUnavailable as exc:
+            self._degrade(exc)
+
+    async def _read_holds(self, remote: StateStore) -> None:
+        listeners = list(self._listeners.items())
+        keys = [f"hold:{name}:{kind}" for name, _ in listeners for kind in HOLD_KINDS]
+        found = await remote.holds(keys)
+        for index, hold in enumerate(found):
+            if hold is None:
+                continue
+            owner, _, reason = hold[0].partition("|")
+            if owner != self.instance:
+                _, listener = listeners[index // len(HOLD_KINDS)]
+                listener(HOLD_KINDS[index % len(HOLD_KINDS)], hold[1], reason)
+
+    async def claim_probe(self, provider: str, seconds: float) -> bool:
+        """Whether this instance may send `provider` its half-open probes now: one instance
+        at a time in the fleet, for `seconds`; always, while degraded."""
+        if self._remote is None or not self.up:
+            return True
+        try:
+            return await self._remote.claim(f"probe:{provider}", self.instance, seconds)
+        except StoreUnavailable as exc:
+            self._degrade(exc)
+            return True
+
+    # -- the last-resort cache ----------------------------------------------------------------
+
+    def offer_cache(self, scope: str, key: object, entry: dict[str, str], ttl_s: float) -> None:
+        """`cache_put` in the background, from synchronous code; dropped when 256 are already
+        waiting (the store is slow: the local cache still has the entry)."""
+        with contextlib.suppress(trio.WouldBlock):
+            self._outbox.send_nowait((scope, key, entry, ttl_s))
+
+    async def _share_cache(self) -> None:
+        async for scope, key, entry, ttl_s in self._outgoing:
+            await self.cache_put(scope, key, entry, ttl_s)
+
+    async def cache_put(self, scope: str, key: object, entry: dict[str, str], ttl_s: float) -> None:
+        """Share a reply under `key` in `scope` (a tenant) for `ttl_s`; nothing while degraded
+        (the local cache still has it)."""
+        if self._remote is None or not self.up:
+            return
+        try:
+            await self._remote.put(_cache_key(scope, key), json.dumps(entry), ttl_s)
+        except StoreUnavailable as exc:
+            self._degrade(exc)
+
+    async def cache_get(self, scope: str, key: object) -> dict[str, str] | None:
+        """The reply another instance shared under `key` in `scope`, if any."""
+        if self._remote is None or not self.up:
+            return None
+        try:
+            found = await self._remote.get(_cache_key(scope, key))
+        except StoreUnavailable as exc:
+            self._degrade(exc)
+            return None
+        return None if found is None else dict(json.loads(found))
+
+
+#: The limit of a counter with no budget (Lua's tonumber reads no "inf").
+_UNLIMITED = 1e300
+
+
+def _limit(budget: float | None) -> float:
+    return _UNLIMITED if budget is None else budget
+
+
+def _cache_key(scope: str, key: object) -> str:
+    """The store's key for a cache entry: the scope in clear (to find a tenant's entries),
+    the request's identity hashed (it holds prompts)."""
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()
+    return f"cache:{scope}:{digest}"
+
+
+@contextlib.asynccontextmanager
+async def open_fleet_state(
+    config: StateConfig, *, clock: Callable[[], float] = trio.current_time
+) -> AsyncIterator[FleetState]:
+    """The `FleetState` of `config` with its background task running while the block runs."""
+    if config.backend == "memory":
+        yield FleetState(config, None, clock=clock)
+        return
+    from actors.state.redis import open_redis_store  # coredis only when Redis is asked for
+
+    async with open_redis_store(config) as remote, trio.open_nursery() as nursery:
+        fleet = FleetState(config, remote, clock=clock)
+        await fleet.sync()
+        nursery.start_soon(fleet.run)
+        try:
+            yield fleet
+        finally:
+            nursery.cancel_scope.cancel()

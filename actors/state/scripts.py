@@ -1,0 +1,106 @@
+"""The Lua scripts `RedisStore` runs: each one read-modify-write that must be atomic across the
+fleet. Times come from Redis's own clock (`TIME`), so instances need not agree on theirs.
+Fractional results go back as strings: Redis truncates Lua numbers to integers."""
+
+from __future__ import annotations
+
+__all__ = ["ADD", "BEAT", "BUCKET", "HOLD", "HOLDS", "INSTANCES", "RESERVE"]
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: KEYS[1] the bucket; ARGV per_minute, amount, mode (take | check | charge).
+#: Returns the seconds until `amount` is there ("0" for now; always "0" for charge).
+BUCKET = (
+    _NOW_MS
+    + """
+local per_minute = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+local mode = ARGV[3]
+local kept = redis.call('HMGET', KEYS[1], 'per_minute', 'level', 'updated')
+local level = per_minute
+if kept[1] and tonumber(kept[1]) == per_minute then
+  local elapsed = math.max(0, now - tonumber(kept[3])) / 1000.0
+  level = math.min(per_minute, tonumber(kept[2]) + elapsed * per_minute / 60.0)
+end
+local wait = 0
+if amount > level then wait = (amount - level) * 60.0 / per_minute end
+if mode == 'charge' or (mode == 'take' and wait == 0) then level = level - amount end
+redis.call('HSET', KEYS[1], 'per_minute', ARGV[1], 'level', tostring(level), 'updated', now)
+redis.call('PEXPIRE', KEYS[1], 120000)
+if mode == 'charge' then return '0' end
+return tostring(wait)
+"""
+)
+
+#: KEYS[1] the counter; ARGV amount, ttl_ms. Returns the new value.
+ADD = """
+local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return total
+"""
+
+#: KEYS the counters; ARGV amount, then each key's limit, then each key's ttl_ms.
+#: Returns -1 when the amount was added to all, else the 0-based index of the first spent one.
+RESERVE = """
+local n = #KEYS
+for i = 1, n do
+  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if value >= tonumber(ARGV[1 + i]) then return i - 1 end
+end
+for i = 1, n do
+  redis.call('INCRBYFLOAT', KEYS[i], ARGV[1])
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1 + n + i]) end
+end
+return -1
+"""
+
+#: KEYS[1] the hold; ARGV value, ms. Never shortens a longer hold.
+HOLD = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+#: KEYS the holds. Returns value, ms left for each (false, 0 when unset).
+HOLDS = """
+local out = {}
+for i = 1, #KEYS do
+  local value = redis.call('GET', KEYS[i])
+  out[#out + 1] = value
+  out[#out + 1] = value and redis.call('PTTL', KEYS[i]) or 0
+end
+return out
+"""
+
+#: KEYS[1] the instance set, KEYS[2] this instance's summary; ARGV id, summary, ms.
+BEAT = (
+    _NOW_MS
+    + """
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+)
+
+#: KEYS[1] the instance set; ARGV the summaries' key prefix. Returns id, summary, ms left each.
+INSTANCES = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. id
+  local summary = redis.call('GET', key)
+  if summary then
+    out[#out + 1] = id
+    out[#out + 1] = summary
+    out[#out + 1] = redis.call('PTTL', key)
+  end
+end
+return out
+"""
+)

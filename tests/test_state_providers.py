@@ -1,0 +1,100 @@
+"""Two runtimes sharing one store in virtual time (the store in memory, standing in for Redis):
+a trip on one holds the provider on the other, which ends its hold half-open as after a trip of
+its own; then one instance at a time sends the half-open probes; a Retry-After and an auth
+failure are shared the same way."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+from support import make_config
+
+import runtime.embed
+from actors.config import Config, StateConfig
+from actors.faults import Fault, FaultKind
+from actors.messages import ProviderSnapshot
+from actors.state import FleetState, MemoryStore
+from runtime import Request
+from runtime.embed import Runtime, open_runtime
+
+REQUEST = Request(
+    prompt="Summarise the quarterly tax report",
+    complexity="moderate",
+    quality="production",
+    budget_usd=0.05,
+    max_tokens=500,
+)
+
+
+@pytest.fixture
+def shared_store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
+    """`[state] backend = "redis"` opens a FleetState on one MemoryStore for every runtime."""
+    store = MemoryStore()
+
+    @contextlib.asynccontextmanager
+    async def open_shared(config: StateConfig) -> AsyncIterator[FleetState]:
+        async with trio.open_nursery() as nursery:
+            fleet = FleetState(config, store)
+            await nursery.start(fleet.run)
+            yield fleet
+            nursery.cancel_scope.cancel()
+
+    monkeypatch.setattr(runtime.embed, "open_fleet_state", open_shared)
+    return store
+
+
+def config(instance: str) -> Config:
+    breaker = {"consecutive_failures": 2, "open_s": 10.0, "half_open_probes": 1}
+    return make_config(
+        providers={"openai": {"breaker": breaker}, "anthropic": {"breaker": breaker}},
+        state={"backend": "redis", "url": "redis://unused", "instance": instance},
+    )
+
+
+def breakers(rt: Runtime) -> dict[str, str]:
+    return {p.name: p.breaker for p in rt.status().providers}
+
+
+async def test_a_trip_holds_the_fleet_and_one_instance_probes(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    async with open_runtime(config("a")) as one, open_runtime(config("b")) as two:
+        for name in ("openai", "anthropic"):
+            one.inject_fault(name, Fault(FaultKind.OUTAGE))
+        for _ in range(2):
+            await one.complete(REQUEST)
+        assert breakers(one)["openai"] == "open"
+        await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
+        assert breakers(two)["openai"] == "open"
+        reply = await two.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["gemini"]
+        assert snapshot(two, "openai").breaker.trips == 0  # not a trip of its own
+        await trio.sleep(10.0)  # both open periods over: one instance claims the probes
+        states = sorted([breakers(one)["openai"], breakers(two)["openai"]])
+        assert states == ["half_open", "open"]
+
+
+async def test_retry_after_and_auth_failures_are_shared(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    async with open_runtime(config("a")) as one, open_runtime(config("b")) as two:
+        one.inject_fault("openai", Fault(FaultKind.RATE_LIMIT, retry_after_s=20.0))
+        await one.complete(REQUEST)
+        # What an instance publishes on an auth failure (`ProviderActor._hold_out`).
+        await shared_store.hold("hold:anthropic:unavailable", "c|invalid x-api-key", 60.0)
+        await trio.sleep(1.0)
+        openai, anthropic = snapshot(two, "openai"), snapshot(two, "anthropic")
+        assert openai.breaker.state.value == "open" and openai.breaker.trips == 0
+        assert openai.retry_after_until is not None
+        assert 18.0 < openai.retry_after_until - trio.current_time() <= 19.0
+        assert not anthropic.available and anthropic.reason == "invalid x-api-key"
+        reply = await two.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["gemini"]
+
+
+def snapshot(rt: Runtime, provider: str) -> ProviderSnapshot:
+    return rt._providers_context.last_snapshots[provider]
