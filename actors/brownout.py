@@ -130,13 +130,17 @@ class BrownoutWatch:
             return None
         return watched.factor * baseline / 1000.0
 
-    def observe(self, provider: str, elapsed_ms: float) -> None:
-        """A call that answered, or that was cancelled or timed out after `elapsed_ms`."""
+    def observe(self, provider: str, elapsed_ms: float, *, lower_bound: bool = False) -> None:
+        """A call that answered after `elapsed_ms`; with `lower_bound`, one cancelled or timed
+        out after running that long, which counts only when that is already over the threshold
+        (a hedge's loser cancelled early says nothing of its provider's latency)."""
         watched = self._watched.get(provider)
         threshold = self.threshold_s(provider)
         if watched is None or threshold is None:
             return
         limit_ms = threshold * 1000.0
+        if lower_bound and elapsed_ms < limit_ms:
+            return
         if watched.brownout is not None:
             if elapsed_ms < limit_ms:
                 self._end(provider, watched)

@@ -451,7 +451,7 @@ class _Walk:
             self._observe(call, elapsed, ok=False)
         if self.cascade.brownout is not None:
             # Ran at least this long: evidence of a brownout, never of its end.
-            self.cascade.brownout.observe(call.provider, elapsed)
+            self.cascade.brownout.observe(call.provider, elapsed, lower_bound=True)
 
     def failed_attempt(self, call: _Call, error: ProviderError) -> None:
         elapsed = (trio.current_time() - call.started) * 1000.0
