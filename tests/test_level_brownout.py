@@ -223,6 +223,21 @@ async def test_hedge_starts_the_next_level_within_its_budget(
         )
 
 
+async def test_a_stream_walks_the_demoted_order_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_runtime(_config(brownout="demote", brownout_probe_s=60)) as rt:
+        await _warm(rt)
+        rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=20))
+        await rt.complete(Request(prompt=ASK))  # slow: the brownout starts
+        await rt.complete(Request(prompt=ASK))  # the probe
+        async with rt.stream(Request(prompt=ASK)) as stream:
+            text = "".join([chunk async for chunk in stream])
+        assert text
+        assert stream.reply is not None
+        assert [a.provider for a in stream.reply.attempts] == ["gemini"]
+
+
 async def test_off_leaves_the_walk_alone(autojump_clock: trio.testing.MockClock) -> None:
     async with open_runtime(_config()) as rt:
         await _warm(rt)
