@@ -8,6 +8,12 @@ passes every call in it is cancelled and none outlives it. A request ends in exa
 `Reply` or one typed error: `RequestRejected` (the request itself is wrong, no fallback) or
 `AllLevelsFailed` (with every attempt).
 
+A level with a brownout policy (`actors.brownout`) changes the walk when its every provider
+is far slower than its baseline: `demote` walks it after the next level (but for one probe
+request in `brownout_probe_s`, run first and hedged into the next level); `hedge` starts the
+next level beside a call that outlasts the threshold, within a budget. A hedge runs both
+levels in one nursery: the first answer cancels the other level's calls.
+
 `complete` and `stream` share one walk (`_Walk`): the plan, the levels and their deadlines,
 the recovery waits and the Retry-After re-walk, attempt recording, stats and how a request
 ends. The walk is a plain iterator of steps driven by its caller, so the stream, an async

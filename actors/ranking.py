@@ -310,6 +310,8 @@ def _with_brownouts(
                 f"brownout hedge: a call over {factor} its provider's baseline latency starts "
                 f"{into} beside it, within {level.brownout_hedge_budget:.0%} of requests"
             )
+            if found[0] is not None:
+                note += f"; {found[0].note}"
             browned = None  # hedged, not demoted
         elif browned is not None:
             note = (
@@ -318,9 +320,10 @@ def _with_brownouts(
                 f"its baseline ({browned.baseline_ms * level.brownout_factor / 1000:.3g} s)"
             )
         else:
-            note = f"brownout demote: not browned out (at {factor} its baseline: after {into})"
-        if found[0] is not None and browned is None and level.brownout == "hedge":
-            note += f"; {found[0].note}"
+            note = (
+                f"brownout demote: walked after {into} once every provider is over {factor} "
+                "its baseline latency"
+            )
         out[index] = attrs.evolve(plan, brownout=browned, brownout_note=note)
     return out
 
