@@ -8,6 +8,12 @@ passes every call in it is cancelled and none outlives it. A request ends in exa
 `Reply` or one typed error: `RequestRejected` (the request itself is wrong, no fallback) or
 `AllLevelsFailed` (with every attempt).
 
+A level with a brownout policy (`actors.brownout`) changes the walk when its every provider
+is far slower than its baseline: `demote` walks it after the next level (but for one probe
+request in `brownout_probe_s`, run first and hedged into the next level); `hedge` starts the
+next level beside a call that outlasts the threshold, within a budget. A hedge runs both
+levels in one nursery: the first answer cancels the other level's calls.
+
 `complete` and `stream` share one walk (`_Walk`): the plan, the levels and their deadlines,
 the recovery waits and the Retry-After re-walk, attempt recording, stats and how a request
 ends. The walk is a plain iterator of steps driven by its caller, so the stream, an async
@@ -24,6 +30,7 @@ import attrs
 import trio
 
 from actors.adapters.lastresort import ResponseCache
+from actors.brownout import BrownoutWatch
 from actors.config import LAST_RESORT_KINDS, Config, LevelConfig
 from actors.detect import DegradationWatch
 from actors.directory import ProviderDirectory, RoutePlanner
@@ -153,8 +160,11 @@ class _Walk:
         "deadline",
         "first_choice_held_out",
         "first_level",
+        "hedged",
         "order",
         "plan",
+        "probes",
+        "rank_order",
         "recovery",
         "request",
         "reserve_cap",
@@ -193,6 +203,13 @@ class _Walk:
         self.first_choice_held_out = bool(first) and any(
             exclusion.cause in _HEALTH_CAUSES for exclusion in first
         )
+        #: The order before browned-out levels are demoted: what makes a reply a fallback.
+        self.rank_order = self.order
+        #: Demoted levels this request tries first anyway, hedged (`brownout_probe_s`).
+        self.probes: set[int] = set()
+        #: Levels a hedge already walked in this pass: not walked again.
+        self.hedged: set[int] = set()
+        self.order = self._demote_browned_out(self.order)
         #: The request's spans (last: nothing after it can fail and leave its span open).
         self.trace: RequestTrace = cascade.tracing.request(request, stream=stream)
 
@@ -204,8 +221,11 @@ class _Walk:
                     back = self._recovery_time()
                     if back is not None:
                         yield back
+                        self.hedged.clear()
                         self.plan = cascade.planner.plan(self.request, explore=True)
                         break
+                if index in self.hedged:
+                    continue
                 candidates = self.plan.levels[index].candidates
                 if self.recovery.rounds:
                     # A re-walk: what already failed this request is not asked again.
@@ -218,6 +238,7 @@ class _Walk:
                 if back is None:
                     break
                 yield back
+                self.hedged.clear()
                 self.plan = cascade.planner.plan(self.request, explore=True)
         yield from self._last_tries()
 
@@ -237,6 +258,66 @@ class _Walk:
             end = deadline - min(reserves[index], cap)
             if now < end:
                 yield index, level, now, min(now + level.timeout_s, end)
+
+    def _demote_browned_out(self, order: tuple[int, ...]) -> tuple[int, ...]:
+        """`order` with each browned-out level (`LevelPlan.brownout`, policy demote) moved
+        behind the next level it could hedge into, except for the one request in
+        `brownout_probe_s` that tries it first, hedged (`probes`)."""
+        watch = self.cascade.brownout
+        if watch is None:
+            return order
+        walked = list(order)
+        for index in order:
+            browned = self.plan.levels[index].brownout
+            into = self._next_level(index, walked)
+            if browned is None or into is None:
+                continue
+            if watch.probe_due(self.cascade.levels[index]):
+                self.probes.add(index)
+                continue
+            walked.remove(index)
+            walked.insert(walked.index(into) + 1, index)
+            self.cascade.events.emit(
+                "level_demoted",
+                level=self.cascade.levels[index].name,
+                behind=self.cascade.levels[into].name,
+                provider=browned.provider,
+                task_id=self.request.task_id,
+            )
+        return tuple(walked)
+
+    def _next_level(self, index: int, order: Sequence[int]) -> int | None:
+        """The level after `index` in `order` that a brownout moves to: not the last resort,
+        with candidates for this request, not already walked by a hedge."""
+        last_resort = self.cascade.last_resort_levels
+        for later in order[order.index(index) + 1 :]:
+            if later in last_resort:
+                return None
+            if self.plan.levels[later].candidates and later not in self.hedged:
+                return later
+        return None
+
+    def hedge_into(self, step: _Level) -> tuple[_Level, float] | None:
+        """The level to hedge `step` into, and after how long, when its brownout policy asks
+        for one: hedge, or a demoted level's probe."""
+        level, watch = step.level, self.cascade.brownout
+        probe = step.position in self.probes
+        if watch is None or not (level.brownout == "hedge" or probe):
+            return None
+        if level.brownout == "hedge":
+            budget = watch.budget(level.name)
+            if budget is not None:
+                budget.deposit()
+        patience = watch.threshold_s(step.candidates[0].provider)
+        into = self._next_level(step.position, self.order)
+        if patience is None or into is None:
+            return None
+        now = trio.current_time()
+        end = self.deadline - min(self.reserves[into], self.reserve_cap)
+        later = self.cascade.levels[into]
+        deadline = min(now + patience + later.timeout_s, end, step.deadline)
+        candidates = self.plan.levels[into].candidates
+        return _Level(into, later, candidates, now, deadline), patience
 
     def _failed_providers(self) -> set[str]:
         return {a.provider for a in self.attempts if a.outcome not in _NOT_FAILED}
@@ -347,6 +428,8 @@ class _Walk:
         cascade.history.record(call.provider, call.started, elapsed_ms, ok=ok)
         if cascade.watch is not None and health:
             cascade.watch.record(call.provider, elapsed_ms, ok=ok)
+        if cascade.brownout is not None and ok:
+            cascade.brownout.observe(call.provider, elapsed_ms)
 
     def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
         call = _Call(self, candidate.provider, candidate.model, level)
@@ -372,6 +455,9 @@ class _Walk:
         self._record(call, outcome, elapsed)
         if outcome == "timeout":
             self._observe(call, elapsed, ok=False)
+        if self.cascade.brownout is not None:
+            # Ran at least this long: evidence of a brownout, never of its end.
+            self.cascade.brownout.observe(call.provider, elapsed, lower_bound=True)
 
     def failed_attempt(self, call: _Call, error: ProviderError) -> None:
         elapsed = (trio.current_time() - call.started) * 1000.0
@@ -406,7 +492,7 @@ class _Walk:
     def is_fallback(self, step: _Level, candidate: Candidate, earlier_attempts: int) -> bool:
         """Whether an answer from `candidate` at `step`, after `earlier_attempts` other tries,
         is a fallback (see `reply`)."""
-        order = self.order
+        order = self.rank_order
         if order.index(step.position) > order.index(self.first_level) or earlier_attempts > 0:
             return True
         if self.first_choice_held_out:
@@ -471,8 +557,11 @@ class CascadeSupervisor:
         events: EventBus,
         tracing: Tracing | None = None,
         watch: DegradationWatch | None = None,
+        brownout: BrownoutWatch | None = None,
     ) -> None:
         self.config = config
+        #: The brownout watch of the levels with a `brownout` policy, or None.
+        self.brownout = brownout
         #: The change detectors that calls' outcomes feed (`[routing] predict`), or None.
         self.watch = watch
         self.levels: Sequence[LevelConfig] = config.levels
@@ -556,15 +645,73 @@ class CascadeSupervisor:
                 with scope:
                     if not isinstance(step, _Level):
                         await trio.sleep_forever()  # until the Retry-After ends
-                    won = await self._try_level(walk, step)
+                    won = await self._run_step(walk, step)
                     if won is not None:
-                        return walk.reply(step, *won)
+                        return walk.reply(*won)
             finally:
                 self._scopes.discard(scope)
             if self.closed and scope.cancelled_caught:
                 walk.cancelled_request()
                 raise RuntimeClosed("the runtime closed while the request was in flight")
         raise walk.failed()
+
+    async def _run_step(
+        self, walk: _Walk, step: _Level
+    ) -> tuple[_Level, Candidate, Completion] | None:
+        """Try the level, hedged into the next one when its brownout policy asks for it."""
+        hedge = walk.hedge_into(step)
+        if hedge is None:
+            won = await self._try_level(walk, step)
+            return None if won is None else (step, *won)
+        return await self._hedge_levels(walk, step, *hedge)
+
+    async def _hedge_levels(
+        self, walk: _Walk, step: _Level, into: _Level, patience: float
+    ) -> tuple[_Level, Candidate, Completion] | None:
+        """Dean & Barroso's hedge across levels: `into` starts beside `step` once `step` has
+        run `patience` without answering (within the level's budget unless this request is a
+        demoted level's probe); the first answer wins and the other level's calls are cancelled
+        (recorded as cancelled). A level that failed before then is left to the walk."""
+        winner: list[tuple[_Level, Candidate, Completion]] = []
+
+        async def run(level: _Level, done: trio.Event, scope: trio.CancelScope) -> None:
+            try:
+                with trio.move_on_at(level.deadline):
+                    won = await self._try_level(walk, level)
+                if won is not None and not winner:
+                    winner.append((level, *won))
+                    scope.cancel()
+            finally:
+                done.set()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                done = trio.Event()
+                nursery.start_soon(run, step, done, nursery.cancel_scope)
+                with trio.move_on_after(patience):
+                    await done.wait()
+                if not done.is_set() and self._may_hedge(walk, step):
+                    walk.hedged.add(into.position)
+                    self.events.emit(
+                        "level_hedged",
+                        level=step.level.name,
+                        into=into.level.name,
+                        slow=step.candidates[0].provider,
+                        after_s=round(patience, 3),
+                        probe=step.position in walk.probes,
+                        task_id=walk.request.task_id,
+                    )
+                    nursery.start_soon(run, into, trio.Event(), nursery.cancel_scope)
+        except BaseExceptionGroup as group:
+            _raise_rejected(group)
+        return winner[0] if winner else None
+
+    def _may_hedge(self, walk: _Walk, step: _Level) -> bool:
+        """A demoted level's probe always hedges; the hedge policy within its budget."""
+        if step.position in walk.probes:
+            return True
+        budget = self.brownout.budget(step.level.name) if self.brownout else None
+        return budget is not None and budget.withdraw()
 
     async def _try_level(self, walk: _Walk, step: _Level) -> tuple[Candidate, Completion] | None:
         level, candidates = step.level, step.candidates

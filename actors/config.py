@@ -42,6 +42,8 @@ __all__ = ["HTTP_KINDS", "KNOWN_KINDS", "LAST_RESORT_KINDS", "SIMULATED_KINDS"]
 
 Strategy = Literal["sequential", "race", "hedge"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+BrownoutPolicy = Literal["off", "demote", "hedge"]
+BROWNOUT_POLICIES: tuple[str, ...] = typing.get_args(BrownoutPolicy)
 COMPLEXITIES: tuple[str, ...] = tuple(member.value for member in Complexity)
 QUALITIES: tuple[str, ...] = tuple(member.value for member in Quality)
 COST_TIERS: tuple[str, ...] = tuple(member.value for member in CostTier)
@@ -183,6 +185,16 @@ class LevelConfig:
     #: A reply that is the model's refusal: false, the caller gets it (`Reply.refusal`); true,
     #: it counts as a failed (`refused`) attempt and the walk goes on to the next candidate.
     fallback_on_refusal: bool = False
+    #: When every provider of the level answers `brownout_factor` times slower than its
+    #: baseline (`actors.brownout`): off, the walk is unchanged; demote, requests try the next
+    #: level first; hedge, a call outlasting that starts the next level beside it.
+    brownout: BrownoutPolicy = attrs.field(default="off", validator=one_of(BROWNOUT_POLICIES))
+    #: The stats alert's factor over the provider's baseline latency.
+    brownout_factor: float = attrs.field(default=5.0, validator=at_least(1.0, inclusive=False))
+    #: hedge: hedges at most this share of the level's requests (a retry budget).
+    brownout_hedge_budget: float = attrs.field(default=0.2, validator=fraction)
+    #: demote: one request this often still tries the level first (hedged), to see it recover.
+    brownout_probe_s: float = attrs.field(default=5.0, validator=positive)
 
 
 @attrs.frozen

@@ -29,6 +29,8 @@ EVENT_LEVELS: Mapping[str, str] = {
     "request_failed": WARNING,
     "fallback_used": INFO,
     "request_hedged": DEBUG,
+    "level_demoted": DEBUG,
+    "level_hedged": DEBUG,
     "waiting_for_provider": INFO,
     "stream_interrupted": WARNING,
     # supervision (the kernel's events)

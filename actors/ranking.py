@@ -97,11 +97,14 @@ from actors.sizing import request_chars
 from actors.tiers import COST_TIER_POINTS, CostTiers, ModelGrade
 
 if TYPE_CHECKING:
+    from actors.brownout import Brownout
     from actors.detect import Demotion
 
 #: Who is demoted at a given time (`actors.detect.DegradationWatch.demotions`).
 Demotions = Callable[[float], "Mapping[str, Demotion]"]
 _NOT_DEMOTED: Mapping[str, Demotion] = {}
+#: Who is browned out at a given time (`actors.brownout.BrownoutWatch.brownouts`).
+Brownouts = Callable[[float], "Mapping[str, Brownout]"]
 
 __all__ = [
     "Candidate",
@@ -220,9 +223,15 @@ class LevelPlan:
     level: str
     candidates: tuple[Candidate, ...]
     exclusions: tuple[Exclusion, ...]
+    #: Set when the level's brownout policy is `demote` and every candidate is browned out:
+    #: the walk tries the next level first (`actors.brownout`).
+    brownout: Brownout | None = None
+    #: What the level's brownout policy does for this request ("" when it is off).
+    brownout_note: str = ""
 
     def explain(self) -> list[str]:
-        """One line per candidate in rank order, then one per exclusion."""
+        """One line per candidate in rank order, then one per exclusion, then the level's
+        brownout policy."""
         lines = []
         for index, c in enumerate(self.candidates, 1):
             line = (
@@ -240,6 +249,8 @@ class LevelPlan:
             lines.append(line)
         for e in self.exclusions:
             lines.append(f"{self.level} excluded {e.provider}: {e.reason}")
+        if self.brownout_note:
+            lines.append(f"{self.level} {self.brownout_note}")
         return lines
 
 
@@ -271,6 +282,50 @@ class RoutePlan:
             if level.level == name:
                 return level
         raise KeyError(name)
+
+
+def _with_brownouts(
+    config: Config, plans: list[LevelPlan], brownouts: Mapping[str, Brownout]
+) -> list[LevelPlan]:
+    """Each level's plan with what its brownout policy does: the level is browned out when
+    every candidate is; it is demoted behind, or hedged into, the next level that is not the
+    last resort."""
+    kinds = {p.name: p.kind for p in config.providers}
+    real = [
+        index
+        for index, level in enumerate(config.levels)
+        if not all(kinds[name] in LAST_RESORT_KINDS for name in level.providers)
+    ]
+    out = list(plans)
+    for index, (level, plan) in enumerate(zip(config.levels, plans, strict=True)):
+        later = [i for i in real if i > index and plans[i].candidates]
+        if level.brownout == "off" or not plan.candidates or not later:
+            continue
+        into = config.levels[later[0]].name
+        found = [brownouts.get(c.provider) for c in plan.candidates]
+        browned = found[0] if all(found) else None
+        factor = f"{level.brownout_factor:g}x"
+        if level.brownout == "hedge":
+            note = (
+                f"brownout hedge: a call over {factor} its provider's baseline latency starts "
+                f"{into} beside it, within {level.brownout_hedge_budget:.0%} of requests"
+            )
+            if found[0] is not None:
+                note += f"; {found[0].note}"
+            browned = None  # hedged, not demoted
+        elif browned is not None:
+            note = (
+                f"brownout demote: tried after {into}, {browned.note}; one request every "
+                f"{level.brownout_probe_s:g} s tries it first, hedged into {into} after {factor} "
+                f"its baseline ({browned.baseline_ms * level.brownout_factor / 1000:.3g} s)"
+            )
+        else:
+            note = (
+                f"brownout demote: walked after {into} once every provider is over {factor} "
+                "its baseline latency"
+            )
+        out[index] = attrs.evolve(plan, brownout=browned, brownout_note=note)
+    return out
 
 
 def _usd(amount: float) -> str:
@@ -327,9 +382,16 @@ class _ProviderRoute:
 class Ranker:
     """Ranks a level's providers for a request from the latest heartbeats. Pure and cheap."""
 
-    def __init__(self, config: Config, *, demotions: Demotions | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        demotions: Demotions | None = None,
+        brownouts: Brownouts | None = None,
+    ) -> None:
         self._config = config
         self._demotions = demotions
+        self._brownouts = brownouts
         routing = config.routing
         self._chars_per_token = routing.chars_per_token
         self._latency_points_per_ms = 100.0 / routing.latency_zero_ms
@@ -558,6 +620,8 @@ class Ranker:
         )
         if needs is not NO_NEEDS or pins:
             summary += _needs_summary(request, needs)
+        if self._brownouts is not None:
+            plans = _with_brownouts(self._config, plans, self._brownouts(now))
         times = [e.available_at for p in plans for e in p.exclusions if e.available_at is not None]
         return RoutePlan(summary, tuple(plans), earliest, min(times) if times else None)
 

@@ -302,6 +302,8 @@ class AlertKind(enum.StrEnum):
     QUOTA = "quota"
     #: Raised by the change detectors (`actors.detect`), not by these rules.
     PREDICTED_DEGRADATION = "predicted_degradation"
+    #: Raised by the brownout watch (`actors.brownout`) of a level with a brownout policy.
+    BROWNOUT = "brownout"
 
 
 @attrs.frozen

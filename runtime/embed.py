@@ -32,6 +32,7 @@ import actors.adapters.lastresort
 import actors.adapters.simulated  # noqa: F401
 from actors.adapters.base import ADAPTER_KINDS
 from actors.adapters.lastresort import ResponseCache, shared_reply_cache
+from actors.brownout import BrownoutWatch
 from actors.cascade import CascadeSupervisor, ReplyStream
 from actors.config import HTTP_KINDS, LAST_RESORT_KINDS, Config, ModelInfo, load_config
 from actors.detect import DegradationWatch, DetectorSettings
@@ -151,7 +152,14 @@ class Runtime:
         #: The change detectors of `[routing] predict`, or None when it is off.
         self.degradation_watch = _degradation_watch(config, self.events)
         demotions = self.degradation_watch.demotions if self.degradation_watch else None
-        self.ranker = Ranker(config, demotions=demotions)
+        #: The brownout watch of the levels with a `brownout` policy, or None when none has.
+        self.brownout_watch = (
+            BrownoutWatch(config.levels, self.history, emit=self.events.emit)
+            if any(level.brownout != "off" for level in config.levels)
+            else None
+        )
+        brownouts = self.brownout_watch.brownouts if self.brownout_watch else None
+        self.ranker = Ranker(config, demotions=demotions, brownouts=brownouts)
         self._providers_context = ProviderContext(
             adapters=self._store,
             events=self.events,
@@ -179,6 +187,7 @@ class Runtime:
             events=self.events,
             tracing=Tracing(tracer_provider),
             watch=self.degradation_watch,
+            brownout=self.brownout_watch,
         )
         self._root = self._build_tree()
         #: The state shared with the other instances of a fleet (`[state]`), or None.
@@ -305,7 +314,11 @@ class Runtime:
             stats=stats,
             performance={name: self.history.summary(name) for name in self._provider_kinds},
             recommendations=recommendations(snapshots, stats, self.history),
-            alerts=self.alert_watch.alerts(snapshots, self.history) + self._predicted_alerts(),
+            alerts=(
+                self.alert_watch.alerts(snapshots, self.history)
+                + self._predicted_alerts()
+                + self._brownout_alerts()
+            ),
             requests_in_flight=self.cascade.in_flight,
             prices_changed=dict(self._prices_changed),
             fleet=None if self.fleet is None else self.fleet.describe(heartbeats=True),
@@ -318,6 +331,15 @@ class Runtime:
         return tuple(
             Alert(d.provider, AlertKind.PREDICTED_DEGRADATION, d.note, d.since)
             for d in watch.demotions().values()
+        )
+
+    def _brownout_alerts(self) -> tuple[Alert, ...]:
+        watch = self.brownout_watch
+        if watch is None:
+            return ()
+        return tuple(
+            Alert(b.provider, AlertKind.BROWNOUT, f"{b.level} {b.note}", b.since)
+            for b in watch.brownouts().values()
         )
 
     # -- steering ---------------------------------------------------------------------------

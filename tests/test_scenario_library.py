@@ -55,7 +55,7 @@ def test_the_library_has_the_scenarios_the_issue_lists() -> None:
         "budget-squeeze", "quota-exhaustion", "mid-stream-drop", "soak",
         # what static rules miss (issue 13)
         "slow-drift", "ramping-failure", "hidden-rate-limit", "price-change", "mixed-day",
-        "recovery",
+        "recovery", "level-brownout",
     } <= names  # fmt: skip
     for path in LIBRARY:
         scenario = load_scenario(path)
