@@ -18,8 +18,11 @@ from actors.provider import ProviderActor
 from runtime.embed import Runtime, open_runtime
 from runtime.gateway.metrics import GatewayMetrics
 from runtime.repl.commands import Console
-from runtime.scenario.compare import compare, variants_to_compare
+from runtime.scenario.compare import variants_to_compare
 from runtime.scenario.format import load_scenario
+from runtime.scenario.measure import clean_replies, wasted_calls
+from runtime.scenario.recorder import Recorder
+from runtime.scenario.runner import run_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 Changes = list[tuple[int, int, str]]
@@ -253,17 +256,23 @@ async def test_status_metrics_and_the_repl_show_the_limit(autojump_clock: Any) -
 
 
 @pytest.mark.seeds
-def test_auto_serves_more_from_openai_with_fewer_429s_on_the_hidden_rate_limit() -> None:
+def test_auto_answers_more_without_a_429_on_the_hidden_rate_limit() -> None:
+    """At seed 7: 429s from OpenAI 372 -> 158, requests answered without a wasted call
+    3,246 -> 3,461 (of 3,600), OpenAI's replies 1,024 -> 1,068. The last holds at 4 of seeds
+    1-10 only (see scenarios/hidden-rate-limit.toml): asserted here at seed 7 alone."""
     scenario = load_scenario(ROOT / "scenarios" / "hidden-rate-limit.toml")
-    variants = [v for v in variants_to_compare(scenario) if v.name in ("baseline", "auto-limit")]
-    comparison = compare(scenario, variants, [7])
-    openai = {}
-    for result in comparison.results:
-        (provider,) = [p for p in result.report.data["providers"] if p["name"] == "openai"]
-        openai[result.variant.name] = provider
-    fixed, auto = openai["baseline"], openai["auto-limit"]
-    assert auto["served"] > fixed["served"]
+    runs: dict[str, tuple[dict[str, Any], int, int]] = {}
+    for variant in variants_to_compare(scenario):
+        recorders: list[Recorder] = []
+        report = run_scenario(scenario.under(variant), seed=7, on_recorder=recorders.append)
+        (openai,) = [p for p in report.data["providers"] if p["name"] == "openai"]
+        assert report.data["availability"] == 1.0 and report.passed
+        runs[variant.name] = (openai, wasted_calls(recorders[0]), clean_replies(recorders[0]))
+    (fixed, fixed_wasted, fixed_clean), (auto, auto_wasted, auto_clean) = (
+        runs["baseline"],
+        runs["auto-limit"],
+    )
     assert auto["failures"]["rate_limited"] * 2 < fixed["failures"]["rate_limited"]
-    baseline, adaptive = (result.runs[0] for result in comparison.results)
-    assert adaptive["wasted_calls"] * 2 < baseline["wasted_calls"]
-    assert adaptive["availability"] == baseline["availability"] == 1.0
+    assert auto_wasted * 2 < fixed_wasted
+    assert auto_clean > fixed_clean + 150
+    assert auto["served"] > fixed["served"]
