@@ -106,6 +106,15 @@ class RecoveryConfig:
     timeout_s: float = attrs.field(default=5.0, validator=positive)
 
 
+def _in_flight(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """`max_in_flight`: a whole number of calls, at least 1, or "auto"."""
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(attribute.name, f"{value!r} is not an integer or 'auto'")
+    at_least(1)(instance, attribute, value)
+
+
 @attrs.frozen
 class ProviderConfig:
     name: str
@@ -113,8 +122,13 @@ class ProviderConfig:
     models: tuple[str, ...] = ()
     breaker: BreakerConfig = BreakerConfig()
     recovery: RecoveryConfig = RecoveryConfig()
-    #: Bulkhead: calls in flight at once; more queue for a slot.
-    max_in_flight: int = attrs.field(default=64, validator=at_least(1))
+    #: Bulkhead: calls in flight at once; more queue for a slot. "auto": a limit learned from
+    #: the provider's 429s and latency (`actors.concurrency`), between `max_in_flight_min` and
+    #: `max_in_flight_max`; a call finding it used up goes to the next candidate at once.
+    max_in_flight: int | Literal["auto"] = attrs.field(default=64, validator=_in_flight)
+    #: "auto": the floor and ceiling of the learned limit (the ceiling also sizes the HTTP pool).
+    max_in_flight_min: int = attrs.field(default=1, validator=at_least(1))
+    max_in_flight_max: int = attrs.field(default=64, validator=at_least(1))
     # --- simulated ---
     latency_ms: float = attrs.field(default=50.0, validator=non_negative)
     #: Spread of the simulated latency, as a fraction of latency_ms (lognormal sigma).
@@ -143,12 +157,29 @@ class ProviderConfig:
             raise ValueError("name must not be empty")
         if not self.models and self.kind not in LAST_RESORT_KINDS:
             raise ValueError(f"models must list at least one model for provider {self.name!r}")
+        if self.max_in_flight_max < self.max_in_flight_min:
+            raise FieldError(
+                "max_in_flight_max",
+                f"{self.max_in_flight_max} must be >= max_in_flight_min={self.max_in_flight_min}",
+            )
         probe = self.recovery.probe
         if probe not in ("auto", "off") and not kind_named(self.kind).probed:
             raise ValueError(
                 f"recovery.probe={probe!r}: a {self.kind} provider has nothing to probe "
                 "(only 'auto' or 'off')"
             )
+
+    @property
+    def adaptive_concurrency(self) -> bool:
+        """Whether the provider's limit on calls in flight is learned (`max_in_flight="auto"`)."""
+        return self.max_in_flight == "auto"
+
+    @property
+    def in_flight_ceiling(self) -> int:
+        """The most calls the provider may ever have in flight: what its HTTP pool is sized to."""
+        if self.max_in_flight == "auto":
+            return self.max_in_flight_max
+        return self.max_in_flight
 
     @property
     def recovery_probe(self) -> Literal["models", "completion", "off"]:
@@ -626,6 +657,13 @@ def strict_converter(*classes: type) -> cattrs.Converter:
             raise ValueError(f"{value!r} is not true or false")
         return value
 
+    def structure_in_flight(value: Any, _: Any) -> int | str:
+        if value == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{value!r} is not an integer or 'auto'")
+        return value
+
     def structure_literal(value: Any, literal: Any) -> Any:
         choices = typing.get_args(literal)
         found = value.lower() if isinstance(value, str) else value
@@ -634,6 +672,7 @@ def strict_converter(*classes: type) -> cattrs.Converter:
         return found
 
     converter.register_structure_hook_func(_is_literal, structure_literal)
+    converter.register_structure_hook(int | Literal["auto"], structure_in_flight)
     converter.register_structure_hook(float, structure_float)
     converter.register_structure_hook(int, structure_int)
     converter.register_structure_hook(str, structure_str)

@@ -25,6 +25,8 @@ EVENT_LEVELS: Mapping[str, str] = {
     "breaker_overridden": WARNING,
     "recovery_probe": DEBUG,
     "provider_recovered": INFO,
+    "concurrency_limit_changed": DEBUG,
+    "concurrency_limit_cut": INFO,
     # requests
     "request_failed": WARNING,
     "fallback_used": INFO,

@@ -525,3 +525,7 @@ class ProviderSnapshot:
     #: completion probes among them cost.
     recovery_probes: int = 0
     probe_cost_usd: float = 0.0
+    #: The limit on calls in flight now (`max_in_flight`, or its learned value), and the floor
+    #: and ceiling it is learned between when `max_in_flight = "auto"` (else None).
+    concurrency_limit: int = 0
+    concurrency_bounds: tuple[int, int] | None = None

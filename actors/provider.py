@@ -27,6 +27,7 @@ import trio
 
 from actors.adapters.base import ADAPTER_KINDS, Adapter, AdapterContext
 from actors.breaker import CircuitBreaker
+from actors.concurrency import AdaptiveLimit
 from actors.config import ProviderConfig
 from actors.errors import FailureKind, ProviderError
 from actors.health import HealthTracker
@@ -96,7 +97,17 @@ class ProviderActor(Actor):
         self.breaker = CircuitBreaker(config.breaker, on_transition=self._on_breaker_transition)
         self.health = HealthTracker(latency_stale_s=context.latency_stale_s)
         self.adapter: Adapter | None = None
-        self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
+        #: The learned limit on calls in flight (`max_in_flight="auto"`), else None.
+        self.concurrency: AdaptiveLimit | None = None
+        if config.max_in_flight == "auto":
+            self.concurrency = AdaptiveLimit(
+                config.max_in_flight_min,
+                config.max_in_flight_max,
+                on_change=self._on_limit_change,
+            )
+            self.bulkhead = trio.CapacityLimiter(self.concurrency.limit)
+        else:
+            self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
         self.retry_after_until: float | None = None
         self.unavailable_until: float | None = None
         self._dirty = trio.Event()
@@ -241,6 +252,15 @@ class ProviderActor(Actor):
             self.breaker.hold_open_until(until)
         self._changed()
 
+    def _on_limit_change(self, old: int, new: int, reason: str) -> None:
+        """The learned limit moved: resize the bulkhead (calls out beyond a cut finish; no new
+        one goes out until the calls in flight are under it) and say so."""
+        self.bulkhead.total_tokens = new
+        # A cut to half or less is news; the small steps of the search are not.
+        event = "concurrency_limit_cut" if new * 2 <= old else "concurrency_limit_changed"
+        self.context.events.emit(event, provider=self.name, old=old, new=new, reason=reason)
+        self._changed()
+
     # -- recovery probes ------------------------------------------------------------------
 
     def _may_probe(self) -> bool:
@@ -341,11 +361,25 @@ class ProviderActor(Actor):
         is not booked against the provider. A panic call first waits, within `deadline`, for
         a half-open breaker to have room for it."""
         if panic or not await self._free_slot():
-            await self._wait_for_slot(deadline, panic=panic)
+            if self.concurrency is not None and not panic:
+                await self._wait_within_limit(deadline, self.concurrency)
+            else:
+                await self._wait_for_slot(deadline, panic=panic)
         try:
             yield
         finally:
             self.bulkhead.release()
+
+    async def _wait_within_limit(self, deadline: float, limit: AdaptiveLimit) -> None:
+        """A learned limit is no queue: a call finding it used up waits for a slot a short while
+        (`AdaptiveLimit.patience_s`), then goes to the next candidate."""
+        limit.saturated()
+        with trio.move_on_at(min(deadline, trio.current_time() + limit.patience_s)) as scope:
+            await self._wait_for_slot(deadline, panic=False)
+        if scope.cancelled_caught:
+            raise ProviderError(
+                FailureKind.UNAVAILABLE, f"{self.name} is at its concurrency limit ({limit.limit})"
+            )
 
     async def _free_slot(self) -> bool:
         """Take a free bulkhead slot at once, if there is one and the call may go out: the
@@ -460,7 +494,10 @@ class ProviderActor(Actor):
 
     def _end_call(self, call: _Call, outcome: ProviderError | Completion | None) -> None:
         del self._calls[call.number]
-        self._record(outcome, trio.current_time() - call.start, call.admission)
+        elapsed = trio.current_time() - call.start
+        self._record(outcome, elapsed, call.admission)
+        if self.concurrency is not None:
+            _teach(self.concurrency, outcome, elapsed, call.start)
 
     def _adapter_failed(self, error: Exception) -> ProviderError:
         """An adapter raised something it should have classified (a bug, or a reply shape no
@@ -593,7 +630,20 @@ class ProviderActor(Actor):
             restarts=self.context.restarts(self.name),
             recovery_probes=self.recovery.probes if self.recovery is not None else 0,
             probe_cost_usd=self.recovery.cost_usd if self.recovery is not None else 0.0,
+            concurrency_limit=int(self.bulkhead.total_tokens),
+            concurrency_bounds=None if self.concurrency is None else self.concurrency.bounds,
         )
+
+
+def _teach(limit: AdaptiveLimit, outcome: object, elapsed_s: float, started_at: float) -> None:
+    """What a call's end tells the learned limit: a reply's or a timeout's latency, a 429."""
+    if isinstance(outcome, Completion):
+        limit.on_latency(elapsed_s)
+    elif isinstance(outcome, ProviderError):
+        if outcome.kind is FailureKind.RATE_LIMITED:
+            limit.on_rate_limited(started_at)
+        elif outcome.kind is FailureKind.TIMEOUT:
+            limit.on_latency(elapsed_s)
 
 
 @attrs.frozen

@@ -101,6 +101,10 @@ class ProviderStatus:
     available: bool
     reason: str
     running: bool
+    #: Calls it may have in flight now; with `max_in_flight = "auto"` the learned limit, and
+    #: the floor and ceiling it moves between (else None).
+    concurrency_limit: int = 0
+    concurrency_bounds: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, snapshot: ProviderSnapshot, *, restarts: int, running: bool) -> ProviderStatus:
@@ -119,6 +123,8 @@ class ProviderStatus:
             available=snapshot.available,
             reason=snapshot.reason,
             running=running,
+            concurrency_limit=snapshot.concurrency_limit,
+            concurrency_bounds=snapshot.concurrency_bounds,
         )
 
 

@@ -150,7 +150,7 @@ async def test_state_has_everything_the_page_needs(open_dash: Any) -> None:
     assert set(sample) == {"seq", "t", "providers", "traffic", "cost"}
     assert set(sample["providers"]["alpha"]) == {
         "status", "breaker", "half_open_in_s", "latency_p50_ms", "latency_p95_ms",
-        "error_rate", "quota_remaining", "in_flight", "restarts", "available",
+        "error_rate", "quota_remaining", "in_flight", "concurrency_limit", "restarts", "available",
     }  # fmt: skip
     assert set(state["status"]) == {"alerts", "recommendations", "totals", "tenants"}
     assert state["status"]["tenants"] == []

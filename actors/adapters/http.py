@@ -101,7 +101,8 @@ class HTTPAdapter:
             # A bad base_url is a config problem: report it instead of crashing the actor.
             self.unavailable_reason = f"base_url {self.base_url!r} {url_problem}"
         limits = httpx.Limits(
-            max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight
+            max_connections=config.in_flight_ceiling,
+            max_keepalive_connections=config.in_flight_ceiling,
         )
         self._client = httpx.AsyncClient(
             base_url=self.base_url if url_problem is None else "",

@@ -221,6 +221,10 @@ class LiveHistory:
                 "error_rate": provider.error_rate,
                 "quota_remaining": provider.quota_remaining,
                 "in_flight": snapshot.calls_in_flight if snapshot is not None else 0,
+                # The learned limit beside it when max_in_flight = "auto" (else None).
+                "concurrency_limit": (
+                    provider.concurrency_limit if provider.concurrency_bounds is not None else None
+                ),
                 "restarts": provider.restarts,
                 "available": provider.available,
             }

@@ -193,12 +193,19 @@ def _provider_figures(providers: Iterable[ProviderStatus]) -> tuple[Metric, ...]
         "Restarts of each provider's actor by its supervisor.",
         labels=["provider"],
     )
+    limit = GaugeMetricFamily(
+        "uptax_provider_concurrency_limit",
+        "Calls each provider may have in flight now: max_in_flight, or its learned value "
+        'when max_in_flight = "auto".',
+        labels=["provider"],
+    )
     for provider in providers:
         quota.add_metric([provider.name], provider.quota_remaining)
         errors.add_metric([provider.name], provider.error_rate)
         failures.add_metric([provider.name], provider.consecutive_failures)
         restarts.add_metric([provider.name], provider.restarts)
-    return (quota, errors, failures, restarts)
+        limit.add_metric([provider.name], provider.concurrency_limit)
+    return (quota, errors, failures, restarts, limit)
 
 
 def _latencies(status: RuntimeStatus) -> tuple[Metric, ...]:

@@ -345,18 +345,34 @@ def wasted_calls(recorder: Recorder) -> int:
     """Calls sent to a provider during one of its fault windows that failed: what the runtime
     spent on a provider it could have known was failing. Not part of `measure_run` (a `run`
     report leaves it out); `uptax scenario compare` shows it."""
+    return len(_wasted_attempts(recorder))
+
+
+def clean_replies(recorder: Recorder) -> int:
+    """Requests answered without a wasted call (`wasted_calls`) on the way: the goodput a
+    provider's faults left whole."""
+    paying = {recorder.att_request[position] for position in _wasted_attempts(recorder)}
+    return sum(
+        1
+        for row in range(recorder.requests)
+        if recorder.result[row] == Result.REPLY and recorder.index[row] not in paying
+    )
+
+
+def _wasted_attempts(recorder: Recorder) -> list[int]:
+    """The positions of the attempts `wasted_calls` counts."""
     windows: dict[int, list[tuple[float, float]]] = {}
     for fault in recorder.faults:
         end = fault.end if fault.end is not None else math.inf
         windows.setdefault(recorder.providers.code(fault.provider), []).append((fault.start, end))
-    wasted = 0
+    wasted = []
     for position, provider in enumerate(recorder.att_provider):
         spans = windows.get(provider)
         if not spans or recorder.outcomes[recorder.att_outcome[position]] in ("ok", *NOT_SENT):
             continue
         start = recorder.att_start[position]
         if any(low <= start < high for low, high in spans):
-            wasted += 1
+            wasted.append(position)
     return wasted
 
 

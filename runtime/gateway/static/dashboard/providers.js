@@ -107,7 +107,9 @@ export class ProviderTable {
       setText(field(row.tr, "latency"), `${fmt.ms(p.latency_p50_ms)} / ${fmt.ms(p.latency_p95_ms)}`);
       setText(field(row.tr, "error_rate"), fmt.pct(p.error_rate));
       this.quota(row.tr, p.quota_remaining);
-      setText(field(row.tr, "in_flight"), fmt.int(p.in_flight));
+      // With max_in_flight = "auto": calls in flight / the limit learned for them.
+      setText(field(row.tr, "in_flight"), p.concurrency_limit == null
+        ? fmt.int(p.in_flight) : `${fmt.int(p.in_flight)} / ${fmt.int(p.concurrency_limit)}`);
       setText(field(row.tr, "restarts"), fmt.int(p.restarts));
       this.sparklines(name, row, samples);
     }
