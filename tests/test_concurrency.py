@@ -258,8 +258,8 @@ async def test_status_metrics_and_the_repl_show_the_limit(autojump_clock: Any) -
 @pytest.mark.seeds
 def test_auto_answers_more_without_a_429_on_the_hidden_rate_limit() -> None:
     """At seed 7: 429s from OpenAI 372 -> 158, requests answered without a wasted call
-    3,246 -> 3,461 (of 3,600), OpenAI's replies 1,024 -> 1,068. The last holds at 4 of seeds
-    1-10 only (see scenarios/hidden-rate-limit.toml): asserted here at seed 7 alone."""
+    3,246 -> 3,461 (of 3,600). OpenAI's own replies do not rise with it (1,024 -> 1,068 here,
+    but higher at 4 of seeds 1-10 only, see scenarios/hidden-rate-limit.toml): not asserted."""
     scenario = load_scenario(ROOT / "scenarios" / "hidden-rate-limit.toml")
     runs: dict[str, tuple[dict[str, Any], int, int]] = {}
     for variant in variants_to_compare(scenario):
@@ -275,4 +275,3 @@ def test_auto_answers_more_without_a_429_on_the_hidden_rate_limit() -> None:
     assert auto["failures"]["rate_limited"] * 2 < fixed["failures"]["rate_limited"]
     assert auto_wasted * 2 < fixed_wasted
     assert auto_clean > fixed_clean + 150
-    assert auto["served"] > fixed["served"]

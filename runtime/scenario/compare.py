@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from runtime.scenario.format import BASELINE, Scenario, ScenarioError, Variant
-from runtime.scenario.measure import wasted_calls, worst
+from runtime.scenario.measure import clean_replies, wasted_calls, worst
 from runtime.scenario.recorder import Recorder
 from runtime.scenario.report import Report
 from runtime.scenario.runner import ProgressLine, run_scenario
@@ -65,6 +65,7 @@ METRICS = (
     Metric("cost_usd", "cost", "lower", "usd"),
     Metric("savings", "saving", "higher", "pct"),
     Metric("wasted_calls", "wasted calls", "lower", "count", faults_only=True),
+    Metric("clean_replies", "clean replies", "higher", "count", faults_only=True),
 )
 
 #: What the rows mean, for the terminal, the page and the JSON.
@@ -80,6 +81,7 @@ DEFINITIONS = {
     "savings": "cost saved against the same replies on the first model of the first provider "
     "of the first level",
     "wasted_calls": "failed calls sent to a provider during one of its fault windows",
+    "clean_replies": "the goodput: requests answered without a wasted call on the way",
 }
 
 #: Digits a value is compared at when picking the better one: those it is shown with.
@@ -113,8 +115,9 @@ def variants_to_compare(scenario: Scenario, extra: Sequence[Variant] = ()) -> li
     return variants
 
 
-def run_numbers(data: Mapping[str, Any], wasted: int) -> dict[str, Any]:
-    """A run report's numbers for the table, by metric key (the report's own values)."""
+def run_numbers(data: Mapping[str, Any], recorder: Recorder) -> dict[str, Any]:
+    """A run report's numbers for the table, by metric key (the report's own values, plus the
+    wasted calls and clean replies its recorder holds)."""
     faults = data["faults"]
     latency = data["latency_ms"]
     back = [fault["recovery_s"] for fault in faults if fault["in_rotation_before"]]
@@ -129,7 +132,8 @@ def run_numbers(data: Mapping[str, Any], wasted: int) -> dict[str, Any]:
         "recovery_s": worst(back) if back else 0.0,
         "cost_usd": data["cost"]["total_usd"],
         "savings": data["cost"]["savings"],
-        "wasted_calls": wasted,
+        "wasted_calls": wasted_calls(recorder),
+        "clean_replies": clean_replies(recorder),
     }
 
 
@@ -158,7 +162,7 @@ def _run(
     recorders: list[Recorder] = []
     report = run_scenario(scenario, seed=seed, progress=progress, on_recorder=recorders.append)
     failed = [check.name for check in report.checks if not check.passed]
-    numbers = run_numbers(report.data, wasted_calls(recorders[0]))
+    numbers = run_numbers(report.data, recorders[0])
     return {"seed": seed, **numbers, "passed": report.passed, "failed": failed}, report
 
 
