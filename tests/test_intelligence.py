@@ -1,0 +1,86 @@
+"""Issue 13's done-when, one claim a test, on seed 7 through the public compare API (each
+variant's numbers are its own `uptax scenario run` report's): what each adaptive mechanism wins
+on its library scenario. `bench/intelligence.py` prints the same tables for seeds 1-10."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.scenario.compare import Comparison, compare, variants_to_compare
+from runtime.scenario.format import BASELINE, Variant, load_scenario, parse_scenario
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+pytestmark = pytest.mark.usefixtures("own_logging")
+
+
+def compared(name: str, seed: int = 7) -> dict[str, dict[str, Any]]:
+    """Each variant's numbers for the library scenario `name` at `seed`, by variant name."""
+    scenario = load_scenario(SCENARIOS / f"{name}.toml")
+    comparison = compare(scenario, variants_to_compare(scenario), [seed])
+    return numbers(comparison)
+
+
+def numbers(comparison: Comparison) -> dict[str, dict[str, Any]]:
+    return {result.variant.name: result.runs[0] for result in comparison.results}
+
+
+def without_tiers(name: str) -> dict[str, Any]:
+    """The library scenario's own config at seed 7 with no cost tier on its mix."""
+    data = tomllib.loads((SCENARIOS / f"{name}.toml").read_text())
+    for entry in data["load"]["mix"]:
+        entry.pop("cost", None)
+    data.pop("variants", None)
+    plain = parse_scenario(data, source=f"{name}.toml")
+    own = Variant(BASELINE, plain.config, plain.http_kinds, "no cost tier", plain.path)
+    return compare(plain, [own], [7]).results[0].runs[0]
+
+
+def test_probing_brings_a_recovered_primary_back_within_3_s_for_at_most_10_wasted_calls() -> None:
+    runs = compared("recovery")
+    probed, unprobed = runs["baseline"], runs["no-probe"]
+    # Measured at seed 7: back 1.98 s after recovering with probes, 16.27 s without; 10 and 12
+    # calls wasted (those in flight when the outage began, and, without probes, two half-open
+    # trials while it was still down).
+    assert probed["passed"], probed["failed"]
+    assert probed["wasted_calls"] <= 10 and probed["recovery_s"] <= 3
+    assert unprobed["recovery_s"] > 10 and unprobed["wasted_calls"] > probed["wasted_calls"]
+    assert probed["availability"] == unprobed["availability"] == 1.0
+
+
+@pytest.mark.seeds
+def test_predictive_detection_cuts_the_failed_calls_of_a_ramping_failure() -> None:
+    runs = compared("ramping-failure")
+    breaker_only, predict = runs["baseline"], runs["predict"]
+    # Measured at seed 7: 368 failed calls to OpenAI during the ramp with its breaker alone, 139
+    # with predict (each a request that paid a failed call before its retry); compare's paid
+    # requests are 0 for both, as a ramp from 0 % reaches its MTTR in its first seconds.
+    assert predict["wasted_calls"] < breaker_only["wasted_calls"] / 2
+    assert predict["paid_requests"] <= breaker_only["paid_requests"]
+    assert predict["availability"] == breaker_only["availability"] == 1.0
+    assert predict["passed"] and breaker_only["passed"]
+
+
+@pytest.mark.seeds
+def test_a_low_cost_tier_saves_15_to_25_percent_on_the_flagship() -> None:
+    runs = compared("flagship")
+    tiered = runs["baseline"]
+    # Measured at seed 7: 18.95 % against openai/gpt-4o for everything (9.3-10.8 % without the
+    # tier at seeds 1-10), availability 100 % with and without it.
+    assert tiered["passed"], tiered["failed"]
+    assert 0.15 <= tiered["savings"] <= 0.25
+    assert tiered["availability"] == without_tiers("flagship")["availability"] == 1.0
+
+
+@pytest.mark.seeds
+def test_the_soak_saves_15_to_25_percent_against_a_single_provider() -> None:
+    runs = compared("soak")
+    # Measured at seed 7 without a cost tier (its mix asks for none): 17.70 %, availability 100 %
+    # (17.7 % at its own seed, 24; with `low` on every mix entry 27.3 % there, past the band).
+    assert runs["baseline"]["passed"], runs["baseline"]["failed"]
+    assert 0.15 <= runs["baseline"]["savings"] <= 0.25
+    assert runs["baseline"]["availability"] >= 0.999
