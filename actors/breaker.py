@@ -7,6 +7,11 @@ the breaker stays closed). Time-based transitions are evaluated lazily, whenever
 read or a permit is asked for, so the breaker needs no task of its own; `open_until` tells the
 owner when to look again.
 
+A run of consecutive failures is ended only by a success from a call sent no earlier than the
+latest failed one: when a provider goes down, the calls it had already accepted keep answering for one
+latency, and letting each of them reset the run kept a breaker closed through that whole
+latency, sending every new call to the down provider meanwhile.
+
 Reasons passed to `on_transition`:
 
 - closed -> open: ``failure_rate``, ``consecutive_failures``, ``slow_call_rate``
@@ -66,6 +71,9 @@ class CircuitBreaker:
         self._window = SlidingWindow(config.window_s, clock=clock)
         self._state = BreakerState.CLOSED
         self._consecutive_failures = 0
+        #: When the latest failed call was sent: a success from a call sent before it is older
+        #: news than that failure and does not end the run of consecutive failures.
+        self._last_failure_sent = -math.inf
         self._trips = 0
         #: When the open period ends (trip or Retry-After hold); None unless OPEN.
         self._open_until: float | None = None
@@ -227,7 +235,8 @@ class CircuitBreaker:
                 self._transition(BreakerState.CLOSED, "probes_succeeded")
             return
         if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
-            self._consecutive_failures = 0
+            if self._clock() - duration_s >= self._last_failure_sent:
+                self._consecutive_failures = 0
             self._window.record(failure=False, slow=slow)
             self._check_trip()
 
@@ -257,6 +266,7 @@ class CircuitBreaker:
             return
         if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
             self._consecutive_failures += 1
+            self._last_failure_sent = max(self._last_failure_sent, self._clock() - duration_s)
             self._window.record(failure=True, slow=slow)
             self._check_trip()
 

@@ -96,6 +96,40 @@ def test_failure_rate_below_threshold_stays_closed() -> None:
     assert seen == [(CLOSED, OPEN, "failure_rate")]
 
 
+def test_a_success_sent_before_the_latest_failure_does_not_end_the_run() -> None:
+    # A provider that just went down: the calls it accepted before keep answering for one
+    # latency (0.8 s here) while new calls fail at once.
+    breaker, clock, seen = make(minimum_calls=100, consecutive_failures=3)
+    breaker.on_failure(0.0)
+    clock.now += 0.2
+    breaker.on_success(0.8)  # sent 0.6 s before that failure
+    breaker.on_failure(0.0)
+    assert breaker.consecutive_failures == 2
+    clock.now += 0.2
+    breaker.on_success(0.3)  # sent 0.1 s before the second failure (a failure sent at once)
+    breaker.on_failure(0.0)
+    assert seen == [(CLOSED, OPEN, "consecutive_failures")]
+
+
+def test_a_success_sent_with_the_latest_failure_ends_the_run() -> None:
+    breaker, clock, _ = make(minimum_calls=100, consecutive_failures=3)
+    clock.now += 0.1
+    breaker.on_failure(0.1)
+    breaker.on_failure(0.1)
+    breaker.on_success(0.1)  # all three sent at the same instant
+    assert breaker.consecutive_failures == 0
+
+
+def test_a_success_sent_after_the_latest_failure_ends_the_run() -> None:
+    breaker, clock, _ = make(minimum_calls=100, consecutive_failures=3)
+    breaker.on_failure(0.0)
+    breaker.on_failure(0.0)
+    clock.now += 1.0
+    breaker.on_success(0.5)
+    assert breaker.consecutive_failures == 0
+    assert breaker.state is CLOSED
+
+
 def test_old_failures_leave_the_window() -> None:
     breaker, clock, _ = make(minimum_calls=4, window_s=10.0)
     for _ in range(3):
@@ -107,10 +141,11 @@ def test_old_failures_leave_the_window() -> None:
 
 
 def test_consecutive_failures_trip_below_minimum_calls() -> None:
-    breaker, _, seen = make(minimum_calls=100, consecutive_failures=3)
+    breaker, clock, seen = make(minimum_calls=100, consecutive_failures=3)
     breaker.on_failure(0.1)
     breaker.on_failure(0.1)
-    breaker.on_success(0.1)  # resets the run
+    clock.now += 1.0
+    breaker.on_success(0.1)  # sent after the failures: resets the run
     breaker.on_failure(0.1)
     breaker.on_failure(0.1)
     assert breaker.state is CLOSED
