@@ -35,6 +35,7 @@ from actors.errors import (
     RuntimeClosed,
     StreamInterrupted,
 )
+from actors.learned import Learner
 from actors.messages import (
     Attempt,
     Completion,
@@ -341,12 +342,15 @@ class _Walk:
         self.trace.attempt_ended(call.span, attempt, cost_usd)
 
     def _observe(self, call: _Call, elapsed_ms: float, *, ok: bool, health: bool = True) -> None:
-        """The call's outcome into the performance history, and into the change detectors
-        unless it says nothing of the provider's health."""
+        """The call's outcome into the performance history, and into the change detectors and
+        the learner unless it says nothing of the provider's health."""
         cascade = self.cascade
         cascade.history.record(call.provider, call.started, elapsed_ms, ok=ok)
-        if cascade.watch is not None and health:
-            cascade.watch.record(call.provider, elapsed_ms, ok=ok)
+        if health:
+            if cascade.watch is not None:
+                cascade.watch.record(call.provider, elapsed_ms, ok=ok)
+            if cascade.learner is not None:
+                cascade.learner.record(call.provider, call.model, elapsed_ms, ok=ok)
 
     def unavailable(self, candidate: Candidate, level: LevelConfig) -> None:
         call = _Call(self, candidate.provider, candidate.model, level)
@@ -471,8 +475,11 @@ class CascadeSupervisor:
         events: EventBus,
         tracing: Tracing | None = None,
         watch: DegradationWatch | None = None,
+        learner: Learner | None = None,
     ) -> None:
         self.config = config
+        #: Learned selection's sampler, fed every call's outcome (`[routing] mode`), or None.
+        self.learner = learner
         #: The change detectors that calls' outcomes feed (`[routing] predict`), or None.
         self.watch = watch
         self.levels: Sequence[LevelConfig] = config.levels

@@ -40,6 +40,7 @@ from actors.events import EVENT_LEVELS
 from actors.fault_admin import fake_server_target
 from actors.faults import Fault, FaultTarget
 from actors.kinds import kind_named
+from actors.learned import ArmEstimate, Learner, LearnerSettings
 from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import BreakerMode, ProviderActor, ProviderContext
 from actors.ranking import Ranker, RoutePlan
@@ -132,6 +133,8 @@ class RuntimeStatus:
     #: Models repriced while running (`Runtime.set_price`): model -> its prices now, USD per
     #: million input and output tokens.
     prices_changed: dict[str, tuple[float, float]] = attrs.field(factory=dict)
+    #: `[routing] mode = "learned"`: the learner's estimate of each provider and model.
+    learned: tuple[ArmEstimate, ...] = ()
 
 
 class Runtime:
@@ -148,6 +151,8 @@ class Runtime:
         self.degradation_watch = _degradation_watch(config, self.events)
         demotions = self.degradation_watch.demotions if self.degradation_watch else None
         self.ranker = Ranker(config, demotions=demotions)
+        #: Learned selection's sampler, or None in score mode; it outlives router restarts.
+        self.learner = _learner(config, self.events)
         self._providers_context = ProviderContext(
             adapters=self._store,
             events=self.events,
@@ -175,6 +180,7 @@ class Runtime:
             events=self.events,
             tracing=Tracing(tracer_provider),
             watch=self.degradation_watch,
+            learner=self.learner,
         )
         self._root = self._build_tree()
 
@@ -208,7 +214,10 @@ class Runtime:
         router = ChildSpec(
             "router",
             lambda: RouterActor(
-                config, self.ranker, seed=lambda: dict(self._providers_context.last_snapshots)
+                config,
+                self.ranker,
+                seed=lambda: dict(self._providers_context.last_snapshots),
+                learner=self.learner,
             ),
             kind="router",
             mailbox_size=max(config.runtime.mailbox_size, 4 * len(config.providers)),
@@ -295,6 +304,9 @@ class Runtime:
             alerts=self.alert_watch.alerts(snapshots, self.history) + self._predicted_alerts(),
             requests_in_flight=self.cascade.in_flight,
             prices_changed=dict(self._prices_changed),
+            learned=(
+                self.learner.estimates({s.provider: s for s in snapshots}) if self.learner else ()
+            ),
         )
 
     def _predicted_alerts(self) -> tuple[Alert, ...]:
@@ -468,6 +480,14 @@ async def open_runtime(
             with trio.CancelScope(shield=True):
                 await rt.cascade.close(config.supervision.shutdown_grace_s)
             nursery.cancel_scope.cancel()
+
+
+def _learner(config: Config, events: EventBus) -> Learner | None:
+    """The sampler `[routing] mode = "learned"` asks for, announcing on `events`."""
+    if config.routing.mode != "learned":
+        return None
+    last_resort = [p.name for p in config.providers if p.kind in LAST_RESORT_KINDS]
+    return Learner(LearnerSettings.of(config), ignore=last_resort, emit=events.emit)
 
 
 def _degradation_watch(config: Config, events: EventBus) -> DegradationWatch | None:
