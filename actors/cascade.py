@@ -42,6 +42,7 @@ from actors.errors import (
     RuntimeClosed,
     StreamInterrupted,
 )
+from actors.learned import Learner
 from actors.messages import (
     Attempt,
     Completion,
@@ -422,12 +423,15 @@ class _Walk:
         self.trace.attempt_ended(call.span, attempt, cost_usd)
 
     def _observe(self, call: _Call, elapsed_ms: float, *, ok: bool, health: bool = True) -> None:
-        """The call's outcome into the performance history, and into the change detectors
-        unless it says nothing of the provider's health."""
+        """The call's outcome into the performance history, and into the change detectors and
+        the learner unless it says nothing of the provider's health."""
         cascade = self.cascade
         cascade.history.record(call.provider, call.started, elapsed_ms, ok=ok)
-        if cascade.watch is not None and health:
-            cascade.watch.record(call.provider, elapsed_ms, ok=ok)
+        if health:
+            if cascade.watch is not None:
+                cascade.watch.record(call.provider, elapsed_ms, ok=ok)
+            if cascade.learner is not None:
+                cascade.learner.record(call.provider, call.model, elapsed_ms, ok=ok)
         if cascade.brownout is not None and ok:
             cascade.brownout.observe(call.provider, elapsed_ms)
 
@@ -558,10 +562,13 @@ class CascadeSupervisor:
         tracing: Tracing | None = None,
         watch: DegradationWatch | None = None,
         brownout: BrownoutWatch | None = None,
+        learner: Learner | None = None,
     ) -> None:
         self.config = config
         #: The brownout watch of the levels with a `brownout` policy, or None.
         self.brownout = brownout
+        #: Learned selection's sampler, fed every call's outcome (`[routing] mode`), or None.
+        self.learner = learner
         #: The change detectors that calls' outcomes feed (`[routing] predict`), or None.
         self.watch = watch
         self.levels: Sequence[LevelConfig] = config.levels

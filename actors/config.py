@@ -47,6 +47,9 @@ BROWNOUT_POLICIES: tuple[str, ...] = typing.get_args(BrownoutPolicy)
 COMPLEXITIES: tuple[str, ...] = tuple(member.value for member in Complexity)
 QUALITIES: tuple[str, ...] = tuple(member.value for member in Quality)
 COST_TIERS: tuple[str, ...] = tuple(member.value for member in CostTier)
+#: How a level orders its candidates: the seed's score, or the learner of `actors.learned`.
+RoutingMode = Literal["score", "learned"]
+ROUTING_MODES: tuple[str, ...] = typing.get_args(RoutingMode)
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 
@@ -335,6 +338,22 @@ class RoutingConfig:
     predict_arl: float = attrs.field(default=1e7, validator=at_least(2.0, inclusive=False))
     #: How long a predicted degradation demotes the provider; then it is watched afresh.
     predict_hold_s: float = attrs.field(default=30.0, validator=positive)
+    #: "score" (the seed's formula orders each level) or "learned" (`actors.learned`: a
+    #: discounted Thompson sampler per provider and model reorders what the score admitted).
+    mode: RoutingMode = attrs.field(default="score", validator=one_of(ROUTING_MODES))
+    #: Learned mode: the largest share of requests whose first choice may be an exploration
+    #: (a sampled order that differs from the best estimate).
+    learned_explore_share: float = attrs.field(default=0.02, validator=fraction)
+    #: Learned mode: an observation weighs half as much this many seconds later.
+    learned_half_life_s: float = attrs.field(default=15.0, validator=positive)
+    #: Learned mode: how many calls' worth the seed's numbers (the heartbeat's latency and
+    #: error rate) weigh in each estimate.
+    learned_prior_weight: float = attrs.field(default=10.0, validator=positive)
+    #: Learned mode: milliseconds of expected latency a request would give to save a US cent
+    #: (0: price plays no part, as in the seed's score).
+    learned_ms_per_cent: float = attrs.field(default=0.0, validator=non_negative)
+    #: Learned mode: the seed of the sampler's `random.Random` (a scenario sets its own seed).
+    learned_seed: int = 0
 
 
 @attrs.frozen

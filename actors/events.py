@@ -42,6 +42,7 @@ EVENT_LEVELS: Mapping[str, str] = {
     "supervisor_escalated": ERROR,
     # alerts, operator steering and configuration
     "alert_raised": WARNING,
+    "learned_leader_changed": INFO,
     "alert_cleared": INFO,
     "fault_injected": WARNING,
     "fault_healed": INFO,

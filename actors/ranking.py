@@ -198,6 +198,8 @@ class Candidate:
     notes: tuple[str, ...] = ()
     #: Ranked behind its level's peers because its change detector saw it degrade.
     demoted: bool = False
+    #: The learner's estimate of it, in learned mode ("" otherwise).
+    estimate: str = ""
 
 
 @attrs.frozen
@@ -228,6 +230,9 @@ class LevelPlan:
     brownout: Brownout | None = None
     #: What the level's brownout policy does for this request ("" when it is off).
     brownout_note: str = ""
+    #: In learned mode, each candidate's tier: where the ranker placed it before health (pins,
+    #: demotion, fitness, cost tier). `actors.learned` reorders only candidates of equal tier.
+    tiers: tuple[tuple[float, ...], ...] = attrs.field(default=(), eq=False, repr=False)
 
     def explain(self) -> list[str]:
         """One line per candidate in rank order, then one per exclusion, then the level's
@@ -240,6 +245,8 @@ class LevelPlan:
             )
             if c.fallback_models:
                 line += f" fallbacks={','.join(c.fallback_models)}"
+            if c.estimate:
+                line += f" {c.estimate}"
             if c.panic:
                 line += " PANIC"
             if c.reason:
@@ -394,6 +401,7 @@ class Ranker:
         self._brownouts = brownouts
         routing = config.routing
         self._chars_per_token = routing.chars_per_token
+        self._learned = routing.mode == "learned"
         self._latency_points_per_ms = 100.0 / routing.latency_zero_ms
         w = routing.weights
         self._w_latency = w.latency
@@ -650,7 +658,7 @@ class Ranker:
         demoted: Mapping[str, Demotion] = _NOT_DEMOTED,
     ) -> LevelPlan:
         routes = self._level_routes(level, request.complexity, request.quality, request.cost)
-        ranked: list[tuple[tuple[float, ...], str, Candidate]] = []
+        ranked: list[tuple[tuple[float, ...], str, Candidate, tuple[float, ...]]] = []
         #: For a request with a cost tier: each candidate's order without it, and its choices.
         plain: dict[str, tuple[tuple[float, ...], _ModelEntry | None, _ModelEntry | None]] = {}
         exclusions: list[Exclusion] = []
@@ -693,13 +701,20 @@ class Ranker:
                 )
                 plain[route.provider] = (order, choice.entry, without)
                 order = (*behind, *_order(candidate, pins, tiered=True, entry=choice.entry))
-            ranked.append((order, route.provider, candidate))
+            tier: tuple[float, ...] = ()
+            if self._learned:  # the tier the learner keeps it in; nothing to pay otherwise
+                over = None
+                if request.cost is not None:
+                    over = 0 if choice.entry is None else choice.entry.over
+                tier = _tier(order, over)
+            ranked.append((order, route.provider, candidate, tier))
 
         ranked.sort(key=lambda item: item[:2])
         candidates = tuple(item[2] for item in ranked)
         if request.cost is not None:
             candidates = _with_cost_notes(candidates, plain, request.cost)
-        return LevelPlan(level.name, candidates, tuple(exclusions))
+        tiers = tuple(item[3] for item in ranked) if self._learned else ()
+        return LevelPlan(level.name, candidates, tuple(exclusions), tiers=tiers)
 
     def _gate(
         self, name: str, snapshot: ProviderSnapshot | None, now: float
@@ -752,6 +767,13 @@ def _order(
         place = pins.index(candidate.model) if candidate.model in pins else len(pins)
         order = (place, *order)
     return order
+
+
+def _tier(order: tuple[float, ...], over: int | None) -> tuple[float, ...]:
+    """A candidate's `_order` before the score (and, for a request with a cost tier, how many
+    tiers over it the model is): where learned selection keeps it."""
+    tier = order[:-4]  # the score, then the three matrix positions of `Fitness.sort_key`
+    return tier if over is None else (*tier, over)
 
 
 @attrs.frozen

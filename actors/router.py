@@ -15,6 +15,7 @@ import attrs
 import trio
 
 from actors.config import Config
+from actors.learned import ArmEstimate, Learner
 from actors.messages import ProviderSnapshot, Request
 from actors.ranking import Ranker, RoutePlan
 from runtime.kernel.actor import Actor
@@ -27,6 +28,10 @@ class RouterSnapshot:
     heartbeats: int
     explorations: int
     providers: tuple[ProviderSnapshot, ...]
+    #: "score" or "learned" (`[routing] mode`).
+    mode: str = "score"
+    #: Learned mode: the learner's estimate of every provider and model it has seen.
+    learned: tuple[ArmEstimate, ...] = ()
 
 
 class RouterActor(Actor):
@@ -38,6 +43,7 @@ class RouterActor(Actor):
         ranker: Ranker,
         *,
         seed: Callable[[], Mapping[str, ProviderSnapshot]] = dict,
+        learner: Learner | None = None,
     ) -> None:
         super().__init__("router")
         self.config = config
@@ -49,6 +55,11 @@ class RouterActor(Actor):
         self.latency_stale_s = config.routing.latency_stale_s
         self._explored_at: dict[str, float] = {}
         self.explorations = 0
+        #: Learned mode's sampler (`actors.learned`), which then does the exploring; or None.
+        self.learner = learner
+        deadline_s = config.runtime.deadline_s
+        #: Per level, the horizon of a request without a deadline of its own.
+        self._horizons_s = tuple(min(level.timeout_s, deadline_s) for level in config.levels)
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, ProviderSnapshot):
@@ -62,12 +73,24 @@ class RouterActor(Actor):
         more than `latency_stale_s` ago goes first in its level for this one request (at most
         once per stale period): its old measurement may be the only thing keeping a recovered
         provider out of rotation, and one request finds out, where a neutral score would have
-        sent it every request until the first slow answer came back."""
+        sent it every request until the first slow answer came back.
+
+        In learned mode the learner orders each level's tiers instead, and explores by
+        sampling (`actors.learned`): its estimates replace the staleness rule."""
         now = trio.current_time()
         plan = self.ranker.plan(request, self.levels, self.table, now)
+        if self.learner is not None:
+            return self.learner.reorder(plan, self.table, self._horizons(request), explore=explore)
         if explore:
             plan = self._explore(plan, now)
         return plan
+
+    def _horizons(self, request: Request) -> tuple[float, ...]:
+        """Per level, how long the request's call may take: the level's timeout, within the
+        request's deadline."""
+        if request.deadline_s is None:
+            return self._horizons_s
+        return tuple(min(h, request.deadline_s) for h in self._horizons_s)
 
     def _explore(self, plan: RoutePlan, now: float) -> RoutePlan:
         stale_before = now - self.latency_stale_s
@@ -95,6 +118,8 @@ class RouterActor(Actor):
             name=self.name,
             kind=self.kind,
             heartbeats=self.heartbeats,
-            explorations=self.explorations,
+            explorations=self.learner.explorations if self.learner else self.explorations,
             providers=tuple(self.table[name] for name in sorted(self.table)),
+            mode=self.config.routing.mode,
+            learned=self.learner.estimates(self.table) if self.learner is not None else (),
         )

@@ -41,6 +41,7 @@ from actors.events import EVENT_LEVELS
 from actors.fault_admin import fake_server_target
 from actors.faults import Fault, FaultTarget
 from actors.kinds import kind_named
+from actors.learned import ArmEstimate, Learner, LearnerSettings
 from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import BreakerMode, ProviderActor, ProviderContext
 from actors.ranking import Ranker, RoutePlan
@@ -143,6 +144,8 @@ class RuntimeStatus:
     #: In a fleet (`[state] backend = "redis"`): the shared store's state and each instance by
     #: id with its last heartbeat (`FleetState.describe`); None for a single instance.
     fleet: dict[str, Any] | None = None
+    #: `[routing] mode = "learned"`: the learner's estimate of each provider and model.
+    learned: tuple[ArmEstimate, ...] = ()
 
 
 class Runtime:
@@ -166,6 +169,8 @@ class Runtime:
         )
         brownouts = self.brownout_watch.brownouts if self.brownout_watch else None
         self.ranker = Ranker(config, demotions=demotions, brownouts=brownouts)
+        #: Learned selection's sampler, or None in score mode; it outlives router restarts.
+        self.learner = _learner(config, self.events)
         self._providers_context = ProviderContext(
             adapters=self._store,
             events=self.events,
@@ -194,6 +199,7 @@ class Runtime:
             tracing=Tracing(tracer_provider),
             watch=self.degradation_watch,
             brownout=self.brownout_watch,
+            learner=self.learner,
         )
         self._root = self._build_tree()
         #: The state shared with the other instances of a fleet (`[state]`), or None.
@@ -236,7 +242,10 @@ class Runtime:
         router = ChildSpec(
             "router",
             lambda: RouterActor(
-                config, self.ranker, seed=lambda: dict(self._providers_context.last_snapshots)
+                config,
+                self.ranker,
+                seed=lambda: dict(self._providers_context.last_snapshots),
+                learner=self.learner,
             ),
             kind="router",
             mailbox_size=max(config.runtime.mailbox_size, 4 * len(config.providers)),
@@ -328,6 +337,9 @@ class Runtime:
             requests_in_flight=self.cascade.in_flight,
             prices_changed=dict(self._prices_changed),
             fleet=None if self.fleet is None else self.fleet.describe(heartbeats=True),
+            learned=(
+                self.learner.estimates({s.provider: s for s in snapshots}) if self.learner else ()
+            ),
         )
 
     def _predicted_alerts(self) -> tuple[Alert, ...]:
@@ -525,6 +537,14 @@ async def _fleet_of(rt: Runtime) -> AsyncIterator[None]:
         if any(p.kind == "cache" for p in rt.config.providers):
             shared_reply_cache(rt._store).fleet = fleet
         yield
+
+
+def _learner(config: Config, events: EventBus) -> Learner | None:
+    """The sampler `[routing] mode = "learned"` asks for, announcing on `events`."""
+    if config.routing.mode != "learned":
+        return None
+    last_resort = [p.name for p in config.providers if p.kind in LAST_RESORT_KINDS]
+    return Learner(LearnerSettings.of(config), ignore=last_resort, emit=events.emit)
 
 
 def _degradation_watch(config: Config, events: EventBus) -> DegradationWatch | None:

@@ -358,6 +358,7 @@ async def _open_target_runtime(
 ) -> AsyncIterator[Runtime]:
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of: {', '.join(MODES)}")
+    scenario = _seeded(scenario, seed)
     if mode == "virtual":
         if serve is not None:
             raise ValueError("a virtual-time run cannot be served: use mode='http'")
@@ -379,6 +380,13 @@ async def _open_target_runtime(
                 rt.register_fault_target(name, server.target(name))
             async with _serving(rt, serve):
                 yield rt
+
+
+def _seeded(scenario: Scenario, seed: int) -> Scenario:
+    """`scenario` with the run's seed as learned selection's (`[routing] learned_seed`), so its
+    sampler draws differently per seed as the traffic does, and the same for the same seed."""
+    routing = attrs.evolve(scenario.config.routing, learned_seed=seed)
+    return attrs.evolve(scenario, config=attrs.evolve(scenario.config, routing=routing))
 
 
 @contextlib.asynccontextmanager
