@@ -29,13 +29,15 @@ pytestmark = pytest.mark.usefixtures("own_logging")
 
 
 def _config(**primary: Any) -> Config:
-    """OpenAI alone on the primary level (100 ms), Gemini (80 ms) on the secondary."""
+    """OpenAI alone on the primary level (100 ms), Gemini (80 ms) on the secondary; every
+    level but the primary without a brownout policy."""
+    off = {"brownout": "off"}
     return make_config(
         levels=[
             {"name": "primary", "providers": ["openai"], "timeout_s": 30, **primary},
-            {"name": "secondary", "providers": ["gemini"], "timeout_s": 45},
-            {"name": "emergency", "providers": ["local"], "timeout_s": 60},
-            {"name": "last_resort", "providers": ["cache", "templates"], "timeout_s": 5},
+            {"name": "secondary", "providers": ["gemini"], "timeout_s": 45, **off},
+            {"name": "emergency", "providers": ["local"], "timeout_s": 60, **off},
+            {"name": "last_resort", "providers": ["cache", "templates"], "timeout_s": 5, **off},
         ]
     )
 
@@ -47,11 +49,11 @@ def _level(**keys: Any) -> dict[str, Any]:
 # --- config ----------------------------------------------------------------------------------
 
 
-def test_the_policy_is_off_unless_asked() -> None:
+def test_the_policy_is_demote_unless_asked() -> None:
     level = make_config().levels[0]
-    assert (level.brownout, level.brownout_factor) == ("off", 5.0)
+    assert (level.brownout, level.brownout_factor) == ("demote", 5.0)
     assert (level.brownout_hedge_budget, level.brownout_probe_s) == (0.2, 5.0)
-    assert _config(brownout="Demote").levels[0].brownout == "demote"
+    assert _config(brownout="Off").levels[0].brownout == "off"
 
 
 @pytest.mark.parametrize(
@@ -239,7 +241,7 @@ async def test_a_stream_walks_the_demoted_order_too(
 
 
 async def test_off_leaves_the_walk_alone(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_runtime(_config()) as rt:
+    async with open_runtime(_config(brownout="off")) as rt:
         await _warm(rt)
         assert rt.brownout_watch is None
         assert not any("brownout" in line for line in rt.plan(Request(prompt=ASK)).explain())
