@@ -43,9 +43,9 @@ def without_tiers(name: str) -> dict[str, Any]:
 def test_probing_brings_a_recovered_primary_back_within_3_s_for_at_most_10_wasted_calls() -> None:
     runs = compared("recovery")
     probed, unprobed = runs["baseline"], runs["no-probe"]
-    # Measured at seed 7: back 1.98 s after recovering with probes, 16.27 s without; 10 and 12
-    # calls wasted (those in flight when the outage began, and, without probes, two half-open
-    # trials while it was still down).
+    # Measured at seed 7: back 1.98 s after recovering with probes, 16.27 s without; 5 and 7
+    # calls wasted (the run of failures that opens the breaker, and, without probes, two
+    # half-open trials while it was still down).
     assert probed["passed"], probed["failed"]
     assert probed["wasted_calls"] <= 10 and probed["recovery_s"] <= 3
     assert unprobed["recovery_s"] > 10 and unprobed["wasted_calls"] > probed["wasted_calls"]
