@@ -22,10 +22,12 @@ def _seeded_trio_scheduler() -> None:
     trio._core._run._r.seed(0)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def own_logging() -> Iterator[None]:
-    """A command run in-process configures logging onto the stderr capsys replaces: undo it
-    after, so the next test logs as before."""
+    """A command run in-process configures logging (onto the stderr capsys replaces, at the
+    level it was given): undo it after every test, so the next one logs as before whatever
+    ran first. A test that captures an info event failed only after a test that left the
+    warning level configured."""
     configured, saved = structlog.is_configured(), structlog.get_config()
     yield
     if configured:
