@@ -203,8 +203,9 @@ async def test_budgets_are_rebuilt_from_the_ledger_after_a_redis_restart(
         assert one.rt.fleet is not None and two.rt.fleet is not None
         codes = [await _ask(http, one, max_tokens=30) for _ in range(20)]
         spent, _ = await one.rt.fleet.spent("acme")
-        await trio.sleep(0.5)  # b reads the fleet's spend at its next sync
+        await trio.sleep(1.2)  # b reads the fleet's spend at a sync, its dashboard each second
         seen = two.rt.fleet.seen_spend("acme")
+        shown = (await http.get(two.base_url + "/dashboard/api/state")).json()["status"]
         redis_server.stop()
         redis_server.start()  # empty: no counters, no marker
         await _ask(http, one)  # the dead connection: degraded (answered all the same)
@@ -213,5 +214,8 @@ async def test_budgets_are_rebuilt_from_the_ledger_after_a_redis_restart(
         day, _ = await two.rt.fleet.spent("acme")
     assert 200 in codes and codes[-1] == 429, codes
     assert seen is not None and seen[0] == pytest.approx(spent)
+    assert shown["tenants"][0]["spend_day_usd"] == pytest.approx(spent)
+    assert shown["fleet"]["up"] is True and shown["fleet"]["instance"] == "b"
+    assert sorted(shown["fleet"]["last_heartbeat_s"]) == ["a", "b"]
     assert after == [429, 429] and one.rt.fleet.up and two.rt.fleet.up
     assert day >= 0.00005

@@ -172,6 +172,10 @@ class FleetState:
         }
         if heartbeats:
             described["heartbeats"] = {i.id: json.loads(i.summary) for i in self.instances}
+            ttl = self.config.heartbeat_ttl_s
+            described["last_heartbeat_s"] = {
+                i.id: round(max(0.0, ttl - i.expires_in_s), 3) for i in self.instances
+            }
         return described
 
     # -- up and down --------------------------------------------------------------------------
