@@ -11,12 +11,13 @@ added to the shared counters.
 A store that lost its data (a fresh or restarted Redis) has no spend counters: with a ledger
 (`spend_source`, set by the gateway), the counters of the current UTC day and month are seeded
 from the ledger's totals, each only if missing (SET NX, so instances seeding at once agree),
-at start, at each restoration, and as soon as a reservation or a sync finds the store's
-`spend:seeded` marker gone (the reservation's script checks it: no counter restarts from zero).
-A settle landing between the loss and the seeding may create its counter first (at most one
-request per instance in flight at that moment is then not counted). A counter seeded at a restoration drops this instance's pending local spend for
-it (the ledger has those charges); other instances add theirs, which may count twice what they
-had already written: a tenant may then be refused before its budget is spent, never let past it.
+at start, at a restoration that finds them gone, and as soon as a reservation or a sync finds
+the store's `spend:seeded` marker gone (the reservation's script checks it: no counter restarts
+from zero). A settle landing between the loss and the seeding may create its counter first (at
+most one request per instance in flight at that moment is then not counted). A counter seeded
+at a restoration drops this instance's pending local spend for it (the ledger has those
+charges); other instances add theirs, which may count twice what they had already written: a
+tenant may then be refused before its budget is spent, never let past it.
 
 Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s` 0.25 s):
 
@@ -202,7 +203,9 @@ class FleetState:
 
     async def _restore(self) -> None:
         assert self._remote is not None
-        seeded = await self._seed_spend(self._remote)
+        seeded: set[str] = set()
+        if self.spend_source is not None and not await self._marked(self._remote):
+            seeded = await self._seed_spend(self._remote)  # it lost its data meanwhile
         reconciled = len(self._pending)
         for key, (amount, ttl_s) in list(self._pending.items()):
             # One at a time: if the store fails again midway, the rest wait for the next try.
@@ -286,13 +289,16 @@ class FleetState:
 
     async def _read_spend(self, remote: StateStore) -> None:
         """Reseed if the store lost its data; read the tenants' spend for `seen_spend`."""
-        if self.spend_source is not None:
-            (marker,) = await remote.counters([_SEEDED])
-            if marker == 0.0:
-                await self._seed_spend(remote)
+        if self.spend_source is not None and not await self._marked(remote):
+            await self._seed_spend(remote)
         keys = [key for tenant in self.tenants for key in self._spend_keys(tenant)[0]]
         if keys:
             self._seen.update(zip(keys, await remote.counters(keys), strict=True))
+
+    async def _marked(self, remote: StateStore) -> bool:
+        """Whether the store still holds the counters seeded from the ledger."""
+        (marker,) = await remote.counters([_SEEDED])
+        return marker != 0.0
 
     def seen_spend(self, tenant: str) -> tuple[float, float] | None:
         """`tenant`'s spend this UTC day and month across the fleet as last read (within
