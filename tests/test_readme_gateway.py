@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import httpx
 import trio
 
-from actors.config import load_config
+from actors.config import load_config, parse_config
 from runtime.demo import default_config_path
 from runtime.gateway import open_gateway
 
@@ -49,3 +50,17 @@ async def test_the_readme_curl_and_sdk_examples_answer() -> None:
     assert len(lines) == 2
     assert lines[0].split()[0] in {p.name for p in server.rt.config.providers}
     assert lines[1].startswith("[anthropic/claude-sonnet]")
+
+
+def test_the_readme_fleet_config_loads() -> None:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Running a fleet")
+    block = re.search(
+        r"```toml\n(.*?)```", text[start : text.index("\n## ", start + 10)], re.DOTALL
+    )
+    assert block is not None
+    demo = default_config_path().read_text(encoding="utf-8")
+    config = parse_config(tomllib.loads(demo + "\n" + block[1]))
+    assert config.state.backend == "redis" and config.state.instance == "web-1"
+    assert config.gateway.ledger is not None and config.gateway.ledger.startswith("postgresql://")
+    assert config.tenants[0].max_budget_usd_per_request == 0.5

@@ -133,8 +133,12 @@ async def test_gateways_share_a_rate_limit_and_carry_on_without_redis(
         assert ready["status"] == "ready" and ready["state"]["up"] is False
         assert 'uptax_state_store_up{instance="a"} 0.0' in metrics
         redis_server.start()
-        await trio.sleep(0.6)
-        assert one.rt.fleet is not None and one.rt.fleet.up
+        assert one.rt.fleet is not None
+        for _ in range(50):  # a sync, then the ledger read that seeds the empty store's counters
+            if one.rt.fleet.up:
+                break
+            await trio.sleep(0.1)
+        assert one.rt.fleet.up
 
 
 async def test_the_last_resort_cache_answers_what_another_instance_saw(
@@ -185,3 +189,37 @@ async def test_a_tenants_budget_holds_across_gateways(
         day, _ = await one.rt.fleet.spent("acme")
     assert codes.count(429) == 4 and codes.count(200) >= 5, codes
     assert 0.0002 <= day <= 0.0002 + 0.00002, day
+
+
+async def test_budgets_are_rebuilt_from_the_ledger_after_a_redis_restart(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A restarted Redis has lost every spend counter: they are seeded again from the ledger
+    (set only where missing), so a spent budget stays spent; another gateway's dashboard shows
+    the fleet's spend, not its own."""
+    prefix = f"fleet:{uuid.uuid4().hex[:8]}:"
+    limits = {"budget_usd_per_day": 0.00005, "max_budget_usd_per_request": 0.00002}
+    configs = [
+        tenant_config(redis_server, name, prefix, tmp_path / "ledger.db", **limits)
+        for name in ("a", "b")
+    ]
+    async with _client() as http, open_gateway(configs[0]) as one, open_gateway(configs[1]) as two:
+        assert one.rt.fleet is not None and two.rt.fleet is not None
+        codes = [await _ask(http, one, max_tokens=30) for _ in range(20)]
+        spent, _ = await one.rt.fleet.spent("acme")
+        await trio.sleep(1.2)  # b reads the fleet's spend at a sync, its dashboard each second
+        seen = two.rt.fleet.seen_spend("acme")
+        shown = (await http.get(two.base_url + "/dashboard/api/state")).json()["status"]
+        redis_server.stop()
+        redis_server.start()  # empty: no counters, no marker
+        await _ask(http, one)  # the dead connection: degraded (answered all the same)
+        await trio.sleep(1.0)  # a sync restores the store (the marker is back)
+        after = [await _ask(http, server) for server in (one, two)]
+        day, _ = await two.rt.fleet.spent("acme")
+    assert 200 in codes and codes[-1] == 429, codes
+    assert seen is not None and seen[0] == pytest.approx(spent)
+    assert shown["tenants"][0]["spend_day_usd"] == pytest.approx(spent)
+    assert shown["fleet"]["up"] is True and shown["fleet"]["instance"] == "b"
+    assert sorted(shown["fleet"]["last_heartbeat_s"]) == ["a", "b"]
+    assert after == [429, 429] and one.rt.fleet.up and two.rt.fleet.up
+    assert day >= 0.00005

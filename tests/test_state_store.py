@@ -19,8 +19,15 @@ from redis_support import RedisServer, free_port
 
 from actors.config import StateConfig, parse_config
 from actors.errors import ConfigError
-from actors.state import FleetState, Limited, MemoryStore, StoreUnavailable, open_fleet_state
-from actors.state.fleet import HoldKind
+from actors.state import (
+    FleetState,
+    Limited,
+    MemoryStore,
+    PeriodSpend,
+    StoreUnavailable,
+    open_fleet_state,
+)
+from actors.state.fleet import HoldKind, periods
 from actors.state.redis import open_redis_store
 from actors.state.store import BucketMode
 from runtime.gateway.ratelimit import TokenBucket
@@ -167,6 +174,37 @@ async def test_degraded_instance_takes_its_share_and_reconciles(
         await one.sync()
     assert [e["event"] for e in logs] == ["state_store_restored"]
     assert await shared.counters(one._spend_keys("acme")[0]) == [0.4375, 0.4375]
+
+
+async def test_spend_counters_lost_by_the_store_are_seeded_from_the_ledger(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A store that lost its data (a restarted Redis) gets its spend counters back from the
+    ledger, only where missing, before any reservation counts from zero; a counter seeded at a
+    restoration takes none of this instance's pending local spend (the ledger has it)."""
+    shared = FlakyStore()
+    ledger = {"acme": 0.75}
+    fleet = FleetState(StateConfig(instance="i0"), shared, wall=lambda: 1.8e9)
+    day, month, _, _ = periods(1.8e9)
+
+    async def totals() -> dict[str, PeriodSpend]:
+        return {name: PeriodSpend(day, month, usd, usd) for name, usd in ledger.items()}
+
+    fleet.spend_source = totals
+    await fleet.seed_spend()
+    assert await fleet.spent("acme") == (0.75, 0.75)
+    await fleet.seed_spend()  # set only if missing: the counters are left as they are
+    assert await fleet.reserve("acme", 0.25, 1.0, None) is None
+    shared._values.clear()  # the store restarted empty
+    ledger["acme"] = 1.0  # the reserved request answered for 0.25, in the ledger
+    assert await fleet.reserve("acme", 0.25, 1.0, None) == Limited("day")  # seeded first
+    shared._values.clear()
+    shared.down = True
+    await fleet.settle("acme", 0.0, 0.5)  # counted locally, and in the ledger
+    ledger["acme"] = 1.5
+    shared.down = False
+    await fleet.sync()
+    assert fleet.up and await shared.counters(fleet._spend_keys("acme")[0]) == [1.5, 1.5]
 
 
 # -- Redis -------------------------------------------------------------------------------------

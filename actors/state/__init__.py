@@ -2,7 +2,7 @@
 (`MemoryStore`, `RedisStore`), and `FleetState`, what the runtime asks of them, which carries on
 from local state when the shared store is slow or gone."""
 
-from actors.state.fleet import FleetState, Limited, open_fleet_state
+from actors.state.fleet import FleetState, Limited, PeriodSpend, SpendSource, open_fleet_state
 from actors.state.memory import MemoryStore
 from actors.state.store import Instance, StateStore, StoreUnavailable
 
@@ -11,6 +11,8 @@ __all__ = [
     "Instance",
     "Limited",
     "MemoryStore",
+    "PeriodSpend",
+    "SpendSource",
     "StateStore",
     "StoreUnavailable",
     "open_fleet_state",

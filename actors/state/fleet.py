@@ -8,6 +8,17 @@ heartbeat read. The background task (`run`) pings the store every `sync_interval
 answers again the store is restored (one warning) and the spend counted locally meanwhile is
 added to the shared counters.
 
+A store that lost its data (a fresh or restarted Redis) has no spend counters: with a ledger
+(`spend_source`, set by the gateway), the counters of the current UTC day and month are seeded
+from the ledger's totals, each only if missing (SET NX, so instances seeding at once agree),
+at start, at a restoration that finds them gone, and as soon as a reservation or a sync finds
+the store's `spend:seeded` marker gone (the reservation's script checks it: no counter restarts
+from zero). A settle landing between the loss and the seeding may create its counter first (at
+most one request per instance in flight at that moment is then not counted). A counter seeded
+at a restoration drops this instance's pending local spend for it (the ledger has those
+charges); other instances add theirs, which may count twice what they had already written: a
+tenant may then be refused before its budget is spent, never let past it.
+
 Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s` 0.25 s):
 
 - rate limits and spend: none while the store is up (each check is an atomic script on it);
@@ -16,7 +27,8 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   sync, within `sync_interval_s + command_timeout_s` (0.75 s) of being published;
 - half-open probes: one instance at a time probes a provider (`claim_probe`, SET NX PX);
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
-- heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one.
+- heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one;
+- the tenants' spend shown by the dashboard (`seen_spend`): read every `sync_interval_s`.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -37,7 +49,15 @@ from actors.config import StateConfig
 from actors.state.memory import MemoryStore
 from actors.state.store import Instance, StateStore, StoreUnavailable
 
-__all__ = ["HOLD_KINDS", "FleetState", "HoldListener", "Limited", "open_fleet_state"]
+__all__ = [
+    "HOLD_KINDS",
+    "FleetState",
+    "HoldListener",
+    "Limited",
+    "PeriodSpend",
+    "SpendSource",
+    "open_fleet_state",
+]
 
 T = TypeVar("T")
 
@@ -53,6 +73,23 @@ HoldListener = Callable[[HoldKind, float, str], None]
 
 #: A spend counter outlives its period by this much (a late settle still finds it).
 _PERIOD_MARGIN_S = 86400.0
+#: Set once the spend counters were seeded from the ledger; gone when the store lost its data.
+_SEEDED = "spend:seeded"
+_SEEDED_TTL_S = 400 * 86400.0
+
+
+@attrs.frozen
+class PeriodSpend:
+    """A tenant's spend in USD in the UTC day and month `day`/`month` ("2026-12-02")."""
+
+    day: str
+    month: str
+    day_usd: float
+    month_usd: float
+
+
+#: The ledger's totals per tenant, read again (every instance's charges) when called.
+SpendSource = Callable[[], Awaitable[Mapping[str, PeriodSpend]]]
 
 
 #: scope, the request's cache key, what to share, seconds to keep it.
@@ -112,6 +149,10 @@ class FleetState:
         self._listeners: dict[str, HoldListener] = {}
         self.summary: Callable[[], object] = dict
         self.changes = 0
+        #: Where the spend counters are seeded from when the store has lost them (the ledger).
+        self.spend_source: SpendSource | None = None
+        #: The tenants whose spend `sync` reads for `seen_spend`.
+        self.tenants: tuple[str, ...] = ()
         #: Cache entries to share, sent by `offer_cache` (never blocking), put by `run`.
         self._outbox, self._outgoing = trio.open_memory_channel[_CacheEntry](256)
 
@@ -132,6 +173,10 @@ class FleetState:
         }
         if heartbeats:
             described["heartbeats"] = {i.id: json.loads(i.summary) for i in self.instances}
+            ttl = self.config.heartbeat_ttl_s
+            described["last_heartbeat_s"] = {
+                i.id: round(max(0.0, ttl - i.expires_in_s), 3) for i in self.instances
+            }
         return described
 
     # -- up and down --------------------------------------------------------------------------
@@ -158,10 +203,14 @@ class FleetState:
 
     async def _restore(self) -> None:
         assert self._remote is not None
+        seeded: set[str] = set()
+        if self.spend_source is not None and not await self._marked(self._remote):
+            seeded = await self._seed_spend(self._remote)  # it lost its data meanwhile
         reconciled = len(self._pending)
         for key, (amount, ttl_s) in list(self._pending.items()):
             # One at a time: if the store fails again midway, the rest wait for the next try.
-            self._seen[key] = await self._remote.add(key, amount, ttl_s)
+            if key not in seeded:  # a seeded counter has this instance's charges already
+                self._seen[key] = await self._remote.add(key, amount, ttl_s)
             del self._pending[key]
         self._seeded.clear()
         self.up = True
@@ -199,8 +248,65 @@ class FleetState:
             self.instances = await remote.instances()
             self.fleet_size = max(1, len(self.instances))
             await self._read_holds(remote)
+            await self._read_spend(remote)
         except StoreUnavailable as exc:
             self._degrade(exc)
+
+    # -- spend seeded from the ledger ---------------------------------------------------------
+
+    async def seed_spend(self) -> None:
+        """Seed the spend counters the store lacks from `spend_source` (see the module)."""
+        if self._remote is None or not self.up:
+            return
+        try:
+            await self._seed_spend(self._remote)
+        except StoreUnavailable as exc:
+            self._degrade(exc)
+
+    async def _seed_spend(self, remote: StateStore) -> set[str]:
+        """The counters set from the ledger's totals (only those that were missing)."""
+        source = self.spend_source
+        if source is None:
+            return set()
+        try:
+            totals = await source()
+        except Exception as exc:  # the ledger's database away: try again at the next sync
+            _log.warning("state_spend_seed_failed", instance=self.instance, error=str(exc))
+            return set()
+        _, _, day_left, month_left = periods(self._wall())
+        seeded: set[str] = set()
+        for tenant, spend in totals.items():
+            for key, usd, left in (
+                (f"spend:{tenant}:day:{spend.day}", spend.day_usd, day_left),
+                (f"spend:{tenant}:month:{spend.month}", spend.month_usd, month_left),
+            ):
+                if usd > 0 and await remote.seed(key, usd, left + _PERIOD_MARGIN_S):
+                    seeded.add(key)
+                    self._seen[key] = usd
+        await remote.seed(_SEEDED, 1.0, _SEEDED_TTL_S)
+        _log.info("state_spend_seeded", instance=self.instance, counters=len(seeded))
+        return seeded
+
+    async def _read_spend(self, remote: StateStore) -> None:
+        """Reseed if the store lost its data; read the tenants' spend for `seen_spend`."""
+        if self.spend_source is not None and not await self._marked(remote):
+            await self._seed_spend(remote)
+        keys = [key for tenant in self.tenants for key in self._spend_keys(tenant)[0]]
+        if keys:
+            self._seen.update(zip(keys, await remote.counters(keys), strict=True))
+
+    async def _marked(self, remote: StateStore) -> bool:
+        """Whether the store still holds the counters seeded from the ledger."""
+        (marker,) = await remote.counters([_SEEDED])
+        return marker != 0.0
+
+    def seen_spend(self, tenant: str) -> tuple[float, float] | None:
+        """`tenant`'s spend this UTC day and month across the fleet as last read (within
+        `sync_interval_s`, for display), or None while the store is away."""
+        if not self.up:
+            return None
+        keys, _ = self._spend_keys(tenant)
+        return self._seen.get(keys[0], 0.0), self._seen.get(keys[1], 0.0)
 
     # -- rate limits --------------------------------------------------------------------------
 
@@ -267,7 +373,12 @@ class FleetState:
 
         async def call(store: StateStore) -> int:
             if store is self._remote:
-                return await store.reserve(keys, limits, amount, ttls)
+                marker = None if self.spend_source is None else _SEEDED
+                index = await store.reserve(keys, limits, amount, ttls, marker)
+                if index == -2:  # the store lost its data: seed first, never count from zero
+                    await self._seed_spend(store)
+                    index = await store.reserve(keys, limits, amount, ttls)
+                return index
             await self._seed(keys, ttls)
             index = await store.reserve(keys, self._local_limits(keys, limits), amount, ttls)
             if index < 0:

@@ -60,8 +60,15 @@ class MemoryStore:
         return total
 
     async def reserve(
-        self, keys: Sequence[str], limits: Sequence[float], amount: float, ttl_s: Sequence[float]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[float],
+        amount: float,
+        ttl_s: Sequence[float],
+        marker: str | None = None,
     ) -> int:
+        if marker is not None and self._read(marker) is None:
+            return -2
         values = await self.counters(keys)
         for index, (value, limit) in enumerate(zip(values, limits, strict=True)):
             if value >= limit:
@@ -69,6 +76,12 @@ class MemoryStore:
         for key, ttl in zip(keys, ttl_s, strict=True):
             await self.add(key, amount, ttl)
         return -1
+
+    async def seed(self, key: str, value: float, ttl_s: float) -> bool:
+        if self._read(key) is not None:
+            return False
+        self._values[key] = (float(value), self._clock() + ttl_s)
+        return True
 
     async def counters(self, keys: Sequence[str]) -> list[float]:
         values = [self._read(key) for key in keys]

@@ -70,14 +70,26 @@ class RedisStore:
         return float(await self._script("ADD", [key], [amount, _ms(ttl_s)]))
 
     async def reserve(
-        self, keys: Sequence[str], limits: Sequence[float], amount: float, ttl_s: Sequence[float]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[float],
+        amount: float,
+        ttl_s: Sequence[float],
+        marker: str | None = None,
     ) -> int:
-        args = [amount, *limits, *(_ms(ttl) for ttl in ttl_s)]
-        return int(await self._script("RESERVE", keys, args))
+        args = [amount, "0" if marker is None else "1", *limits, *(_ms(ttl) for ttl in ttl_s)]
+        keyed = list(keys) if marker is None else [*keys, marker]
+        return int(await self._script("RESERVE", keyed, args))
 
     async def counters(self, keys: Sequence[str]) -> list[float]:
         values = await self._call(self._client.mget([self._prefix + key for key in keys]))
         return [float(value) if value is not None else 0.0 for value in values]
+
+    async def seed(self, key: str, value: float, ttl_s: float) -> bool:
+        set_ = self._client.set(
+            self._prefix + key, repr(float(value)), px=_ms(ttl_s), condition=coredis.PureToken.NX
+        )
+        return bool(await self._call(set_))
 
     async def hold(self, key: str, value: str, seconds: float) -> None:
         await self._script("HOLD", [key], [value, _ms(seconds)])

@@ -42,17 +42,22 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) 
 return total
 """
 
-#: KEYS the counters; ARGV amount, then each key's limit, then each key's ttl_ms.
-#: Returns -1 when the amount was added to all, else the 0-based index of the first spent one.
+#: KEYS the counters, then (when ARGV[2] is "1") a marker; ARGV amount, marker flag, then each
+#: counter's limit, then each counter's ttl_ms. Returns -1 when the amount was added to all, -2
+#: (nothing added) when the marker is missing, else the 0-based index of the first spent one.
 RESERVE = """
 local n = #KEYS
+if ARGV[2] == '1' then
+  n = n - 1
+  if redis.call('EXISTS', KEYS[n + 1]) == 0 then return -2 end
+end
 for i = 1, n do
   local value = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if value >= tonumber(ARGV[1 + i]) then return i - 1 end
+  if value >= tonumber(ARGV[2 + i]) then return i - 1 end
 end
 for i = 1, n do
   redis.call('INCRBYFLOAT', KEYS[i], ARGV[1])
-  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[1 + n + i]) end
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2 + n + i]) end
 end
 return -1
 """

@@ -50,14 +50,25 @@ class StateStore(Protocol):
         ...
 
     async def reserve(
-        self, keys: Sequence[str], limits: Sequence[float], amount: float, ttl_s: Sequence[float]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[float],
+        amount: float,
+        ttl_s: Sequence[float],
+        marker: str | None = None,
     ) -> int:
         """Add `amount` to every counter in `keys` unless one already stands at or above its
-        limit: -1 when added, else the index of the first counter that is spent."""
+        limit: -1 when added, else the index of the first counter that is spent; -2 (nothing
+        added) when `marker` is given and missing (the counters must be seeded first)."""
         ...
 
     async def counters(self, keys: Sequence[str]) -> list[float]:
         """The counters' values (0.0 for a missing one)."""
+        ...
+
+    async def seed(self, key: str, value: float, ttl_s: float) -> bool:
+        """Set the counter `key` to `value` for `ttl_s` only when it is missing (SET NX PX);
+        True when it was set."""
         ...
 
     async def hold(self, key: str, value: str, seconds: float) -> None:

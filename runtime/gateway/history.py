@@ -258,6 +258,7 @@ class LiveHistory:
                 "by_provider_usd": {name: _usd(usd) for name, usd in totals.by_provider.items()},
             },
             "tenants": self._tenants(),
+            **({} if status.fleet is None else {"fleet": _fleet(status.fleet)}),
         }
 
     # -- live subscribers ------------------------------------------------------------------------
@@ -350,6 +351,17 @@ async def open_live_history(
                 nursery.cancel_scope.cancel()
     finally:
         remove()
+
+
+def _fleet(fleet: Mapping[str, Any]) -> dict[str, Any]:
+    """What the dashboard shows of the fleet: the store up or degraded, each instance by id
+    with the seconds since its last heartbeat (as of this instance's last sync)."""
+    return {
+        "instance": fleet["instance"],
+        "up": fleet["up"],
+        "fleet_size": fleet["fleet_size"],
+        "last_heartbeat_s": dict(fleet.get("last_heartbeat_s", {})),
+    }
 
 
 def _traffic(interval: _Interval, interval_s: float) -> dict[str, Any]:

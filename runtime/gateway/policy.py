@@ -15,7 +15,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, NoReturn
 
 import attrs
@@ -23,7 +23,7 @@ import structlog
 
 from actors.config import LAST_RESORT_KINDS, Config, TenantConfig
 from actors.messages import Reply, Request
-from actors.state import FleetState
+from actors.state import FleetState, PeriodSpend
 from runtime.gateway.errors import GatewayError
 from runtime.gateway.ledger import Charge, Ledger, default_ledger_path, open_ledger, seconds_left
 from runtime.gateway.ratelimit import RateLimiter, rate_limited
@@ -202,20 +202,45 @@ class Access:
 
     def tenant_spend(self) -> list[dict[str, Any]]:
         """Each tenant's spend this UTC day and month against its budgets ([] with no
-        tenants): what the dashboard shows."""
+        tenants): what the dashboard shows. In a fleet whose store is up, the fleet's (read
+        every `sync_interval_s`, reservations of requests in flight included); else what this
+        instance's ledger has seen."""
         spent = []
         for policy in self.config.tenants:
-            spend = self.ledger.spent(policy.name) if self.ledger is not None else None
+            day, month = self._spent(policy.name)
             spent.append(
                 {
                     "name": policy.name,
-                    "spend_day_usd": round(spend.day_usd, 8) if spend is not None else 0.0,
+                    "spend_day_usd": round(day, 8),
                     "budget_day_usd": policy.budget_usd_per_day,
-                    "spend_month_usd": round(spend.month_usd, 8) if spend is not None else 0.0,
+                    "spend_month_usd": round(month, 8),
                     "budget_month_usd": policy.budget_usd_per_month,
                 }
             )
         return spent
+
+    def _spent(self, tenant: str) -> tuple[float, float]:
+        seen = self.fleet.seen_spend(tenant) if self.fleet is not None else None
+        if seen is not None:
+            return seen
+        if self.ledger is None:
+            return 0.0, 0.0
+        spend = self.ledger.spent(tenant)
+        return spend.day_usd, spend.month_usd
+
+    async def ledger_totals(self) -> dict[str, PeriodSpend]:
+        """Every tenant's spend this UTC day and month as the ledger has it, read again from
+        its store (what the fleet's spend counters are seeded from)."""
+        if self.ledger is None:
+            return {}
+        await self.ledger.refresh()
+        totals = {}
+        for policy in self.config.tenants:
+            spend = self.ledger.spent(policy.name)
+            totals[policy.name] = PeriodSpend(
+                spend.day, spend.month, spend.day_usd, spend.month_usd
+            )
+        return totals
 
     # -- after the reply ----------------------------------------------------------------------
 
@@ -271,4 +296,21 @@ async def open_access(
             callers=authenticator.describe(),
             ledger=None if ledger is None else ledger.store.location,
         )
-        yield Access(config, authenticator, ledger, fleet)
+        access = Access(config, authenticator, ledger, fleet)
+        if fleet is not None:
+            stack.enter_context(_joined(access, fleet))
+            await fleet.seed_spend()
+        yield access
+
+
+@contextlib.contextmanager
+def _joined(access: Access, fleet: FleetState) -> Iterator[None]:
+    """While the block runs, `fleet` reads the tenants' spend for the dashboard and seeds its
+    spend counters from `access`'s ledger when the store has lost them."""
+    fleet.tenants = tuple(policy.name for policy in access.config.tenants)
+    if access.ledger is not None:
+        fleet.spend_source = access.ledger_totals
+    try:
+        yield
+    finally:
+        fleet.tenants, fleet.spend_source = (), None

@@ -170,6 +170,20 @@ export class Cost {
     setText(byId("cost-summary"), `${fmt.usd(totals.cost_usd)} spent · baseline ${fmt.usd(totals.baseline_usd)} · saving ${totals.saving_pct == null ? "–" : fmt.num(totals.saving_pct) + " %"}`);
     this.providers(totals.by_provider_usd || {});
     this.tenants(status.tenants || []);
+    this.fleet(status.fleet);
+  }
+
+  fleet(fleet) {
+    const box = byId("fleet");
+    box.hidden = !fleet;
+    if (!fleet) return;
+    setText(byId("fleet-summary"), fleet.up
+      ? `· shared store up · ${fleet.fleet_size} instance${fleet.fleet_size === 1 ? "" : "s"}`
+      : "· shared store DEGRADED: limits enforced locally at 1/N");
+    const beats = Object.entries(fleet.last_heartbeat_s || {});
+    byId("fleet-instances").replaceChildren(...beats.map(([id, ago]) => el("li", { "data-instance": id },
+      el("strong", {}, id),
+      el("span", { class: "muted" }, ` last heartbeat ${fmt.duration(ago)} ago${id === fleet.instance ? " · this instance" : ""}`))));
   }
 
   providers(spend) {

@@ -1,0 +1,226 @@
+"""A fleet of real `uptax serve` processes for the fleet tests: each on a free port with its own
+instance id, all on one fake provider server (in a thread of the test process, so the test
+counts what each provider received), sharing a `redis-server` and a PostgreSQL ledger when
+asked. Started once per module: starting a process imports the whole package."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import trio
+from redis_support import free_port
+
+from runtime.testing import FakeProviderServer, open_fake_provider_server
+
+KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789abcdef", "ANTHROPIC_API_KEY": "sk-ant-test-0"}
+ASK = {
+    "model": "uptax/auto",
+    "max_tokens": 20,
+    "messages": [{"role": "user", "content": "VAT on books?"}],
+}
+#: Starting a process imports the whole package: seconds on a slow, busy machine.
+START_TIMEOUT_S = 60.0
+
+
+def fleet_config(fake: FakeProviderServer, **sections: Any) -> dict[str, Any]:
+    """A primary provider (openai) and a fallback (anthropic), both on `fake`, with breakers
+    that trip after 2 failures and stay open 0.5 s, one probe when half-open; `sections` replace
+    or add tables."""
+    breaker = {
+        "consecutive_failures": 2,
+        "open_s": 0.5,
+        "open_multiplier": 1.0,
+        "half_open_probes": 1,
+    }
+    providers: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "kind": name,
+            "models": [model],
+            "base_url": fake.url_for(name),
+            "read_timeout_s": 10.0,
+            "breaker": breaker,
+            "recovery": {"probe": "off"},  # not shared by a fleet: every instance probes
+        }
+        for name, model in (("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet"))
+    ]
+    return {
+        "runtime": {"deadline_s": 30, "log_level": "warning"},
+        "providers": providers,
+        "levels": [
+            {"name": "primary", "providers": ["openai"], "timeout_s": 10},
+            {"name": "secondary", "providers": ["anthropic"], "timeout_s": 10},
+        ],
+        "models": {
+            "gpt-4o-mini": {"input_usd_per_mtok": 0.15, "output_usd_per_mtok": 0.6},
+            "claude-sonnet": {"input_usd_per_mtok": 3, "output_usd_per_mtok": 15},
+        },
+        **sections,
+    }
+
+
+def shared_state(redis_url: str, prefix: str) -> dict[str, Any]:
+    # A busy machine's event loop must not look like Redis down: a wide command timeout.
+    return {
+        "backend": "redis",
+        "url": redis_url,
+        "key_prefix": prefix,
+        "sync_interval_s": 0.05,
+        "command_timeout_s": 2.0,
+    }
+
+
+def toml(data: Mapping[str, Any], path: tuple[str, ...] = ()) -> str:
+    """`data` as TOML: scalars and lists of scalars, tables, arrays of tables."""
+    lines, nested = [], []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            nested.append(f"\n[{_dotted((*path, key))}]\n{toml(value, (*path, key))}")
+        elif isinstance(value, list) and value and isinstance(value[0], Mapping):
+            for item in value:
+                nested.append(f"\n[[{_dotted((*path, key))}]]\n{toml(item, (*path, key))}")
+        else:
+            lines.append(f"{json.dumps(key)} = {_value(value)}")
+    return "\n".join(lines) + "".join(nested)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(json.dumps(part) for part in path)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+@attrs.define
+class Instance:
+    """One `uptax serve` process."""
+
+    id: str
+    port: int
+    process: subprocess.Popen[bytes]
+    alive: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last flush."""
+        self.alive = False
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> int:
+        """SIGTERM, and its exit status once it has closed (its ledger written)."""
+        if self.alive:
+            self.alive = False
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def _ready(instance: Instance, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if instance.process.poll() is not None:
+            raise RuntimeError(f"{instance.id} exited with {instance.process.returncode}")
+        try:
+            if httpx.get(instance.url + "/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # setup only: waiting for the process to listen
+    raise RuntimeError(f"{instance.id} not ready within {START_TIMEOUT_S} s")
+
+
+class Fleet:
+    """`size` `uptax serve` processes of one config (instances i0, i1, ...)."""
+
+    def __init__(self, config: Mapping[str, Any], workdir: Path, size: int = 3) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.environ = {**os.environ, **KEYS}
+        self.instances = [self._spawn(f"i{n}") for n in range(size)]
+
+    def _spawn(self, instance: str, port: int | None = None) -> Instance:
+        data = dict(self.config)
+        if "state" in data:
+            data["state"] = {**data["state"], "instance": instance}
+        path = self.workdir / f"{instance}.toml"
+        path.write_text(toml(data))
+        port = port or free_port()
+        uptax = Path(sys.executable).parent / "uptax"
+        with (self.workdir / f"{instance}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [str(uptax), "serve", "--config", str(path), "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environ,
+            )
+        return Instance(instance, port, process)
+
+    def ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for instance in self.instances:
+            _ready(instance, deadline)
+
+    def stop(self) -> None:
+        """SIGTERM: each writes what its ledger still queues before it exits."""
+        for instance in self.instances:
+            if instance.alive:
+                instance.process.send_signal(signal.SIGTERM)
+        for instance in self.instances:
+            instance.stop()
+
+
+class ThreadedFakeServer:
+    """The fake provider server in a trio run of its own thread, so processes started by a
+    module's fixtures can share it across tests; faults go through its HTTP admin."""
+
+    def __init__(self) -> None:
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(self._serve,), daemon=True)
+        self._thread.start()
+        if not self._started.wait(30):
+            raise RuntimeError("the fake provider server did not start")
+
+    async def _serve(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as self._scope:
+            async with open_fake_provider_server() as server:
+                self.server = server
+                self._started.set()
+                await trio.sleep_forever()
+
+    def calls(self, provider: str) -> int:
+        """How many requests `provider` has received so far."""
+        return len(self.server.requests(provider))
+
+    def inject(self, provider: str, **fault: Any) -> None:
+        url = f"{self.server.base_url}/_uptax/faults/{provider}"
+        httpx.put(url, json=fault, timeout=10).raise_for_status()
+
+    def heal(self, provider: str) -> None:
+        httpx.delete(f"{self.server.base_url}/_uptax/faults/{provider}", timeout=10)
+
+    def close(self) -> None:
+        trio.from_thread.run_sync(self._scope.cancel, trio_token=self._token)
+        self._thread.join(30)

@@ -1,0 +1,246 @@
+"""Three `uptax serve` processes acting as one, against the real services: a `redis-server` of
+this module's own, the machine's PostgreSQL (a fresh schema), and the fake provider server,
+traffic spread round-robin across the three (real time, wide margins). Two fleets are started
+once for the module: one on `[state] backend = "memory"`, one on `redis`, both with tenants
+and the ledger in PostgreSQL. Each test prints what it measured (`-s` shows it; the README
+quotes it):
+
+- an outage on the primary: calls wasted on it fleet-wide, `memory` against `redis`;
+- a tenant's budget and another's rate limit, hammered through all three;
+- one instance SIGKILLed mid-run: every request sent to the other two answered, and its spend
+  in the ledger but for what it answered within one batch interval of its death (last: the
+  fleet stays one instance short).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+from fleet_support import ASK, Fleet, Instance, ThreadedFakeServer, fleet_config, shared_state
+from redis_support import RedisServer, free_port
+from test_ledger_postgres import query, server
+
+__all__ = ["server"]  # PostgreSQL's fixture
+
+TENANT_KEYS = {
+    "acme": "sk-acme-fleet-0001",
+    "globex": "sk-globex-fleet-0002",
+    "initech": "sk-initech-fleet-0003",
+}
+BUDGET_USD = 0.0004
+MOST_PER_REQUEST_USD = 0.00004
+REQUESTS_PER_MINUTE = 60
+#: `Batching.interval_s`: a charge is written at most this long after its request was answered.
+FLUSH_INTERVAL_S = 0.2
+
+psycopg = pytest.importorskip("psycopg")
+
+
+@pytest.fixture(scope="module")
+def ledger(server: str) -> Iterator[str]:
+    """The ledger's URL, its tables in a fresh schema dropped after the module."""
+    schema = f"uptax_fleet_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{server}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as db:
+            db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[ThreadedFakeServer]:
+    started = ThreadedFakeServer()
+    yield started
+    started.close()
+
+
+def _tenants(ledger: str) -> dict[str, Any]:
+    keyed = {name: [hashlib.sha256(k.encode()).hexdigest()] for name, k in TENANT_KEYS.items()}
+    return {
+        "gateway": {"ledger": ledger},
+        "tenants": [
+            {
+                "name": "acme",  # its budget binds, not its rate limit
+                "api_key_sha256": keyed["acme"],
+                "budget_usd_per_day": BUDGET_USD,
+                "max_budget_usd_per_request": MOST_PER_REQUEST_USD,
+            },
+            {
+                "name": "globex",  # its rate limit binds
+                "api_key_sha256": keyed["globex"],
+                "requests_per_minute": REQUESTS_PER_MINUTE,
+            },
+            {"name": "initech", "api_key_sha256": keyed["initech"]},  # no limits
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def fleets(
+    fake: ThreadedFakeServer, ledger: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Fleet]]:
+    """A memory fleet and a Redis fleet, started together (each process takes seconds)."""
+    redis = RedisServer(free_port())
+    redis.start()
+    state = shared_state(redis.url, f"fleet:{uuid.uuid4().hex[:8]}:")
+    started = {
+        "memory": Fleet(
+            fleet_config(fake.server, **_tenants(ledger)), tmp_path_factory.mktemp("m")
+        ),
+        "redis": Fleet(
+            fleet_config(fake.server, state=state, **_tenants(ledger)), tmp_path_factory.mktemp("r")
+        ),
+    }
+    try:
+        for fleet in started.values():
+            fleet.ready()
+        yield started
+    finally:
+        for fleet in started.values():
+            fleet.stop()
+        redis.stop()
+
+
+@attrs.frozen
+class Answer:
+    tenant: str
+    instance: str
+    status: int
+    request_id: str
+    at: float
+
+
+async def _send(
+    http: httpx.AsyncClient, instance: Instance, tenant: str, answers: list[Answer]
+) -> None:
+    headers = {"authorization": f"Bearer {TENANT_KEYS[tenant]}"}
+    try:
+        reply = await http.post(instance.url + "/v1/chat/completions", json=ASK, headers=headers)
+    except httpx.TransportError:
+        answers.append(Answer(tenant, instance.id, 0, "", time.monotonic()))
+        return
+    request_id = reply.headers.get("x-request-id", "")
+    answers.append(Answer(tenant, instance.id, reply.status_code, request_id, time.monotonic()))
+
+
+async def _traffic(
+    fleet: Fleet, count: int, every_s: float, tenant: Callable[[int], str] = lambda n: "initech"
+) -> list[Answer]:
+    """`count` requests, one every `every_s` (none waits for the one before), round-robin
+    over the instances still alive."""
+    answers: list[Answer] = []
+    turn = itertools.count()
+    async with httpx.AsyncClient(timeout=30) as http, trio.open_nursery() as nursery:
+        for n in range(count):
+            alive = [i for i in fleet.instances if i.alive]
+            nursery.start_soon(_send, http, alive[next(turn) % len(alive)], tenant(n), answers)
+            await trio.sleep(every_s)
+    return answers
+
+
+# -- an outage on the primary --------------------------------------------------------------------
+
+
+async def _wasted_calls(fake: ThreadedFakeServer, fleet: Fleet) -> int:
+    """Calls the primary received during an outage: 150 requests over ~6 s."""
+    await _traffic(fleet, 6, 0.02)  # every instance has answered from the primary
+    fake.inject("openai", kind="outage")
+    before = fake.calls("openai")
+    try:
+        answers = await _traffic(fleet, 150, 0.04)
+    finally:
+        fake.heal("openai")
+    assert all(a.status == 200 for a in answers), [a.status for a in answers]
+    return fake.calls("openai") - before
+
+
+async def test_an_outage_costs_the_fleet_fewer_wasted_calls_with_redis(
+    fake: ThreadedFakeServer, fleets: dict[str, Fleet]
+) -> None:
+    memory = await _wasted_calls(fake, fleets["memory"])
+    redis = await _wasted_calls(fake, fleets["redis"])
+    await trio.sleep(1.5)  # the breakers close again (a probe after 0.5 s) for the next test
+    print(
+        f"\nfleet outage: calls wasted on the primary, memory {memory}, redis {redis} "
+        f"({memory / max(redis, 1):.2f}x fewer)"
+    )
+    # Three instances can at best waste a third of what three on their own do (each one alone
+    # must see its own failures and send its own probe; the fleet, one): 3x is the ceiling.
+    assert redis * 1.25 <= memory, (memory, redis)
+
+
+# -- budgets and rate limits ---------------------------------------------------------------------
+
+
+async def test_a_budget_and_a_rate_limit_hold_across_the_fleet(
+    fleets: dict[str, Fleet], ledger: str
+) -> None:
+    started = time.monotonic()
+    answers = await _traffic(fleets["redis"], 240, 0.005, lambda n: ("acme", "globex")[n % 2])
+    elapsed = time.monotonic() - started
+    await trio.sleep(1.0)  # two batch intervals: the charges are in the ledger
+    spent = dict(query(ledger, "SELECT tenant, sum(cost_usd) FROM uptax_ledger GROUP BY 1"))
+    admitted = sum(1 for a in answers if a.tenant == "globex" and a.status == 200)
+    allowed = REQUESTS_PER_MINUTE * (1 + elapsed / 60)
+    over = spent["acme"] - BUDGET_USD
+    print(
+        f"\nfleet budget: ${spent['acme']:.6f} spent of ${BUDGET_USD} (over by ${over:.6f}, "
+        f"bound 3 x ${MOST_PER_REQUEST_USD}); rate limit: {admitted} admitted, "
+        f"{allowed:.1f} allowed in {elapsed:.1f} s ({(admitted / allowed - 1) * 100:+.1f} %)"
+    )
+    assert all(a.status in (200, 429) for a in answers), [a.status for a in answers]
+    assert any(a.tenant == "acme" and a.status == 429 for a in answers)
+    assert over <= 3 * MOST_PER_REQUEST_USD
+    assert abs(admitted / allowed - 1) <= 0.05
+
+
+# -- an instance killed --------------------------------------------------------------------------
+
+
+async def test_an_instance_killed_mid_run_loses_no_request_on_the_others(
+    fleets: dict[str, Fleet], ledger: str
+) -> None:
+    fleet = fleets["redis"]
+    victim = fleet.instances[2]
+    results: list[list[Answer]] = []
+
+    async def run() -> None:
+        results.append(await _traffic(fleet, 150, 0.02))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        await trio.sleep(2.5)
+        victim.kill()
+        killed_at = time.monotonic()
+    await trio.sleep(1.0)  # the survivors' last batches
+    answers = results[0]
+    others = [a for a in answers if a.instance != victim.id]
+    ok = [a for a in answers if a.instance == victim.id and a.status == 200]
+    ids = {request_id for (request_id,) in query(ledger, "SELECT request_id FROM uptax_ledger")}
+    missing = [a for a in ok if a.request_id not in ids]
+    age = max((killed_at - a.at for a in missing), default=0.0)
+    print(
+        f"\nfleet kill: {len(others)} requests to the survivors, "
+        f"{sum(a.status == 200 for a in others)} answered, "
+        f"{sum(a.request_id in ids for a in others)} in the ledger; the killed instance "
+        f"answered {len(ok)}, {len(ok) - len(missing)} in the ledger, the rest answered "
+        f"within {age:.3f} s of its death"
+    )
+    assert others and all(a.status == 200 for a in others)
+    assert all(a.request_id in ids for a in others)
+    assert len(ok) >= 5
+    # A charge is queued when its request is answered and written with the next batch: what
+    # the killed instance answered within a batch interval (plus a busy machine's write time)
+    # of its death may be lost, nothing older.
+    assert age <= FLUSH_INTERVAL_S + 1.8
