@@ -119,12 +119,22 @@ async def test_gateways_share_a_rate_limit_and_carry_on_without_redis(
     ):
         codes = [await _ask(http, server) for server in (one, two, one, two, one, two)]
         assert codes == [200] * 4 + [429] * 2  # 4 a minute for the fleet, not per instance
-        ready = (await http.get(one.base_url + "/readyz")).json()
+        assert one.rt.fleet is not None
+        # Each instance sees the other at its next sync (every 0.5 s): on a busy machine that
+        # can be after the requests above, so wait for it (the 1/N share below needs N = 2).
+        for _ in range(100):
+            ready = (await http.get(one.base_url + "/readyz")).json()
+            if ready["state"]["fleet_size"] == 2:
+                break
+            await trio.sleep(0.1)
         metrics = (await http.get(one.base_url + "/metrics")).text
         assert ready["state"]["up"] is True and ready["state"]["fleet_size"] == 2
         assert 'uptax_state_store_up{instance="a"} 1.0' in metrics
         redis_server.stop()
-        await trio.sleep(0.5)  # a sync finds it gone
+        for _ in range(100):  # a sync finds it gone
+            if not one.rt.fleet.up:
+                break
+            await trio.sleep(0.1)
         # Degraded: each instance has its share of the minute left on its own (none here,
         # the bucket is new and holds 4 / 2); never a failed request.
         assert [await _ask(http, one) for _ in range(3)] == [200, 200, 429]
@@ -133,7 +143,6 @@ async def test_gateways_share_a_rate_limit_and_carry_on_without_redis(
         assert ready["status"] == "ready" and ready["state"]["up"] is False
         assert 'uptax_state_store_up{instance="a"} 0.0' in metrics
         redis_server.start()
-        assert one.rt.fleet is not None
         for _ in range(50):  # a sync, then the ledger read that seeds the empty store's counters
             if one.rt.fleet.up:
                 break
