@@ -345,18 +345,23 @@ def wasted_calls(recorder: Recorder) -> int:
     """Calls sent to a provider during one of its fault windows that failed: what the runtime
     spent on a provider it could have known was failing. Not part of `measure_run` (a `run`
     report leaves it out); `uptax scenario compare` shows it."""
+    return sum(wasted_attempts(recorder))
+
+
+def wasted_attempts(recorder: Recorder) -> list[bool]:
+    """Per attempt, whether it was a wasted call (`wasted_calls`)."""
     windows: dict[int, list[tuple[float, float]]] = {}
     for fault in recorder.faults:
         end = fault.end if fault.end is not None else math.inf
         windows.setdefault(recorder.providers.code(fault.provider), []).append((fault.start, end))
-    wasted = 0
+    wasted = []
     for position, provider in enumerate(recorder.att_provider):
         spans = windows.get(provider)
         if not spans or recorder.outcomes[recorder.att_outcome[position]] in ("ok", *NOT_SENT):
+            wasted.append(False)
             continue
         start = recorder.att_start[position]
-        if any(low <= start < high for low, high in spans):
-            wasted += 1
+        wasted.append(any(low <= start < high for low, high in spans))
     return wasted
 
 
