@@ -25,9 +25,18 @@ pytestmark = pytest.mark.seeds
 
 
 @pytest.fixture(scope="module")
-def results() -> dict[str, list[SeedResult]]:
+def results(request: pytest.FixtureRequest) -> dict[str, list[SeedResult]]:
+    """The sweep of the scenarios selected (`-k fleet` sweeps only those), in one pool."""
+    selected = {
+        item.callspec.params["path"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and hasattr(item, "callspec")
+        and "path" in item.callspec.params
+    }
     by_scenario: dict[str, list[SeedResult]] = {}
-    for result in sweep([str(p) for p in LIBRARY], SEEDS, workers=WORKERS):
+    paths = [str(p) for p in LIBRARY if p in selected]
+    for result in sweep(paths, SEEDS, workers=WORKERS):
         by_scenario.setdefault(Path(result.path).stem, []).append(result)
     return by_scenario
 
