@@ -5,6 +5,7 @@ totals (and nothing new without a fleet), and a comparison of a shared store wit
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from actors.faults import Fault, FaultKind
 from actors.messages import Complexity, Quality
 from runtime import Request
 from runtime.embed import Runtime
+from runtime.scenario.cli import main
 from runtime.scenario.compare import Comparison, compare, variants_to_compare
 from runtime.scenario.fleet import FleetFaults, open_fleet
 from runtime.scenario.format import FleetInfo, Scenario, ScenarioError, parse_scenario
@@ -257,9 +259,15 @@ def test_one_instance_reports_carry_nothing_of_fleets() -> None:
     assert "<h2>Fleet</h2>" not in render_html(report)
 
 
-def test_a_fleet_runs_in_virtual_mode_only() -> None:
+def test_a_fleet_runs_in_virtual_mode_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ValueError, match="virtual mode only"):
         run_scenario(scenario(), mode="http")
+    path = tmp_path / "fleet.toml"
+    path.write_text(FLEET, encoding="utf-8")
+    assert main(["run", str(path), "--mode", "http"]) == 2
+    assert "table [fleet]: runs in virtual mode only" in capsys.readouterr().err
 
 
 # -- compare ---------------------------------------------------------------------------------

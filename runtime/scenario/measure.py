@@ -21,8 +21,9 @@ from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 
 #: Breaker states during which the provider gets no traffic.
 OPEN_STATES = frozenset({"open", "forced_open"})
-#: Breaker transition reasons that are Retry-After holds rather than trips.
-HOLD_REASONS = frozenset({"retry_after"})
+#: Breaker transition reasons that are holds rather than trips: a Retry-After, or (in a
+#: ``[fleet]``) a trip another instance published.
+HOLD_REASONS = frozenset({"retry_after", "fleet_open"})
 #: Characters of the per-bucket strip, by level position; "x" = some request failed.
 DEFAULT_LEVEL_CHARS = {"primary": "P", "secondary": "S", "emergency": "E", "last_resort": "L"}
 ERROR_CHAR = "x"
