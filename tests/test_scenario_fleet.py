@@ -16,10 +16,17 @@ from actors.faults import Fault, FaultKind
 from actors.messages import Complexity, Quality
 from runtime import Request
 from runtime.embed import Runtime
+from runtime.scenario.checks import check_expectations
 from runtime.scenario.cli import main
 from runtime.scenario.compare import Comparison, compare, variants_to_compare
 from runtime.scenario.fleet import FleetFaults, open_fleet
-from runtime.scenario.format import FleetInfo, Scenario, ScenarioError, parse_scenario
+from runtime.scenario.format import (
+    Expectations,
+    FleetInfo,
+    Scenario,
+    ScenarioError,
+    parse_scenario,
+)
 from runtime.scenario.html import render_html
 from runtime.scenario.lagged import LaggedStore
 from runtime.scenario.report import Report
@@ -250,6 +257,21 @@ def test_the_report_has_each_instance_and_the_fleet(fleet_report: Report) -> Non
     assert "fleet by provider: failed / wasted calls, breaker trips" in terminal
     page = render_html(fleet_report)
     assert "<h2>Fleet</h2>" in page and "<td>i3</td>" in page
+
+
+def test_the_fleet_wasted_calls_are_an_expectation(fleet_report: Report) -> None:
+    wasted = fleet_report.data["fleet"]["total"]["wasted_calls"]
+    for limit, passed in ((wasted, True), (wasted - 1, False)):
+        expect = Expectations(fleet_wasted_calls_max=limit)
+        [check] = [
+            c for c in check_expectations(expect, fleet_report.data, {}) if "fleet" in c.name
+        ]
+        assert (check.measured, check.passed) == (wasted, passed)
+    data = tomllib.loads(FLEET)
+    del data["fleet"]
+    data["expect"] = {"fleet_wasted_calls_max": 10}
+    with pytest.raises(ScenarioError, match="key fleet_wasted_calls_max: needs a"):
+        parse_scenario(data)
 
 
 def test_one_instance_reports_carry_nothing_of_fleets() -> None:

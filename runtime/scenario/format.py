@@ -419,6 +419,9 @@ class Expectations:
     #: Growth of the runtime's traced memory between the first and last checkpoint (soak,
     #: ``memory = "tracemalloc"``).
     memory_growth_kib_max: float | None = attrs.field(default=None, validator=non_negative)
+    #: Calls sent to a provider in one of its fault windows that failed, over a ``[fleet]``
+    #: (its report's fleet total): what sharing the store saves.
+    fleet_wasted_calls_max: int | None = attrs.field(default=None, validator=non_negative)
     providers: Mapping[str, ProviderExpectation] = attrs.field(factory=dict)
     levels: Mapping[str, LevelExpectation] = attrs.field(factory=dict)
     actors: Mapping[str, ActorExpectation] = attrs.field(factory=dict)
@@ -967,6 +970,10 @@ def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Sc
         fleet=_parse_fleet(data.get("fleet"), source),
     )
     _check_references(scenario)
+    if scenario.expect.fleet_wasted_calls_max is not None and scenario.fleet is None:
+        raise ScenarioError(
+            f"{source}: table [expect], key fleet_wasted_calls_max: needs a [fleet] table"
+        )
     scenario = attrs.evolve(scenario, faults=_price_models(scenario))
     if "variants" in data:
         variants = _parse_variants(data["variants"], raw_config_data, scenario)
