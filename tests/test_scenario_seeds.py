@@ -5,7 +5,9 @@ About 33 minutes of CPU (72 s a seed for the first 14 scenarios, 26 s more for s
 ramping-failure, hidden-rate-limit, price-change, mixed-day and recovery), so about 17 minutes of
 wall time on two cores: it is marked `seeds` and left out of `make test` (pyproject's
 addopts deselect it); `.ci/run` runs it as its own step: `pytest -m seeds`. The runs go to a
-pool of two processes (`runtime.scenario.sweep`), started once for the whole module.
+pool of two processes (`runtime.scenario.sweep`), started once for the whole module, for the
+scenarios selected: `pytest -m seeds -k fleet` sweeps fleet-outage alone (three runtimes a run:
+4 minutes of wall time for its 20 seeds on a busy two-core machine).
 """
 
 from __future__ import annotations
