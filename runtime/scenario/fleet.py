@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 import attrs
+import structlog
 
 from actors.adapters.simulated import SimulatedBackend
 from actors.config import Config, ModelInfo
@@ -29,6 +30,8 @@ from runtime.scenario.format import FleetInfo, Scenario
 from runtime.scenario.lagged import LaggedStore
 
 __all__ = ["FleetFaults", "instance_id", "instance_trips", "open_fleet"]
+
+_log = structlog.get_logger("uptax.scenario")
 
 
 def instance_id(position: int) -> str:
@@ -64,6 +67,12 @@ async def open_fleet(
                 )
             )
             runtimes.append(rt)
+        _log.info(
+            "scenario_fleet_opened",
+            instances=fleet.instances,
+            sync_delay_ms=fleet.sync_delay_ms,
+            shared=scenario.config.state.backend != "memory",
+        )
         yield runtimes
 
 
