@@ -19,7 +19,7 @@ import contextlib
 import importlib
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -46,7 +46,7 @@ from actors.messages import BreakerSnapshot, ProviderSnapshot, Reply, Request
 from actors.provider import BreakerMode, ProviderActor, ProviderContext
 from actors.ranking import Ranker, RoutePlan
 from actors.router import RouterActor
-from actors.state import FleetState, open_fleet_state
+from actors.state import FleetState, StateStore, open_fleet_state
 from actors.stats import (
     Alert,
     AlertKind,
@@ -69,9 +69,11 @@ class _SharedStore:
     """Objects that outlive actor incarnations (simulated backends, the reply cache), and the
     config, lent to adapters as their `AdapterContext`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, objects: Mapping[tuple[str, str], Any] | None = None
+    ) -> None:
         self.config = config
-        self.objects: dict[tuple[str, str], Any] = {}
+        self.objects: dict[tuple[str, str], Any] = dict(objects or {})
         self.http_transport: Any = None
 
     def shared(self, provider: str, kind: str, factory: Callable[[], Any]) -> Any:
@@ -149,11 +151,17 @@ class RuntimeStatus:
 
 
 class Runtime:
-    def __init__(self, config: Config, *, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        shared: Mapping[tuple[str, str], Any] | None = None,
+    ) -> None:
         self.config = config
         self.events = EventBus(levels=EVENT_LEVELS)
         self.registry = Registry()
-        self._store = _SharedStore(config)
+        self._store = _SharedStore(config, shared)
         self._fault_targets: dict[str, FaultTarget] = {}
         self.stats = FallbackStats()
         self.history = PerformanceHistory.for_config(config)
@@ -488,11 +496,18 @@ async def open_runtime(
     *,
     repl_socket: str | os.PathLike[str] | None = None,
     tracer_provider: TracerProvider | None = None,
+    state_store: StateStore | None = None,
+    shared: Mapping[tuple[str, str], Any] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Start the runtime in the caller's trio run; everything stops when the block exits.
 
     Requests are traced through OpenTelemetry's `tracer_provider`, by default the global one (a
-    no-op until the application configures an SDK; see `actors.tracing`)."""
+    no-op until the application configures an SDK; see `actors.tracing`).
+
+    A fleet simulated in one process (`runtime.scenario.fleet`) gives every instance the same
+    `state_store` (used instead of connecting to `[state] url` when the backend is "redis") and
+    the same `shared` objects by (provider, kind), such as the simulated providers' backends,
+    so an outage is one outage that every instance meets."""
     if not isinstance(config, Config):
         config = load_config(config)
     _import_adapters(config)
@@ -503,11 +518,11 @@ async def open_runtime(
         # An application that configured structlog keeps its setup; otherwise ours, with
         # secrets redacted and the config's level.
         configure_logging(config.runtime.log_level)
-    rt = Runtime(config, tracer_provider=tracer_provider)
+    rt = Runtime(config, tracer_provider=tracer_provider, shared=shared)
     for warning in config.warnings:
         rt.events.emit("config_warning", warning=warning)
     socket_path = repl_socket if repl_socket is not None else config.runtime.repl_socket
-    async with _fleet_of(rt), trio.open_nursery() as nursery:
+    async with _fleet_of(rt, state_store), trio.open_nursery() as nursery:
         await nursery.start(run_actor, rt._root)
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -525,13 +540,18 @@ async def open_runtime(
 
 
 @contextlib.asynccontextmanager
-async def _fleet_of(rt: Runtime) -> AsyncIterator[None]:
+async def _fleet_of(rt: Runtime, store: StateStore | None = None) -> AsyncIterator[None]:
     """`rt` in the fleet its `[state]` names while the block runs (memory: no fleet, and
     nothing to pay per request)."""
     if rt.config.state.backend == "memory":
         yield
         return
-    async with open_fleet_state(rt.config.state) as fleet:
+    opened = (
+        open_fleet_state(rt.config.state)
+        if store is None
+        else open_fleet_state(rt.config.state, remote=store)
+    )
+    async with opened as fleet:
         fleet.summary = rt._fleet_summary
         rt.fleet = rt._providers_context.fleet = fleet
         if any(p.kind == "cache" for p in rt.config.providers):

@@ -56,6 +56,8 @@ def test_the_library_has_the_scenarios_the_issue_lists() -> None:
         # what static rules miss (issue 13)
         "slow-drift", "ramping-failure", "hidden-rate-limit", "price-change", "mixed-day",
         "recovery", "level-brownout",
+        # a fleet in simulation (issue 14)
+        "fleet-outage",
     } <= names  # fmt: skip
     for path in LIBRARY:
         scenario = load_scenario(path)

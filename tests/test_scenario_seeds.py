@@ -5,7 +5,9 @@ About 33 minutes of CPU (72 s a seed for the first 14 scenarios, 26 s more for s
 ramping-failure, hidden-rate-limit, price-change, mixed-day and recovery), so about 17 minutes of
 wall time on two cores: it is marked `seeds` and left out of `make test` (pyproject's
 addopts deselect it); `.ci/run` runs it as its own step: `pytest -m seeds`. The runs go to a
-pool of two processes (`runtime.scenario.sweep`), started once for the whole module.
+pool of two processes (`runtime.scenario.sweep`), started once for the whole module, for the
+scenarios selected: `pytest -m seeds -k fleet` sweeps fleet-outage alone (three runtimes a run:
+4 minutes of wall time for its 20 seeds on a busy two-core machine).
 """
 
 from __future__ import annotations
@@ -25,9 +27,18 @@ pytestmark = pytest.mark.seeds
 
 
 @pytest.fixture(scope="module")
-def results() -> dict[str, list[SeedResult]]:
+def results(request: pytest.FixtureRequest) -> dict[str, list[SeedResult]]:
+    """The sweep of the scenarios selected (`-k fleet` sweeps only those), in one pool."""
+    selected = {
+        item.callspec.params["path"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and hasattr(item, "callspec")
+        and "path" in item.callspec.params
+    }
     by_scenario: dict[str, list[SeedResult]] = {}
-    for result in sweep([str(p) for p in LIBRARY], SEEDS, workers=WORKERS):
+    paths = [str(p) for p in LIBRARY if p in selected]
+    for result in sweep(paths, SEEDS, workers=WORKERS):
         by_scenario.setdefault(Path(result.path).stem, []).append(result)
     return by_scenario
 

@@ -523,15 +523,31 @@ def _cache_key(scope: str, key: object) -> str:
 
 @contextlib.asynccontextmanager
 async def open_fleet_state(
-    config: StateConfig, *, clock: Callable[[], float] = trio.current_time
+    config: StateConfig,
+    *,
+    clock: Callable[[], float] = trio.current_time,
+    remote: StateStore | None = None,
 ) -> AsyncIterator[FleetState]:
-    """The `FleetState` of `config` with its background task running while the block runs."""
+    """The `FleetState` of `config` with its background task running while the block runs;
+    with `remote`, on that store (left open) instead of the Redis at `config.url`."""
     if config.backend == "memory":
         yield FleetState(config, None, clock=clock)
         return
+    if remote is not None:
+        async with _running(config, remote, clock) as fleet:
+            yield fleet
+        return
     from actors.state.redis import open_redis_store  # coredis only when Redis is asked for
 
-    async with open_redis_store(config) as remote, trio.open_nursery() as nursery:
+    async with open_redis_store(config) as store, _running(config, store, clock) as fleet:
+        yield fleet
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    config: StateConfig, remote: StateStore, clock: Callable[[], float]
+) -> AsyncIterator[FleetState]:
+    async with trio.open_nursery() as nursery:
         fleet = FleetState(config, remote, clock=clock)
         await fleet.sync()
         nursery.start_soon(fleet.run)

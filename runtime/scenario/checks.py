@@ -85,6 +85,9 @@ def _check_run(checks: _Checks, expect: Expectations, data: Mapping[str, Any]) -
     checks.at_most("p95 latency ms", latency["p95"], expect.p95_ms_max)
     checks.at_most("p99 latency ms", latency["p99"], expect.p99_ms_max)
     _check_recovery(checks, expect, data["faults"])
+    fleet = data.get("fleet")
+    wasted = fleet["total"]["wasted_calls"] if fleet is not None else None
+    checks.at_most("fleet wasted calls", wasted, expect.fleet_wasted_calls_max)
     checks.at_most("cost usd", data["cost"]["total_usd"], expect.cost_usd_max)
     checks.at_least("savings vs baseline", data["cost"]["savings"], expect.savings_min)
     requests = data["requests"]

@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args, scenario)
         if args.variant is not None:
             scenario = _variant(scenario, args.variant)
+        if scenario.fleet is not None and args.mode != "virtual":
+            raise ScenarioError(f"{scenario.path}: table [fleet]: runs in virtual mode only")
         serve = _serve(args, scenario)
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,6 +12,9 @@ exactly as in ``uptax.toml``) plus tables of its own:
     the timeline: at ``at_s`` on ``provider``, a fault ``kind`` for ``duration_s``.
 ``[expect]``
     what must hold; each check is reported PASS or FAIL with the measured value.
+``[fleet]``
+    optional: run ``instances`` runtimes in one virtual-time process, sharing one in-process
+    store whose writes others see ``sync_delay_ms`` late (`runtime.scenario.fleet`).
 ``[[variants]]``
     optional: configs to compare the scenario under (`uptax scenario compare`), each a name and
     config tables that change only what they name in the scenario's own config.
@@ -50,6 +53,7 @@ from actors.validation import (
     one_of,
     optional_one_of,
     positive,
+    positive_int,
 )
 from runtime.demo import default_config_path
 
@@ -66,9 +70,9 @@ DEFAULT_RAMP_STEP_S = 10.0
 
 #: The config tables a scenario may carry; they are handed to `runtime.parse_config` as they are.
 CONFIG_TABLES = frozenset(
-    {"providers", "levels", "models", "routing", "templates", "supervision", "runtime"}
+    {"providers", "levels", "models", "routing", "templates", "supervision", "runtime", "state"}
 )
-SCENARIO_TABLES = frozenset({"scenario", "load", "faults", "expect", "variants"})
+SCENARIO_TABLES = frozenset({"scenario", "load", "faults", "expect", "variants", "fleet"})
 #: Arrays of config tables whose entries a variant changes by name rather than replaces.
 NAMED_ARRAYS = frozenset({"providers", "levels"})
 #: A variant's name: it is typed on command lines (`--variant NAME=FILE`) and heads a column.
@@ -114,6 +118,18 @@ class ScenarioInfo:
     #: gc-tracked objects after a full collection (cheap); "tracemalloc" also measures the bytes
     #: held by allocations made in the runtime's own code (several times slower).
     memory: str = attrs.field(default="off", validator=one_of(["off", "blocks", "tracemalloc"]))
+
+
+@attrs.frozen
+class FleetInfo:
+    """The ``[fleet]`` table: a fleet of runtime instances in one virtual-time run. With
+    ``[state] backend = "redis"`` they share one in-process store (no Redis is contacted),
+    whose published writes reach the others `sync_delay_ms` late; with "memory" each instance
+    keeps to itself. Requests go round-robin; the simulated providers are one set the whole
+    fleet calls."""
+
+    instances: int = attrs.field(default=1, validator=positive_int)
+    sync_delay_ms: float = attrs.field(default=0.0, validator=non_negative)
 
 
 @attrs.frozen
@@ -403,6 +419,9 @@ class Expectations:
     #: Growth of the runtime's traced memory between the first and last checkpoint (soak,
     #: ``memory = "tracemalloc"``).
     memory_growth_kib_max: float | None = attrs.field(default=None, validator=non_negative)
+    #: Calls sent to a provider in one of its fault windows that failed, over a ``[fleet]``
+    #: (its report's fleet total): what sharing the store saves.
+    fleet_wasted_calls_max: int | None = attrs.field(default=None, validator=non_negative)
     providers: Mapping[str, ProviderExpectation] = attrs.field(factory=dict)
     levels: Mapping[str, LevelExpectation] = attrs.field(factory=dict)
     actors: Mapping[str, ActorExpectation] = attrs.field(factory=dict)
@@ -422,6 +441,8 @@ class Scenario:
     http_kinds: Mapping[str, str]
     #: The ``[[variants]]`` to compare it under (`uptax scenario compare`); `run` ignores them.
     variants: tuple[Variant, ...] = ()
+    #: The ``[fleet]`` table; None (no table): one runtime, as before fleets.
+    fleet: FleetInfo | None = None
 
     @property
     def name(self) -> str:
@@ -454,6 +475,7 @@ class Variant:
 
 _CONVERTER = strict_converter(
     ScenarioInfo,
+    FleetInfo,
     LoadProfile,
     Expectations,
     MixEntry,
@@ -668,6 +690,12 @@ def _parse_load(data: Any, file: str) -> LoadProfile:
 
     flat = _structure(data, LoadProfile, _Place("load"), file)
     return attrs.evolve(flat, mix=mix, phases=phases)
+
+
+def _parse_fleet(data: Any, file: str) -> FleetInfo | None:
+    if data is None:
+        return None
+    return _structure(data, FleetInfo, _Place("fleet"), file)
 
 
 def _parse_expect(data: Any, file: str) -> Expectations:
@@ -939,8 +967,13 @@ def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Sc
         faults=faults,
         expect=_parse_expect(data.get("expect"), source),
         http_kinds=http_kinds,
+        fleet=_parse_fleet(data.get("fleet"), source),
     )
     _check_references(scenario)
+    if scenario.expect.fleet_wasted_calls_max is not None and scenario.fleet is None:
+        raise ScenarioError(
+            f"{source}: table [expect], key fleet_wasted_calls_max: needs a [fleet] table"
+        )
     scenario = attrs.evolve(scenario, faults=_price_models(scenario))
     if "variants" in data:
         variants = _parse_variants(data["variants"], raw_config_data, scenario)

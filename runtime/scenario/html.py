@@ -337,7 +337,7 @@ def render_html(report: Report) -> str:
 {_provider_table(data["providers"])}
 <h2>Levels</h2>
 {_level_table(data["levels"])}
-<h2>Faults</h2>
+{_fleet_section(data.get("fleet"))}<h2>Faults</h2>
 {fault_table(data["faults"])}
 </body></html>
 """
@@ -381,6 +381,50 @@ def _provider_table(providers: list[dict[str, Any]]) -> str:
             ]
             for p in providers
         ],
+    )
+
+
+def _fleet_section(fleet: dict[str, Any] | None) -> str:
+    """Each instance and the fleet (``[fleet]`` scenarios only; nothing otherwise)."""
+    if fleet is None:
+        return ""
+    columns = [*fleet["per_instance"], {"id": "fleet", **fleet["total"]}]
+    shared = (
+        f"sharing one store, writes seen {fleet['sync_delay_ms']:g} ms late"
+        if fleet["shared"]
+        else "each on its own state"
+    )
+    totals = _html_table(
+        ["instance", "requests", "availability", "cost", "failed calls", "wasted calls", "trips"],
+        [
+            [
+                c["id"],
+                c["requests"],
+                f"{100 * c['availability']:.3f} %",
+                f"${c['cost_usd']:.4f}",
+                c["failed_calls"],
+                c["wasted_calls"],
+                c["breaker_trips"],
+            ]
+            for c in columns
+        ],
+    )
+    by_provider = _html_table(
+        ["provider: failed / wasted calls, trips", *(c["id"] for c in columns)],
+        [
+            [
+                name,
+                *(
+                    "{failed} / {wasted}, {breaker_trips}".format(**c["providers"][name])
+                    for c in columns
+                ),
+            ]
+            for name in fleet["total"]["providers"]
+        ],
+    )
+    return (
+        f"<h2>Fleet</h2>\n<p>{fleet['instances']} instances {_a(shared)}, requests "
+        f"{_a(fleet['spread'])}</p>\n{totals}\n{by_provider}\n"
     )
 
 

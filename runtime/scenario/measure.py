@@ -21,8 +21,9 @@ from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 
 #: Breaker states during which the provider gets no traffic.
 OPEN_STATES = frozenset({"open", "forced_open"})
-#: Breaker transition reasons that are Retry-After holds rather than trips.
-HOLD_REASONS = frozenset({"retry_after"})
+#: Breaker transition reasons that are holds rather than trips: a Retry-After, or (in a
+#: ``[fleet]``) a trip another instance published.
+HOLD_REASONS = frozenset({"retry_after", "fleet_open"})
 #: Characters of the per-bucket strip, by level position; "x" = some request failed.
 DEFAULT_LEVEL_CHARS = {"primary": "P", "secondary": "S", "emergency": "E", "last_resort": "L"}
 ERROR_CHAR = "x"
@@ -345,13 +346,17 @@ def wasted_calls(recorder: Recorder) -> int:
     """Calls sent to a provider during one of its fault windows that failed: what the runtime
     spent on a provider it could have known was failing. Not part of `measure_run` (a `run`
     report leaves it out); `uptax scenario compare` shows it."""
-    return len(_wasted_attempts(recorder))
+    return sum(wasted_attempts(recorder))
 
 
 def clean_replies(recorder: Recorder) -> int:
     """Requests answered without a wasted call (`wasted_calls`) on the way: the goodput a
     provider's faults left whole."""
-    paying = {recorder.att_request[position] for position in _wasted_attempts(recorder)}
+    paying = {
+        recorder.att_request[position]
+        for position, wasted in enumerate(wasted_attempts(recorder))
+        if wasted
+    }
     return sum(
         1
         for row in range(recorder.requests)
@@ -359,8 +364,8 @@ def clean_replies(recorder: Recorder) -> int:
     )
 
 
-def _wasted_attempts(recorder: Recorder) -> list[int]:
-    """The positions of the attempts `wasted_calls` counts."""
+def wasted_attempts(recorder: Recorder) -> list[bool]:
+    """Per attempt, whether it was a wasted call (`wasted_calls`)."""
     windows: dict[int, list[tuple[float, float]]] = {}
     for fault in recorder.faults:
         end = fault.end if fault.end is not None else math.inf
@@ -369,10 +374,10 @@ def _wasted_attempts(recorder: Recorder) -> list[int]:
     for position, provider in enumerate(recorder.att_provider):
         spans = windows.get(provider)
         if not spans or recorder.outcomes[recorder.att_outcome[position]] in ("ok", *NOT_SENT):
+            wasted.append(False)
             continue
         start = recorder.att_start[position]
-        if any(low <= start < high for low, high in spans):
-            wasted.append(position)
+        wasted.append(any(low <= start < high for low, high in spans))
     return wasted
 
 

@@ -183,6 +183,8 @@ class Recorder:
         self.mailbox_max = 0
         self.memory: list[MemoryCheckpoint] = []
         self.end = 0.0
+        #: In a fleet (``[fleet]``): each instance's breaker trips by provider, at the end.
+        self.instance_trips: list[dict[str, int]] = []
 
     def now(self) -> float:
         return self.clock() - self.t0

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from runtime.scenario.checks import Check, check_expectations
+from runtime.scenario.fleet_measure import fleet_numbers
 from runtime.scenario.format import Scenario
 from runtime.scenario.measure import level_chars, measure_run, percentile
 from runtime.scenario.recorder import Recorder
@@ -49,6 +50,8 @@ def build_report(
 ) -> Report:
     """All the numbers of a run, and its expectations checked."""
     data = measure_run(recorder, scenario, seed=seed, mode=mode)
+    if scenario.fleet is not None:
+        data["fleet"] = fleet_numbers(recorder, scenario, scenario.fleet)
     host = dict(host or {})
     checks = check_expectations(scenario.expect, data, host)
     data["expectations"] = [check.to_json() for check in checks]

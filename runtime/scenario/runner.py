@@ -16,6 +16,7 @@ an untyped error (a bug), or lost (still pending when the drain time ran out).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -38,6 +39,7 @@ from actors.sizing import request_chars
 from runtime.embed import Runtime, open_runtime
 from runtime.kernel.events import Event
 from runtime.logs import configure_logging
+from runtime.scenario.fleet import FleetFaults, instance_trips, open_fleet
 from runtime.scenario.format import Scenario
 from runtime.scenario.load import LoadGenerator, PlannedRequest
 from runtime.scenario.recorder import SAMPLED, MemoryCheckpoint, Recorder, Result
@@ -130,6 +132,14 @@ class _Run:
     progress: ProgressLine
     in_flight: dict[int, PlannedRequest] = attrs.Factory(dict)
     load_done: bool = False
+    #: Every instance of a fleet (`rt` is the first); just `rt` without one.
+    runtimes: list[Runtime] = attrs.Factory(list)
+
+    def runtime_for(self, planned: PlannedRequest) -> Runtime:
+        """The instance serving `planned`: round-robin by arrival over a fleet."""
+        if len(self.runtimes) < 2:
+            return self.rt
+        return self.runtimes[planned.index % len(self.runtimes)]
 
 
 def _recorder(scenario: Scenario, config: Config) -> Recorder:
@@ -157,16 +167,17 @@ async def _one_request(run: _Run, planned: PlannedRequest, limiter: trio.Capacit
         started = recorder.now()
         reply: Reply | None = None
         error: BaseException | None = None
+        rt = run.runtime_for(planned)
         try:
             if planned.stream:
-                async with run.rt.stream(planned.request) as chunks:
+                async with rt.stream(planned.request) as chunks:
                     async for _ in chunks:
                         pass
                 reply = chunks.reply
                 if reply is None:
                     error = RuntimeError("stream ended without a reply")
             else:
-                reply = await run.rt.complete(planned.request)
+                reply = await rt.complete(planned.request)
         except FallbackError as exc:
             error = exc
         except Exception as exc:  # a bug in the runtime: recorded, counted, never fatal
@@ -225,13 +236,18 @@ async def _drive_load(run: _Run) -> None:
     run.in_flight.clear()
 
 
-def _on_event(run: _Run, event: Event) -> None:
+def _on_event(run: _Run, event: Event, *, first: bool = True) -> None:
+    """Events and restarts are counted over a fleet; breaker timelines are the first
+    instance's (`first`)."""
     recorder = run.recorder
     recorder.events[event.event] += 1
     fields = event.fields
     at = event.at - run.t0
     if event.event.startswith("breaker_") and "provider" in fields and "new" in fields:
-        recorder.record_breaker(fields["provider"], at, str(fields["new"]), str(fields.get("reason", "")))
+        if first:
+            recorder.record_breaker(
+                fields["provider"], at, str(fields["new"]), str(fields.get("reason", ""))
+            )
     elif event.event == "actor_restarted" and "actor" in fields:
         name = str(fields["actor"])
         recorder.actor_restarts[name] = recorder.actor_restarts.get(name, 0) + 1
@@ -239,9 +255,11 @@ def _on_event(run: _Run, event: Event) -> None:
             recorder.restarts[name] = recorder.restarts.get(name, 0) + 1
 
 
-async def _consume_events(run: _Run, receive: trio.MemoryReceiveChannel[Event]) -> None:
+async def _consume_events(
+    run: _Run, receive: trio.MemoryReceiveChannel[Event], *, first: bool = True
+) -> None:
     async for event in receive:
-        _on_event(run, event)
+        _on_event(run, event, first=first)
 
 
 def _sample(run: _Run) -> None:
@@ -255,10 +273,12 @@ def _sample(run: _Run) -> None:
         f"performance.{name}": summary.samples for name, summary in status.performance.items()
     }
     recorder.record_history(lengths)
-    for info in run.rt.actors():
-        recorder.mailbox_max = max(recorder.mailbox_max, info.mailbox_depth)
-        # Restarts are counted from events; every live actor is listed, at 0 if never restarted.
-        recorder.actor_restarts.setdefault(info.name, 0)
+    for rt in run.runtimes:
+        for info in rt.actors():
+            recorder.mailbox_max = max(recorder.mailbox_max, info.mailbox_depth)
+            # Restarts are counted from events; every live actor is listed, at 0 if never
+            # restarted.
+            recorder.actor_restarts.setdefault(info.name, 0)
 
 
 async def _sample_status(run: _Run, interval_s: float) -> None:
@@ -348,6 +368,28 @@ def http_config(scenario: Scenario, urls: dict[str, str]) -> Config:
 
 
 @contextlib.asynccontextmanager
+async def _open_targets(
+    scenario: Scenario,
+    *,
+    seed: int,
+    mode: str,
+    repl_socket: str | None,
+    serve: Serve | None = None,
+) -> AsyncIterator[list[Runtime]]:
+    """The runtimes the scenario drives: one, or a ``[fleet]``'s instances (virtual mode)."""
+    if scenario.fleet is None:
+        async with _open_target_runtime(
+            scenario, seed=seed, mode=mode, repl_socket=repl_socket, serve=serve
+        ) as rt:
+            yield [rt]
+        return
+    if mode != "virtual" or serve is not None:
+        raise ValueError(f"{scenario.path}: a [fleet] runs in virtual mode only, never served")
+    async with open_fleet(scenario, scenario.fleet, repl_socket=repl_socket) as runtimes:
+        yield runtimes
+
+
+@contextlib.asynccontextmanager
 async def _open_target_runtime(
     scenario: Scenario,
     *,
@@ -404,16 +446,28 @@ async def _serving(rt: Runtime, serve: Serve | None) -> AsyncIterator[None]:
 
 
 async def _drive(
-    scenario: Scenario, seed: int, rt: Runtime, progress: ProgressLine | None
+    scenario: Scenario,
+    seed: int,
+    runtimes: Runtime | list[Runtime],
+    progress: ProgressLine | None,
 ) -> Recorder:
-    """Run the scenario's load, faults and sampling against the open `rt`."""
+    """Run the scenario's load, faults and sampling against the open runtime (or a fleet's
+    instances)."""
     progress = progress or ProgressLine(enabled=False)
+    if isinstance(runtimes, Runtime):
+        runtimes = [runtimes]
+    rt = runtimes[0]
     recorder = _recorder(scenario, rt.config)
-    run = _Run(scenario, seed, rt, recorder, recorder.t0, progress)
-    timeline = Timeline(rt, scenario.faults, recorder, horizon=scenario.load.duration_s)
-    with rt.events.subscribe(EVENT_BUFFER) as events:
+    run = _Run(scenario, seed, rt, recorder, recorder.t0, progress, runtimes=runtimes)
+    target = rt if len(runtimes) == 1 else FleetFaults(runtimes)
+    timeline = Timeline(target, scenario.faults, recorder, horizon=scenario.load.duration_s)
+    with contextlib.ExitStack() as subscriptions:
+        streams = [subscriptions.enter_context(r.events.subscribe(EVENT_BUFFER)) for r in runtimes]
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_consume_events, run, events)
+            for position, events in enumerate(streams):
+                nursery.start_soon(
+                    functools.partial(_consume_events, run, events, first=position == 0)
+                )
             nursery.start_soon(_sample_status, run, scenario.info.sample_s)
             nursery.start_soon(timeline.run, run.t0)
             nursery.start_soon(_show_progress, run)
@@ -422,11 +476,13 @@ async def _drive(
             await _drive_load(run)
             recorder.end = max(recorder.now(), scenario.load.duration_s)
             _sample(run)
-            # Let the event consumer catch up with everything emitted so far.
-            while events.statistics().current_buffer_used:
+            # Let the event consumers catch up with everything emitted so far.
+            while any(events.statistics().current_buffer_used for events in streams):
                 await trio.lowlevel.checkpoint()
             nursery.cancel_scope.cancel()
-        recorder.events_dropped = rt.events.dropped
+        recorder.events_dropped = sum(r.events.dropped for r in runtimes)
+    if scenario.fleet is not None:
+        recorder.instance_trips = [instance_trips(r) for r in runtimes]
     progress.close()
     return recorder
 
@@ -442,10 +498,10 @@ async def run_scenario_async(
 ) -> Recorder:
     """Run the scenario in the current trio run; returns what was recorded. With `serve`, the
     gateway serves the runtime until the run ends (`serve.hold` is `run_scenario`'s)."""
-    async with _open_target_runtime(
+    async with _open_targets(
         scenario, seed=seed, mode=mode, repl_socket=repl_socket, serve=serve
-    ) as rt:
-        return await _drive(scenario, seed, rt, progress)
+    ) as runtimes:
+        return await _drive(scenario, seed, runtimes, progress)
 
 
 def run_scenario(
@@ -518,10 +574,10 @@ async def _run_for_report(options: _Options) -> Report:
     """Run, then report while the runtime is still open (and served, when it is)."""
     started = time.perf_counter()
     scenario, seed, mode, serve = options.scenario, options.seed, options.mode, options.serve
-    async with _open_target_runtime(
+    async with _open_targets(
         scenario, seed=seed, mode=mode, repl_socket=options.repl_socket, serve=serve
-    ) as rt:
-        recorder = await _drive(scenario, seed, rt, options.progress)
+    ) as runtimes:
+        recorder = await _drive(scenario, seed, runtimes, options.progress)
         report = _report(recorder, scenario, seed=seed, mode=mode, started=started)
         if options.on_recorder is not None:
             options.on_recorder(recorder)

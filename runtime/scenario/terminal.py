@@ -23,6 +23,8 @@ def render_terminal(report: Report, *, color: bool = False) -> str:
         "levels",
         *_level_table(data["levels"]),
     ]
+    if "fleet" in data:
+        lines += ["", *_fleet(data["fleet"])]
     if data["faults"]:
         lines += ["", "faults (MTTR: start -> answered without paying; end -> back in rotation)"]
         lines += _fault_table(data["faults"])
@@ -133,6 +135,44 @@ def _level_table(levels: Sequence[Mapping[str, Any]]) -> list[str]:
         for level in levels
     ]
     return _table(["", "served", "share", "p50", "p95", "p99", "cost"], rows)
+
+
+def _fleet(fleet: Mapping[str, Any]) -> list[str]:
+    """Each instance and the fleet: requests, availability, cost, calls lost to faults, and per
+    provider failed / wasted calls and breaker trips."""
+    shared = (
+        f"sharing one store, writes seen {fleet['sync_delay_ms']:g} ms late"
+        if fleet["shared"]
+        else "each on its own state"
+    )
+    columns = [*fleet["per_instance"], {"id": "fleet", **fleet["total"]}]
+    lines = [f"fleet of {fleet['instances']} instances {shared}, requests {fleet['spread']}"]
+    lines += _table(
+        ["", "requests", "availability", "cost", "failed calls", "wasted calls", "trips"],
+        [
+            [
+                c["id"],
+                _fmt(c["requests"]),
+                _pct(c["availability"]),
+                _usd(c["cost_usd"]),
+                _fmt(c["failed_calls"]),
+                _fmt(c["wasted_calls"]),
+                _fmt(c["breaker_trips"]),
+            ]
+            for c in columns
+        ],
+    )
+    lines += ["", "fleet by provider: failed / wasted calls, breaker trips"]
+    rows = [
+        [name, *(_provider_cell(c["providers"][name]) for c in columns)]
+        for name in fleet["total"]["providers"]
+    ]
+    lines += _table(["", *(c["id"] for c in columns)], rows)
+    return lines
+
+
+def _provider_cell(calls: Mapping[str, int]) -> str:
+    return f"{calls['failed']:,} / {calls['wasted']:,}, {calls['breaker_trips']:,}"
 
 
 def _fault_table(faults: Sequence[Mapping[str, Any]]) -> list[str]:

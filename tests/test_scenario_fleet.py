@@ -1,0 +1,307 @@
+"""A fleet in one virtual-time run (``[fleet]``): the table, the load spread round-robin, one
+fault every instance meets, the store's propagation delay, the report's per-instance and fleet
+totals (and nothing new without a fleet), and a comparison of a shared store with none."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from actors.faults import Fault, FaultKind
+from actors.messages import Complexity, Quality
+from runtime import Request
+from runtime.embed import Runtime
+from runtime.scenario.checks import check_expectations
+from runtime.scenario.cli import main
+from runtime.scenario.compare import Comparison, compare, variants_to_compare
+from runtime.scenario.fleet import FleetFaults, open_fleet
+from runtime.scenario.format import (
+    Expectations,
+    FleetInfo,
+    Scenario,
+    ScenarioError,
+    parse_scenario,
+)
+from runtime.scenario.html import render_html
+from runtime.scenario.lagged import LaggedStore
+from runtime.scenario.report import Report
+from runtime.scenario.runner import run_scenario
+from runtime.scenario.terminal import render_terminal
+
+FLEET = """
+[scenario]
+name = "small-fleet"
+base = "demo"
+seed = 7
+
+[fleet]
+instances = 3
+sync_delay_ms = 50
+
+[state]
+backend = "redis"
+url = "redis://in-process"
+
+[[providers]]
+name = "openai"
+breaker = { open_max_s = 30, consecutive_failures = 2 }
+
+[load]
+rps = 6
+duration_s = 60
+
+[[load.mix]]
+complexity = "moderate"
+quality = "production"
+
+[[faults]]
+at_s = 15
+provider = "openai"
+kind = "outage"
+duration_s = 35
+
+[[variants]]
+name = "isolated"
+state = { backend = "memory" }
+"""
+
+REQUEST = Request(
+    prompt="Summarise the quarterly tax report",
+    complexity=Complexity.MODERATE,
+    quality=Quality.PRODUCTION,
+    max_tokens=200,
+)
+
+
+def scenario(text: str = FLEET, **fleet: Any) -> Scenario:
+    data = tomllib.loads(text)
+    data.setdefault("fleet", {}).update(fleet)
+    return parse_scenario(data, source="fleet.toml")
+
+
+def without_fleet() -> Scenario:
+    data = tomllib.loads(FLEET)
+    del data["fleet"], data["state"], data["variants"]
+    data["scenario"]["name"] = "single"
+    data["load"]["duration_s"] = 30
+    return parse_scenario(data, source="single.toml")
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+def test_the_fleet_table_is_parsed_and_optional() -> None:
+    assert scenario().fleet == FleetInfo(instances=3, sync_delay_ms=50.0)
+    assert without_fleet().fleet is None
+    data = tomllib.loads(FLEET)
+    data["fleet"] = {}
+    assert parse_scenario(data).fleet == FleetInfo(instances=1, sync_delay_ms=0.0)
+
+
+@pytest.mark.parametrize(
+    ("fleet", "key"),
+    [
+        ({"instances": 0}, "key instances"),
+        ({"instances": 2.5}, "key instances"),
+        ({"sync_delay_ms": -1}, "key sync_delay_ms"),
+        ({"nodes": 3}, "key nodes: unknown key"),
+    ],
+)
+def test_a_wrong_fleet_key_is_named(fleet: dict[str, Any], key: str) -> None:
+    with pytest.raises(ScenarioError, match=rf"fleet\.toml: table \[fleet\], {key}"):
+        scenario(**fleet)
+
+
+# -- the store's propagation delay ----------------------------------------------------------
+
+
+async def test_published_writes_land_after_the_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = LaggedStore(0.2)
+    await store.hold("hold:openai:open", "i1|", 10.0)
+    assert await store.holds(["hold:openai:open"]) == [None]
+    assert await store.claim("probe:openai", "i1", 5.0)  # atomic operations: at once
+    assert not await store.claim("probe:openai", "i2", 5.0)
+    await trio.sleep(0.19)
+    assert await store.holds(["hold:openai:open"]) == [None]
+    await trio.sleep(0.01)
+    [found] = await store.holds(["hold:openai:open"])
+    assert found is not None and found[0] == "i1|"
+    assert found[1] == pytest.approx(9.8)  # ends when its writer meant it to
+
+
+def breaker(rt: Runtime, provider: str = "openai") -> str:
+    snapshot = rt.provider_snapshot(provider)
+    assert snapshot is not None
+    return snapshot.breaker.state.value
+
+
+async def trip_on_first(runtimes: list[Runtime]) -> float:
+    """Fail openai (one outage for the fleet) and send requests through the first instance
+    until its breaker opens; when it opened (its event's time)."""
+    with runtimes[0].events.subscribe(10_000) as events:
+        FleetFaults(runtimes).inject_fault("openai", Fault(FaultKind.OUTAGE))
+        while breaker(runtimes[0]) != "open":
+            await runtimes[0].complete(REQUEST)
+        while True:
+            event = events.receive_nowait()
+            if event.event == "breaker_opened" and event.fields["provider"] == "openai":
+                return event.at
+
+
+async def watch_open(rt: Runtime, seen: list[float]) -> None:
+    """Note when `rt`'s openai breaker is first seen open, looking every 10 ms (polling its
+    status, as an operator would: the hold reaches it at a sync, with no event to wait on)."""
+    for _ in range(100_000):
+        if breaker(rt) == "open":
+            seen.append(trio.current_time())
+            return
+        await trio.sleep(0.01)
+
+
+async def seen_by_second(runtimes: list[Runtime]) -> tuple[float, list[float]]:
+    """When the first instance tripped, and when the second saw it (if within 2 s)."""
+    seen: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_open, runtimes[1], seen)
+        tripped = await trip_on_first(runtimes)
+        await trio.sleep(2.0)
+        nursery.cancel_scope.cancel()
+    return tripped, seen
+
+
+async def test_another_instance_sees_a_trip_after_the_delay_and_its_sync(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fleet = scenario()
+    async with open_fleet(fleet, FleetInfo(instances=2, sync_delay_ms=300)) as runtimes:
+        tripped, seen = await seen_by_second(runtimes)
+    sync_s = fleet.config.state.sync_interval_s
+    assert len(seen) == 1
+    assert tripped + 0.3 <= seen[0] <= tripped + 0.3 + sync_s + 0.01
+
+
+async def test_without_a_shared_store_the_others_never_hear_of_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    isolated = scenario().under(scenario().variants[0])
+    async with open_fleet(isolated, FleetInfo(instances=2)) as runtimes:
+        _, seen = await seen_by_second(runtimes)
+    assert seen == []
+
+
+# -- one fault for the fleet -----------------------------------------------------------------
+
+
+async def test_a_fault_is_one_fault_every_instance_meets(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_fleet(scenario(), FleetInfo(instances=3)) as runtimes:
+        targets = {id(rt.fault_target("openai")) for rt in runtimes}
+        assert len(targets) == 1
+        FleetFaults(runtimes).inject_fault("openai", Fault(FaultKind.OUTAGE))
+        for rt in runtimes:
+            reply = await rt.complete(REQUEST)
+            first = reply.attempts[0]
+            assert (first.provider, first.outcome) == ("openai", "server_error")
+        assert runtimes[2].fault_target("openai").calls == 3  # type: ignore[attr-defined]
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def comparison() -> Comparison:
+    """The fleet sharing its store (the baseline) and isolated, at seed 7."""
+    fleet = scenario()
+    return compare(fleet, variants_to_compare(fleet), [7])
+
+
+@pytest.fixture
+def fleet_report(comparison: Comparison) -> Report:
+    return comparison.results[0].report
+
+
+def test_the_load_is_spread_round_robin(fleet_report: Report) -> None:
+    fleet = fleet_report.data["fleet"]
+    issued = fleet_report.data["requests"]["issued"]
+    counts = [instance["requests"] for instance in fleet["per_instance"]]
+    assert [i["id"] for i in fleet["per_instance"]] == ["i1", "i2", "i3"]
+    assert sum(counts) == issued == fleet["total"]["requests"]
+    assert max(counts) - min(counts) <= 1
+    assert fleet["spread"] == "round-robin" and fleet["shared"]
+
+
+def test_the_report_has_each_instance_and_the_fleet(fleet_report: Report) -> None:
+    data = fleet_report.data
+    fleet, total = data["fleet"], data["fleet"]["total"]
+    instances = fleet["per_instance"]
+    assert total["answered"] == data["requests"]["answered"]
+    assert total["cost_usd"] == pytest.approx(data["cost"]["total_usd"])
+    assert total["availability"] == data["availability"]
+    openai = [instance["providers"]["openai"] for instance in instances]
+    for key in ("calls", "failed", "wasted", "breaker_trips"):
+        assert total["providers"]["openai"][key] == sum(calls[key] for calls in openai)
+    # The outage reached every instance; only one needed to trip for all to stop calling.
+    assert all(calls["wasted"] > 0 for calls in openai)
+    assert total["breaker_trips"] >= 1
+    assert total["wasted_calls"] == sum(i["wasted_calls"] for i in instances)
+    terminal = render_terminal(fleet_report)
+    assert "fleet of 3 instances sharing one store, writes seen 50 ms late" in terminal
+    assert "fleet by provider: failed / wasted calls, breaker trips" in terminal
+    page = render_html(fleet_report)
+    assert "<h2>Fleet</h2>" in page and "<td>i3</td>" in page
+
+
+def test_the_fleet_wasted_calls_are_an_expectation(fleet_report: Report) -> None:
+    wasted = fleet_report.data["fleet"]["total"]["wasted_calls"]
+    for limit, passed in ((wasted, True), (wasted - 1, False)):
+        expect = Expectations(fleet_wasted_calls_max=limit)
+        [check] = [
+            c for c in check_expectations(expect, fleet_report.data, {}) if "fleet" in c.name
+        ]
+        assert (check.measured, check.passed) == (wasted, passed)
+    data = tomllib.loads(FLEET)
+    del data["fleet"]
+    data["expect"] = {"fleet_wasted_calls_max": 10}
+    with pytest.raises(ScenarioError, match="key fleet_wasted_calls_max: needs a"):
+        parse_scenario(data)
+
+
+def test_one_instance_reports_carry_nothing_of_fleets() -> None:
+    report = run_scenario(without_fleet())
+    assert "fleet" not in report.data
+    assert "fleet of" not in render_terminal(report)
+    assert "<h2>Fleet</h2>" not in render_html(report)
+
+
+def test_a_fleet_runs_in_virtual_mode_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match="virtual mode only"):
+        run_scenario(scenario(), mode="http")
+    path = tmp_path / "fleet.toml"
+    path.write_text(FLEET, encoding="utf-8")
+    assert main(["run", str(path), "--mode", "http"]) == 2
+    assert "table [fleet]: runs in virtual mode only" in capsys.readouterr().err
+
+
+# -- compare ---------------------------------------------------------------------------------
+
+
+def test_sharing_the_store_wastes_fewer_calls_than_isolated_instances(
+    comparison: Comparison,
+) -> None:
+    wasted = {r.variant.name: r.runs[0]["wasted_calls"] for r in comparison.results}
+    assert set(wasted) == {"baseline", "isolated"}
+    assert wasted["baseline"] < wasted["isolated"]
+    fleets = {r.variant.name: r.report.data["fleet"] for r in comparison.results}
+    assert fleets["baseline"]["shared"] and not fleets["isolated"]["shared"]
+    trips = {name: fleet["total"]["breaker_trips"] for name, fleet in fleets.items()}
+    assert trips["isolated"] > trips["baseline"]
