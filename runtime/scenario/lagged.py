@@ -107,10 +107,15 @@ class LaggedStore:
         return await self.store.add(key, amount, ttl_s)
 
     async def reserve(
-        self, keys: Sequence[str], limits: Sequence[float], amount: float, ttl_s: Sequence[float]
+        self,
+        keys: Sequence[str],
+        limits: Sequence[float],
+        amount: float,
+        ttl_s: Sequence[float],
+        marker: str | None = None,
     ) -> int:
         await self._land()
-        return await self.store.reserve(keys, limits, amount, ttl_s)
+        return await self.store.reserve(keys, limits, amount, ttl_s, marker)
 
     async def claim(self, key: str, owner: str, seconds: float) -> bool:
         await self._land()
