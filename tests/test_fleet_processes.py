@@ -27,7 +27,7 @@ import pytest
 import trio
 from fleet_support import ASK, Fleet, Instance, ThreadedFakeServer, fleet_config, shared_state
 from redis_support import RedisServer, free_port
-from test_ledger_postgres import query, server
+from test_ledger_postgres import fresh_schema, query, server
 
 __all__ = ["server"]  # PostgreSQL's fixture
 
@@ -48,14 +48,8 @@ psycopg = pytest.importorskip("psycopg")
 @pytest.fixture(scope="module")
 def ledger(server: str) -> Iterator[str]:
     """The ledger's URL, its tables in a fresh schema dropped after the module."""
-    schema = f"uptax_fleet_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as db:
-        db.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{server}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(server, autocommit=True) as db:
-            db.execute(f"DROP SCHEMA {schema} CASCADE")
+    with fresh_schema(server, "uptax_fleet") as location:
+        yield location
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ dropped after it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import threading
@@ -64,10 +65,10 @@ def server() -> str:
     pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({'; '.join(errors)})")
 
 
-@pytest.fixture
-def url(server: str) -> Iterator[str]:
-    """A URL whose tables land in a fresh schema, dropped after the test."""
-    schema = f"uptax_test_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def fresh_schema(server: str, prefix: str) -> Iterator[str]:
+    """`server`'s URL with its tables in a fresh schema, dropped at the end."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server, autocommit=True) as db:
         db.execute(f"CREATE SCHEMA {schema}")
     try:
@@ -75,6 +76,13 @@ def url(server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as db:
             db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def url(server: str) -> Iterator[str]:
+    """A URL whose tables land in a fresh schema, dropped after the test."""
+    with fresh_schema(server, "uptax_test") as location:
+        yield location
 
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
