@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
 import structlog
 import trio
 from hypothesis import settings
+
+from runtime.logs import configure_logging
 
 # Property tests draw the same examples on every run (a fixed seed per test): a run that finds a
 # new counterexample by chance would be a flaky test. Their example counts are set per test.
@@ -34,3 +37,12 @@ def own_logging() -> Iterator[None]:
         structlog.configure(**saved)
     else:
         structlog.reset_defaults()
+
+
+@pytest.fixture
+def log_output() -> io.StringIO:
+    """structlog configured as the runtime configures it at "info", writing into a buffer
+    (`own_logging` restores it after)."""
+    out = io.StringIO()
+    configure_logging("info", stream=out)
+    return out

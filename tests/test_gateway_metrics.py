@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import structlog
 import trio
 from gateway_ops_support import ops_config
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +16,6 @@ from structlog.testing import capture_logs
 
 from actors.faults import Fault, FaultKind
 from runtime.gateway import GatewayServer, open_gateway
-from runtime.logs import configure_logging
 
 ASK = [{"role": "user", "content": "What is the VAT rate on books?"}]
 
@@ -144,20 +142,8 @@ async def test_each_gateway_has_its_own_registry() -> None:
     assert value(other, "uptax_requests_total", **ok_alpha) == 0
 
 
-@pytest.fixture
-def info_logs() -> Iterator[io.StringIO]:
-    """structlog as the runtime configures it at "info", into a buffer; restored after."""
-    saved = structlog.get_config()
-    out = io.StringIO()
-    configure_logging("info", stream=out)
-    try:
-        yield out
-    finally:
-        structlog.configure(**saved)
-
-
 async def test_one_access_log_event_per_request(
-    info_logs: io.StringIO, gateway: GatewayServer
+    log_output: io.StringIO, gateway: GatewayServer
 ) -> None:
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
         with capture_logs() as logs:
@@ -192,11 +178,11 @@ async def test_one_access_log_event_per_request(
 
 
 async def test_the_access_log_line_is_written_at_info(
-    info_logs: io.StringIO, gateway: GatewayServer
+    log_output: io.StringIO, gateway: GatewayServer
 ) -> None:
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
         await http.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": ASK})
-    lines = [line for line in info_logs.getvalue().splitlines() if "gateway_request" in line]
+    lines = [line for line in log_output.getvalue().splitlines() if "gateway_request" in line]
     assert len(lines) == 1
     assert "status=200" in lines[0] and "provider='alpha'" in lines[0]
     assert "level='info'" in lines[0] and "answer_level='primary'" in lines[0]

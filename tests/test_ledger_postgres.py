@@ -39,7 +39,6 @@ from runtime.gateway.ledger import (
 from runtime.gateway.policy import open_access
 from runtime.gateway.server import main as server_main
 from runtime.gateway.tenants import MASTER_KEY_ENV
-from runtime.logs import configure_logging
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -328,17 +327,6 @@ def test_tenants_spend_reads_postgres(url: str) -> None:
 
 
 # -- the password -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    saved = structlog.get_config()
-    out = io.StringIO()
-    configure_logging("info", stream=out)
-    try:
-        yield out
-    finally:
-        structlog.configure(**saved)
 
 
 async def test_the_password_is_never_shown(url: str, log_output: io.StringIO) -> None:

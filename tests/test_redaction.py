@@ -4,7 +4,6 @@ failure logged end to end."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,18 +16,6 @@ from actors.messages import Request
 from actors.secrets import redact_secrets, redact_text, register_secret
 from runtime.kernel.events import EventBus
 from runtime.logs import configure_logging
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    """structlog configured as the runtime configures it, writing into a buffer; restored after."""
-    saved = structlog.get_config()
-    out = io.StringIO()
-    configure_logging("info", stream=out)
-    try:
-        yield out
-    finally:
-        structlog.configure(**saved)
 
 
 @pytest.mark.parametrize(
