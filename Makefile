@@ -47,8 +47,10 @@ demo: $(STAMP)
 demo-live: $(STAMP)
 	$(VENV)/bin/uptax scenario run scenarios/flagship.toml --mode http --serve 4000
 
+# bench: issue 15's benchmarks (the cascade in-process, direct httpx against the runtime on a
+# loopback nginx or the fake server, the flagship's simulator), then one table of them all.
 bench: $(STAMP)
-	$(PY) bench/cascade_throughput.py
+	$(PY) bench/all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
