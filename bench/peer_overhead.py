@@ -182,8 +182,10 @@ def percentile(samples: list[float], q: float) -> float:
 
 async def drive(
     call: Callable[[], Awaitable[None]], concurrency: int, seconds: float
-) -> tuple[float, float, float]:
-    """Requests per second, p50 and p99 (ms) of `concurrency` workers calling for `seconds`."""
+) -> tuple[float, float, float, float]:
+    """Requests per second, p50 and p99 (ms), and this process's CPU per request (µs, user and
+    system: less at the mercy of the machine's other load than the clock) of `concurrency`
+    workers calling for `seconds`."""
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
@@ -193,12 +195,13 @@ async def drive(
             await call()
             latencies.append(time.perf_counter() - start)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     async with trio.open_nursery() as nursery:
         for _ in range(concurrency):
             nursery.start_soon(worker)
     rate = len(latencies) / (time.perf_counter() - start)
-    return rate, percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
+    cpu_us = (time.process_time() - cpu) / len(latencies) * 1e6
+    return rate, percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, cpu_us
 
 
 def runtime_config(base_url: str, max_in_flight: int) -> runtime.Config:
@@ -243,9 +246,9 @@ async def measure(
         for _ in range(20):  # warm both pools
             await direct()
             await through()
-        print("| concurrency | direct rps | p50 ms | p99 ms | runtime rps | p50 ms | p99 ms "
-              "| ratio |", file=out)  # fmt: skip
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |", file=out)
+        print("| concurrency | direct rps | p50 ms | p99 ms | cpu µs/req | runtime rps | p50 ms "
+              "| p99 ms | cpu µs/req | ratio |", file=out)  # fmt: skip
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", file=out)
         for concurrency in concurrencies:
             direct_rounds, runtime_rounds = [], []
             for _ in range(rounds):
@@ -258,15 +261,17 @@ async def measure(
                 "direct_rps": round(d[0], 1),
                 "direct_p50_ms": round(d[1], 3),
                 "direct_p99_ms": round(d[2], 3),
+                "direct_cpu_us": round(d[3], 1),
                 "runtime_rps": round(r[0], 1),
                 "runtime_p50_ms": round(r[1], 3),
                 "runtime_p99_ms": round(r[2], 3),
+                "runtime_cpu_us": round(r[3], 1),
                 "ratio": round(r[0] / d[0], 3),
             }
             rows.append(row)
             print(
-                f"| {concurrency} | {d[0]:,.0f} | {d[1]:.2f} | {d[2]:.2f} "
-                f"| {r[0]:,.0f} | {r[1]:.2f} | {r[2]:.2f} | {row['ratio']:.2f} |",
+                f"| {concurrency} | {d[0]:,.0f} | {d[1]:.2f} | {d[2]:.2f} | {d[3]:,.0f} "
+                f"| {r[0]:,.0f} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:,.0f} | {row['ratio']:.2f} |",
                 file=out,
                 flush=True,
             )
