@@ -104,7 +104,7 @@ def records(data: Any) -> Iterable[dict[str, Any]]:
         for item in data:
             yield from records(item)
     elif isinstance(data, dict):
-        if "concurrency" in data:
+        if isinstance(data.get("concurrency"), int):
             yield data
             return
         for key, value in data.items():
