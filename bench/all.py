@@ -124,6 +124,24 @@ def number(record: dict[str, Any], *, having: str, without: tuple[str, ...] = ()
     return None
 
 
+def rates(record: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A row's requests per second, and its baseline's (None where it has none)."""
+    others = ("baseline", "direct", "ratio")
+    rate = number(record, having="rps", without=others)
+    if rate is None:
+        rate = number(record, having="per_s", without=others)
+    baseline = None
+    for who in ("baseline", "direct"):
+        for unit in ("rps", "per_s"):
+            for key, value in record.items():
+                name = key.lower()
+                if baseline is None and who in name and unit in name:
+                    baseline = float(value) if isinstance(value, int | float) else None
+    if baseline is None:
+        baseline = number(record, having="baseline", without=("us", "ratio", "ms"))
+    return rate, baseline
+
+
 CASCADE_GOALS = {1: "<= 40 us/request", 16: ">= 20,000 rps"}
 
 
@@ -138,8 +156,7 @@ def cascade_rows(text: str, data: Any | None) -> list[Row]:
             )
     for record in found:
         concurrency = int(record["concurrency"])
-        rps = number(record, having="rps", without=("baseline", "direct"))
-        baseline = number(record, having="baseline") or number(record, having="direct")
+        rps, baseline = rates(record)
         if rps is None:
             continue
         rows.append(
@@ -221,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     peer_args = ["--seconds", "1", "--rounds", "3"] if args.quick else []
     rows = cascade_rows(*run("cascade_throughput.py", *cascade_args))
     _, peer = run("peer_overhead.py", *peer_args)
+    if peer is None:
+        raise SystemExit("peer_overhead.py wrote no JSON")
     rows += peer_rows(peer)
     rows += scenario_rows(*run("scenario_throughput.py", str(ROOT / "scenarios" / "flagship.toml")))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
