@@ -4,6 +4,8 @@ client would do more (a proxy, a cookie, an event hook, a closed client)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -12,6 +14,13 @@ from actors.adapters.direct import DirectPost
 
 URL = httpx.URL("https://api.example.test/v1/chat/completions")
 REPLY = b'{"ok": true}'
+
+
+class Body(httpx.AsyncByteStream):
+    """A reply body read as the network gives it (httpx reads a bytes body at once)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield REPLY
 
 
 class Recorder(httpx.AsyncBaseTransport):
@@ -24,7 +33,7 @@ class Recorder(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         headers = {"set-cookie": self.set_cookie} if self.set_cookie else {}
-        return httpx.Response(200, headers=headers, content=REPLY)
+        return httpx.Response(200, headers=headers, stream=Body())
 
 
 def client_with(transport: httpx.AsyncBaseTransport, **kwargs: object) -> httpx.AsyncClient:
@@ -90,3 +99,19 @@ async def test_not_with_event_hooks_or_once_the_client_is_closed() -> None:
     assert not direct.applies(URL)
     with pytest.raises(RuntimeError):  # the client's own refusal, not a new connection
         await client.post(URL, content=b"{}")
+
+
+async def test_a_stream_is_the_same_request_and_is_closed_on_exit() -> None:
+    transport = Recorder()
+    client = client_with(transport)
+    direct = DirectPost(client, HeaderKeyAuth("x-api-key", "sk-secret"))
+    async with direct.stream(URL, b'{"stream":true}') as response:
+        assert not response.is_closed
+        assert b"".join([chunk async for chunk in response.aiter_bytes()]) == REPLY
+    assert response.is_closed
+    async with client.stream("POST", URL, content=b'{"stream":true}'):
+        pass
+    mine, theirs = transport.requests
+    assert mine.headers.raw == theirs.headers.raw
+    assert mine.content == theirs.content
+    await client.aclose()

@@ -1,16 +1,20 @@
-"""A JSON POST handed straight to the client's transport, with what `httpx.AsyncClient.send`
-would have done to it done once per adapter instead of once per call.
+"""A JSON POST, read at once or streamed, handed straight to the client's transport, with what
+`httpx.AsyncClient.send` would have done to it done once per adapter instead of once per call.
 
 `AsyncClient.post` builds each request afresh (merging the URL, the client's headers and cookies,
 the timeout), runs it through the auth flow, the redirect loop, the event hooks and the cookie
 jar, and times it: about a quarter of the CPU a loopback call costs, and none of it changes from
 one provider call to the next. `DirectPost` copies the client's headers once, adds the key
 header as the auth flow does (the same headers in the same order: the same bytes on the wire),
-and gives the transport the request. It steps aside, and the client sends, whenever the client would do something else:
-a proxy mounted for the URL (from the environment), a cookie the provider has set, an event hook.
+and gives the transport the request. It steps aside, and the client sends, whenever the client
+would do something else: a proxy mounted for the URL (from the environment), a cookie the
+provider has set, an event hook, a closed client.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -43,6 +47,25 @@ class DirectPost:
     async def post(self, url: httpx.URL, content: bytes) -> httpx.Response:
         """The response to POSTing `content` to `url`, read and closed, as `client.post` returns
         it (httpx's exceptions included)."""
+        response = await self._send(url, content)
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
+
+    @contextlib.asynccontextmanager
+    async def stream(self, url: httpx.URL, content: bytes) -> AsyncIterator[httpx.Response]:
+        """The response to POSTing `content` to `url`, its body unread, as `client.stream`
+        gives it; closed on exit."""
+        response = await self._send(url, content)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _send(self, url: httpx.URL, content: bytes) -> httpx.Response:
         client = self._client
         request = httpx.Request(
             "POST",
@@ -55,11 +78,6 @@ class DirectPost:
             self._auth.add_to(request.headers)
         response = await client._transport.handle_async_request(request)
         response.request = request
-        try:
-            await response.aread()
-        except BaseException:
-            await response.aclose()
-            raise
         if "set-cookie" in response.headers:
             client.cookies.extract_cookies(response)
         return response

@@ -275,10 +275,13 @@ class HTTPAdapter:
         httpx errors raised in the block (reading the body) are classified too.
         """
         self._ensure_available()
+        url, content = self._url(call.path), _json_bytes(call.body)
         with translating_transport_errors(self.name):
-            async with self._client.stream(
-                "POST", self._url(call.path), content=_json_bytes(call.body), params=call.params
-            ) as response:
+            if call.params is None and self._direct.applies(url):
+                opened = self._direct.stream(url, content)
+            else:
+                opened = self._client.stream("POST", url, content=content, params=call.params)
+            async with opened as response:
                 if not response.is_success:
                     await response.aread()
                     raise self._error_for(response)
