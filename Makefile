@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo demo-live bench clean system-packages
+.PHONY: test lint typecheck pytest demo demo-live bench bench-packages clean system-packages
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,8 +47,24 @@ demo: $(STAMP)
 demo-live: $(STAMP)
 	$(VENV)/bin/uptax scenario run scenarios/flagship.toml --mode http --serve 4000
 
-bench: $(STAMP)
-	$(PY) bench/cascade_throughput.py
+# bench: issue 15's benchmarks (the cascade in-process, direct httpx against the runtime on a
+# loopback nginx or the fake server, the flagship's simulator), then one table of them all.
+# nginx is the peer that is never the bottleneck: installed when missing, where apt-get can run
+# (else the fake provider server stands in); peer_overhead.py runs its own nginx on a free port,
+# whatever the package's service does. Benchmarks only: `make test` never needs it.
+bench: $(STAMP) bench-packages
+	$(PY) bench/all.py
+
+bench-packages:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing nginx (the loopback peer of bench/peer_overhead.py)"; \
+			apt-get update -q >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx >/dev/null; \
+		else \
+			echo "nginx missing: bench/peer_overhead.py uses the fake provider server instead"; \
+		fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -151,3 +151,43 @@ async def test_a_connection_the_server_closed_while_idle_is_not_handed_out() -> 
             assert (await client.get(f"http://127.0.0.1:{port}/")).text == "ok"
         nursery.cancel_scope.cancel()
     assert len(accepted) == 2
+
+
+async def test_a_request_finds_an_idle_connection_without_walking_past_the_busy_ones(
+    fake_providers: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's search starts at the connection handed out longest ago: with 32 requests in
+    flight on 32 connections, each new one looks at about one connection, not at all 32 (which
+    made a request's cost grow with the concurrency)."""
+    set_keys(monkeypatch)
+    fake_providers.expect_key("openai", KEYS["openai"][1])
+    adapter = build(
+        "openai", base_url=fake_providers.url_for("openai"), model="gpt-4o-mini", max_in_flight=32
+    )
+    looked_at: list[str] = []
+    for name in ("is_idle", "is_closed", "is_available"):
+        monkeypatch.setattr(httpcore.AsyncHTTPConnection, name, _counting(name, looked_at))
+    request = Request("hello", max_tokens=8)
+    rounds, clients = 8, 32
+
+    async def client() -> None:
+        for _ in range(rounds):
+            await adapter.complete(request, "gpt-4o-mini")
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(clients):
+            nursery.start_soon(client)
+    await adapter.aclose()
+    assert fake_providers.connections_accepted <= clients
+    # httpcore's pool (and this one before) looked at every connection twice a request.
+    assert len(looked_at) < 4 * rounds * clients
+
+
+def _counting(name: str, calls: list[str]) -> typing.Callable[[typing.Any], bool]:
+    original = getattr(httpcore.AsyncHTTPConnection, name)
+
+    def counting(self: httpcore.AsyncHTTPConnection) -> bool:
+        calls.append(name)
+        return bool(original(self))
+
+    return counting

@@ -31,8 +31,12 @@ class HeaderKeyAuth(httpx.Auth):
         self._value = value
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers[self._header] = self._value
+        self.add_to(request.headers)
         yield request
+
+    def add_to(self, headers: httpx.Headers) -> None:
+        """Set the key header in `headers`."""
+        headers[self._header] = self._value
 
     def __repr__(self) -> str:
         return f"<{self.__class__.__name__} {self._header}: ***>"

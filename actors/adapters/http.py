@@ -21,6 +21,7 @@ import trio
 
 from actors.adapters.base import Adapter, AdapterContext, register_kind
 from actors.adapters.credentials import HeaderKeyAuth, read_api_key
+from actors.adapters.direct import DirectPost
 from actors.adapters.headers import parse_retry_after, quota_remaining
 from actors.adapters.parsing import SHAPE_ERRORS, malformed
 from actors.adapters.pool import PooledTransport
@@ -100,6 +101,7 @@ class HTTPAdapter:
         if url_problem is not None:
             # A bad base_url is a config problem: report it instead of crashing the actor.
             self.unavailable_reason = f"base_url {self.base_url!r} {url_problem}"
+        auth = HeaderKeyAuth(wire.key_header, wire.key_prefix + key) if key else None
         limits = httpx.Limits(
             max_connections=config.in_flight_ceiling,
             max_keepalive_connections=config.in_flight_ceiling,
@@ -111,7 +113,7 @@ class HTTPAdapter:
                 "content-type": "application/json",
                 **wire.headers(config),
             },
-            auth=HeaderKeyAuth(wire.key_header, wire.key_prefix + key) if key else None,
+            auth=auth,
             timeout=httpx.Timeout(
                 connect=config.connect_timeout_s,
                 read=config.read_timeout_s,
@@ -122,6 +124,7 @@ class HTTPAdapter:
             follow_redirects=False,
         )
         self._urls: dict[str, httpx.URL] = {}
+        self._direct = DirectPost(self._client, auth)
 
     def __repr__(self) -> str:
         state = "available" if self.unavailable_reason is None else self.unavailable_reason
@@ -251,10 +254,12 @@ class HTTPAdapter:
     async def _post_json(self, call: WireRequest) -> tuple[Any, httpx.Headers]:
         """POST the call; the decoded JSON reply and its headers, or a classified `ProviderError`."""
         self._ensure_available()
+        url, content = self._url(call.path), _json_bytes(call.body)
         with translating_transport_errors(self.name):
-            response = await self._client.post(
-                self._url(call.path), content=_json_bytes(call.body), params=call.params
-            )
+            if call.params is None and self._direct.applies(url):
+                response = await self._direct.post(url, content)
+            else:
+                response = await self._client.post(url, content=content, params=call.params)
         if not response.is_success:
             raise self._error_for(response)
         try:
@@ -270,10 +275,13 @@ class HTTPAdapter:
         httpx errors raised in the block (reading the body) are classified too.
         """
         self._ensure_available()
+        url, content = self._url(call.path), _json_bytes(call.body)
         with translating_transport_errors(self.name):
-            async with self._client.stream(
-                "POST", self._url(call.path), content=_json_bytes(call.body), params=call.params
-            ) as response:
+            if call.params is None and self._direct.applies(url):
+                opened = self._direct.stream(url, content)
+            else:
+                opened = self._client.stream("POST", url, content=content, params=call.params)
+            async with opened as response:
                 if not response.is_success:
                     await response.aread()
                     raise self._error_for(response)

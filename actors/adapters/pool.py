@@ -6,7 +6,8 @@ idle, before the first of them has started on it: all but one then fail with
 `ConnectionNotAvailable` and go round again, so at concurrency 8 a request went round about ten
 times, each time scanning the whole pool (and asking the kernel whether each idle socket has
 been closed by the server, one poll per socket). `_Pool` hands a connection to one request at a
-time, checks the one it hands out, and sweeps the rest at most once a second. And httpcore
+time, checks the one it hands out, and sweeps the rest at most once a second; it looks for an
+idle connection from the one handed out longest ago, so it seldom walks past busy ones. And httpcore
 writes a request's head and body in two socket sends; on loopback each send costs as much as
 the kernel's whole receive path, so `_CoalescingStream` holds a request's writes until the
 response is read, and sends them as one.
@@ -24,6 +25,9 @@ import typing
 
 import httpcore
 import httpx
+
+if typing.TYPE_CHECKING:
+    from httpcore._async.connection_pool import AsyncPoolRequest
 
 __all__ = ["FLUSH_BYTES", "SWEEP_INTERVAL_S", "PooledTransport"]
 
@@ -57,26 +61,44 @@ class _Pool(httpcore.AsyncConnectionPool):
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
         now = time.monotonic()
-        sweep = now >= self._next_sweep
-        if sweep:
+        if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_INTERVAL_S
-        # Closed, expired (idle too long, or closed by the server) or surplus idle connections.
+            self._sweep(closing)
+        elif len(self._connections) > self._max_keepalive_connections:
+            self._close_surplus_idle(closing)
+        taken: set[int] = set()
+        queued: list[AsyncPoolRequest] = []
+        for pool_request in self._requests:  # `is_queued()`, inlined: this runs per request
+            if pool_request.connection is None:
+                queued.append(pool_request)
+            else:
+                taken.add(id(pool_request.connection))
+        for pool_request in queued:
+            given = self._connection_for(pool_request.request.url.origin, taken, closing)
+            if given is None:
+                break  # no room: the rest wait until a connection is released
+            taken.add(id(given))
+            pool_request.assign_to_connection(given)
+        return closing
+
+    def _sweep(self, closing: list[httpcore.AsyncConnectionInterface]) -> None:
+        """Drop the closed connections; close the expired (idle too long, or closed by the
+        server) and the idle ones over the keep-alive limit."""
         for connection in list(self._connections):
             if connection.is_closed():
                 self._connections.remove(connection)
-            elif (sweep and connection.has_expired()) or (
-                connection.is_idle() and len(self._connections) > self._max_keepalive_connections
-            ):
+            elif connection.has_expired():
                 self._connections.remove(connection)
                 closing.append(connection)
-        taken = {id(r.connection) for r in self._requests if r.connection is not None}
-        for pool_request in self._requests:
-            if pool_request.is_queued():
-                given = self._connection_for(pool_request.request.url.origin, taken, closing)
-                if given is not None:  # else it waits until a connection is released
-                    taken.add(id(given))
-                    pool_request.assign_to_connection(given)
-        return closing
+        self._close_surplus_idle(closing)
+
+    def _close_surplus_idle(self, closing: list[httpcore.AsyncConnectionInterface]) -> None:
+        for connection in list(self._connections):
+            if len(self._connections) <= self._max_keepalive_connections:
+                return
+            if connection.is_idle():
+                self._connections.remove(connection)
+                closing.append(connection)
 
     def _connection_for(
         self,
@@ -85,25 +107,38 @@ class _Pool(httpcore.AsyncConnectionPool):
         closing: list[httpcore.AsyncConnectionInterface],
     ) -> httpcore.AsyncConnectionInterface | None:
         """An idle connection to `origin` no other request holds (closing the expired ones met on
-        the way), else a new one when the pool has room (closing an idle connection elsewhere to make it), else None."""
-        for connection in list(self._connections):
+        the way), else a new one when the pool has room (closing a closed or idle connection
+        to make it), else None.
+
+        A connection handed out moves to the end of the pool: the one at its head is then the
+        one handed out longest ago, the likeliest to be idle again, so the search usually ends
+        at the first connection, not after every busy one.
+        """
+        connections = self._connections
+        for connection in connections:
             if (
                 id(connection) not in taken
                 and connection.can_handle_request(origin)
                 and connection.is_available()
             ):
+                connections.remove(connection)
                 if not connection.has_expired():
+                    connections.append(connection)
                     return connection
-                self._connections.remove(connection)
                 closing.append(connection)
-        if len(self._connections) >= self._max_connections:
-            idle = next((c for c in self._connections if id(c) not in taken and c.is_idle()), None)
-            if idle is None:
+                return self._connection_for(origin, taken, closing)
+        if len(connections) >= self._max_connections:
+            spare = next(
+                (c for c in connections if id(c) not in taken and (c.is_closed() or c.is_idle())),
+                None,
+            )
+            if spare is None:
                 return None
-            self._connections.remove(idle)
-            closing.append(idle)
+            connections.remove(spare)
+            if not spare.is_closed():
+                closing.append(spare)
         connection = self.create_connection(origin)
-        self._connections.append(connection)
+        connections.append(connection)
         return connection
 
 
