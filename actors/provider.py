@@ -173,6 +173,8 @@ class ProviderActor(Actor):
         if self.context.fleet is not None:
             self.context.fleet.watch(self.name, self._on_fleet_hold)
             self.breaker.probe_gate = self._holds_probe_claim
+            if self.breaker.state is BreakerState.HALF_OPEN:  # restored half-open: claim again
+                self.nursery.start_soon(self._claim_probes, self.context.fleet)
         if self.recovery is not None:
             self.nursery.start_soon(self.recovery.run)
         self._publish()
