@@ -436,3 +436,20 @@ async def test_redis_stopped_paused_and_restarted(own_redis: RedisServer) -> Non
         await fleet.sync()
         assert fleet.up
         assert await fleet.spent("acme") == (pytest.approx(0.5), pytest.approx(0.5))
+
+
+async def test_a_second_stretch_on_local_state_starts_from_the_fleets_totals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The local counters are set from the fleet's totals each time the store goes away, not
+    added to what an earlier stretch left in them."""
+    shared = FlakyStore()
+    fleet = FleetState(StateConfig(instance="i0"), shared, wall=lambda: 1.8e9)
+    await fleet.settle("acme", 0.0, 0.25)
+    for _ in range(2):
+        shared.down = True
+        assert await fleet.spent("acme") == (0.25, 0.25)
+        assert await fleet.spent("acme") == (0.25, 0.25)
+        shared.down = False
+        await fleet.sync()
+        assert fleet.up

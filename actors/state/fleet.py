@@ -496,11 +496,13 @@ class FleetState:
         return local
 
     async def _seed(self, keys: Sequence[str], ttls: Sequence[float]) -> None:
-        """Start the local counters from the fleet's totals as last seen."""
+        """Start the local counters from the fleet's totals as last seen (set, not added to:
+        a counter left from an earlier stretch on local state starts over)."""
         for key, ttl in zip(keys, ttls, strict=True):
             if key not in self._seeded:
                 self._seeded.add(key)
-                await self._local.add(key, self._seen.get(key, 0.0), ttl)
+                (left,) = await self._local.counters([key])
+                await self._local.add(key, self._seen.get(key, 0.0) - left, ttl)
 
     def _count_pending(self, keys: Sequence[str], amount: float, ttls: Sequence[float]) -> None:
         if self._remote is None:
