@@ -1,14 +1,16 @@
 """`FleetState`: what the runtime asks of the shared store, and how it carries on without it.
 
 Every operation goes to the shared store while it answers. A call that fails or takes longer
-than `[state] command_timeout_s` goes to local state; a second one, sent after the first failed,
-marks the store degraded (one warning): one failure alone may be this process's event loop
-stalling (every call then in flight misses its timeout at once). From then on
-calls go straight to this instance's `MemoryStore`, without waiting on Redis, and rate limits
-and budgets there are cut to 1/N of the fleet's, N being the number of instances in the last
-heartbeat read. The background task (`run`) pings the store every `sync_interval_s`; when it
-answers again the store is restored (one warning) and the spend counted locally meanwhile is
-added to the shared counters.
+than `[state] command_timeout_s` is answered from local state (its spend added to the store at
+the next sync); a second one, sent after the first failed, marks the store degraded (one
+warning): one failure alone may be this process's event loop stalling, which makes every call
+then in flight miss its timeout at once. From then on calls go straight to this instance's
+`MemoryStore`, without waiting on Redis, and rate limits and budgets there are cut to 1/N of
+the fleet's, N being the number of instances in the last heartbeat read. The background task
+(`run`) pings the store every `sync_interval_s`; when it answers again the store is restored
+(one warning) and the spend counted locally meanwhile is added to the shared counters. A
+settle whose call failed may have landed: it is sent again under the same marker, which the
+store applies once (`_SETTLED_TTL_S`).
 
 A store that lost its data (a fresh or restarted Redis) has no spend counters: with a ledger
 (`spend_source`, set by the gateway), the counters of the current UTC day and month are seeded
