@@ -14,7 +14,8 @@ latency, sending every new call to the down provider meanwhile.
 
 Reasons passed to `on_transition`:
 
-- closed -> open: ``failure_rate``, ``consecutive_failures``, ``slow_call_rate``
+- closed -> open: ``failure_rate``, ``consecutive_failures``, ``slow_call_rate``,
+  ``fleet_consecutive_failures`` (the fleet's run, `trip_for_fleet`)
 - open -> half-open: ``open_elapsed``; half-open -> closed: ``probes_succeeded``
 - half-open -> open: ``probe_failed``, ``probe_slow`` (a probe slower than ``slow_call_s``)
 - any -> open, and back: ``retry_after``, ``retry_after_elapsed`` (`hold_open_until`)
@@ -93,6 +94,9 @@ class CircuitBreaker:
         self._probe_led = False
         #: Real calls refuted a recovery probe's success: probes are not trusted until closed.
         self._probes_refuted = False
+        #: In a fleet: whether this instance may send the half-open probes now (it holds the
+        #: fleet's claim, `actors.state`); None outside a fleet.
+        self.probe_gate: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker state={self._state} trips={self._trips}>"
@@ -344,6 +348,17 @@ class CircuitBreaker:
         self._probe_successes = 0
         self._transition(BreakerState.OPEN, "fleet_open")
 
+    def trip_for_fleet(self) -> None:
+        """A failure of ours made the fleet's run of consecutive failures long enough
+        (`actors.state`): trip as after a run of our own, if closed."""
+        self._refresh()
+        if self._state is BreakerState.CLOSED:
+            self._trip("fleet_consecutive_failures")
+
+    def probe_gate_opened(self) -> None:
+        """`probe_gate` now admits: panic calls waiting for room look again."""
+        self._room.unpark_all()
+
     # --- recovery probes -----------------------------------------------------------------------
 
     @property
@@ -384,6 +399,8 @@ class CircuitBreaker:
     # --- internals -----------------------------------------------------------------------------
 
     def _probe_capacity(self) -> int:
+        if self.probe_gate is not None and not self.probe_gate():
+            return 0
         taken = self._probes_in_flight + self._probe_successes + self._panic_in_flight
         return max(0, self.config.half_open_probes - taken)
 

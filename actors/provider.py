@@ -56,7 +56,14 @@ BILLING_RETRY_S = 300.0
 HELD_OUT_FOR = {FailureKind.AUTH: AUTH_RETRY_S, FailureKind.BILLING: BILLING_RETRY_S}
 #: The breaker transitions that are trips of this instance's own (shared with the fleet).
 _TRIPS = frozenset(
-    {"failure_rate", "consecutive_failures", "slow_call_rate", "probe_failed", "probe_slow"}
+    {
+        "failure_rate",
+        "consecutive_failures",
+        "fleet_consecutive_failures",
+        "slow_call_rate",
+        "probe_failed",
+        "probe_slow",
+    }
 )
 #: Retry-After assumed when a 429 names none.
 DEFAULT_RETRY_AFTER_S = 1.0
@@ -110,6 +117,8 @@ class ProviderActor(Actor):
             self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
         self.retry_after_until: float | None = None
         self.unavailable_until: float | None = None
+        #: In a fleet: this instance holds the claim to send the half-open probes.
+        self._probe_claimed = False
         self._dirty = trio.Event()
         #: p95 latency as of the last heartbeat (0 before any call).
         self.latency_p95_s = 0.0
@@ -163,6 +172,9 @@ class ProviderActor(Actor):
         self.nursery.start_soon(self._heartbeats)
         if self.context.fleet is not None:
             self.context.fleet.watch(self.name, self._on_fleet_hold)
+            self.breaker.probe_gate = self._holds_probe_claim
+            if self.breaker.state is BreakerState.HALF_OPEN:  # restored half-open: claim again
+                self.nursery.start_soon(self._claim_probes, self.context.fleet)
         if self.recovery is not None:
             self.nursery.start_soon(self.recovery.run)
         self._publish()
@@ -229,13 +241,47 @@ class ProviderActor(Actor):
         if new is BreakerState.OPEN and reason in _TRIPS:
             self._share("open", self.breaker.open_until, reason)
         elif new is BreakerState.HALF_OPEN and reason in ("open_elapsed", "recovery_probe"):
+            self._probe_claimed = False
             self.nursery.start_soon(self._claim_probes, fleet)
 
+    def _holds_probe_claim(self) -> bool:
+        """The breaker's `probe_gate`: no half-open probe goes out before the claim is ours."""
+        return self._probe_claimed
+
     async def _claim_probes(self, fleet: FleetState) -> None:
-        """Another instance probing already: stay open for as long as its claim may last."""
+        """Probe once the fleet's claim is ours; another instance probing already: stay open
+        for as long as its claim may last."""
         lease_s = self.config.breaker.open_s
-        if not await fleet.claim_probe(self.name, lease_s):
+        if await fleet.claim_probe(self.name, lease_s):
+            self._probe_claimed = True
+            self.breaker.probe_gate_opened()
+            self._changed()
+        else:
             self.breaker.hold_open_until(trio.current_time() + lease_s)
+
+    def _share_outcome(self, admission: _Admission, elapsed_s: float, success: bool) -> None:
+        """In a fleet: count an admitted call in the fleet's run of this provider's failures;
+        the instance whose failure makes the run long enough trips (and publishes the hold)."""
+        fleet = self.context.fleet
+        if (
+            fleet is None
+            or not fleet.up
+            or not admission.admitted
+            or self._nursery is None
+            or self.config.breaker.consecutive_failures <= 0
+        ):
+            return
+        if not success:
+            self.nursery.start_soon(self._count_fleet_failure, fleet, elapsed_s)
+        elif fleet.failure_runs.get(self.name):
+            self.nursery.start_soon(fleet.count_success, self.name, elapsed_s)
+
+    async def _count_fleet_failure(self, fleet: FleetState, elapsed_s: float) -> None:
+        if (
+            await fleet.count_failure(self.name, elapsed_s)
+            >= self.config.breaker.consecutive_failures
+        ):
+            self.breaker.trip_for_fleet()
 
     def _on_fleet_hold(self, kind: HoldKind, seconds: float, reason: str) -> None:
         """Another instance holds this provider out for `seconds`: so do we, without counting
@@ -549,6 +595,8 @@ class ProviderActor(Actor):
             breaker.on_success(elapsed_s, period=admission.period)
         else:
             breaker.on_failure(elapsed_s, period=admission.period)
+        if success is not None and self.context.fleet is not None:
+            self._share_outcome(admission, elapsed_s, success)
 
     def _record_failure(
         self, error: ProviderError, elapsed_s: float, admission: _Admission

@@ -169,9 +169,10 @@ async def test_an_outage_costs_the_fleet_fewer_wasted_calls_with_redis(
         f"\nfleet outage: calls wasted on the primary, memory {memory}, redis {redis} "
         f"({memory / max(redis, 1):.2f}x fewer)"
     )
-    # Three instances can at best waste a third of what three on their own do (each one alone
-    # must see its own failures and send its own probe; the fleet, one): 3x is the ceiling.
-    assert redis * 1.25 <= memory, (memory, redis)
+    # Three instances on their own each see their own failures and send their own probes; the
+    # fleet counts one run of failures and sends one probe at a time, so about 3x fewer. It
+    # measured 2.75x to 4.2x on a busy 2-core machine (README): 2x holds with margin, 3x not.
+    assert redis * 2 <= memory, (memory, redis)
 
 
 # -- budgets and rate limits ---------------------------------------------------------------------

@@ -232,3 +232,34 @@ async def test_budgets_are_rebuilt_from_the_ledger_after_a_redis_restart(
     assert sorted(shown["fleet"]["last_heartbeat_s"]) == ["a", "b"]
     assert after == [429, 429] and one.rt.fleet.up and two.rt.fleet.up
     assert day >= 0.00005
+
+
+async def test_a_stream_that_fails_after_it_began_gives_its_reservation_back(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The response had begun (200, events sent) when every provider cut the stream: nothing
+    to charge, and the request's reservation goes back to the fleet's counters."""
+    prefix = f"fleet:{uuid.uuid4().hex[:8]}:"
+    limits = {
+        "budget_usd_per_day": 1.0,
+        "max_budget_usd_per_request": 0.25,
+        "last_resort": False,
+    }
+    config = tenant_config(redis_server, "a", prefix, tmp_path / "a.db", **limits)
+    async with _client() as http, open_gateway(config) as server:
+        for name in ("openai", "anthropic", "gemini", "local"):
+            server.rt.inject_fault(name, Fault(FaultKind.DROP_STREAM, after_chunks=1))
+        async with http.stream(
+            "POST",
+            server.base_url + "/v1/chat/completions",
+            json={**ASK, "stream": True},
+            headers={"authorization": f"Bearer {ACME_KEY}"},
+        ) as answer:
+            body = (await answer.aread()).decode()
+        assert answer.status_code == 200 and '"error"' in body, body
+        assert server.rt.fleet is not None
+        for _ in range(200):  # released after the response's last byte: up to 10 s
+            if await server.rt.fleet.spent("acme") == (0.0, 0.0):
+                break
+            await trio.sleep(0.05)
+        assert await server.rt.fleet.spent("acme") == (0.0, 0.0)

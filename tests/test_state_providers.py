@@ -98,3 +98,24 @@ async def test_retry_after_and_auth_failures_are_shared(
 
 def snapshot(rt: Runtime, provider: str) -> ProviderSnapshot:
     return rt._providers_context.last_snapshots[provider]
+
+
+async def test_the_fleets_run_of_failures_trips_the_instance_that_completes_it(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """Two failures in a row across the fleet, one on each instance (neither enough alone),
+    trip the instance whose failure made the run long enough; the other holds the provider as
+    after any trip of the fleet's."""
+    async with open_runtime(config("a")) as one, open_runtime(config("b")) as two:
+        for rt in (one, two):
+            rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        await one.complete(REQUEST)
+        await trio.sleep(0.01)  # the failure is counted in the background
+        assert breakers(one)["openai"] == "closed"
+        await two.complete(REQUEST)
+        await trio.sleep(0.01)
+        assert breakers(two)["openai"] == "open"
+        assert snapshot(two, "openai").breaker.consecutive_failures == 1  # not its own run
+        assert breakers(one)["openai"] == "closed"
+        await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
+        assert breakers(one)["openai"] == "open" and snapshot(one, "openai").breaker.trips == 0

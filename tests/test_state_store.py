@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import attrs
 import pytest
@@ -24,6 +24,7 @@ from actors.state import (
     Limited,
     MemoryStore,
     PeriodSpend,
+    StateStore,
     StoreUnavailable,
     open_fleet_state,
 )
@@ -167,13 +168,88 @@ async def test_degraded_instance_takes_its_share_and_reconciles(
         await one.sync()  # still down: no second warning
     assert admitted.count(True) == 10
     assert reserved == [True] * 3 + [False] * 2  # below 0.25 + 0.75 / 4 = 0.4375
-    assert [e["event"] for e in logs] == ["state_store_degraded"]
+    assert [e["event"] for e in logs] == ["state_store_slow", "state_store_degraded"]
     assert not one.up
     shared.down = False
     with structlog.testing.capture_logs() as logs:
         await one.sync()
     assert [e["event"] for e in logs] == ["state_store_restored"]
     assert await shared.counters(one._spend_keys("acme")[0]) == [0.4375, 0.4375]
+
+
+class StallingStore(MemoryStore):
+    """A shared store whose calls, while `stalled`, end as `RedisStore`'s do past their timeout
+    (0.3 s later, `StoreUnavailable`): what every call in flight meets when the trio loop itself
+    stalls, or Redis is slow."""
+
+    stalled = False
+
+    async def bucket(self, key: str, per_minute: float, amount: float, mode: BucketMode) -> float:
+        if self.stalled:
+            await trio.sleep(0.3)
+            raise StoreUnavailable("no answer within 0.25 s")
+        return await super().bucket(key, per_minute, amount, mode)
+
+
+async def test_a_stall_is_no_verdict_two_slow_calls_in_a_row_are(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Calls that miss their timeout together (all sent before the first failure was seen)
+    leave the store up; a call sent after a failure that fails too marks it degraded."""
+    store = StallingStore()
+    fleet = FleetState(StateConfig(instance="a"), store)
+    store.stalled = True
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            for _ in range(5):
+                nursery.start_soon(fleet.admit, "acme", 600, None)
+            await trio.sleep(0.1)
+            store.stalled = False  # the loop is back before they learn they timed out
+    assert fleet.up and [e["event"] for e in logs] == ["state_store_slow"]
+    assert await fleet.admit("acme", 600, None) is None  # answered by the store
+    store.stalled = True
+    with structlog.testing.capture_logs() as logs:
+        assert await fleet.admit("acme", 600, None) is None  # from local state
+        assert fleet.up
+        assert await fleet.admit("acme", 600, None) is None
+    assert not fleet.up
+    assert [e["event"] for e in logs] == ["state_store_slow", "state_store_degraded"]
+
+
+class LostAnswers(MemoryStore):
+    """A shared store that applies a settle, then, while `losing`, loses its answer (a timeout
+    after Redis ran the script)."""
+
+    losing = False
+
+    async def settle(
+        self,
+        keys: Sequence[str],
+        amount: float,
+        ttl_s: Sequence[float],
+        once: str,
+        once_ttl_s: float,
+    ) -> list[float]:
+        values = await super().settle(keys, amount, ttl_s, once, once_ttl_s)
+        if self.losing:
+            raise StoreUnavailable("no answer within 0.25 s")
+        return values
+
+
+async def test_a_settle_whose_answer_was_lost_counts_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = LostAnswers()
+    fleet = FleetState(StateConfig(instance="a"), store, wall=lambda: 1.8e9)
+    keys, _ = fleet._spend_keys("acme")
+    assert await fleet.reserve("acme", 0.1, 1.0, None) is None
+    store.losing = True
+    await fleet.settle("acme", 0.1, 0.25, "req-1")  # landed; this instance cannot know
+    store.losing = False
+    await fleet.sync()  # sent again, under the same marker
+    assert await store.counters(keys) == [pytest.approx(0.25), pytest.approx(0.25)]
+    await fleet.settle("acme", 0.1, 0.25, "req-1")  # a settle repeated is applied once
+    assert await store.counters(keys) == [pytest.approx(0.25), pytest.approx(0.25)]
 
 
 async def test_spend_counters_lost_by_the_store_are_seeded_from_the_ledger(
@@ -231,6 +307,28 @@ async def test_redis_store_operations(redis_server: RedisServer) -> None:
         await store.beat("a", '{"p": 1}', 5.0)
         [instance] = await store.instances()
         assert (instance.id, instance.summary) == ("a", '{"p": 1}')
+        await settles_count_once_and_runs_of_failures_end(store)
+
+
+async def test_memory_settles_and_runs_of_failures(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await settles_count_once_and_runs_of_failures_end(MemoryStore())
+
+
+async def settles_count_once_and_runs_of_failures_end(store: StateStore) -> None:
+    """What both backends do: a settle sent twice under one marker counts once; a run of
+    failures is ended only by a success sent no earlier than its latest failure."""
+    keys, ttls = ["s:day", "s:month"], [60.0, 60.0]
+    assert await store.settle(keys, 0.5, ttls, "settled:r1", 60.0) == [0.5, 0.5]
+    assert await store.settle(keys, 0.5, ttls, "settled:r1", 60.0) == [0.5, 0.5]
+    assert await store.settle(keys, -0.25, ttls, "settled:r2", 60.0) == [0.25, 0.25]
+    assert await store.failure("f", 0.0, 60.0) == 1
+    assert await store.failure("f", 0.0, 60.0) == 2
+    await store.success("f", 5.0)  # sent before the latest failure: older news
+    assert await store.failure("f", 0.0, 60.0) == 3
+    await store.success("f", 0.0)
+    assert await store.failure("f", 0.0, 60.0) == 1
 
 
 async def test_rate_limit_holds_fleet_wide_within_5_percent(redis_server: RedisServer) -> None:
@@ -320,6 +418,8 @@ async def test_redis_stopped_paused_and_restarted(own_redis: RedisServer) -> Non
         own_redis.command("CLIENT", "PAUSE", "1000", "ALL")
         started = time.monotonic()
         assert await fleet.admit("acme", 600, None) is None  # answered from local state
+        assert fleet.up  # one slow call may be this loop's stall: no verdict yet
+        assert await fleet.admit("acme", 600, None) is None  # a second one, sent after it
         assert time.monotonic() - started < 0.9 and not fleet.up
         await trio.sleep(1.5)  # the pause is over
         await fleet.sync()
@@ -329,9 +429,27 @@ async def test_redis_stopped_paused_and_restarted(own_redis: RedisServer) -> Non
         assert await fleet.cache_get("acme", "k") == {"text": "t"}
         assert await fleet.spent("acme") == (0.0, 0.0)
         own_redis.stop()
-        await fleet.settle("acme", 0.0, 0.5)  # counted locally
+        await fleet.settle("acme", 0.0, 0.5)  # counted locally, sent again when it is back
+        assert await fleet.admit("acme", 600, None) is None
         assert not fleet.up
         own_redis.start()
         await fleet.sync()
         assert fleet.up
         assert await fleet.spent("acme") == (pytest.approx(0.5), pytest.approx(0.5))
+
+
+async def test_a_second_stretch_on_local_state_starts_from_the_fleets_totals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The local counters are set from the fleet's totals each time the store goes away, not
+    added to what an earlier stretch left in them."""
+    shared = FlakyStore()
+    fleet = FleetState(StateConfig(instance="i0"), shared, wall=lambda: 1.8e9)
+    await fleet.settle("acme", 0.0, 0.25)
+    for _ in range(2):
+        shared.down = True
+        assert await fleet.spent("acme") == (0.25, 0.25)
+        assert await fleet.spent("acme") == (0.25, 0.25)
+        shared.down = False
+        await fleet.sync()
+        assert fleet.up

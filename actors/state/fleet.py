@@ -1,12 +1,16 @@
 """`FleetState`: what the runtime asks of the shared store, and how it carries on without it.
 
-Every operation goes to the shared store while it answers. The first call that fails or takes
-longer than `[state] command_timeout_s` marks the store degraded (one warning); from then on
-calls go straight to this instance's `MemoryStore`, without waiting on Redis, and rate limits
-and budgets there are cut to 1/N of the fleet's, N being the number of instances in the last
-heartbeat read. The background task (`run`) pings the store every `sync_interval_s`; when it
-answers again the store is restored (one warning) and the spend counted locally meanwhile is
-added to the shared counters.
+Every operation goes to the shared store while it answers. A call that fails or takes longer
+than `[state] command_timeout_s` is answered from local state (its spend added to the store at
+the next sync); a second one, sent after the first failed, marks the store degraded (one
+warning): one failure alone may be this process's event loop stalling, which makes every call
+then in flight miss its timeout at once. From then on calls go straight to this instance's
+`MemoryStore`, without waiting on Redis, and rate limits and budgets there are cut to 1/N of
+the fleet's, N being the number of instances in the last heartbeat read. The background task
+(`run`) pings the store every `sync_interval_s`; when it answers again the store is restored
+(one warning) and the spend counted locally meanwhile is added to the shared counters. A
+settle whose call failed may have landed: it is sent again under the same marker, which the
+store applies once (`_SETTLED_TTL_S`).
 
 A store that lost its data (a fresh or restarted Redis) has no spend counters: with a ledger
 (`spend_source`, set by the gateway), the counters of the current UTC day and month are seeded
@@ -23,9 +27,14 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
 
 - rate limits and spend: none while the store is up (each check is an atomic script on it);
   while degraded each instance enforces its 1/N share on its own;
+- runs of consecutive failures: none for the count (each failed call adds to the fleet's run
+  of its provider's failures, an atomic script, and the instance whose failure makes the run
+  long enough trips); a success ends the run when this instance knows of it (its own failure,
+  or the run read at the last sync);
 - breaker opens, Retry-After holds and unavailability: seen by the other instances at the next
   sync, within `sync_interval_s + command_timeout_s` (0.75 s) of being published;
-- half-open probes: one instance at a time probes a provider (`claim_probe`, SET NX PX);
+- half-open probes: one instance at a time probes a provider (`claim_probe`, SET NX PX), and
+  none before it holds the claim;
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
 - heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one;
 - the tenants' spend shown by the dashboard (`seen_spend`): read every `sync_interval_s`.
@@ -38,6 +47,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -46,7 +56,7 @@ import structlog
 import trio
 
 from actors.config import StateConfig
-from actors.state.memory import MemoryStore
+from actors.state.memory import MemoryStore, failure_run
 from actors.state.store import Instance, StateStore, StoreUnavailable
 
 __all__ = [
@@ -76,6 +86,12 @@ _PERIOD_MARGIN_S = 86400.0
 #: Set once the spend counters were seeded from the ledger; gone when the store lost its data.
 _SEEDED = "spend:seeded"
 _SEEDED_TTL_S = 400 * 86400.0
+#: How long the store remembers that a settle landed: one sent again after an outage of the
+#: store longer than this, whose first call had landed, counts twice (a tenant may then be
+#: refused early, never let past its budget).
+_SETTLED_TTL_S = 3600.0
+#: A provider's run of failures is forgotten this long after its latest failure.
+_FAILURE_RUN_TTL_S = 60.0
 
 
 @attrs.frozen
@@ -138,6 +154,8 @@ class FleetState:
         self._wall = wall
         #: Whether the shared store answers (always False without one).
         self.up = remote is not None
+        #: When a call to the store failed while it was up, until one sent later is answered.
+        self._suspect_since: float | None = None
         #: Instances in the last heartbeat read (this one included): the 1/N of degraded limits.
         self.fleet_size = 1
         self.instances: list[Instance] = []
@@ -146,6 +164,10 @@ class FleetState:
         #: Spend counted locally while degraded, to add to the store when it is back.
         self._pending: dict[str, tuple[float, float]] = {}
         self._seeded: set[str] = set()
+        #: Settles whose call failed (they may have landed): sent again, under the same marker.
+        self._unsettled: dict[str, tuple[list[str], float, list[float]]] = {}
+        #: Per provider, the length of the fleet's run of its failures as last known here.
+        self.failure_runs: dict[str, int] = {}
         self._listeners: dict[str, HoldListener] = {}
         self.summary: Callable[[], object] = dict
         self.changes = 0
@@ -184,13 +206,36 @@ class FleetState:
     async def _on(self, call: Callable[[StateStore], Awaitable[T]]) -> tuple[T, bool]:
         """`call` on the shared store while it is up, else on the local one; True when shared."""
         if self._remote is not None and self.up:
+            started = self._clock()
             try:
-                return await call(self._remote), True
+                done = await call(self._remote), True
             except StoreUnavailable as exc:
-                self._degrade(exc)
+                self._failed(exc, started)
+            else:
+                self._answered(started)
+                return done
         return await call(self._local), False
 
+    def _answered(self, started: float) -> None:
+        """A call sent at `started` was answered: a failure seen before it was a passing one."""
+        if self._suspect_since is not None and started >= self._suspect_since:
+            self._suspect_since = None
+
+    def _failed(self, exc: StoreUnavailable, started: float) -> None:
+        """A call sent at `started` failed. The verdict (degraded) needs a second failure, of a
+        call sent after the first was seen: a trio loop that stalls (a busy machine) makes every
+        call then in flight miss its timeout at once, though Redis answered in time."""
+        suspect = self._suspect_since
+        if not self.up:
+            return
+        if suspect is None:
+            self._suspect_since = self._clock()
+            _log.info("state_store_slow", instance=self.instance, error=str(exc))
+        elif started >= suspect:
+            self._degrade(exc)
+
     def _degrade(self, exc: StoreUnavailable) -> None:
+        self._suspect_since = None
         if self.up:
             self.up = False
             self.changes += 1
@@ -203,16 +248,8 @@ class FleetState:
 
     async def _restore(self) -> None:
         assert self._remote is not None
-        seeded: set[str] = set()
-        if self.spend_source is not None and not await self._marked(self._remote):
-            seeded = await self._seed_spend(self._remote)  # it lost its data meanwhile
-        reconciled = len(self._pending)
-        for key, (amount, ttl_s) in list(self._pending.items()):
-            # One at a time: if the store fails again midway, the rest wait for the next try.
-            if key not in seeded:  # a seeded counter has this instance's charges already
-                self._seen[key] = await self._remote.add(key, amount, ttl_s)
-            del self._pending[key]
-        self._seeded.clear()
+        reconciled = len(self._pending) + len(self._unsettled)
+        await self._reconcile(self._remote)
         self.up = True
         self.changes += 1
         _log.warning(
@@ -221,6 +258,27 @@ class FleetState:
             reconciled=reconciled,
             fleet_size=self.fleet_size,
         )
+
+    async def _reconcile(self, remote: StateStore) -> None:
+        """Add the spend counted locally, and send the settles that may not have landed; to a
+        store that lost its data (its counters seeded from the ledger first), only to the
+        counters that were not seeded (the ledger has this instance's charges)."""
+        seeded: set[str] = set()
+        if self.spend_source is not None and not await self._marked(remote):
+            seeded = await self._seed_spend(remote)
+        for key, (amount, ttl_s) in list(self._pending.items()):
+            # One at a time: if the store fails again midway, the rest wait for the next try.
+            if key not in seeded:  # a seeded counter has this instance's charges already
+                self._seen[key] = await remote.add(key, amount, ttl_s)
+            del self._pending[key]
+        for once, (keys, amount, ttls) in list(self._unsettled.items()):
+            kept = [(key, ttl) for key, ttl in zip(keys, ttls, strict=True) if key not in seeded]
+            if kept:
+                keys_, ttls_ = [key for key, _ in kept], [ttl for _, ttl in kept]
+                totals = await remote.settle(keys_, amount, ttls_, once, _SETTLED_TTL_S)
+                self._seen.update(zip(keys_, totals, strict=True))
+            del self._unsettled[once]
+        self._seeded.clear()
 
     # -- the background task ------------------------------------------------------------------
 
@@ -239,10 +297,13 @@ class FleetState:
         remote = self._remote
         if remote is None:
             return
+        started = self._clock()
         try:
             if not self.up:
                 await remote.ping()
                 await self._restore()
+            elif self._pending or self._unsettled:  # a call failed without a verdict
+                await self._reconcile(remote)
             summary = json.dumps(self.summary(), separators=(",", ":"), default=str)
             await remote.beat(self.instance, summary, self.config.heartbeat_ttl_s)
             self.instances = await remote.instances()
@@ -250,7 +311,9 @@ class FleetState:
             await self._read_holds(remote)
             await self._read_spend(remote)
         except StoreUnavailable as exc:
-            self._degrade(exc)
+            self._failed(exc, started)
+        else:
+            self._answered(started)
 
     # -- spend seeded from the ledger ---------------------------------------------------------
 
@@ -258,10 +321,11 @@ class FleetState:
         """Seed the spend counters the store lacks from `spend_source` (see the module)."""
         if self._remote is None or not self.up:
             return
+        started = self._clock()
         try:
             await self._seed_spend(self._remote)
         except StoreUnavailable as exc:
-            self._degrade(exc)
+            self._failed(exc, started)
 
     async def _seed_spend(self, remote: StateStore) -> set[str]:
         """The counters set from the ledger's totals (only those that were missing)."""
@@ -390,24 +454,40 @@ class FleetState:
             return None
         return Limited("day" if index == 0 else "month")
 
-    async def settle(self, tenant: str, reserved: float, cost: float) -> None:
+    async def settle(
+        self, tenant: str, reserved: float, cost: float, settle_id: str | None = None
+    ) -> None:
         """Replace a reservation of `reserved` by the request's real `cost` (0.0 reserved: just
-        count `cost`)."""
+        count `cost`), once: a settle whose call failed may have landed, so it is sent again
+        under the same `settle_id` (a request's id; else a fresh one), which the store applies
+        once."""
         delta = cost - reserved
         if delta == 0.0:
             return
         keys, ttls = self._spend_keys(tenant)
+        once = f"settled:{settle_id or uuid.uuid4().hex}"
+        if self._remote is not None and self.up:
+            started = self._clock()
+            try:
+                totals = await self._remote.settle(keys, delta, ttls, once, _SETTLED_TTL_S)
+            except StoreUnavailable as exc:
+                self._failed(exc, started)
+                self._unsettled[once] = (keys, delta, ttls)
+                await self._settle_locally(keys, delta, ttls, pending=False)
+                return
+            self._answered(started)
+            self._seen.update(zip(keys, totals, strict=True))
+            return
+        await self._settle_locally(keys, delta, ttls, pending=True)
 
-        async def call(store: StateStore) -> None:
-            if store is self._local:
-                await self._seed(keys, ttls)
-                self._count_pending(keys, delta, ttls)
-            for key, ttl in zip(keys, ttls, strict=True):
-                total = await store.add(key, delta, ttl)
-                if store is self._remote:
-                    self._seen[key] = total
-
-        await self._on(call)
+    async def _settle_locally(
+        self, keys: list[str], delta: float, ttls: list[float], *, pending: bool
+    ) -> None:
+        await self._seed(keys, ttls)
+        if pending:
+            self._count_pending(keys, delta, ttls)
+        for key, ttl in zip(keys, ttls, strict=True):
+            await self._local.add(key, delta, ttl)
 
     def _local_limits(self, keys: Sequence[str], limits: Sequence[float]) -> list[float]:
         """While degraded: what the fleet had left when last seen, shared out by N."""
@@ -418,11 +498,13 @@ class FleetState:
         return local
 
     async def _seed(self, keys: Sequence[str], ttls: Sequence[float]) -> None:
-        """Start the local counters from the fleet's totals as last seen."""
+        """Start the local counters from the fleet's totals as last seen (set, not added to:
+        a counter left from an earlier stretch on local state starts over)."""
         for key, ttl in zip(keys, ttls, strict=True):
             if key not in self._seeded:
                 self._seeded.add(key)
-                await self._local.add(key, self._seen.get(key, 0.0), ttl)
+                (left,) = await self._local.counters([key])
+                await self._local.add(key, self._seen.get(key, 0.0) - left, ttl)
 
     def _count_pending(self, keys: Sequence[str], amount: float, ttls: Sequence[float]) -> None:
         if self._remote is None:
@@ -444,15 +526,21 @@ class FleetState:
         hold). While degraded nothing is published: each instance finds out for itself."""
         if self._remote is None or not self.up or seconds <= 0:
             return
+        started = self._clock()
         try:
             await self._remote.hold(f"hold:{provider}:{kind}", f"{self.instance}|{reason}", seconds)
         except StoreUnavailable as exc:
-            self._degrade(exc)
+            self._failed(exc, started)
 
     async def _read_holds(self, remote: StateStore) -> None:
+        """The holds others published, and the fleet's runs of failures, per provider."""
         listeners = list(self._listeners.items())
         keys = [f"hold:{name}:{kind}" for name, _ in listeners for kind in HOLD_KINDS]
-        found = await remote.holds(keys)
+        runs = [f"fails:{name}" for name, _ in listeners]
+        found = await remote.holds(keys + runs)
+        for (name, _), run in zip(listeners, found[len(keys) :], strict=True):
+            self.failure_runs[name] = 0 if run is None else failure_run(run[0])[0]
+        found = found[: len(keys)]
         for index, hold in enumerate(found):
             if hold is None:
                 continue
@@ -461,15 +549,49 @@ class FleetState:
                 _, listener = listeners[index // len(HOLD_KINDS)]
                 listener(HOLD_KINDS[index % len(HOLD_KINDS)], hold[1], reason)
 
+    async def count_failure(self, provider: str, ago_s: float) -> int:
+        """Count a failed call to `provider`, sent `ago_s` seconds ago, into the fleet's run of
+        its consecutive failures: the run's length (0 while the store is away, when each
+        instance counts only its own, in its breaker)."""
+        if self._remote is None or not self.up:
+            return 0
+        started = self._clock()
+        try:
+            run = await self._remote.failure(f"fails:{provider}", ago_s, _FAILURE_RUN_TTL_S)
+        except StoreUnavailable as exc:
+            self._failed(exc, started)
+            return 0
+        self._answered(started)
+        self.failure_runs[provider] = run
+        return run
+
+    async def count_success(self, provider: str, ago_s: float) -> None:
+        """A call to `provider` sent `ago_s` seconds ago succeeded: it ends the fleet's run of
+        its failures unless a failed call was sent after it. Sent only while this instance
+        knows of a run (its own failure, or the last sync's read): a run another instance
+        began since the last sync is ended by that instance's next success, or read at the
+        next sync."""
+        if self._remote is None or not self.up or not self.failure_runs.get(provider):
+            return
+        started = self._clock()
+        try:
+            await self._remote.success(f"fails:{provider}", ago_s)
+        except StoreUnavailable as exc:
+            self._failed(exc, started)
+            return
+        self._answered(started)
+        self.failure_runs[provider] = 0
+
     async def claim_probe(self, provider: str, seconds: float) -> bool:
         """Whether this instance may send `provider` its half-open probes now: one instance
         at a time in the fleet, for `seconds`; always, while degraded."""
         if self._remote is None or not self.up:
             return True
+        started = self._clock()
         try:
             return await self._remote.claim(f"probe:{provider}", self.instance, seconds)
         except StoreUnavailable as exc:
-            self._degrade(exc)
+            self._failed(exc, started)
             return True
 
     # -- the last-resort cache ----------------------------------------------------------------
@@ -489,19 +611,21 @@ class FleetState:
         (the local cache still has it)."""
         if self._remote is None or not self.up:
             return
+        started = self._clock()
         try:
             await self._remote.put(_cache_key(scope, key), json.dumps(entry), ttl_s)
         except StoreUnavailable as exc:
-            self._degrade(exc)
+            self._failed(exc, started)
 
     async def cache_get(self, scope: str, key: object) -> dict[str, str] | None:
         """The reply another instance shared under `key` in `scope`, if any."""
         if self._remote is None or not self.up:
             return None
+        started = self._clock()
         try:
             found = await self._remote.get(_cache_key(scope, key))
         except StoreUnavailable as exc:
-            self._degrade(exc)
+            self._failed(exc, started)
             return None
         return None if found is None else dict(json.loads(found))
 

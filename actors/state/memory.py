@@ -10,7 +10,15 @@ import trio
 
 from actors.state.store import BucketMode, Instance
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "failure_run"]
+
+
+def failure_run(value: object | None) -> tuple[int, float]:
+    """A run of failures as stored ("count|when the latest was sent"): (0, 0.0) for none."""
+    if value is None:
+        return 0, 0.0
+    count, _, sent = str(value).partition("|")
+    return int(count), float(sent)
 
 
 class MemoryStore:
@@ -86,6 +94,32 @@ class MemoryStore:
     async def counters(self, keys: Sequence[str]) -> list[float]:
         values = [self._read(key) for key in keys]
         return [value if isinstance(value, float) else 0.0 for value in values]
+
+    async def settle(
+        self,
+        keys: Sequence[str],
+        amount: float,
+        ttl_s: Sequence[float],
+        once: str,
+        once_ttl_s: float,
+    ) -> list[float]:
+        if self._read(once) is None:
+            self._values[once] = ("1", self._clock() + once_ttl_s)
+            for key, ttl in zip(keys, ttl_s, strict=True):
+                await self.add(key, amount, ttl)
+        return await self.counters(keys)
+
+    async def failure(self, key: str, ago_s: float, ttl_s: float) -> int:
+        now = self._clock()
+        count, last = failure_run(self._read(key))
+        last = max(last, now - ago_s) if count else now - ago_s
+        self._values[key] = (f"{count + 1}|{last!r}", now + ttl_s)
+        return count + 1
+
+    async def success(self, key: str, ago_s: float) -> None:
+        count, last = failure_run(self._read(key))
+        if count and self._clock() - ago_s >= last:
+            del self._values[key]
 
     async def hold(self, key: str, value: str, seconds: float) -> None:
         if self._read(key) is None or self._left(key) < seconds:

@@ -43,8 +43,7 @@ class RedisStore:
         self._prefix = config.key_prefix
         self._timeout_s = config.command_timeout_s
         self._scripts = {
-            name: client.register_script(getattr(scripts, name))
-            for name in ("BUCKET", "ADD", "RESERVE", "HOLD", "HOLDS", "BEAT", "INSTANCES")
+            name: client.register_script(getattr(scripts, name)) for name in scripts.__all__
         }
 
     def __repr__(self) -> str:
@@ -84,6 +83,24 @@ class RedisStore:
     async def counters(self, keys: Sequence[str]) -> list[float]:
         values = await self._call(self._client.mget([self._prefix + key for key in keys]))
         return [float(value) if value is not None else 0.0 for value in values]
+
+    async def settle(
+        self,
+        keys: Sequence[str],
+        amount: float,
+        ttl_s: Sequence[float],
+        once: str,
+        once_ttl_s: float,
+    ) -> list[float]:
+        args = [amount, _ms(once_ttl_s), *(_ms(ttl) for ttl in ttl_s)]
+        values = await self._script("SETTLE", [*keys, once], args)
+        return [float(value) for value in values]
+
+    async def failure(self, key: str, ago_s: float, ttl_s: float) -> int:
+        return int(await self._script("FAILURE", [key], [_ms(ago_s), _ms(ttl_s)]))
+
+    async def success(self, key: str, ago_s: float) -> None:
+        await self._script("SUCCESS", [key], [_ms(ago_s)])
 
     async def seed(self, key: str, value: float, ttl_s: float) -> bool:
         set_ = self._client.set(

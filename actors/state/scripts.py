@@ -4,7 +4,18 @@ Fractional results go back as strings: Redis truncates Lua numbers to integers."
 
 from __future__ import annotations
 
-__all__ = ["ADD", "BEAT", "BUCKET", "HOLD", "HOLDS", "INSTANCES", "RESERVE"]
+__all__ = [
+    "ADD",
+    "BEAT",
+    "BUCKET",
+    "FAILURE",
+    "HOLD",
+    "HOLDS",
+    "INSTANCES",
+    "RESERVE",
+    "SETTLE",
+    "SUCCESS",
+]
 
 _NOW_MS = """
 local t = redis.call('TIME')
@@ -61,6 +72,58 @@ for i = 1, n do
 end
 return -1
 """
+
+#: KEYS the counters, then the settle's marker; ARGV amount, the marker's ttl_ms, then each
+#: counter's ttl_ms. Adds the amount to every counter unless the marker is set, and sets it.
+#: Returns the counters' values.
+SETTLE = """
+local n = #KEYS - 1
+local apply = redis.call('EXISTS', KEYS[n + 1]) == 0
+local out = {}
+for i = 1, n do
+  if apply then
+    out[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[1])
+    if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2 + i]) end
+  else
+    out[i] = redis.call('GET', KEYS[i]) or '0'
+  end
+end
+if apply then redis.call('SET', KEYS[n + 1], '1', 'PX', ARGV[2]) end
+return out
+"""
+
+#: KEYS[1] a provider's run of consecutive failures, "count|ms the latest failed call was sent";
+#: ARGV ms since this one was sent, ttl_ms. Returns the run's new length.
+FAILURE = (
+    _NOW_MS
+    + """
+local sent = now - tonumber(ARGV[1])
+local count = 0
+local kept = redis.call('GET', KEYS[1])
+if kept then
+  local sep = string.find(kept, '|', 1, true)
+  count = tonumber(string.sub(kept, 1, sep - 1))
+  sent = math.max(sent, tonumber(string.sub(kept, sep + 1)))
+end
+count = count + 1
+redis.call('SET', KEYS[1], count .. '|' .. string.format('%d', sent), 'PX', ARGV[2])
+return count
+"""
+)
+
+#: KEYS[1] the run (as FAILURE's); ARGV ms since the successful call was sent. Ends the run
+#: unless a failed call was sent after it; 1 when it ended it.
+SUCCESS = (
+    _NOW_MS
+    + """
+local kept = redis.call('GET', KEYS[1])
+if not kept then return 0 end
+local sep = string.find(kept, '|', 1, true)
+if now - tonumber(ARGV[1]) < tonumber(string.sub(kept, sep + 1)) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
 
 #: KEYS[1] the hold; ARGV value, ms. Never shortens a longer hold.
 HOLD = """

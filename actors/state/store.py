@@ -66,6 +66,29 @@ class StateStore(Protocol):
         """The counters' values (0.0 for a missing one)."""
         ...
 
+    async def settle(
+        self,
+        keys: Sequence[str],
+        amount: float,
+        ttl_s: Sequence[float],
+        once: str,
+        once_ttl_s: float,
+    ) -> list[float]:
+        """Add `amount` to every counter in `keys` (as `add`) unless the key `once` is set, and
+        set it for `once_ttl_s`: a settle sent again after a failure that hid whether it landed
+        counts once. The counters' values."""
+        ...
+
+    async def failure(self, key: str, ago_s: float, ttl_s: float) -> int:
+        """Count a failed call sent `ago_s` seconds ago into the run of consecutive failures
+        at `key` (expiring `ttl_s` after the latest); the run's new length."""
+        ...
+
+    async def success(self, key: str, ago_s: float) -> None:
+        """A call sent `ago_s` seconds ago succeeded: it ends the run at `key` unless a failed
+        call was sent after it."""
+        ...
+
     async def seed(self, key: str, value: float, ttl_s: float) -> bool:
         """Set the counter `key` to `value` for `ttl_s` only when it is missing (SET NX PX);
         True when it was set."""

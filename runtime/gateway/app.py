@@ -165,14 +165,15 @@ def _guarded(dialect: Dialect, prefix: str, handle: Callable[..., Awaitable[Resp
                 response = watch.respond(await handle(gateway, http, request_id))
             except (GatewayError, FallbackError, ValueError, TypeError) as exc:
                 if reserved:
-                    await gateway.access.release(tenant, reserved)
+                    await gateway.access.release(tenant, reserved, request_id)
                 error = from_exception(exc)
                 watch.failed(error, exc)  # logged with the request (`gateway_request`)
                 return gateway.error_response(error, dialect, request_id)
             charge = partial(
                 gateway.access.charge, tenant, request_id=request_id, reserved=reserved
             )
-            return metered(response, http, charge)
+            release = partial(gateway.access.release, tenant, reserved, request_id)
+            return metered(response, http, charge, release)
 
     return endpoint
 

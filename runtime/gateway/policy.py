@@ -110,10 +110,10 @@ class Access:
             )
         return reserved
 
-    async def release(self, tenant: Tenant, reserved: float) -> None:
+    async def release(self, tenant: Tenant, reserved: float, request_id: str) -> None:
         """Give back what `admit_shared` reserved for a request that was not answered."""
         if self.fleet is not None and reserved:
-            await self.fleet.settle(tenant.name, reserved, 0.0)
+            await self.fleet.settle(tenant.name, reserved, 0.0, request_id)
 
     def _check_budget(self, policy: TenantConfig) -> None:
         if self.ledger is None or (
@@ -253,7 +253,7 @@ class Access:
         tokens = reply.usage.input_tokens + reply.usage.output_tokens
         if policy is not None and self.fleet is not None:
             await self.fleet.charge_tokens(tenant.name, tokens, policy.tokens_per_minute)
-            await self.fleet.settle(tenant.name, reserved, reply.cost_usd)
+            await self.fleet.settle(tenant.name, reserved, reply.cost_usd, request_id)
         elif policy is not None:
             self.limiter.charge_tokens(tenant.name, tokens, policy.tokens_per_minute)
         if self.ledger is None:

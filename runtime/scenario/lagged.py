@@ -4,8 +4,8 @@ Writes that publish something to the other instances (breaker and Retry-After ho
 cache entries, heartbeats) reach the shared store `delay_s` after they are made, so every
 instance, the writer included, sees them that much later; a hold lands with its duration cut by
 the lag, so it still ends when its writer meant it to. The atomic operations (token buckets,
-spend counters and reservations, half-open probe claims) stay immediate, as Redis runs its
-scripts on one primary. Pending writes are applied, in the order they were made, before any
+spend counters, reservations and settles, runs of failures, half-open probe claims) stay
+immediate, as Redis runs its scripts on one primary. Pending writes are applied, in the order they were made, before any
 call that comes after their due time: no background task, so a virtual run stays a function of
 its seed.
 """
@@ -116,6 +116,25 @@ class LaggedStore:
     ) -> int:
         await self._land()
         return await self.store.reserve(keys, limits, amount, ttl_s, marker)
+
+    async def settle(
+        self,
+        keys: Sequence[str],
+        amount: float,
+        ttl_s: Sequence[float],
+        once: str,
+        once_ttl_s: float,
+    ) -> list[float]:
+        await self._land()
+        return await self.store.settle(keys, amount, ttl_s, once, once_ttl_s)
+
+    async def failure(self, key: str, ago_s: float, ttl_s: float) -> int:
+        await self._land()
+        return await self.store.failure(key, ago_s, ttl_s)
+
+    async def success(self, key: str, ago_s: float) -> None:
+        await self._land()
+        await self.store.success(key, ago_s)
 
     async def claim(self, key: str, owner: str, seconds: float) -> bool:
         await self._land()
