@@ -324,7 +324,7 @@ def _with_brownouts(
             note = (
                 f"brownout demote: tried after {into}, {browned.note}; one request every "
                 f"{level.brownout_probe_s:g} s tries it first, hedged into {into} after {factor} "
-                f"its baseline ({browned.baseline_ms * level.brownout_factor / 1000:.3g} s)"
+                f"its baseline ({browned.threshold_ms / 1000:.3g} s)"
             )
         else:
             note = (
