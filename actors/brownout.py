@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -43,6 +44,7 @@ HEDGE_BUDGET_CAP = 10.0
 #: (bench/README.md, `brownout.py`), and tens of ms are nothing next to an LLM call's usual
 #: hundreds; a real brownout (a provider x10) is seconds over.
 MIN_EXCESS_MS = 50.0
+_NONE: Mapping[str, Brownout] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -122,6 +124,8 @@ class BrownoutWatch:
         self._watched: dict[str, _Watched] = {}
         self._probed: dict[str, float] = {}
         self._budgets: dict[str, HedgeBudget] = {}
+        #: How many watched providers are browned out: the ranker asks on every request.
+        self._active = 0
         for level in levels:
             if level.brownout == "off":
                 continue
@@ -179,6 +183,7 @@ class BrownoutWatch:
             self._clock(),
         )
         watched.brownout = brownout
+        self._active += 1
         self._emit(
             "alert_raised",
             provider=provider,
@@ -190,6 +195,7 @@ class BrownoutWatch:
     def _end(self, provider: str, watched: _Watched) -> None:
         brownout = watched.brownout
         watched.brownout = None
+        self._active -= 1
         watched.recent.clear()
         lasted = self._clock() - brownout.since if brownout is not None else 0.0
         self._emit(
@@ -202,6 +208,8 @@ class BrownoutWatch:
 
     def brownouts(self, now: float | None = None) -> Mapping[str, Brownout]:
         """The providers browned out now, by name (`now` is for the ranker's signature)."""
+        if not self._active:
+            return _NONE
         return {
             name: watched.brownout
             for name, watched in self._watched.items()
