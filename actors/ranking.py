@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
@@ -822,9 +822,9 @@ def _tier(order: tuple[float, ...], over: int | None) -> tuple[float, ...]:
     return tier if over is None else (*tier, over)
 
 
-@attrs.frozen
-class _Gate:
-    """A provider past the heartbeat checks: its score, and whether only its breaker is open."""
+class _Gate(NamedTuple):
+    """A provider past the heartbeat checks: its score, and whether only its breaker is open.
+    (A named tuple, as `_ModelChoice`: made for every provider of every plan.)"""
 
     score: float
     note: str
@@ -832,8 +832,7 @@ class _Gate:
     open_until: float | None = None
 
 
-@attrs.frozen
-class _ModelChoice:
+class _ModelChoice(NamedTuple):
     """The fittest model that fits the context window and the budget (None: none does), with
     what the exclusion message needs when none does."""
 
