@@ -14,7 +14,8 @@ every request slow while the next level stands idle. A level's `brownout` policy
 The signal is the stats alert's (`actors.stats.AlertRules.latency_factor`): a provider is
 browned out when the mean of its recent calls (the alert's `recent` calls, counted since the
 brownout last ended) is at or over `brownout_factor` times its baseline latency
-(`PerformanceHistory.baseline`). A call cancelled after running that long (a hedge's loser)
+(`PerformanceHistory.baseline`) and at least `MIN_EXCESS_MS` over it: a factor alone would
+call a provider answering in 0.2 ms browned out at 1 ms. A call cancelled after running that long (a hedge's loser)
 counts with the time it ran, a lower bound that is already over the threshold. The brownout
 ends with the first call that answers under the threshold. Each start and end is an
 `alert_raised` / `alert_cleared` event (alert `brownout`, with the evidence). Timed on trio's
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -37,6 +39,12 @@ __all__ = ["Brownout", "BrownoutWatch", "HedgeBudget"]
 
 #: At most this many hedges are saved up by a level's budget (a burst after a quiet spell).
 HEDGE_BUDGET_CAP = 10.0
+#: A brownout is also this much slower than the baseline in absolute terms. Below it a factor
+#: measures noise: on a loaded host a loopback provider's healthy p50 moves between 3 and 26 ms
+#: (bench/README.md, `brownout.py`), and tens of ms are nothing next to an LLM call's usual
+#: hundreds; a real brownout (a provider x10) is seconds over.
+MIN_EXCESS_MS = 50.0
+_NONE: Mapping[str, Brownout] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -51,6 +59,11 @@ class Brownout:
     baseline_ms: float
     factor: float
     since: float
+
+    @property
+    def threshold_ms(self) -> float:
+        """How long a call may take before it counts as slow (see `MIN_EXCESS_MS`)."""
+        return max(self.baseline_ms * self.factor, self.baseline_ms + MIN_EXCESS_MS)
 
     @property
     def note(self) -> str:
@@ -111,6 +124,8 @@ class BrownoutWatch:
         self._watched: dict[str, _Watched] = {}
         self._probed: dict[str, float] = {}
         self._budgets: dict[str, HedgeBudget] = {}
+        #: How many watched providers are browned out: the ranker asks on every request.
+        self._active = 0
         for level in levels:
             if level.brownout == "off":
                 continue
@@ -124,21 +139,27 @@ class BrownoutWatch:
     def threshold_s(self, provider: str) -> float | None:
         """How long a call to `provider` may take before it counts as browned out (None: not
         watched, or no baseline yet)."""
+        limit = self._limit_ms(provider)
+        return None if limit is None else limit[0] / 1000.0
+
+    def _limit_ms(self, provider: str) -> tuple[float, float] | None:
+        """The threshold in ms (`factor` times the baseline, and `MIN_EXCESS_MS` over it) and
+        the baseline, or None."""
         watched = self._watched.get(provider)
         baseline = self._history.baseline(provider)
         if watched is None or baseline is None or baseline <= 0:
             return None
-        return watched.factor * baseline / 1000.0
+        return max(watched.factor * baseline, baseline + MIN_EXCESS_MS), baseline
 
     def observe(self, provider: str, elapsed_ms: float, *, lower_bound: bool = False) -> None:
         """A call that answered after `elapsed_ms`; with `lower_bound`, one cancelled or timed
         out after running that long, which counts only when that is already over the threshold
         (a hedge's loser cancelled early says nothing of its provider's latency)."""
         watched = self._watched.get(provider)
-        threshold = self.threshold_s(provider)
-        if watched is None or threshold is None:
+        limit = self._limit_ms(provider)
+        if watched is None or limit is None:
             return
-        limit_ms = threshold * 1000.0
+        limit_ms, baseline = limit
         if lower_bound and elapsed_ms < limit_ms:
             return
         if watched.brownout is not None:
@@ -149,7 +170,7 @@ class BrownoutWatch:
         watched.recent.append(elapsed_ms)
         mean = sum(watched.recent) / len(watched.recent)
         if mean >= limit_ms:
-            self._start(provider, watched, mean, limit_ms / watched.factor)
+            self._start(provider, watched, mean, baseline)
 
     def _start(self, provider: str, watched: _Watched, mean: float, baseline: float) -> None:
         brownout = Brownout(
@@ -162,6 +183,7 @@ class BrownoutWatch:
             self._clock(),
         )
         watched.brownout = brownout
+        self._active += 1
         self._emit(
             "alert_raised",
             provider=provider,
@@ -173,6 +195,7 @@ class BrownoutWatch:
     def _end(self, provider: str, watched: _Watched) -> None:
         brownout = watched.brownout
         watched.brownout = None
+        self._active -= 1
         watched.recent.clear()
         lasted = self._clock() - brownout.since if brownout is not None else 0.0
         self._emit(
@@ -185,6 +208,8 @@ class BrownoutWatch:
 
     def brownouts(self, now: float | None = None) -> Mapping[str, Brownout]:
         """The providers browned out now, by name (`now` is for the ranker's signature)."""
+        if not self._active:
+            return _NONE
         return {
             name: watched.brownout
             for name, watched in self._watched.items()

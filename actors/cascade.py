@@ -268,10 +268,13 @@ class _Walk:
         if watch is None:
             return order
         walked = list(order)
+        levels = self.plan.levels
         for index in order:
-            browned = self.plan.levels[index].brownout
+            browned = levels[index].brownout
+            if browned is None:
+                continue
             into = self._next_level(index, walked)
-            if browned is None or into is None:
+            if into is None:
                 continue
             if watch.probe_due(self.cascade.levels[index]):
                 self.probes.add(index)

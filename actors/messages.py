@@ -335,9 +335,10 @@ class Request:
         return _json({**rest, "sampling": sampling})
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class CacheKey:
-    """What the last-resort cache files a reply under (see `Request.cache_key`)."""
+    """What the last-resort cache files a reply under (see `Request.cache_key`). Its hash is
+    computed once: the cache looks a key up more than once per reply."""
 
     prompt: str
     system: str | None

@@ -402,19 +402,23 @@ class ProviderActor(Actor):
 
     @contextlib.asynccontextmanager
     async def _slot(self, deadline: float, *, panic: bool) -> AsyncIterator[None]:
-        """Hold a bulkhead slot, waiting for one no later than `deadline`. What would be refused
-        anyway is refused before the wait; a call that never got a slot never went out, so it
-        is not booked against the provider. A panic call first waits, within `deadline`, for
-        a half-open breaker to have room for it."""
+        """Hold a bulkhead slot (`_take_slot`) for as long as the block runs."""
+        await self._take_slot(deadline, panic=panic)
+        try:
+            yield
+        finally:
+            self.bulkhead.release()
+
+    async def _take_slot(self, deadline: float, *, panic: bool) -> None:
+        """Take a bulkhead slot, waiting for one no later than `deadline`; the caller releases
+        it. What would be refused anyway is refused before the wait; a call that never got a
+        slot never went out, so it is not booked against the provider. A panic call first
+        waits, within `deadline`, for a half-open breaker to have room for it."""
         if panic or not await self._free_slot():
             if self.concurrency is not None and not panic:
                 await self._wait_within_limit(deadline, self.concurrency)
             else:
                 await self._wait_for_slot(deadline, panic=panic)
-        try:
-            yield
-        finally:
-            self.bulkhead.release()
 
     async def _wait_within_limit(self, deadline: float, limit: AdaptiveLimit) -> None:
         """A learned limit is no queue: a call finding it used up waits for a slot a short while
@@ -465,8 +469,11 @@ class ProviderActor(Actor):
     async def complete(
         self, request: Request, model: str, *, deadline: float, panic: bool = False
     ) -> Completion:
-        """One call, bounded by `deadline` (trio time): a timeout is a classified failure."""
-        async with self._slot(deadline, panic=panic):
+        """One call, bounded by `deadline` (trio time): a timeout is a classified failure.
+        The slot is taken and released here rather than through `_slot`: this is every
+        request's path, and a generator-based context manager costs more than the call."""
+        await self._take_slot(deadline, panic=panic)
+        try:
             call = self._begin_call(panic=panic)
             outcome: ProviderError | Completion | None = None
             try:
@@ -486,6 +493,8 @@ class ProviderActor(Actor):
                 raise
             finally:
                 self._end_call(call, outcome)
+        finally:
+            self.bulkhead.release()
         if isinstance(outcome, ProviderError):
             raise outcome
         assert outcome is not None

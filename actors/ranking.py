@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
@@ -291,48 +291,93 @@ class RoutePlan:
         raise KeyError(name)
 
 
-def _with_brownouts(
-    config: Config, plans: list[LevelPlan], brownouts: Mapping[str, Brownout]
-) -> list[LevelPlan]:
-    """Each level's plan with what its brownout policy does: the level is browned out when
-    every candidate is; it is demoted behind, or hedged into, the next level that is not the
-    last resort."""
-    kinds = {p.name: p.kind for p in config.providers}
-    real = [
-        index
-        for index, level in enumerate(config.levels)
-        if not all(kinds[name] in LAST_RESORT_KINDS for name in level.providers)
-    ]
-    out = list(plans)
-    for index, (level, plan) in enumerate(zip(config.levels, plans, strict=True)):
-        later = [i for i in real if i > index and plans[i].candidates]
-        if level.brownout == "off" or not plan.candidates or not later:
-            continue
-        into = config.levels[later[0]].name
+class _BrownoutPolicies:
+    """The levels' brownout policies, read once from the config: each level with a policy, the
+    levels after it that are not the last resort, and the notes that depend on nothing else."""
+
+    def __init__(self, config: Config) -> None:
+        kinds = {p.name: p.kind for p in config.providers}
+        real = [
+            index
+            for index, level in enumerate(config.levels)
+            if not all(kinds[name] in LAST_RESORT_KINDS for name in level.providers)
+        ]
+        self._levels = config.levels
+        #: (index, level, the later levels it may move to) per level with a policy.
+        self._watched = tuple(
+            (index, level, tuple(i for i in real if i > index))
+            for index, level in enumerate(config.levels)
+            if level.brownout != "off"
+        )
+        self._notes: dict[tuple[int, int], str] = {}
+
+    def apply(self, plans: list[LevelPlan], brownouts: Mapping[str, Brownout]) -> None:
+        """Each level's plan (in place) with what its brownout policy does: the level is
+        browned out when every candidate is; it is demoted behind, or hedged into, the next
+        level that is not the last resort."""
+        for index, level, later in self._watched:
+            plan = plans[index]
+            if not plan.candidates:
+                continue
+            into = next((i for i in later if plans[i].candidates), None)
+            if into is None:
+                continue
+            browned: Brownout | None = None
+            if not brownouts:
+                note = self._note(index, into)
+            else:
+                browned, note = self._browned(level, into, plan, brownouts)
+            plans[index] = LevelPlan(
+                plan.level, plan.candidates, plan.exclusions, browned, note, plan.tiers
+            )
+
+    def _note(self, index: int, into: int) -> str:
+        """The note of a level none of whose candidates is browned out."""
+        note = self._notes.get((index, into))
+        if note is None:
+            level, name = self._levels[index], self._levels[into].name
+            factor = f"{level.brownout_factor:g}x"
+            if level.brownout == "hedge":
+                note = (
+                    f"brownout hedge: a call over {factor} its provider's baseline latency "
+                    f"starts {name} beside it, within {level.brownout_hedge_budget:.0%} of "
+                    "requests"
+                )
+            else:
+                note = (
+                    f"brownout demote: walked after {name} once every provider is over "
+                    f"{factor} its baseline latency"
+                )
+            self._notes[(index, into)] = note
+        return note
+
+    def _browned(
+        self, level: LevelConfig, into: int, plan: LevelPlan, brownouts: Mapping[str, Brownout]
+    ) -> tuple[Brownout | None, str]:
+        """The level's brownout (demote only) and note while some provider is browned out."""
+        name = self._levels[into].name
         found = [brownouts.get(c.provider) for c in plan.candidates]
         browned = found[0] if all(found) else None
         factor = f"{level.brownout_factor:g}x"
         if level.brownout == "hedge":
             note = (
                 f"brownout hedge: a call over {factor} its provider's baseline latency starts "
-                f"{into} beside it, within {level.brownout_hedge_budget:.0%} of requests"
+                f"{name} beside it, within {level.brownout_hedge_budget:.0%} of requests"
             )
             if found[0] is not None:
                 note += f"; {found[0].note}"
-            browned = None  # hedged, not demoted
-        elif browned is not None:
+            return None, note  # hedged, not demoted
+        if browned is not None:
             note = (
-                f"brownout demote: tried after {into}, {browned.note}; one request every "
-                f"{level.brownout_probe_s:g} s tries it first, hedged into {into} after {factor} "
-                f"its baseline ({browned.baseline_ms * level.brownout_factor / 1000:.3g} s)"
+                f"brownout demote: tried after {name}, {browned.note}; one request every "
+                f"{level.brownout_probe_s:g} s tries it first, hedged into {name} after {factor} "
+                f"its baseline ({browned.threshold_ms / 1000:.3g} s)"
             )
-        else:
-            note = (
-                f"brownout demote: walked after {into} once every provider is over {factor} "
-                "its baseline latency"
-            )
-        out[index] = attrs.evolve(plan, brownout=browned, brownout_note=note)
-    return out
+            return browned, note
+        return None, (
+            f"brownout demote: walked after {name} once every provider is over {factor} "
+            "its baseline latency"
+        )
 
 
 def _usd(amount: float) -> str:
@@ -425,6 +470,7 @@ class Ranker:
         """Everything the config can ask for, now, so the hot path only ever hits the cache.
         The cost tiers too: a model no cost row lists takes the tier its price falls in."""
         self._tiers = CostTiers(self._config)
+        self._policies = _BrownoutPolicies(self._config)
         self._routes.clear()
         for level in self._config.levels:
             for complexity in Complexity:
@@ -629,7 +675,7 @@ class Ranker:
         if needs is not NO_NEEDS or pins:
             summary += _needs_summary(request, needs)
         if self._brownouts is not None:
-            plans = _with_brownouts(self._config, plans, self._brownouts(now))
+            self._policies.apply(plans, self._brownouts(now))
         times = [e.available_at for p in plans for e in p.exclusions if e.available_at is not None]
         return RoutePlan(summary, tuple(plans), earliest, min(times) if times else None)
 
@@ -776,9 +822,9 @@ def _tier(order: tuple[float, ...], over: int | None) -> tuple[float, ...]:
     return tier if over is None else (*tier, over)
 
 
-@attrs.frozen
-class _Gate:
-    """A provider past the heartbeat checks: its score, and whether only its breaker is open."""
+class _Gate(NamedTuple):
+    """A provider past the heartbeat checks: its score, and whether only its breaker is open.
+    (A named tuple, as `_ModelChoice`: made for every provider of every plan.)"""
 
     score: float
     note: str
@@ -786,8 +832,7 @@ class _Gate:
     open_until: float | None = None
 
 
-@attrs.frozen
-class _ModelChoice:
+class _ModelChoice(NamedTuple):
     """The fittest model that fits the context window and the budget (None: none does), with
     what the exclusion message needs when none does."""
 

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 from support import make_config
 
-from actors.brownout import BrownoutWatch, HedgeBudget
+from actors.brownout import MIN_EXCESS_MS, BrownoutWatch, HedgeBudget
 from actors.config import Config
 from actors.errors import ConfigError
 from actors.faults import Fault, FaultKind
@@ -115,6 +115,43 @@ def test_a_brownout_is_the_latency_alert_and_ends_with_the_first_fast_call() -> 
     assert events[-1][0] == "alert_cleared"
     watch.observe("openai", 400.0)  # the slow calls before the end no longer count
     assert not watch.brownouts()
+
+
+def test_a_fast_provider_is_not_browned_out_by_a_few_ms() -> None:
+    """5x a baseline near 0 is noise: a brownout is also `MIN_EXCESS_MS` over the baseline."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    watch = _watch(events)
+    watch._history.set_baseline("openai", 0.2)
+    assert watch.threshold_s("openai") == pytest.approx((0.2 + MIN_EXCESS_MS) / 1000)
+    for _ in range(20):
+        watch.observe("openai", 3.0)  # 15x the baseline, 2.8 ms over it
+    assert not watch.brownouts()
+    assert events == []
+
+
+async def test_a_brownout_is_raised_once_however_many_slow_calls(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A provider answering in 1 ms, under load: a few ms slower is no brownout (the walk and
+    the alerts are unchanged); 100 ms slower is one, raised once for its every slow call."""
+    config = make_config(
+        providers={"openai": {"latency_ms": 1, "latency_jitter": 0}},
+        levels=[
+            {"name": "primary", "providers": ["openai"], "timeout_s": 30},
+            {"name": "secondary", "providers": ["gemini"], "timeout_s": 45},
+        ],
+    )
+    async with open_runtime(config) as rt:
+        with rt.events.subscribe() as events:
+            rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=20))  # 20 ms
+            for _ in range(30):
+                assert (await rt.complete(Request(prompt=ASK))).provider == "openai"
+            assert not [e for e in _drain(events) if e.event.startswith("alert_")]
+            rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=100))  # 100 ms
+            for _ in range(30):
+                await rt.complete(Request(prompt=ASK))
+            raised = [e.fields for e in _drain(events) if e.event == "alert_raised"]
+        assert [(f["provider"], f["alert"]) for f in raised] == [("openai", "brownout")]
 
 
 def test_the_hedge_budget_is_a_share_of_requests() -> None:

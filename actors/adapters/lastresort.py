@@ -86,10 +86,11 @@ class ResponseCache:
     def put(self, request: Request, completion_text: str, model: str) -> None:
         """Remember a successful reply; the least recently used entry goes when full."""
         key = request.cache_key()
-        self._entries[key] = CachedReply(completion_text, model, self._clock())
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        entries = self._entries
+        entries.pop(key, None)
+        while len(entries) >= self.size:
+            entries.popitem(last=False)
+        entries[key] = CachedReply(completion_text, model, self._clock())
         if self.fleet is not None:
             entry = {"text": completion_text, "model": model}
             self.fleet.offer_cache(_scope(request), key, entry, self.ttl_s)
