@@ -54,6 +54,7 @@ __all__ = [
     "http_config",
     "run_scenario",
     "run_scenario_async",
+    "seed_trio_scheduler",
     "virtual_clock",
 ]
 
@@ -529,7 +530,7 @@ def run_scenario(
     clock: trio.abc.Clock | None = None
     if mode == "virtual":
         clock = virtual_clock()
-        _seed_trio_scheduler(seed)
+        seed_trio_scheduler(seed)
     saved_key = os.environ.get(FAKE_KEY_ENV)
     if mode == "http":
         os.environ[FAKE_KEY_ENV] = "fake-key-for-the-fake-server"
@@ -564,7 +565,7 @@ def virtual_clock() -> trio.testing.MockClock:
     return clock
 
 
-def _seed_trio_scheduler(seed: int) -> None:
+def seed_trio_scheduler(seed: int) -> None:
     """trio reverses each batch of runnable tasks at random (from a module-level RNG) to shake
     out ordering assumptions; seeding it makes a virtual run's schedule, and so every number in
     its report, a function of the seed alone. The tests seed it the same way."""
