@@ -11,6 +11,7 @@ import pytest
 
 from actors.config import ModelInfo
 from actors.faults import Fault, FaultKind
+from actors.messages import Request
 from runtime.scenario.format import FaultStep, LoadProfile, MixEntry, RatePhase
 from runtime.scenario.load import LoadGenerator, prompt_text
 from runtime.scenario.recorder import Recorder
@@ -29,6 +30,30 @@ def test_same_seed_same_schedule_different_seed_different_times() -> None:
     other = [(p.at, p.mix, p.stream, p.request) for p in LoadGenerator(profile, 4)]
     assert first == again
     assert [t for t, *_ in first] != [t for t, *_ in other]
+
+
+def test_each_request_is_what_building_it_from_its_mix_entry_gives() -> None:
+    """Requests of one (mix, number) are copies of the first with their own task id: equal,
+    field by field, to a `Request` built and validated from the entry."""
+    mix = (MixEntry(weight=1, budget_usd=0.01, max_tokens=60), MixEntry(weight=1, cost="low"))
+    profile = _profile(prompts=3, mix=mix, deadline_s=20.0)
+    planned = list(LoadGenerator(profile, 5))
+    assert len({(p.mix, p.request.prompt) for p in planned}) < len(planned)  # repeats happen
+    for p in planned:
+        entry = mix[p.mix]
+        built = Request(
+            prompt=p.request.prompt,
+            complexity=entry.complexity,
+            quality=entry.quality,
+            budget_usd=entry.budget_usd,
+            cost=entry.cost,
+            max_tokens=entry.max_tokens,
+            deadline_s=20.0,
+            task_id=f"scenario-{p.index}",
+        )
+        assert attrs.asdict(p.request) == attrs.asdict(built)
+        assert p.request == built and hash(p.request) == hash(built)
+        assert p.request.conversation == built.conversation
 
 
 def test_poisson_arrivals_follow_the_rate_and_stay_in_order() -> None:

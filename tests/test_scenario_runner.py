@@ -11,10 +11,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from runtime.scenario.cli import main
 from runtime.scenario.format import load_scenario
-from runtime.scenario.runner import ProgressLine, run_scenario
+from runtime.scenario.runner import ProgressLine, run_scenario, virtual_clock
 from runtime.scenario.sweep import parse_seeds, run_one
 
 SMALL = """
@@ -63,6 +65,28 @@ def _scenario_file(tmp_path: Path, extra: str = "", name: str = "small.toml") ->
     path = tmp_path / name
     path.write_text(SMALL.replace("{extra}", extra), encoding="utf-8")
     return path
+
+
+def test_the_virtual_clock_tells_a_mock_clocks_time_and_jumps_to_deadlines() -> None:
+    """`virtual_clock` reads its time without the real clock: the same times as a MockClock,
+    and it still autojumps to each deadline."""
+    fast, plain = virtual_clock(), trio.testing.MockClock(autojump_threshold=0)
+    for seconds in (0.0, 0.25, 1e-9, 3600.5):
+        fast.jump(seconds)
+        plain.jump(seconds)
+        assert fast.current_time() == plain.current_time()
+        assert fast.deadline_to_sleep_time(fast.current_time() + 1) == 999999999
+
+    async def wake_ups() -> list[float]:
+        times = []
+        for delay in (0.5, 30.0, 0.001):
+            await trio.sleep(delay)
+            times.append(trio.current_time())
+        return times
+
+    assert trio.run(wake_ups, clock=virtual_clock()) == trio.run(
+        wake_ups, clock=trio.testing.MockClock(autojump_threshold=0)
+    )
 
 
 def test_same_seed_gives_byte_identical_json_and_another_seed_other_timings(

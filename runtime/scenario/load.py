@@ -49,7 +49,7 @@ class LoadGenerator:
         self.seed = seed
         weights = [entry.weight for entry in profile.mix]
         self._cumulative = list(itertools.accumulate(weights))
-        self._prompts: dict[tuple[int, int], str] = {}
+        self._templates: dict[tuple[int, int], Request] = {}
 
     def __iter__(self) -> Iterator[PlannedRequest]:
         rng = random.Random(self.seed)
@@ -98,17 +98,37 @@ class LoadGenerator:
         return None
 
     def _request(self, index: int, mix: int, number: int, entry: MixEntry) -> Request:
+        """The request of arrival `index`: its (mix, number)'s, with the arrival's task id.
+
+        Building a `Request` runs every field's converter and validator (some 100 µs); the
+        requests of one (mix, number) differ only in their task id, so each is a copy of the
+        first one built, validated once, with its own id (a string, as the validator wants)."""
         key = (mix, number)
-        prompt = self._prompts.get(key)
-        if prompt is None:
-            prompt = self._prompts[key] = prompt_text(mix, number, entry.prompt_chars)
-        return Request(
-            prompt=prompt,
-            complexity=entry.complexity,
-            quality=entry.quality,
-            budget_usd=entry.budget_usd,
-            cost=entry.cost,
-            max_tokens=entry.max_tokens,
-            deadline_s=self.profile.deadline_s,
-            task_id=f"scenario-{index}",
-        )
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = Request(
+                prompt=prompt_text(mix, number, entry.prompt_chars),
+                complexity=entry.complexity,
+                quality=entry.quality,
+                budget_usd=entry.budget_usd,
+                cost=entry.cost,
+                max_tokens=entry.max_tokens,
+                deadline_s=self.profile.deadline_s,
+                task_id=f"scenario-{index}",
+            )
+            return template
+        return _with_task_id(template, f"scenario-{index}")
+
+
+#: Every slot of a `Request` but its task id (and `__weakref__`, which is not a field).
+_COPIED_SLOTS = tuple(field.name for field in attrs.fields(Request) if field.name != "task_id")
+
+
+def _with_task_id(template: Request, task_id: str) -> Request:
+    """`template` with another task id, as `attrs.evolve` would make it, without validating
+    again the fields it shares with `template` (frozen: the copy sets them as attrs does)."""
+    request = object.__new__(Request)
+    for name in _COPIED_SLOTS:
+        object.__setattr__(request, name, getattr(template, name))
+    object.__setattr__(request, "task_id", task_id)
+    return request
