@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,3 +57,79 @@ def test_tasks_woken_at_one_instant_run_in_an_order_memory_addresses_do_not_deci
     descending = _seeded_run(scopes_by_descending_id=True)
     assert sorted(ascending) == list(range(TASKS))
     assert ascending == descending
+
+
+#: fleet-outage, shorter: three instances sharing state, then each on its own.
+FLEET = """
+[scenario]
+name = "short-fleet-outage"
+base = "demo"
+seed = 1
+
+[fleet]
+instances = 3
+sync_delay_ms = 50
+
+[state]
+backend = "redis"
+url = "redis://in-process"
+
+[[providers]]
+name = "openai"
+breaker = { open_max_s = 30 }
+
+[load]
+rps = 12
+duration_s = 40
+
+[[load.mix]]
+complexity = "moderate"
+
+[[faults]]
+at_s = 10
+provider = "openai"
+kind = "outage"
+duration_s = 20
+
+[[variants]]
+name = "isolated"
+state = { backend = "memory" }
+"""
+
+
+def _uptax_scenario(args: list[str], hash_seed: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "runtime.scenario.cli", *args],
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        timeout=300,
+    )
+
+
+def test_a_fleet_compare_is_the_same_bytes_in_any_process_and_each_column_its_run(
+    tmp_path: Path,
+) -> None:
+    """Other processes (no pytest-trio), other hash seeds: the comparison is the same bytes,
+    and the variant run second in it has the numbers of its own `run`."""
+    path = tmp_path / "fleet.toml"
+    path.write_text(FLEET, encoding="utf-8")
+    compared = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"compare{hash_seed}.json"
+        _uptax_scenario(["compare", str(path), "--seed", "1", "--json", str(out)], hash_seed)
+        compared.append(out.read_bytes())
+    assert compared[0] == compared[1]
+    run_out = tmp_path / "isolated.json"
+    _uptax_scenario(
+        ["run", str(path), "--variant", "isolated", "--seed", "1", "--json", str(run_out)], "3"
+    )
+    report = json.loads(run_out.read_text(encoding="utf-8"))
+    isolated = json.loads(compared[0])["variants"][1]
+    assert isolated["name"] == "isolated"
+    (numbers,) = isolated["runs"]
+    assert numbers["p99_ms"] == report["latency_ms"]["p99"]
+    assert numbers["p50_ms"] == report["latency_ms"]["p50"]
+    assert numbers["cost_usd"] == report["cost"]["total_usd"]
+    assert numbers["availability"] == report["availability"]
