@@ -80,16 +80,16 @@ breaker = { open_max_s = 30 }
 
 [load]
 rps = 12
-duration_s = 40
+duration_s = 100
 
 [[load.mix]]
 complexity = "moderate"
 
 [[faults]]
-at_s = 10
+at_s = 20
 provider = "openai"
 kind = "outage"
-duration_s = 20
+duration_s = 60
 
 [[variants]]
 name = "isolated"
@@ -97,9 +97,17 @@ state = { backend = "memory" }
 """
 
 
-def _uptax_scenario(args: list[str], hash_seed: str) -> None:
+#: Runs the command after allocating `sys.argv[1]` throwaway objects: what a process did
+#: before the run (its imports, an earlier run) moves where the run's objects sit in memory.
+CLI_AFTER_ALLOCATING = (
+    "import sys; junk = [dict(a=i) for i in range(int(sys.argv[1]))]; "
+    "from runtime.scenario.cli import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
+def _uptax_scenario(args: list[str], hash_seed: str, allocated: int) -> None:
     subprocess.run(
-        [sys.executable, "-m", "runtime.scenario.cli", *args],
+        [sys.executable, "-c", CLI_AFTER_ALLOCATING, str(allocated), *args],
         check=True,
         capture_output=True,
         cwd=Path(__file__).resolve().parent.parent,
@@ -111,20 +119,21 @@ def _uptax_scenario(args: list[str], hash_seed: str) -> None:
 def test_a_fleet_compare_is_the_same_bytes_in_any_process_and_each_column_its_run(
     tmp_path: Path,
 ) -> None:
-    """Other processes (no pytest-trio), other hash seeds: the comparison is the same bytes,
-    and the variant run second in it has the numbers of its own `run`."""
+    """Other processes (no pytest-trio), other hash seeds, other allocations before the run:
+    the comparison is the same bytes, and the variant run second in it has the numbers of its
+    own `run`. (Before trio's deterministic scheduling, the costs differed.)"""
     path = tmp_path / "fleet.toml"
     path.write_text(FLEET, encoding="utf-8")
     compared = []
-    for hash_seed in ("1", "2"):
+    for hash_seed, allocated in (("1", 0), ("2", 20_000)):
         out = tmp_path / f"compare{hash_seed}.json"
-        _uptax_scenario(["compare", str(path), "--seed", "1", "--json", str(out)], hash_seed)
+        args = ["compare", str(path), "--seed", "1", "--json", str(out)]
+        _uptax_scenario(args, hash_seed, allocated)
         compared.append(out.read_bytes())
     assert compared[0] == compared[1]
     run_out = tmp_path / "isolated.json"
-    _uptax_scenario(
-        ["run", str(path), "--variant", "isolated", "--seed", "1", "--json", str(run_out)], "3"
-    )
+    args = ["run", str(path), "--variant", "isolated", "--seed", "1", "--json", str(run_out)]
+    _uptax_scenario(args, "3", 5_000)
     report = json.loads(run_out.read_text(encoding="utf-8"))
     isolated = json.loads(compared[0])["variants"][1]
     assert isolated["name"] == "isolated"
