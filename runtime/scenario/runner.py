@@ -566,13 +566,23 @@ def virtual_clock() -> trio.testing.MockClock:
 
 
 def seed_trio_scheduler(seed: int) -> None:
-    """trio reverses each batch of runnable tasks at random (from a module-level RNG) to shake
-    out ordering assumptions; seeding it makes a virtual run's schedule, and so every number in
-    its report, a function of the seed alone. The tests seed it the same way."""
-    scheduler_rng = getattr(getattr(trio, "_core", None), "_run", None)
-    rng = getattr(scheduler_rng, "_r", None)
+    """Make a virtual run's schedule, and so every number in its report, a function of the
+    seed alone.
+
+    trio reorders each batch of runnable tasks at random (from a module-level RNG), which the
+    seed fixes. But the batch it reorders comes in the order its tasks were woken, and that
+    order follows memory addresses: timeouts due at the same instant expire in the order of
+    their cancel scopes' `id()`, a cancelled scope wakes its tasks in the order of a set of
+    them. A virtual clock makes such ties common, so without more a run's numbers changed with
+    whatever else the process had allocated (the modules it imported, a run before it, the
+    hash seed). trio's deterministic mode (what pytest-trio turns on for the tests) sorts each
+    batch by when its tasks were spawned before shuffling it with the seeded RNG."""
+    run_module = getattr(getattr(trio, "_core", None), "_run", None)
+    rng = getattr(run_module, "_r", None)
     if rng is not None:
         rng.seed(seed)
+    if run_module is not None and hasattr(run_module, "_ALLOW_DETERMINISTIC_SCHEDULING"):
+        run_module._ALLOW_DETERMINISTIC_SCHEDULING = True
 
 
 @attrs.frozen
