@@ -145,6 +145,7 @@ class FlakyStore(MemoryStore):
         return found
 
 
+@pytest.mark.usefixtures("log_output")  # state_store_slow is an info event
 async def test_degraded_instance_takes_its_share_and_reconciles(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -191,6 +192,7 @@ class StallingStore(MemoryStore):
         return await super().bucket(key, per_minute, amount, mode)
 
 
+@pytest.mark.usefixtures("log_output")  # state_store_slow is an info event
 async def test_a_stall_is_no_verdict_two_slow_calls_in_a_row_are(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
