@@ -224,6 +224,7 @@ async def test_charges_left_in_the_queue_are_written_at_close(url: str) -> None:
     assert transactions(url) == [7]
 
 
+@pytest.mark.usefixtures("log_output")  # ledger_write_recovered is an info event
 async def test_a_killed_connection_is_retried_without_losing_a_charge(url: str) -> None:
     async with open_ledger(url, batching=BY_HAND) as ledger:
         for _ in range(3):
