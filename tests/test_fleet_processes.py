@@ -185,8 +185,11 @@ async def test_an_outage_costs_the_fleet_fewer_wasted_calls_with_redis(
         f"({memory.calls / max(redis.calls, 1):.2f}x fewer)"
     )
     # Three instances on their own each see their own failures and send their own probes; the
-    # fleet counts one run of failures and sends one probe at a time, so about 3x fewer. It
-    # measured 2.75x to 4.2x on a busy 2-core machine (README): 2x holds with margin, 3x not.
+    # fleet counts one run of failures and sends one probe at a time. The probes, most of the
+    # waste, are then a third exactly (one per open period fleet-wide against one per instance),
+    # and the calls around the trip about half (3 or 4 against 6: an instance whose sync has not
+    # brought the run yet sends one more): 3x is a ceiling, not a floor. It measured 2.6x to
+    # 3.2x on a busy 2-core machine (README): 2x holds with margin, 3x does not.
     assert redis.calls * 2 <= memory.calls, (memory, redis)
 
 
