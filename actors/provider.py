@@ -283,6 +283,13 @@ class ProviderActor(Actor):
         ):
             self.breaker.trip_for_fleet()
 
+    async def _look_before_calling(self, *, panic: bool) -> None:
+        """In a fleet, with the breaker closed and a run of failures going: take the holds
+        another instance published since the last sync before calling (its trip may be one)."""
+        fleet = self.context.fleet
+        if fleet is not None and not panic and self.breaker.state is BreakerState.CLOSED:
+            await fleet.look_before_calling(self.name)
+
     def _on_fleet_hold(self, kind: HoldKind, seconds: float, reason: str) -> None:
         """Another instance holds this provider out for `seconds`: so do we, without counting
         a trip of our own (nor publishing it back)."""
@@ -414,6 +421,7 @@ class ProviderActor(Actor):
         it. What would be refused anyway is refused before the wait; a call that never got a
         slot never went out, so it is not booked against the provider. A panic call first
         waits, within `deadline`, for a half-open breaker to have room for it."""
+        await self._look_before_calling(panic=panic)
         if panic or not await self._free_slot():
             if self.concurrency is not None and not panic:
                 await self._wait_within_limit(deadline, self.concurrency)

@@ -5,8 +5,10 @@ asked. Started once per module: starting a process imports the whole package."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +31,8 @@ ASK = {
     "max_tokens": 20,
     "messages": [{"role": "user", "content": "VAT on books?"}],
 }
+#: A `breaker_opened` log line's reason (structlog's key=value rendering).
+_OPENED = re.compile(r"event='breaker_opened' .*?reason='([a-z_]+)'")
 #: Starting a process imports the whole package: seconds on a slow, busy machine.
 START_TIMEOUT_S = 60.0
 
@@ -181,6 +185,16 @@ class Fleet:
         deadline = time.monotonic() + START_TIMEOUT_S
         for instance in self.instances:
             _ready(instance, deadline)
+
+    def trips(self) -> collections.Counter[str]:
+        """The breaker trips every instance has logged so far, by reason (`breaker_opened` is
+        a warning: the processes' log level shows it). A failed half-open probe is one
+        `probe_failed` trip: one call the provider received."""
+        reasons: collections.Counter[str] = collections.Counter()
+        for instance in self.instances:
+            text = (self.workdir / f"{instance.id}.log").read_text(errors="replace")
+            reasons.update(_OPENED.findall(text))
+        return reasons
 
     def stop(self) -> None:
         """SIGTERM: each writes what its ledger still queues before it exits."""

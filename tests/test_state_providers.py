@@ -119,3 +119,24 @@ async def test_the_fleets_run_of_failures_trips_the_instance_that_completes_it(
         assert breakers(one)["openai"] == "closed"
         await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
         assert breakers(one)["openai"] == "open" and snapshot(one, "openai").breaker.trips == 0
+
+
+async def test_an_instance_that_knows_of_a_run_reads_the_fleets_trip_before_calling(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """An instance whose failure began the fleet's run reads the holds before its next call:
+    the trip another instance's failure led to stops that call at once, not at the next sync
+    (its call would have been one more failure)."""
+    async with open_runtime(config("a")) as one, open_runtime(config("b")) as two:
+        for rt in (one, two):
+            rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        await one.complete(REQUEST)
+        await trio.sleep(0.01)  # the failure is counted in the background
+        await two.complete(REQUEST)
+        await trio.sleep(0.01)  # two trips and publishes its hold; no sync since
+        assert breakers(two)["openai"] == "open" and breakers(one)["openai"] == "closed"
+        reply = await one.complete(REQUEST)
+        (refused,) = [a for a in reply.attempts if a.provider == "openai"]
+        assert (refused.outcome, refused.detail) == ("unavailable", "openai breaker is open")
+        assert breakers(one)["openai"] == "open"
+        assert snapshot(one, "openai").breaker.trips == 0  # the fleet's trip, not its own

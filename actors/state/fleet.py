@@ -32,7 +32,9 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   long enough trips); a success ends the run when this instance knows of it (its own failure,
   or the run read at the last sync);
 - breaker opens, Retry-After holds and unavailability: seen by the other instances at the next
-  sync, within `sync_interval_s + command_timeout_s` (0.75 s) of being published;
+  sync, within `sync_interval_s + command_timeout_s` (0.75 s) of being published; an instance
+  that knows of a run of a provider's failures reads its holds before each call to it
+  (`look_before_calling`), so a trip that run led to stops its calls at once;
 - half-open probes: one instance at a time probes a provider (`claim_probe`, SET NX PX), and
   none before it holds the claim;
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
@@ -169,6 +171,8 @@ class FleetState:
         #: Per provider, the length of the fleet's run of its failures as last known here.
         self.failure_runs: dict[str, int] = {}
         self._listeners: dict[str, HoldListener] = {}
+        #: Per provider, the `look_before_calling` read under way (later callers wait for it).
+        self._looking: dict[str, trio.Event] = {}
         self.summary: Callable[[], object] = dict
         self.changes = 0
         #: Where the spend counters are seeded from when the store has lost them (the ledger).
@@ -532,9 +536,37 @@ class FleetState:
         except StoreUnavailable as exc:
             self._failed(exc, started)
 
-    async def _read_holds(self, remote: StateStore) -> None:
-        """The holds others published, and the fleet's runs of failures, per provider."""
-        listeners = list(self._listeners.items())
+    async def look_before_calling(self, provider: str) -> None:
+        """Read `provider`'s holds and run of failures now, before a call, while this instance
+        knows of a run (its own failure, or the last sync's read): an instance whose failure
+        made the run long enough has tripped and published its hold since, and the call would
+        be one more failure. Calls at once share one read; none while the store is away."""
+        if self._remote is None or not self.up or not self.failure_runs.get(provider):
+            return
+        looking = self._looking.get(provider)
+        if looking is not None:
+            await looking.wait()
+            return
+        self._looking[provider] = done = trio.Event()
+        started = self._clock()
+        try:
+            await self._read_holds(self._remote, provider)
+        except StoreUnavailable as exc:
+            self._failed(exc, started)
+        else:
+            self._answered(started)
+        finally:
+            del self._looking[provider]
+            done.set()
+
+    async def _read_holds(self, remote: StateStore, provider: str | None = None) -> None:
+        """The holds others published, and the fleet's runs of failures, per provider (or of
+        `provider` alone)."""
+        listeners = [
+            (name, listener)
+            for name, listener in self._listeners.items()
+            if provider is None or name == provider
+        ]
         keys = [f"hold:{name}:{kind}" for name, _ in listeners for kind in HOLD_KINDS]
         runs = [f"fails:{name}" for name, _ in listeners]
         found = await remote.holds(keys + runs)
