@@ -172,9 +172,10 @@ class CircuitBreaker:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def try_acquire(self) -> bool:
-        """Whether a call may go now; in half-open this takes one of the limited probe permits."""
-        self._refresh()
+    def try_acquire(self, now: float | None = None) -> bool:
+        """Whether a call may go now; in half-open this takes one of the limited probe permits.
+        (`now`, here and below: the clock's time, when the caller has just read it.)"""
+        self._refresh(now)
         state = self._state
         if state in _ADMIT_ALL:
             return True
@@ -183,10 +184,15 @@ class CircuitBreaker:
             return True
         return False
 
-    def would_admit(self, *, panic: bool = False) -> bool:
+    def acquire(self, now: float | None = None) -> int | None:
+        """`try_acquire`, then `period` (the same instant: one look at the clock): the period
+        the permit belongs to, or None when the call may not go."""
+        return self._period if self.try_acquire(now) else None
+
+    def would_admit(self, *, panic: bool = False, now: float | None = None) -> bool:
         """Whether `try_acquire` (or, for a panic call, `try_panic`) would let a call out now;
         takes nothing."""
-        self._refresh()
+        self._refresh(now)
         state = self._state
         if state in _ADMIT_ALL:
             return True
@@ -220,9 +226,11 @@ class CircuitBreaker:
         if success:
             self.on_unadmitted_success(duration_s)
 
-    def on_success(self, duration_s: float, *, period: int | None = None) -> None:
+    def on_success(
+        self, duration_s: float, *, period: int | None = None, now: float | None = None
+    ) -> None:
         """An admitted call succeeded after `duration_s` seconds (`period`: see `period`)."""
-        self._refresh()
+        now = self._refresh(now)
         slow = duration_s > self.config.slow_call_s
         state = self._state
         if state is BreakerState.HALF_OPEN:
@@ -239,10 +247,10 @@ class CircuitBreaker:
                 self._transition(BreakerState.CLOSED, "probes_succeeded")
             return
         if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
-            if self._clock() - duration_s >= self._last_failure_sent:
+            if now - duration_s >= self._last_failure_sent:
                 self._consecutive_failures = 0
-            self._window.record(failure=False, slow=slow)
-            self._check_trip()
+            self._window.record(failure=False, slow=slow, now=now)
+            self._check_trip(now)
 
     def on_unadmitted_success(self, duration_s: float) -> None:
         """A call that went out while the breaker was open (a panic call: nothing else was
@@ -258,9 +266,11 @@ class CircuitBreaker:
             self._open_until = self._clock()
             self._refresh()
 
-    def on_failure(self, duration_s: float, *, period: int | None = None) -> None:
+    def on_failure(
+        self, duration_s: float, *, period: int | None = None, now: float | None = None
+    ) -> None:
         """An admitted call failed, in a way that counts against the provider."""
-        self._refresh()
+        now = self._refresh(now)
         slow = duration_s > self.config.slow_call_s
         state = self._state
         if state is BreakerState.HALF_OPEN:
@@ -270,9 +280,9 @@ class CircuitBreaker:
             return
         if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
             self._consecutive_failures += 1
-            self._last_failure_sent = max(self._last_failure_sent, self._clock() - duration_s)
-            self._window.record(failure=True, slow=slow)
-            self._check_trip()
+            self._last_failure_sent = max(self._last_failure_sent, now - duration_s)
+            self._window.record(failure=True, slow=slow, now=now)
+            self._check_trip(now)
 
     def on_ignored(self, *, period: int | None = None) -> None:
         """An admitted call ended in a way that says nothing about the provider (a client error,
@@ -413,12 +423,15 @@ class CircuitBreaker:
         self._room.unpark_all()
         return True
 
-    def _refresh(self) -> None:
-        now = self._clock()
+    def _refresh(self, now: float | None = None) -> float:
+        """Apply any time-based transition due at `now` (read from the clock unless given);
+        return `now`, so a caller reads the clock once."""
+        if now is None:
+            now = self._clock()
         if self._state is BreakerState.OPEN:
             assert self._open_until is not None
             if now < self._open_until:
-                return
+                return now
             if self._hold_only:
                 self._to_closed("retry_after_elapsed")
             else:
@@ -432,15 +445,16 @@ class CircuitBreaker:
                 decayed = min(steps, self._trips)
                 self._trips -= decayed
                 self._decay_from += steps * self.config.decay_s
+        return now
 
-    def _check_trip(self) -> None:
+    def _check_trip(self, now: float | None = None) -> None:
         if self._state is not BreakerState.CLOSED:
             return
         config = self.config
         if 0 < config.consecutive_failures <= self._consecutive_failures:
             self._trip("consecutive_failures")
             return
-        counts = self._window.counts()
+        counts = self._window.counts(now)
         if counts.calls < config.minimum_calls:
             return
         if counts.failures and counts.failure_rate >= config.failure_rate_threshold:

@@ -368,11 +368,13 @@ class ProviderActor(Actor):
     def unavailable_reason(self) -> str:
         return self.health.snapshot().reason or f"{self.name} is unavailable"
 
-    def _refusal(self, *, panic: bool) -> ProviderError | None:
-        """Why a call may not go out now, if it may not; changes nothing."""
+    def _refusal(self, *, panic: bool, now: float | None = None) -> ProviderError | None:
+        """Why a call may not go out now (`now`: the clock's time, when the caller has it),
+        if it may not; changes nothing."""
         if self.adapter is None:
             return ProviderError(FailureKind.UNAVAILABLE, f"{self.name} is not running")
-        now = trio.current_time()
+        if now is None:
+            now = trio.current_time()
         if self.unavailable_until is not None:
             if now < self.unavailable_until:
                 return ProviderError(FailureKind.UNAVAILABLE, self.unavailable_reason)
@@ -384,25 +386,26 @@ class ProviderActor(Actor):
                 f"{self.name} asked to wait until t={self.retry_after_until:.1f}",
                 retry_after_s=self.retry_after_until - now,
             )
-        if not self.breaker.would_admit(panic=panic):
+        if not self.breaker.would_admit(panic=panic, now=now):
             return ProviderError(
                 FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}"
             )
         return None
 
-    def _admit(self, *, panic: bool) -> _Admission:
-        """Let one call out now, when it really goes out (it holds a bulkhead slot): raise
+    def _admit(self, *, panic: bool, now: float) -> _Admission:
+        """Let one call out `now`, when it really goes out (it holds a bulkhead slot): raise
         `ProviderError(UNAVAILABLE | RATE_LIMITED)` unless it may. A panic call passes an open
         breaker without a permit, holding a half-open probe place while it is out."""
-        refusal = self._refusal(panic=panic)
+        refusal = self._refusal(panic=panic, now=now)
         if refusal is not None:
             raise refusal
         if self.unavailable_until is not None:
             # The wait after an auth or billing failure is over: let one call try again.
             self.unavailable_until = None
             self.health.mark_available()
-        if self.breaker.try_acquire():
-            return _Admission(admitted=True, period=self.breaker.period)
+        period = self.breaker.acquire(now)
+        if period is not None:
+            return _Admission(admitted=True, period=period)
         if panic and self.breaker.try_panic():
             return _Admission(admitted=False, period=self.breaker.period)
         raise ProviderError(FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}")
@@ -547,18 +550,19 @@ class ProviderActor(Actor):
 
     def _begin_call(self, *, panic: bool) -> _Call:
         """Admit a call that goes out now and register it as in flight."""
-        admission = self._admit(panic=panic)
+        start = trio.current_time()
+        admission = self._admit(panic=panic, now=start)
         adapter = self.adapter
         assert adapter is not None
-        start = trio.current_time()
         number = next(self._call_numbers)
         self._calls[number] = start
         return _Call(adapter, admission, number, start)
 
     def _end_call(self, call: _Call, outcome: ProviderError | Completion | None) -> None:
         del self._calls[call.number]
-        elapsed = trio.current_time() - call.start
-        self._record(outcome, elapsed, call.admission)
+        now = trio.current_time()
+        elapsed = now - call.start
+        self._record(outcome, elapsed, call.admission, now=now)
         if self.concurrency is not None:
             _teach(self.concurrency, outcome, elapsed, call.start)
 
@@ -576,12 +580,18 @@ class ProviderActor(Actor):
         return ProviderError(FailureKind.TIMEOUT, f"{self.name} did not answer within its deadline")
 
     def _record(
-        self, outcome: ProviderError | Completion | None, elapsed_s: float, admission: _Admission
+        self,
+        outcome: ProviderError | Completion | None,
+        elapsed_s: float,
+        admission: _Admission,
+        *,
+        now: float | None = None,
     ) -> None:
-        """Book one call's end into breaker and health. `None` = cancelled from outside."""
+        """Book one call's end (at `now`, when the caller has read the clock) into breaker and
+        health. `None` = cancelled from outside."""
         before = self.health.status
         if isinstance(outcome, Completion):
-            self._book_breaker(admission, elapsed_s, success=True)
+            self._book_breaker(admission, elapsed_s, success=True, now=now)
             self.health.record_success(elapsed_s)
             if outcome.quota_remaining is not None:
                 self.health.set_quota(outcome.quota_remaining)
@@ -599,7 +609,12 @@ class ProviderActor(Actor):
             self._changed()
 
     def _book_breaker(
-        self, admission: _Admission, elapsed_s: float, *, success: bool | None
+        self,
+        admission: _Admission,
+        elapsed_s: float,
+        *,
+        success: bool | None,
+        now: float | None = None,
     ) -> None:
         """Tell the breaker how a call ended: True success, False a failure that counts against
         the provider, None an end that says nothing about it."""
@@ -609,7 +624,7 @@ class ProviderActor(Actor):
         elif success is None:
             breaker.on_ignored(period=admission.period)
         elif success:
-            breaker.on_success(elapsed_s, period=admission.period)
+            breaker.on_success(elapsed_s, period=admission.period, now=now)
         else:
             breaker.on_failure(elapsed_s, period=admission.period)
         if success is not None and self.context.fleet is not None:

@@ -59,6 +59,7 @@ price plays no part in the order: the budget check uses real prices.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -265,14 +266,21 @@ class LevelPlan:
 class RoutePlan:
     """The candidates of every level for one request."""
 
-    #: What was ranked, without the prompt text (which may hold anything).
-    summary: str
+    #: What was ranked, without the prompt text (which may hold anything): the text, or what
+    #: makes it when read (`summary`). Most plans are never explained: the ranker passes a
+    #: function, not the formatted line.
+    _summary: str | Callable[[], str] = attrs.field(alias="summary", eq=False, repr=False)
     levels: tuple[LevelPlan, ...]
     #: The earliest time a breaker that alone keeps a provider out turns half-open, if any.
     earliest_half_open: float | None
     #: The earliest time a provider that asked us to wait (Retry-After) may be asked again: the
     #: cascade waits for it, within the deadline, before it settles for the last resort.
     earliest_available: float | None = None
+
+    @property
+    def summary(self) -> str:
+        summary = self._summary
+        return summary if isinstance(summary, str) else summary()
 
     def explain(self) -> list[str]:
         lines = [self.summary]
@@ -665,15 +673,7 @@ class Ranker:
                 (panic, *level_plan.candidates),
                 tuple(e for e in level_plan.exclusions if e is not exclusion),
             )
-        budget = "unlimited" if request.budget_usd is None else _usd(request.budget_usd)
-        if request.cost is not None:
-            budget += f" cost={request.cost.value}"
-        summary = (
-            f"request complexity={request.complexity.value} quality={request.quality.value} "
-            f"budget={budget} prompt~{tokens:.0f}tok max_tokens={request.max_tokens}"
-        )
-        if needs is not NO_NEEDS or pins:
-            summary += _needs_summary(request, needs)
+        summary = functools.partial(_plan_summary, request, tokens, needs, pins)
         if self._brownouts is not None:
             self._policies.apply(plans, self._brownouts(now))
         times = [e.available_at for p in plans for e in p.exclusions if e.available_at is not None]
@@ -787,6 +787,20 @@ class Ranker:
         if retry_until is not None and retry_until > now:
             return _retry_after_exclusion(name, breaker_open, open_until, retry_until)
         return _Gate(self.score(snapshot), note, breaker_open, open_until)
+
+
+def _plan_summary(request: Request, tokens: float, needs: Needs, pins: tuple[str, ...]) -> str:
+    """`RoutePlan.summary`: what was ranked, the request's text left out."""
+    budget = "unlimited" if request.budget_usd is None else _usd(request.budget_usd)
+    if request.cost is not None:
+        budget += f" cost={request.cost.value}"
+    summary = (
+        f"request complexity={request.complexity.value} quality={request.quality.value} "
+        f"budget={budget} prompt~{tokens:.0f}tok max_tokens={request.max_tokens}"
+    )
+    if needs is not NO_NEEDS or pins:
+        summary += _needs_summary(request, needs)
+    return summary
 
 
 def _order(

@@ -94,9 +94,10 @@ class SlidingWindow:
         """The number of the bucket time `t` falls in."""
         return math.floor(t / self._width)
 
-    def _advance(self) -> int:
-        """Evict every bucket that time has moved past; return the current bucket's slot."""
-        current = self.bucket_of(self._clock())
+    def _advance(self, now: float | None = None) -> int:
+        """Evict every bucket that time has moved past (as of `now`, the clock's time unless
+        the caller already read it); return the current bucket's slot."""
+        current = math.floor((self._clock() if now is None else now) / self._width)
         head = self._head
         if head is None:
             head = current
@@ -121,9 +122,11 @@ class SlidingWindow:
             self._calls[slot] = self._failures[slot] = self._slow[slot] = 0
         self._total_calls = self._total_failures = self._total_slow = 0
 
-    def record(self, *, failure: bool = False, slow: bool = False) -> None:
-        """Count one call that ended now."""
-        slot = self._advance()
+    def record(
+        self, *, failure: bool = False, slow: bool = False, now: float | None = None
+    ) -> None:
+        """Count one call that ended now (`now`: the clock's time, when the caller has it)."""
+        slot = self._advance(now)
         self._calls[slot] += 1
         self._total_calls += 1
         if failure:
@@ -161,9 +164,9 @@ class SlidingWindow:
     def slow_rate(self) -> float:
         return self.counts().slow_rate
 
-    def counts(self) -> WindowCounts:
-        """The window's totals as of now, in O(1)."""
-        self._advance()
+    def counts(self, now: float | None = None) -> WindowCounts:
+        """The window's totals as of now (`now`: as for `record`), in O(1)."""
+        self._advance(now)
         return WindowCounts(self._total_calls, self._total_failures, self._total_slow)
 
 
