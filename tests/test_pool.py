@@ -13,6 +13,7 @@ import trio
 from adapter_support import KEYS, build, set_keys
 
 from actors.adapters import pool
+from actors.adapters.http import HTTPAdapter
 from actors.adapters.pool import FLUSH_BYTES, PooledTransport, _CoalescingStream, _Pool
 from actors.messages import Request
 from runtime.testing import FakeProviderServer
@@ -106,17 +107,8 @@ async def test_requests_arriving_together_each_get_a_connection_at_the_first_try
         model="gpt-4o-mini",
         max_in_flight=in_flight,
     )
-    request = Request("hello", max_tokens=8)
     rounds, clients = 4, 8
-
-    async def client() -> None:
-        for _ in range(rounds):
-            await adapter.complete(request, "gpt-4o-mini")
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(clients):
-            nursery.start_soon(client)
-    await adapter.aclose()
+    await _complete_in_rounds(adapter, rounds, clients)
     calls = rounds * clients
     # One pass when a request arrives, one when its response is closed: no retries.
     assert len(assignments) == 2 * calls
@@ -167,17 +159,8 @@ async def test_a_request_finds_an_idle_connection_without_walking_past_the_busy_
     looked_at: list[str] = []
     for name in ("is_idle", "is_closed", "is_available"):
         monkeypatch.setattr(httpcore.AsyncHTTPConnection, name, _counting(name, looked_at))
-    request = Request("hello", max_tokens=8)
     rounds, clients = 8, 32
-
-    async def client() -> None:
-        for _ in range(rounds):
-            await adapter.complete(request, "gpt-4o-mini")
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(clients):
-            nursery.start_soon(client)
-    await adapter.aclose()
+    await _complete_in_rounds(adapter, rounds, clients)
     assert fake_providers.connections_accepted <= clients
     # httpcore's pool (and this one before) looked at every connection twice a request.
     assert len(looked_at) < 4 * rounds * clients
@@ -191,3 +174,17 @@ def _counting(name: str, calls: list[str]) -> typing.Callable[[typing.Any], bool
         return bool(original(self))
 
     return counting
+
+
+async def _complete_in_rounds(adapter: HTTPAdapter, rounds: int, clients: int) -> None:
+    """`clients` tasks each sending `rounds` requests one after another; then close the adapter."""
+    request = Request("hello", max_tokens=8)
+
+    async def client() -> None:
+        for _ in range(rounds):
+            await adapter.complete(request, "gpt-4o-mini")
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(clients):
+            nursery.start_soon(client)
+    await adapter.aclose()
