@@ -30,7 +30,7 @@ from runtime.scenario.format import (
 from runtime.scenario.html import render_html
 from runtime.scenario.lagged import LaggedStore
 from runtime.scenario.report import Report
-from runtime.scenario.runner import run_scenario
+from runtime.scenario.runner import _open_targets, run_scenario
 from runtime.scenario.terminal import render_terminal
 
 FLEET = """
@@ -197,6 +197,14 @@ async def test_without_a_shared_store_the_others_never_hear_of_it(
 
 
 # -- one fault for the fleet -----------------------------------------------------------------
+
+
+async def test_every_instance_draws_with_the_runs_seed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Learned selection's sampler is seeded from the run's seed in a fleet as in one runtime."""
+    async with _open_targets(scenario(), seed=5, mode="virtual", repl_socket=None) as runtimes:
+        assert [rt.config.routing.learned_seed for rt in runtimes] == [5, 5, 5]
 
 
 async def test_a_fault_is_one_fault_every_instance_meets(
