@@ -220,6 +220,20 @@ class FleetState:
                 return done
         return await call(self._local), False
 
+    async def _shared(self, call: Callable[[StateStore], Awaitable[T]], away: T) -> T:
+        """`call` on the shared store while it is up; `away` when it is not, or when the call
+        fails (which `_failed` judges)."""
+        if self._remote is None or not self.up:
+            return away
+        started = self._clock()
+        try:
+            done = await call(self._remote)
+        except StoreUnavailable as exc:
+            self._failed(exc, started)
+            return away
+        self._answered(started)
+        return done
+
     def _answered(self, started: float) -> None:
         """A call sent at `started` was answered: a failure seen before it was a passing one."""
         if self._suspect_since is not None and started >= self._suspect_since:
@@ -323,13 +337,7 @@ class FleetState:
 
     async def seed_spend(self) -> None:
         """Seed the spend counters the store lacks from `spend_source` (see the module)."""
-        if self._remote is None or not self.up:
-            return
-        started = self._clock()
-        try:
-            await self._seed_spend(self._remote)
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
+        await self._shared(self._seed_spend, set[str]())
 
     async def _seed_spend(self, remote: StateStore) -> set[str]:
         """The counters set from the ledger's totals (only those that were missing)."""
@@ -528,13 +536,9 @@ class FleetState:
     ) -> None:
         """Tell the fleet `provider` is held out for `seconds` (never shortening a longer
         hold). While degraded nothing is published: each instance finds out for itself."""
-        if self._remote is None or not self.up or seconds <= 0:
-            return
-        started = self._clock()
-        try:
-            await self._remote.hold(f"hold:{provider}:{kind}", f"{self.instance}|{reason}", seconds)
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
+        if seconds > 0:
+            value = f"{self.instance}|{reason}"
+            await self._shared(lambda store: store.hold(f"hold:{provider}:{kind}", value, seconds), None)
 
     async def look_before_calling(self, provider: str) -> None:
         """Read `provider`'s holds and run of failures now, before a call, while this instance
@@ -585,15 +589,10 @@ class FleetState:
         """Count a failed call to `provider`, sent `ago_s` seconds ago, into the fleet's run of
         its consecutive failures: the run's length (0 while the store is away, when each
         instance counts only its own, in its breaker)."""
-        if self._remote is None or not self.up:
+        key = f"fails:{provider}"
+        run = await self._shared(lambda store: store.failure(key, ago_s, _FAILURE_RUN_TTL_S), None)
+        if run is None:
             return 0
-        started = self._clock()
-        try:
-            run = await self._remote.failure(f"fails:{provider}", ago_s, _FAILURE_RUN_TTL_S)
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
-            return 0
-        self._answered(started)
         self.failure_runs[provider] = run
         return run
 
@@ -603,28 +602,22 @@ class FleetState:
         knows of a run (its own failure, or the last sync's read): a run another instance
         began since the last sync is ended by that instance's next success, or read at the
         next sync."""
-        if self._remote is None or not self.up or not self.failure_runs.get(provider):
+        if not self.failure_runs.get(provider):
             return
-        started = self._clock()
-        try:
-            await self._remote.success(f"fails:{provider}", ago_s)
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
-            return
-        self._answered(started)
-        self.failure_runs[provider] = 0
+        key = f"fails:{provider}"
+
+        async def end_run(store: StateStore) -> bool:
+            await store.success(key, ago_s)
+            return True
+
+        if await self._shared(end_run, False):
+            self.failure_runs[provider] = 0
 
     async def claim_probe(self, provider: str, seconds: float) -> bool:
         """Whether this instance may send `provider` its half-open probes now: one instance
         at a time in the fleet, for `seconds`; always, while degraded."""
-        if self._remote is None or not self.up:
-            return True
-        started = self._clock()
-        try:
-            return await self._remote.claim(f"probe:{provider}", self.instance, seconds)
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
-            return True
+        key = f"probe:{provider}"
+        return await self._shared(lambda store: store.claim(key, self.instance, seconds), True)
 
     # -- the last-resort cache ----------------------------------------------------------------
 
@@ -641,24 +634,13 @@ class FleetState:
     async def cache_put(self, scope: str, key: object, entry: dict[str, str], ttl_s: float) -> None:
         """Share a reply under `key` in `scope` (a tenant) for `ttl_s`; nothing while degraded
         (the local cache still has it)."""
-        if self._remote is None or not self.up:
-            return
-        started = self._clock()
-        try:
-            await self._remote.put(_cache_key(scope, key), json.dumps(entry), ttl_s)
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
+        shared_key, value = _cache_key(scope, key), json.dumps(entry)
+        await self._shared(lambda store: store.put(shared_key, value, ttl_s), None)
 
     async def cache_get(self, scope: str, key: object) -> dict[str, str] | None:
         """The reply another instance shared under `key` in `scope`, if any."""
-        if self._remote is None or not self.up:
-            return None
-        started = self._clock()
-        try:
-            found = await self._remote.get(_cache_key(scope, key))
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
-            return None
+        shared_key = _cache_key(scope, key)
+        found = await self._shared(lambda store: store.get(shared_key), None)
         return None if found is None else dict(json.loads(found))
 
 
