@@ -310,12 +310,36 @@ async def test_redis_store_operations(redis_server: RedisServer) -> None:
         [instance] = await store.instances()
         assert (instance.id, instance.summary) == ("a", '{"p": 1}')
         await settles_count_once_and_runs_of_failures_end(store)
+        await claims_end_only_by_their_owner(store)
 
 
 async def test_memory_settles_and_runs_of_failures(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     await settles_count_once_and_runs_of_failures_end(MemoryStore())
+
+
+async def test_memory_claims_end_only_by_their_owner(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await claims_end_only_by_their_owner(MemoryStore())
+
+
+async def claims_end_only_by_their_owner(store: StateStore) -> None:
+    """What both backends do: a claim is released, with the keys named, only by its owner; an
+    owner whose claim ran out and was taken by another releases nothing."""
+    await store.hold("hold", "a|failure_rate", 60.0)
+    assert await store.claim("claim", "a", 60.0)
+    assert not await store.release("claim", "b", ["hold"])
+    assert [found is not None for found in await store.holds(["claim", "hold"])] == [True, True]
+    assert await store.release("claim", "a", ["hold"])
+    assert await store.holds(["claim", "hold"]) == [None, None]
+    assert not await store.release("claim", "a")
+    assert await store.claim("claim", "a", 0.05)
+    await trio.sleep(0.15)  # a's claim ran out
+    assert await store.claim("claim", "b", 60.0)
+    assert not await store.release("claim", "a")
+    assert not await store.claim("claim", "a", 60.0)  # still b's
 
 
 async def settles_count_once_and_runs_of_failures_end(store: StateStore) -> None:
