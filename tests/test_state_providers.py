@@ -35,7 +35,11 @@ REQUEST = Request(
 @pytest.fixture
 def shared_store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
     """`[state] backend = "redis"` opens a FleetState on one MemoryStore for every runtime."""
-    store = MemoryStore()
+    return share(monkeypatch, MemoryStore())
+
+
+def share(monkeypatch: pytest.MonkeyPatch, store: MemoryStore) -> MemoryStore:
+    """Every runtime's `[state] backend = "redis"` on `store`."""
 
     @contextlib.asynccontextmanager
     async def open_shared(config: StateConfig) -> AsyncIterator[FleetState]:
@@ -230,3 +234,41 @@ def test_a_fleets_close_is_older_news_than_a_trip_learnt_since() -> None:
     breaker.hold_open_until(130.0)  # a Retry-After
     breaker.close_for_fleet(102.0)
     assert breaker.snapshot().state is BreakerState.OPEN
+
+
+class SlowClaims(MemoryStore):
+    """A shared store that answers a claim 0.2 s late, as a slow Redis would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = trio.Event()
+
+    async def claim(self, key: str, owner: str, seconds: float) -> bool:
+        self.asked.set()
+        await trio.sleep(0.2)
+        return await super().claim(key, owner, seconds)
+
+
+async def test_a_claim_answered_after_the_breaker_left_half_open_holds_nothing_open(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer to a claim (another instance holds it) that comes after the breaker closed
+    meanwhile (an operator's reset, here) leaves it closed: the wait for the other's probes
+    belonged to the half-open period that is over."""
+    store = SlowClaims()
+    share(monkeypatch, store)
+    async with open_runtime(config("a", levels=OPENAI_FIRST)) as one:
+        one.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        for _ in range(2):
+            await one.complete(REQUEST)
+        await store.put("probe:openai", "b", 60.0)  # another instance probes
+        with trio.fail_after(15.0):
+            await store.asked.wait()  # the open period's end: half-open, claiming
+        assert breakers(one)["openai"] == "half_open"
+        one.heal("openai")
+        one.set_breaker("openai", "reset")
+        await trio.sleep(0.3)  # the claim is answered (b holds it)
+        live = one.provider_snapshot("openai")
+        assert live is not None and live.breaker.state is BreakerState.CLOSED
+        reply = await one.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["openai"]
