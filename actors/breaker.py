@@ -20,6 +20,8 @@ Reasons passed to `on_transition`:
 - half-open -> open: ``probe_failed``, ``probe_slow`` (a probe slower than ``slow_call_s``)
 - any -> open, and back: ``retry_after``, ``retry_after_elapsed`` (`hold_open_until`)
 - closed or half-open -> open: ``fleet_open`` (another instance tripped, `hold_open_as_tripped`)
+- open or half-open -> closed: ``fleet_closed`` (another instance's probes succeeded,
+  `close_for_fleet`)
 - open -> half-open: ``recovery_probe`` (a recovery probe succeeded, `on_recovery_probe`)
 - operator: ``forced_open``, ``forced_closed``, ``disabled``, ``reset``, ``auto``
 """
@@ -97,6 +99,8 @@ class CircuitBreaker:
         #: In a fleet: whether this instance may send the half-open probes now (it holds the
         #: fleet's claim, `actors.state`); None outside a fleet.
         self.probe_gate: Callable[[], bool] | None = None
+        #: When this breaker last learnt of a trip: its own, or one the fleet holds it open for.
+        self._trip_seen_at = -math.inf
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker state={self._state} trips={self._trips}>"
@@ -349,6 +353,7 @@ class CircuitBreaker:
         if self._state in _OVERRIDES or until <= self._clock():
             return
         self._hold_only = False
+        self._trip_seen_at = self._clock()
         if self._state is BreakerState.OPEN:
             assert self._open_until is not None
             self._open_until = max(self._open_until, until)
@@ -364,6 +369,23 @@ class CircuitBreaker:
         self._refresh()
         if self._state is BreakerState.CLOSED:
             self._trip("fleet_consecutive_failures")
+
+    def close_for_fleet(self, closed_at: float) -> None:
+        """The instance that held the fleet's half-open probe claim saw its probes succeed at
+        trio time `closed_at` (`actors.state`): close as after probes of our own, whether
+        half-open or still open (waiting for the claim, or for a trip's period to end). Not
+        when a trip was learnt of since (the newer news), nor when only a Retry-After holds
+        the breaker open (it ends closed), nor under an operator override."""
+        self._refresh()
+        state = self._state
+        if state is BreakerState.OPEN and self._hold_only:
+            return
+        if state in (BreakerState.OPEN, BreakerState.HALF_OPEN) and (
+            self._trip_seen_at <= closed_at
+        ):
+            self._consecutive_failures = 0
+            self._window.clear()
+            self._to_closed("fleet_closed")
 
     def probe_gate_opened(self) -> None:
         """`probe_gate` now admits: panic calls waiting for room look again."""
@@ -476,7 +498,8 @@ class CircuitBreaker:
         if self._state is BreakerState.HALF_OPEN and self._probe_led:
             self._probes_refuted = True
         self._trips += 1
-        self._open_until = self._clock() + self.open_duration(self._trips)
+        self._trip_seen_at = now = self._clock()
+        self._open_until = now + self.open_duration(self._trips)
         self._hold_only = False
         self._probes_in_flight = 0
         self._probe_successes = 0

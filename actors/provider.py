@@ -234,7 +234,7 @@ class ProviderActor(Actor):
 
     def _share_transition(self, new: BreakerState, reason: str) -> None:
         """A trip of ours opens the breaker fleet-wide; a half-open period is probed by one
-        instance at a time."""
+        instance at a time, whose probes' success closes the breaker fleet-wide."""
         fleet = self.context.fleet
         if fleet is None or self._nursery is None:
             return
@@ -243,6 +243,10 @@ class ProviderActor(Actor):
         elif new is BreakerState.HALF_OPEN and reason in ("open_elapsed", "recovery_probe"):
             self._probe_claimed = False
             self.nursery.start_soon(self._claim_probes, fleet)
+        elif new is BreakerState.CLOSED and reason == "probes_succeeded" and self._probe_claimed:
+            self._probe_claimed = False
+            lease_s = self.config.breaker.open_s
+            self.nursery.start_soon(fleet.release_probe, self.name, lease_s)
 
     def _holds_probe_claim(self) -> bool:
         """The breaker's `probe_gate`: no half-open probe goes out before the claim is ours."""
@@ -252,7 +256,10 @@ class ProviderActor(Actor):
         """Probe once the fleet's claim is ours; another instance probing already: stay open
         for as long as its claim may last."""
         lease_s = self.config.breaker.open_s
-        if await fleet.claim_probe(self.name, lease_s):
+        claimed = await fleet.claim_probe(self.name, lease_s)
+        if self.breaker.state is not BreakerState.HALF_OPEN:
+            return  # closed or opened while the store answered: nothing to probe now
+        if claimed:
             self._probe_claimed = True
             self.breaker.probe_gate_opened()
             self._changed()
@@ -292,7 +299,11 @@ class ProviderActor(Actor):
 
     def _on_fleet_hold(self, kind: HoldKind, seconds: float, reason: str) -> None:
         """Another instance holds this provider out for `seconds`: so do we, without counting
-        a trip of our own (nor publishing it back)."""
+        a trip of our own (nor publishing it back). Its half-open probes succeeded `seconds`
+        ago ("closed"): our breaker closes too, unless we learnt of a trip since."""
+        if kind == "closed":
+            self.breaker.close_for_fleet(trio.current_time() - seconds)
+            return
         until = trio.current_time() + seconds
         if kind == "retry_after" and until > (self.retry_after_until or 0.0):
             self.retry_after_until = until

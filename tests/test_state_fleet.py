@@ -21,7 +21,7 @@ from support import BASE
 from actors.config import Config, parse_config
 from actors.faults import Fault, FaultKind
 from runtime import Request
-from runtime.embed import open_runtime
+from runtime.embed import Runtime, open_runtime
 from runtime.gateway import GatewayServer, open_gateway
 
 ACME_KEY = "sk-acme-fleet-key"
@@ -43,11 +43,13 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-def fleet_config(server: RedisServer, instance: str, prefix: str, **extra: Any) -> Config:
+def fleet_config(
+    server: RedisServer, instance: str, prefix: str, open_s: float = 30.0, **extra: Any
+) -> Config:
     data = copy.deepcopy(BASE)
     for provider in data["providers"]:
         provider["latency_ms"] = 5
-        provider["breaker"] = {"consecutive_failures": 2, "open_s": 30.0}
+        provider["breaker"] = {"consecutive_failures": 2, "open_s": open_s}
     data["state"] = {
         "backend": "redis",
         "url": server.url,
@@ -91,6 +93,44 @@ async def test_a_breaker_opened_on_one_instance_holds_on_the_other(
         fleet = two.status().fleet
         assert fleet is not None and sorted(fleet["heartbeats"]) == ["a", "b"]
         assert fleet["heartbeats"]["a"]["openai"] == {"breaker": "open", "available": True}
+
+
+async def test_the_fleet_closes_when_the_probing_instance_closes(
+    redis_server: RedisServer,
+) -> None:
+    """After the open period (3 s) one instance holds the half-open claim and the other waits;
+    the claimant's probes succeed, and the other closes at its next sync (0.2 s), not when the
+    claim's lease (3 s more) runs out."""
+    prefix = f"fleet:{uuid.uuid4().hex[:8]}:"
+    levels = [
+        {"name": "primary", "providers": ["openai"], "timeout_s": 30},
+        {"name": "secondary", "providers": ["anthropic"], "timeout_s": 30},
+    ]
+    async with (
+        open_runtime(fleet_config(redis_server, "a", prefix, 3.0, levels=levels)) as one,
+        open_runtime(fleet_config(redis_server, "b", prefix, 3.0, levels=levels)) as two,
+    ):
+        for rt in (one, two):
+            rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        for _ in range(2):
+            await one.complete(REQUEST)
+        await trio.sleep(1.0)  # the bound: other instances stop calling within one second
+        assert openai_breakers(one, two) == ["open", "open"]
+        for rt in (one, two):
+            rt.heal("openai")
+        await trio.sleep(2.5)  # the open periods are over: one instance claimed the probes
+        states = openai_breakers(one, two)
+        assert sorted(states) == ["half_open", "open"]
+        probing, waiting = (one, two) if states[0] == "half_open" else (two, one)
+        for _ in range(3):  # half_open_probes
+            reply = await probing.complete(REQUEST)
+            assert [a.provider for a in reply.attempts] == ["openai"]
+        await trio.sleep(1.0)
+        assert openai_breakers(probing, waiting) == ["closed", "closed"]
+
+
+def openai_breakers(*runtimes: Runtime) -> list[str]:
+    return [{p.name: p.breaker for p in rt.status().providers}["openai"] for rt in runtimes]
 
 
 def _client() -> httpx.AsyncClient:

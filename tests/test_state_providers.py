@@ -1,12 +1,13 @@
 """Two runtimes sharing one store in virtual time (the store in memory, standing in for Redis):
 a trip on one holds the provider on the other, which ends its hold half-open as after a trip of
-its own; then one instance at a time sends the half-open probes; a Retry-After and an auth
-failure are shared the same way."""
+its own; then one instance at a time sends the half-open probes, and when they succeed the
+others close at their next sync; a Retry-After and an auth failure are shared the same way."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -14,9 +15,10 @@ import trio.testing
 from support import make_config
 
 import runtime.embed
-from actors.config import Config, StateConfig
+from actors.breaker import CircuitBreaker
+from actors.config import BreakerConfig, Config, StateConfig
 from actors.faults import Fault, FaultKind
-from actors.messages import ProviderSnapshot
+from actors.messages import BreakerState, ProviderSnapshot
 from actors.state import FleetState, MemoryStore
 from runtime import Request
 from runtime.embed import Runtime, open_runtime
@@ -33,7 +35,11 @@ REQUEST = Request(
 @pytest.fixture
 def shared_store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
     """`[state] backend = "redis"` opens a FleetState on one MemoryStore for every runtime."""
-    store = MemoryStore()
+    return share(monkeypatch, MemoryStore())
+
+
+def share(monkeypatch: pytest.MonkeyPatch, store: MemoryStore) -> MemoryStore:
+    """Every runtime's `[state] backend = "redis"` on `store`."""
 
     @contextlib.asynccontextmanager
     async def open_shared(config: StateConfig) -> AsyncIterator[FleetState]:
@@ -47,12 +53,20 @@ def shared_store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
     return store
 
 
-def config(instance: str) -> Config:
+def config(instance: str, **changes: Any) -> Config:
     breaker = {"consecutive_failures": 2, "open_s": 10.0, "half_open_probes": 1}
     return make_config(
         providers={"openai": {"breaker": breaker}, "anthropic": {"breaker": breaker}},
         state={"backend": "redis", "url": "redis://unused", "instance": instance},
+        **changes,
     )
+
+
+#: OpenAI alone on the primary level: a request goes to it whenever its breaker lets one out.
+OPENAI_FIRST = [
+    {"name": "primary", "providers": ["openai"], "timeout_s": 30},
+    {"name": "secondary", "providers": ["anthropic", "gemini"], "timeout_s": 45},
+]
 
 
 def breakers(rt: Runtime) -> dict[str, str]:
@@ -140,3 +154,121 @@ async def test_an_instance_that_knows_of_a_run_reads_the_fleets_trip_before_call
         assert (refused.outcome, refused.detail) == ("unavailable", "openai breaker is open")
         assert breakers(one)["openai"] == "open"
         assert snapshot(one, "openai").breaker.trips == 0  # the fleet's trip, not its own
+
+
+async def outage_held_by_the_fleet(one: Runtime, two: Runtime) -> tuple[Runtime, Runtime]:
+    """OpenAI down, and `one`'s trip holds it on `two`; both open periods over: the instance
+    that claimed the half-open probes, and the one that waits for them."""
+    for rt in (one, two):
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+    for _ in range(2):
+        await one.complete(REQUEST)
+    await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
+    assert breakers(two)["openai"] == "open"
+    await trio.sleep(10.0)
+    if breakers(one)["openai"] == "half_open":
+        return one, two
+    return two, one
+
+
+async def test_the_probes_success_closes_the_fleets_breaker_at_the_next_sync(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """The instance that held the half-open claim sees its probe succeed: it ends the claim,
+    and the instance waiting for it closes its breaker within one sync, not when the claim's
+    lease (10 s, the open period) would have run out."""
+    async with (
+        open_runtime(config("a", levels=OPENAI_FIRST)) as one,
+        open_runtime(config("b", levels=OPENAI_FIRST)) as two,
+    ):
+        probing, waiting = await outage_held_by_the_fleet(one, two)
+        assert breakers(waiting)["openai"] == "open"
+        for rt in (one, two):
+            rt.heal("openai")
+        reply = await probing.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["openai"]  # the probe, answered
+        await trio.sleep(0.01)  # the claim is released in the background
+        assert breakers(probing)["openai"] == "closed"
+        assert await shared_store.holds(["probe:openai"]) == [None]
+        await trio.sleep(0.75)
+        assert breakers(waiting)["openai"] == "closed"
+        assert snapshot(waiting, "openai").breaker.trips == 0
+        reply = await waiting.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["openai"]
+
+
+async def test_a_failed_probe_keeps_the_claim_and_the_fleet_open(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """A probe that fails trips the probing instance again: its claim stays until its lease
+    ends, nobody closes, and the instance waiting for it stays open."""
+    async with (
+        open_runtime(config("a", levels=OPENAI_FIRST)) as one,
+        open_runtime(config("b", levels=OPENAI_FIRST)) as two,
+    ):
+        probing, waiting = await outage_held_by_the_fleet(one, two)
+        await probing.complete(REQUEST)
+        await trio.sleep(0.75)
+        assert breakers(probing)["openai"] == "open"
+        assert breakers(waiting)["openai"] == "open"
+        [claim] = await shared_store.holds(["probe:openai"])
+        assert claim is not None and claim[0] == probing.config.state.instance
+
+
+def test_a_fleets_close_is_older_news_than_a_trip_learnt_since() -> None:
+    """A breaker closes on the fleet's news only when it learnt of no trip after the probes
+    succeeded, and never out of a Retry-After hold alone (that ends closed by itself)."""
+    now = [100.0]
+    breaker = CircuitBreaker(
+        BreakerConfig(consecutive_failures=1, open_s=10.0), clock=lambda: now[0]
+    )
+    breaker.on_failure(0.1)  # a trip of its own, at 100
+    breaker.close_for_fleet(99.0)
+    assert breaker.snapshot().state is BreakerState.OPEN
+    now[0] = 101.0
+    breaker.hold_open_as_tripped(120.0)  # the fleet's hold, read at 101
+    breaker.close_for_fleet(100.5)
+    assert breaker.snapshot().state is BreakerState.OPEN
+    breaker.close_for_fleet(101.0)
+    assert breaker.snapshot().state is BreakerState.CLOSED and breaker.consecutive_failures == 0
+    breaker.hold_open_until(130.0)  # a Retry-After
+    breaker.close_for_fleet(102.0)
+    assert breaker.snapshot().state is BreakerState.OPEN
+
+
+class SlowClaims(MemoryStore):
+    """A shared store that answers a claim 0.2 s late, as a slow Redis would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = trio.Event()
+
+    async def claim(self, key: str, owner: str, seconds: float) -> bool:
+        self.asked.set()
+        await trio.sleep(0.2)
+        return await super().claim(key, owner, seconds)
+
+
+async def test_a_claim_answered_after_the_breaker_left_half_open_holds_nothing_open(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer to a claim (another instance holds it) that comes after the breaker closed
+    meanwhile (an operator's reset, here) leaves it closed: the wait for the other's probes
+    belonged to the half-open period that is over."""
+    store = SlowClaims()
+    share(monkeypatch, store)
+    async with open_runtime(config("a", levels=OPENAI_FIRST)) as one:
+        one.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        for _ in range(2):
+            await one.complete(REQUEST)
+        await store.put("probe:openai", "b", 60.0)  # another instance probes
+        with trio.fail_after(15.0):
+            await store.asked.wait()  # the open period's end: half-open, claiming
+        assert breakers(one)["openai"] == "half_open"
+        one.heal("openai")
+        one.set_breaker("openai", "reset")
+        await trio.sleep(0.3)  # the claim is answered (b holds it)
+        live = one.provider_snapshot("openai")
+        assert live is not None and live.breaker.state is BreakerState.CLOSED
+        reply = await one.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["openai"]

@@ -310,12 +310,36 @@ async def test_redis_store_operations(redis_server: RedisServer) -> None:
         [instance] = await store.instances()
         assert (instance.id, instance.summary) == ("a", '{"p": 1}')
         await settles_count_once_and_runs_of_failures_end(store)
+        await claims_end_only_by_their_owner(store)
 
 
 async def test_memory_settles_and_runs_of_failures(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     await settles_count_once_and_runs_of_failures_end(MemoryStore())
+
+
+async def test_memory_claims_end_only_by_their_owner(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    await claims_end_only_by_their_owner(MemoryStore())
+
+
+async def claims_end_only_by_their_owner(store: StateStore) -> None:
+    """What both backends do: a claim is released, with the keys named, only by its owner; an
+    owner whose claim ran out and was taken by another releases nothing."""
+    await store.hold("hold", "a|failure_rate", 60.0)
+    assert await store.claim("claim", "a", 60.0)
+    assert not await store.release("claim", "b", ["hold"])
+    assert [found is not None for found in await store.holds(["claim", "hold"])] == [True, True]
+    assert await store.release("claim", "a", ["hold"])
+    assert await store.holds(["claim", "hold"]) == [None, None]
+    assert not await store.release("claim", "a")
+    assert await store.claim("claim", "a", 0.05)
+    await trio.sleep(0.15)  # a's claim ran out
+    assert await store.claim("claim", "b", 60.0)
+    assert not await store.release("claim", "a")
+    assert not await store.claim("claim", "a", 60.0)  # still b's
 
 
 async def settles_count_once_and_runs_of_failures_end(store: StateStore) -> None:
@@ -413,6 +437,33 @@ async def test_holds_probes_cache_and_heartbeats_cross_instances(
         assert two.describe()["up"] is True
 
 
+async def test_probes_that_succeed_end_the_claim_and_tell_the_fleet(
+    redis_server: RedisServer,
+) -> None:
+    """The instance whose half-open probes succeeded ends its claim and the fleet's open hold
+    (another may claim at once), and the others hear that its breaker closed, and when, at
+    their next sync; an instance whose claim ran out releases nothing and tells nobody."""
+    config = redis_server.config("a")
+    heard: list[tuple[HoldKind, float, str]] = []
+    async with (
+        open_fleet_state(config) as one,
+        open_fleet_state(attrs.evolve(config, instance="b")) as two,
+    ):
+        two.watch("openai", lambda kind, seconds, why: heard.append((kind, seconds, why)))
+        await one.publish_hold("openai", "open", 30.0, "consecutive_failures")
+        assert await one.claim_probe("openai", 5.0)
+        assert not await two.claim_probe("openai", 5.0)
+        assert await one.release_probe("openai", 5.0)
+        assert await two.claim_probe("openai", 0.2)
+        heard.clear()  # what a background sync read before
+        await two.sync()
+        assert heard and all(kind == "closed" and 0.0 <= ago < 1.0 for kind, ago, _ in heard)
+        await trio.sleep(0.4)  # two's claim ran out
+        assert await one.claim_probe("openai", 5.0)
+        assert not await two.release_probe("openai", 5.0)
+        assert not await two.claim_probe("openai", 5.0)  # still one's
+
+
 async def test_redis_stopped_paused_and_restarted(own_redis: RedisServer) -> None:
     config = own_redis.config("a", command_timeout_s=0.3)
     async with open_fleet_state(config) as fleet:
@@ -438,6 +489,32 @@ async def test_redis_stopped_paused_and_restarted(own_redis: RedisServer) -> Non
         await fleet.sync()
         assert fleet.up
         assert await fleet.spent("acme") == (pytest.approx(0.5), pytest.approx(0.5))
+
+
+async def test_a_claim_taken_by_another_is_not_released(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An instance whose probes succeeded after its claim ran out and another instance claimed
+    leaves that claim, and the fleet's holds, alone and publishes nothing; while the store is
+    away nothing is released either (each instance finds out for itself)."""
+    shared = FlakyStore()
+    one = FleetState(StateConfig(instance="a"), shared)
+    two = FleetState(StateConfig(instance="b"), shared)
+    await one.publish_hold("openai", "open", 60.0, "consecutive_failures")
+    assert await one.claim_probe("openai", 5.0)
+    await trio.sleep(6.0)
+    assert await two.claim_probe("openai", 5.0)
+    assert not await one.release_probe("openai", 5.0)
+    holds = await shared.holds(["probe:openai", "hold:openai:open", "hold:openai:closed"])
+    assert [None if found is None else found[0] for found in holds] == [
+        "b",
+        "a|consecutive_failures",
+        None,
+    ]
+    shared.down = True
+    assert not await two.release_probe("openai", 5.0)
+    shared.down = False
+    assert (await shared.holds(["probe:openai"]))[0] is not None
 
 
 async def test_a_second_stretch_on_local_state_starts_from_the_fleets_totals(

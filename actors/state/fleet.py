@@ -36,7 +36,10 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   that knows of a run of a provider's failures reads its holds before each call to it
   (`look_before_calling`), so a trip that run led to stops its calls at once;
 - half-open probes: one instance at a time probes a provider (`claim_probe`, SET NX PX), and
-  none before it holds the claim;
+  none before it holds the claim; when its probes succeed it ends its claim and the fleet's open
+  hold (`release_probe`, never another instance's claim), and the others close their breakers at
+  their next sync, within `sync_interval_s + command_timeout_s` (0.75 s), instead of waiting
+  out the claim's lease (unless they learnt of a trip since);
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
 - heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one;
 - the tenants' spend shown by the dashboard (`seen_spend`): read every `sync_interval_s`.
@@ -48,6 +51,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -76,11 +80,15 @@ T = TypeVar("T")
 _log = structlog.get_logger("actors.state")
 
 #: What a provider can be held out for: its breaker opened, it sent a Retry-After, or it
-#: refused our key or our account (auth or billing).
-HoldKind = Literal["open", "retry_after", "unavailable"]
-HOLD_KINDS: tuple[HoldKind, ...] = ("open", "retry_after", "unavailable")
+#: refused our key or our account (auth or billing); and the end of the fleet's open breaker
+#: ("closed": the instance that held the half-open probe claim saw its probes succeed). Read
+#: in this order: a trip's hold read with a "closed" is news of a later trip (`release_probe`
+#: ends the holds older than the probes' success).
+HoldKind = Literal["open", "retry_after", "unavailable", "closed"]
+HOLD_KINDS: tuple[HoldKind, ...] = ("open", "retry_after", "unavailable", "closed")
 
-#: Called with (kind, seconds left, reason) for a hold another instance published.
+#: Called with (kind, seconds, reason) for a hold another instance published: the seconds it
+#: has left; for "closed", the seconds since that instance's breaker closed.
 HoldListener = Callable[[HoldKind, float, str], None]
 
 #: A spend counter outlives its period by this much (a late settle still finds it).
@@ -582,8 +590,11 @@ class FleetState:
                 continue
             owner, _, reason = hold[0].partition("|")
             if owner != self.instance:
+                kind, seconds = HOLD_KINDS[index % len(HOLD_KINDS)], hold[1]
+                if kind == "closed":
+                    seconds = _published_ago(reason, seconds)
                 _, listener = listeners[index // len(HOLD_KINDS)]
-                listener(HOLD_KINDS[index % len(HOLD_KINDS)], hold[1], reason)
+                listener(kind, seconds, reason)
 
     async def count_failure(self, provider: str, ago_s: float) -> int:
         """Count a failed call to `provider`, sent `ago_s` seconds ago, into the fleet's run of
@@ -619,6 +630,25 @@ class FleetState:
         key = f"probe:{provider}"
         return await self._shared(lambda store: store.claim(key, self.instance, seconds), True)
 
+    async def release_probe(self, provider: str, seconds: float) -> bool:
+        """This instance's half-open probes of `provider` succeeded: end its claim to them, and
+        with it the fleet's open hold (a trip older than their success), and tell the others for
+        `seconds` (the claim's lease, which they would have waited out), so that they close
+        their breakers at their next sync. Nothing when the claim is no longer ours (it ran out
+        and another instance holds it now: its probes speak for the fleet), nor while the store
+        is away (each instance finds out for itself). True when the claim was ours."""
+        claim, hold = f"probe:{provider}", f"hold:{provider}:open"
+        released = await self._shared(
+            lambda store: store.release(claim, self.instance, [hold]), False
+        )
+        if released:
+            # Set over an earlier one (the latest news), its reason how long it is published
+            # for: from that and the seconds left a reader tells how long ago the breaker
+            # closed (durations only: the instances' clocks need not agree).
+            key, value = f"hold:{provider}:closed", f"{self.instance}|{seconds!r}"
+            await self._shared(lambda store: store.put(key, value, seconds), None)
+        return released
+
     # -- the last-resort cache ----------------------------------------------------------------
 
     def offer_cache(self, scope: str, key: object, entry: dict[str, str], ttl_s: float) -> None:
@@ -650,6 +680,15 @@ _UNLIMITED = 1e300
 
 def _limit(budget: float | None) -> float:
     return _UNLIMITED if budget is None else budget
+
+
+def _published_ago(seconds: str, left: float) -> float:
+    """How long ago a hold published for `seconds` (as its reason says) with `left` seconds
+    left was published; forever ago when the reason is not a duration."""
+    try:
+        return max(0.0, float(seconds) - left)
+    except ValueError:
+        return math.inf
 
 
 def _cache_key(scope: str, key: object) -> str:

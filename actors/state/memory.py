@@ -139,6 +139,13 @@ class MemoryStore:
         self._values[key] = (owner, self._clock() + seconds)
         return True
 
+    async def release(self, key: str, owner: str, also: Sequence[str] = ()) -> bool:
+        if self._read(key) != owner:
+            return False
+        for name in (key, *also):
+            self._values.pop(name, None)
+        return True
+
     async def put(self, key: str, value: str, seconds: float) -> None:
         self._values[key] = (value, self._clock() + seconds)
 

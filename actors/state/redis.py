@@ -126,6 +126,9 @@ class RedisStore:
             return True
         return await self._call(self._client.get(self._prefix + key)) == owner
 
+    async def release(self, key: str, owner: str, also: Sequence[str] = ()) -> bool:
+        return bool(await self._script("RELEASE", [key, *also], [owner]))
+
     async def put(self, key: str, value: str, seconds: float) -> None:
         await self._call(self._client.set(self._prefix + key, value, px=_ms(seconds)))
 

@@ -12,6 +12,7 @@ __all__ = [
     "HOLD",
     "HOLDS",
     "INSTANCES",
+    "RELEASE",
     "RESERVE",
     "SETTLE",
     "SUCCESS",
@@ -130,6 +131,15 @@ HOLD = """
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+return 1
+"""
+
+#: KEYS[1] a claim, then keys to delete with it; ARGV[1] the owner. Deletes them all only when
+#: the owner holds the claim (never a claim another took after the owner's ran out); 1 when it
+#: did.
+RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', unpack(KEYS))
 return 1
 """
 

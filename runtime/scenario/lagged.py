@@ -4,10 +4,10 @@ Writes that publish something to the other instances (breaker and Retry-After ho
 cache entries, heartbeats) reach the shared store `delay_s` after they are made, so every
 instance, the writer included, sees them that much later; a hold lands with its duration cut by
 the lag, so it still ends when its writer meant it to. The atomic operations (token buckets,
-spend counters, reservations and settles, runs of failures, half-open probe claims) stay
-immediate, as Redis runs its scripts on one primary. Pending writes are applied, in the order they were made, before any
-call that comes after their due time: no background task, so a virtual run stays a function of
-its seed.
+spend counters, reservations and settles, runs of failures, half-open probe claims and their
+release) stay immediate, as Redis runs its scripts on one primary. Pending writes are applied,
+in the order they were made, before any call that comes after their due time: no background
+task, so a virtual run stays a function of its seed.
 """
 
 from __future__ import annotations
@@ -139,6 +139,10 @@ class LaggedStore:
     async def claim(self, key: str, owner: str, seconds: float) -> bool:
         await self._land()
         return await self.store.claim(key, owner, seconds)
+
+    async def release(self, key: str, owner: str, also: Sequence[str] = ()) -> bool:
+        await self._land()
+        return await self.store.release(key, owner, also)
 
     async def seed(self, key: str, value: float, ttl_s: float) -> bool:
         await self._land()
