@@ -639,11 +639,38 @@ class CascadeSupervisor:
     # -- complete ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
+        """Walk the levels for `request`. Each step runs in a cancel scope with its deadline,
+        which `close` cancels too; a level is hedged into the next one when its brownout policy
+        asks for it. (One coroutine, not two: every frame of it is resumed at each checkpoint
+        of the provider call.)"""
         self._check_open()
         walk = _Walk(self, request)
         self.in_flight += 1
+        scopes = self._scopes
         try:
-            return await self._complete(walk)
+            for step in walk.steps():
+                deadline = step.deadline if isinstance(step, _Level) else step
+                scope = trio.CancelScope(deadline=deadline)
+                scopes.add(scope)
+                try:
+                    with scope:
+                        if not isinstance(step, _Level):
+                            await trio.sleep_forever()  # until the Retry-After ends
+                        hedge = walk.hedge_into(step) if self.brownout is not None else None
+                        if hedge is None:
+                            won = await self._try_level(walk, step)
+                            if won is not None:
+                                return walk.reply(step, *won)
+                        else:
+                            hedged = await self._hedge_levels(walk, step, *hedge)
+                            if hedged is not None:
+                                return walk.reply(*hedged)
+                finally:
+                    scopes.discard(scope)
+                if self.closed and scope.cancelled_caught:
+                    walk.cancelled_request()
+                    raise RuntimeClosed("the runtime closed while the request was in flight")
+            raise walk.failed()
         except BaseException as error:
             if _is_cancellation(error):
                 walk.cancelled_request()
@@ -651,35 +678,6 @@ class CascadeSupervisor:
             raise
         finally:
             self._request_ended()
-
-    async def _complete(self, walk: _Walk) -> Reply:
-        """Each step runs in a cancel scope with its deadline, which `close` cancels too."""
-        for step in walk.steps():
-            scope = trio.move_on_at(step.deadline if isinstance(step, _Level) else step)
-            self._scopes.add(scope)
-            try:
-                with scope:
-                    if not isinstance(step, _Level):
-                        await trio.sleep_forever()  # until the Retry-After ends
-                    won = await self._run_step(walk, step)
-                    if won is not None:
-                        return walk.reply(*won)
-            finally:
-                self._scopes.discard(scope)
-            if self.closed and scope.cancelled_caught:
-                walk.cancelled_request()
-                raise RuntimeClosed("the runtime closed while the request was in flight")
-        raise walk.failed()
-
-    async def _run_step(
-        self, walk: _Walk, step: _Level
-    ) -> tuple[_Level, Candidate, Completion] | None:
-        """Try the level, hedged into the next one when its brownout policy asks for it."""
-        hedge = walk.hedge_into(step)
-        if hedge is None:
-            won = await self._try_level(walk, step)
-            return None if won is None else (step, *won)
-        return await self._hedge_levels(walk, step, *hedge)
 
     async def _hedge_levels(
         self, walk: _Walk, step: _Level, into: _Level, patience: float
@@ -730,17 +728,14 @@ class CascadeSupervisor:
         return budget is not None and budget.withdraw()
 
     async def _try_level(self, walk: _Walk, step: _Level) -> tuple[Candidate, Completion] | None:
-        level, candidates = step.level, step.candidates
-        strategy = walk.request.strategy or level.strategy
-        if strategy == "race" and len(candidates) > 1:
-            return await self._race(walk, level, candidates, step.deadline)
-        if strategy == "hedge" and len(candidates) > 1:
-            return await self._hedge(walk, level, candidates, step.deadline)
-        return await self._sequential(walk, level, candidates, step.deadline)
-
-    async def _sequential(
-        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
-    ) -> tuple[Candidate, Completion] | None:
+        """The level's candidates raced, hedged, or (one, or by default) one after another."""
+        level, candidates, deadline = step.level, step.candidates, step.deadline
+        if len(candidates) > 1:
+            strategy = walk.request.strategy or level.strategy
+            if strategy == "race":
+                return await self._race(walk, level, candidates, deadline)
+            if strategy == "hedge":
+                return await self._hedge(walk, level, candidates, deadline)
         for candidate in candidates:
             completion = await self._attempt(walk, level, candidate, deadline)
             if completion is not None:
@@ -886,10 +881,11 @@ class CascadeSupervisor:
             tool_calls=completion.tool_calls,
             raw_finish_reason=completion.raw_finish_reason,
         )
-        self.stats.record_reply(reply)
-        if self.stats.listening:
+        stats = self.stats
+        stats.record_reply(reply)
+        if stats.listening:
             ended = RequestEnded(request, reply, "reply", reply.attempts, reply.latency_ms)
-            self.stats.notify(ended)
+            stats.notify(ended)
         if fallback:
             self.events.emit(
                 "fallback_used",
