@@ -657,14 +657,20 @@ class CascadeSupervisor:
                         if not isinstance(step, _Level):
                             await trio.sleep_forever()  # until the Retry-After ends
                         hedge = walk.hedge_into(step) if self.brownout is not None else None
-                        if hedge is None:
-                            won = await self._try_level(walk, step)
-                            if won is not None:
-                                return walk.reply(step, *won)
-                        else:
+                        if hedge is not None:
                             hedged = await self._hedge_levels(walk, step, *hedge)
                             if hedged is not None:
                                 return walk.reply(*hedged)
+                        elif len(step.candidates) > 1 and _side_by_side(walk.request, step.level):
+                            won = await self._try_level(walk, step)
+                            if won is not None:
+                                return walk.reply(step, *won)
+                        else:  # one after another, as `_try_level` would, a frame nearer
+                            level, deadline = step.level, step.deadline
+                            for candidate in step.candidates:
+                                answer = await self._attempt(walk, level, candidate, deadline)
+                                if answer is not None:
+                                    return walk.reply(step, candidate, answer)
                 finally:
                     scopes.discard(scope)
                 if self.closed and scope.cancelled_caught:
@@ -730,12 +736,10 @@ class CascadeSupervisor:
     async def _try_level(self, walk: _Walk, step: _Level) -> tuple[Candidate, Completion] | None:
         """The level's candidates raced, hedged, or (one, or by default) one after another."""
         level, candidates, deadline = step.level, step.candidates, step.deadline
-        if len(candidates) > 1:
-            strategy = walk.request.strategy or level.strategy
-            if strategy == "race":
+        if len(candidates) > 1 and _side_by_side(walk.request, level):
+            if (walk.request.strategy or level.strategy) == "race":
                 return await self._race(walk, level, candidates, deadline)
-            if strategy == "hedge":
-                return await self._hedge(walk, level, candidates, deadline)
+            return await self._hedge(walk, level, candidates, deadline)
         for candidate in candidates:
             completion = await self._attempt(walk, level, candidate, deadline)
             if completion is not None:
@@ -1092,6 +1096,13 @@ def _attempt_deadline(level: LevelConfig, deadline: float) -> float:
     if level.attempt_timeout_s is None:
         return deadline
     return min(deadline, trio.current_time() + level.attempt_timeout_s)
+
+
+def _side_by_side(request: Request, level: LevelConfig) -> bool:
+    """Whether `level` tries its candidates for `request` side by side (race or hedge) rather
+    than one after another: the request's strategy if it has one (a tenant's), else the
+    level's."""
+    return (request.strategy or level.strategy) in ("race", "hedge")
 
 
 def _raise_rejected(group: BaseExceptionGroup[BaseException]) -> NoReturn:
