@@ -224,7 +224,7 @@ class _Walk:
             for index in self.order:
                 now = trio.current_time()
                 end = deadline - min(reserves[index], cap)
-                if now >= end:  # no time left for it (past the deadline, none for any level)
+                if now >= end:  # too late for it; past the deadline, for every level
                     continue
                 if index in last_resort:
                     back = self._recovery_time()
@@ -666,7 +666,7 @@ class CascadeSupervisor:
                             if won is not None:
                                 return walk.reply(step, *won)
                         else:  # one after another, as `_try_level` would, a frame nearer
-                            level, deadline = step.level, step.deadline
+                            level = step.level
                             for candidate in step.candidates:
                                 answer = await self._attempt(walk, level, candidate, deadline)
                                 if answer is not None:
