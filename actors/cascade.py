@@ -81,17 +81,6 @@ MAX_RECOVERY_ROUNDS = 3
 MAX_LAST_TRIES = 3
 
 
-class _Recovery:
-    """What one request has spent waiting for excluded providers to come back."""
-
-    __slots__ = ("budget_s", "rounds", "waited")
-
-    def __init__(self, budget_s: float) -> None:
-        self.budget_s = budget_s
-        self.waited = 0.0
-        self.rounds = 0
-
-
 class _Call:
     """One call to one model of one provider: what its `Attempt` is made of, and its span."""
 
@@ -166,12 +155,13 @@ class _Walk:
         "plan",
         "probes",
         "rank_order",
-        "recovery",
         "request",
         "reserve_cap",
         "reserves",
+        "rounds",
         "start",
         "trace",
+        "waited",
     )
 
     def __init__(
@@ -179,86 +169,91 @@ class _Walk:
     ) -> None:
         self.cascade = cascade
         self.request = request
-        self.start = trio.current_time()
-        limit = request.deadline_s if request.deadline_s is not None else cascade.deadline_s
-        self.deadline = self.start + limit
+        self.start = start = trio.current_time()
+        limit = request.deadline_s
+        if limit is None:
+            limit = cascade.deadline_s
+        self.deadline = start + limit
         #: The last resort's time is kept back from the levels before it, up to half the deadline.
         self.reserve_cap = limit / 2
         self.attempts: list[Attempt] = []
         self.plan = plan = cascade.planner.plan(request, explore=True)
-        self.recovery = _Recovery(cascade.recovery_wait_s)
+        levels = plan.levels
+        #: Recovery rounds walked, and the time this request spent waiting for them.
+        self.rounds = 0
+        self.waited = 0.0
         #: The levels' indexes in the order they are walked (see `_walk_order`).
-        self.order = _walk_order(plan.levels, request.models, cascade.last_resort_levels)
+        order = (
+            _walk_order(levels, request.models, cascade.last_resort_levels)
+            if request.models
+            else cascade.configured_order
+        )
         #: Per level, the time kept back for the last resort after it: its levels that this
         #: request may use (`Request.levels`), so a policy without it gives the levels it all.
         self.reserves = cascade.reserves_s
         if request.levels:
             allowed = request.levels
-            self.order = tuple(i for i in self.order if cascade.levels[i].name in allowed)
+            order = tuple(i for i in order if cascade.levels[i].name in allowed)
             self.reserves = _reserves(cascade.levels, cascade.last_resort_levels, allowed)
         #: The first level this request can use at all (one not emptied by its needs or pins).
-        self.first_level = _first_usable(plan.levels, self.order)
+        self.first_level = first_level = _first_usable(levels, order)
         #: Whether that level's plan left out a provider for its health: only then can a
         #: first try at it be other than the request's first choice.
-        first = plan.levels[self.first_level].exclusions if plan.levels else ()
+        first = levels[first_level].exclusions if levels else ()
         self.first_choice_held_out = bool(first) and any(
             exclusion.cause in _HEALTH_CAUSES for exclusion in first
         )
         #: The order before browned-out levels are demoted: what makes a reply a fallback.
-        self.rank_order = self.order
+        self.rank_order = order
         #: Demoted levels this request tries first anyway, hedged (`brownout_probe_s`).
         self.probes: set[int] = set()
         #: Levels a hedge already walked in this pass: not walked again.
         self.hedged: set[int] = set()
-        self.order = self._demote_browned_out(self.order)
+        self.order = self._demote_browned_out(order) if cascade.brownout is not None else order
         #: The request's spans (last: nothing after it can fail and leave its span open).
         self.trace: RequestTrace = cascade.tracing.request(request, stream=stream)
 
     def steps(self) -> Iterator[_Level | float]:
+        """The levels still reachable, each with its deadline counted from when it starts and,
+        before the last resort, ending early enough to leave the last resort its time; and the
+        recovery waits (see `_recovery_time`)."""
         cascade = self.cascade
+        levels, last_resort = cascade.levels, cascade.last_resort_levels
+        deadline, reserves, cap = self.deadline, self.reserves, self.reserve_cap
         while True:
-            for index, level, now, level_deadline in self._levels():
-                if index in cascade.last_resort_levels:
+            for index in self.order:
+                now = trio.current_time()
+                end = deadline - min(reserves[index], cap)
+                if now >= end:  # too late for it; past the deadline, for every level
+                    continue
+                if index in last_resort:
                     back = self._recovery_time()
                     if back is not None:
                         yield back
-                        self.hedged.clear()
-                        self.plan = cascade.planner.plan(self.request, explore=True)
+                        self._walk_again()
                         break
                 if index in self.hedged:
                     continue
                 candidates = self.plan.levels[index].candidates
-                if self.recovery.rounds:
+                if self.rounds:
                     # A re-walk: what already failed this request is not asked again.
                     failed = self._failed_providers()
                     candidates = tuple(c for c in candidates if c.provider not in failed)
                 if candidates:
-                    yield _Level(index, level, candidates, now, level_deadline)
+                    level = levels[index]
+                    yield _Level(index, level, candidates, now, min(now + level.timeout_s, end))
             else:
                 back = self._recovery_time()
                 if back is None:
                     break
                 yield back
-                self.hedged.clear()
-                self.plan = cascade.planner.plan(self.request, explore=True)
+                self._walk_again()
         yield from self._last_tries()
 
-    def _levels(self) -> Iterator[tuple[int, LevelConfig, float, float]]:
-        """The levels still reachable: (index, level, now, level deadline), each level's
-        deadline counted from when it starts and, before the last resort, ending early enough
-        to leave the last resort its time."""
-        deadline = self.deadline
-        reserves = self.reserves
-        cap = self.reserve_cap
-        levels = self.cascade.levels
-        for index in self.order:
-            level = levels[index]
-            now = trio.current_time()
-            if now >= deadline:
-                return
-            end = deadline - min(reserves[index], cap)
-            if now < end:
-                yield index, level, now, min(now + level.timeout_s, end)
+    def _walk_again(self) -> None:
+        """After a recovery wait: from the first level, with a fresh plan."""
+        self.hedged.clear()
+        self.plan = self.cascade.planner.plan(self.request, explore=True)
 
     def _demote_browned_out(self, order: tuple[int, ...]) -> tuple[int, ...]:
         """`order` with each browned-out level (`LevelPlan.brownout`, policy demote) moved
@@ -334,21 +329,20 @@ class _Walk:
         half-open time is a guess, and during a real outage the wait would only delay the last
         resort."""
         back = self.plan.earliest_available
-        recovery = self.recovery
         now = trio.current_time()
-        if back is None or recovery.rounds >= MAX_RECOVERY_ROUNDS:
+        if back is None or self.rounds >= MAX_RECOVERY_ROUNDS:
             return None
         if back >= self.deadline - min(self.reserves[0], self.reserve_cap):
             return None
         wait = max(0.0, back - now)
-        if recovery.waited + wait > recovery.budget_s:
+        if self.waited + wait > self.cascade.recovery_wait_s:
             return None
-        recovery.rounds += 1
-        recovery.waited += wait
+        self.rounds += 1
+        self.waited += wait
         self.cascade.events.emit(
             "waiting_for_provider",
             wait_s=round(wait, 3),
-            round=recovery.rounds,
+            round=self.rounds,
             task_id=self.request.task_id,
         )
         return back
@@ -415,7 +409,6 @@ class _Walk:
         detail: str = "",
         *,
         model: str | None = None,
-        cost_usd: float = 0.0,
     ) -> None:
         """The call's `Attempt` (with the `model` that answered, if another), and the end of
         its span."""
@@ -423,7 +416,8 @@ class _Walk:
             call.provider, model or call.model, call.level.name, outcome, elapsed_ms, detail
         )
         self.attempts.append(attempt)
-        self.trace.attempt_ended(call.span, attempt, cost_usd)
+        if self.trace.recording:
+            self.trace.attempt_ended(call.span, attempt)
 
     def _observe(self, call: _Call, elapsed_ms: float, *, ok: bool, health: bool = True) -> None:
         """The call's outcome into the performance history, and into the change detectors and
@@ -450,8 +444,13 @@ class _Walk:
         if completion.refusal is not None and call.level.fallback_on_refusal:
             self._record(call, "refused", elapsed, "refused", model=completion.model)
             return False
-        cost = self.cascade.prices.cost(completion) if self.trace.recording else 0.0
-        self._record(call, "ok", elapsed, model=completion.model, cost_usd=cost)
+        attempt = Attempt(
+            call.provider, completion.model or call.model, call.level.name, "ok", elapsed
+        )
+        self.attempts.append(attempt)
+        trace = self.trace
+        if trace.recording:
+            trace.attempt_ended(call.span, attempt, self.cascade.prices.cost(completion))
         return True
 
     def cancelled(self, call: _Call, deadline: float) -> None:
@@ -493,17 +492,22 @@ class _Walk:
         reply = self.cascade.reply(
             self.request, step.level, candidate, completion, self.attempts, self.start, fallback
         )
-        self.trace.answered(reply)
+        if self.trace.recording:
+            self.trace.answered(reply)
         return reply
 
     def is_fallback(self, step: _Level, candidate: Candidate, earlier_attempts: int) -> bool:
         """Whether an answer from `candidate` at `step`, after `earlier_attempts` other tries,
         is a fallback (see `reply`)."""
-        order = self.rank_order
-        if order.index(step.position) > order.index(self.first_level) or earlier_attempts > 0:
+        if earlier_attempts > 0:
             return True
+        position, first_level = step.position, self.first_level
+        if position != first_level:
+            order = self.rank_order
+            if order.index(position) > order.index(first_level):
+                return True
         if self.first_choice_held_out:
-            first = self.cascade.planner.first_choice(self.request, self.first_level)
+            first = self.cascade.planner.first_choice(self.request, first_level)
             return candidate.provider != first
         return False
 
@@ -595,6 +599,8 @@ class CascadeSupervisor:
         )
         #: Per level, the time kept back for the last-resort levels after it.
         self.reserves_s = _reserves(config.levels, self.last_resort_levels)
+        #: The levels' indexes as configured: the walk order of a request with no `models`.
+        self.configured_order = tuple(range(len(config.levels)))
         self.recovery_wait_s = config.runtime.recovery_wait_s
         self.in_flight = 0
         self.hedges = 0
@@ -633,11 +639,44 @@ class CascadeSupervisor:
     # -- complete ---------------------------------------------------------------------------
 
     async def complete(self, request: Request) -> Reply:
+        """Walk the levels for `request`. Each step runs in a cancel scope with its deadline,
+        which `close` cancels too; a level is hedged into the next one when its brownout policy
+        asks for it. (One coroutine, not two: every frame of it is resumed at each checkpoint
+        of the provider call.)"""
         self._check_open()
         walk = _Walk(self, request)
         self.in_flight += 1
+        scopes = self._scopes
         try:
-            return await self._complete(walk)
+            for step in walk.steps():
+                deadline = step.deadline if isinstance(step, _Level) else step
+                scope = trio.CancelScope(deadline=deadline)
+                scopes.add(scope)
+                try:
+                    with scope:
+                        if not isinstance(step, _Level):
+                            await trio.sleep_forever()  # until the Retry-After ends
+                        hedge = walk.hedge_into(step) if self.brownout is not None else None
+                        if hedge is not None:
+                            hedged = await self._hedge_levels(walk, step, *hedge)
+                            if hedged is not None:
+                                return walk.reply(*hedged)
+                        elif len(step.candidates) > 1 and _side_by_side(walk.request, step.level):
+                            won = await self._try_level(walk, step)
+                            if won is not None:
+                                return walk.reply(step, *won)
+                        else:  # one after another, as `_try_level` would, a frame nearer
+                            level = step.level
+                            for candidate in step.candidates:
+                                answer = await self._attempt(walk, level, candidate, deadline)
+                                if answer is not None:
+                                    return walk.reply(step, candidate, answer)
+                finally:
+                    scopes.discard(scope)
+                if self.closed and scope.cancelled_caught:
+                    walk.cancelled_request()
+                    raise RuntimeClosed("the runtime closed while the request was in flight")
+            raise walk.failed()
         except BaseException as error:
             if _is_cancellation(error):
                 walk.cancelled_request()
@@ -645,35 +684,6 @@ class CascadeSupervisor:
             raise
         finally:
             self._request_ended()
-
-    async def _complete(self, walk: _Walk) -> Reply:
-        """Each step runs in a cancel scope with its deadline, which `close` cancels too."""
-        for step in walk.steps():
-            scope = trio.move_on_at(step.deadline if isinstance(step, _Level) else step)
-            self._scopes.add(scope)
-            try:
-                with scope:
-                    if not isinstance(step, _Level):
-                        await trio.sleep_forever()  # until the Retry-After ends
-                    won = await self._run_step(walk, step)
-                    if won is not None:
-                        return walk.reply(*won)
-            finally:
-                self._scopes.discard(scope)
-            if self.closed and scope.cancelled_caught:
-                walk.cancelled_request()
-                raise RuntimeClosed("the runtime closed while the request was in flight")
-        raise walk.failed()
-
-    async def _run_step(
-        self, walk: _Walk, step: _Level
-    ) -> tuple[_Level, Candidate, Completion] | None:
-        """Try the level, hedged into the next one when its brownout policy asks for it."""
-        hedge = walk.hedge_into(step)
-        if hedge is None:
-            won = await self._try_level(walk, step)
-            return None if won is None else (step, *won)
-        return await self._hedge_levels(walk, step, *hedge)
 
     async def _hedge_levels(
         self, walk: _Walk, step: _Level, into: _Level, patience: float
@@ -724,17 +734,12 @@ class CascadeSupervisor:
         return budget is not None and budget.withdraw()
 
     async def _try_level(self, walk: _Walk, step: _Level) -> tuple[Candidate, Completion] | None:
-        level, candidates = step.level, step.candidates
-        strategy = walk.request.strategy or level.strategy
-        if strategy == "race" and len(candidates) > 1:
-            return await self._race(walk, level, candidates, step.deadline)
-        if strategy == "hedge" and len(candidates) > 1:
-            return await self._hedge(walk, level, candidates, step.deadline)
-        return await self._sequential(walk, level, candidates, step.deadline)
-
-    async def _sequential(
-        self, walk: _Walk, level: LevelConfig, candidates: Sequence[Candidate], deadline: float
-    ) -> tuple[Candidate, Completion] | None:
+        """The level's candidates raced, hedged, or (one, or by default) one after another."""
+        level, candidates, deadline = step.level, step.candidates, step.deadline
+        if len(candidates) > 1 and _side_by_side(walk.request, level):
+            if (walk.request.strategy or level.strategy) == "race":
+                return await self._race(walk, level, candidates, deadline)
+            return await self._hedge(walk, level, candidates, deadline)
         for candidate in candidates:
             completion = await self._attempt(walk, level, candidate, deadline)
             if completion is not None:
@@ -880,10 +885,11 @@ class CascadeSupervisor:
             tool_calls=completion.tool_calls,
             raw_finish_reason=completion.raw_finish_reason,
         )
-        self.stats.record_reply(reply)
-        if self.stats.listening:
+        stats = self.stats
+        stats.record_reply(reply)
+        if stats.listening:
             ended = RequestEnded(request, reply, "reply", reply.attempts, reply.latency_ms)
-            self.stats.notify(ended)
+            stats.notify(ended)
         if fallback:
             self.events.emit(
                 "fallback_used",
@@ -1090,6 +1096,13 @@ def _attempt_deadline(level: LevelConfig, deadline: float) -> float:
     if level.attempt_timeout_s is None:
         return deadline
     return min(deadline, trio.current_time() + level.attempt_timeout_s)
+
+
+def _side_by_side(request: Request, level: LevelConfig) -> bool:
+    """Whether `level` tries its candidates for `request` side by side (race or hedge) rather
+    than one after another: the request's strategy if it has one (a tenant's), else the
+    level's."""
+    return (request.strategy or level.strategy) in ("race", "hedge")
 
 
 def _raise_rejected(group: BaseExceptionGroup[BaseException]) -> NoReturn:

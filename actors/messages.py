@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 from attrs.validators import optional
@@ -185,9 +185,7 @@ class Request:
     tool_choice: ToolChoice | None = attrs.field(default=None, converter=to_tool_choice)
     #: False asks for at most one tool call per reply; None leaves the provider's default.
     parallel_tool_calls: bool | None = attrs.field(default=None, validator=optional(boolean))
-    response_format: ResponseFormat | None = attrs.field(
-        default=None, converter=to_response_format
-    )
+    response_format: ResponseFormat | None = attrs.field(default=None, converter=to_response_format)
     stop: tuple[str, ...] = attrs.field(default=(), converter=_to_stop)
     top_p: float | None = attrs.field(
         default=None, converter=to_float, validator=optional([number, between(0.0, 1.0)])
@@ -242,7 +240,9 @@ class Request:
                 raise FieldError(
                     "tool_choice", f"{self.tool_choice.name!r} is not one of the request's tools"
                 )
-        elif self.tool_choice is not None and self.tool_choice.mode == "required" and not self.tools:
+        elif (
+            self.tool_choice is not None and self.tool_choice.mode == "required" and not self.tools
+        ):
             raise FieldError("tool_choice", "'required' needs at least one tool")
         object.__setattr__(self, "conversation", conversation)
 
@@ -279,15 +279,16 @@ class Request:
             last, instructions = self.prompt, self.system or None
         else:
             last, instructions = self.last_user_text, self.instructions
+        context = self.context
         return CacheKey(
-            prompt=" ".join(last.lower().split()),
-            system=None if instructions is None else " ".join(instructions.split()),
-            complexity=self.complexity,
-            quality=self.quality,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            context=tuple(sorted((str(k), repr(v)) for k, v in (self.context or {}).items())),
-            shape=self._shape_key(),
+            " ".join(last.lower().split()),
+            None if instructions is None else " ".join(instructions.split()),
+            self.complexity,
+            self.quality,
+            self.max_tokens,
+            self.temperature,
+            tuple(sorted((str(k), repr(v)) for k, v in context.items())) if context else (),
+            self._shape_key(),
         )
 
     def _shape_key(self) -> str:
@@ -306,7 +307,9 @@ class Request:
             and not self.models
         ):
             return ""
-        history = [m.to_openai() for m in self.conversation if m.role not in ("system", "developer")]
+        history = [
+            m.to_openai() for m in self.conversation if m.role not in ("system", "developer")
+        ]
         last_user = max(
             (i for i, m in enumerate(history) if m["role"] == "user"), default=len(history)
         )
@@ -335,10 +338,10 @@ class Request:
         return _json({**rest, "sampling": sampling})
 
 
-@attrs.frozen(cache_hash=True)
-class CacheKey:
-    """What the last-resort cache files a reply under (see `Request.cache_key`). Its hash is
-    computed once: the cache looks a key up more than once per reply."""
+class CacheKey(NamedTuple):
+    """What the last-resort cache files a reply under (see `Request.cache_key`). A tuple, not
+    an attrs class: the cache hashes and compares keys in C, and builds one per reply. Its
+    repr (what a fleet's shared key is a digest of) reads as an attrs class's would."""
 
     prompt: str
     system: str | None

@@ -109,6 +109,17 @@ def test_cache_key_covers_everything_that_changes_the_answer() -> None:
     assert cache.get(served) is not None
 
 
+def test_cache_key_reads_as_it_always_has() -> None:
+    """A fleet's instances share replies under a digest of the key's repr: one that read
+    differently would not find the entries of an instance that runs another version."""
+    asked = Request(prompt="What is  MY balance?", system=" Be  brief ", context={"tenant": "acme"})
+    assert repr(asked.cache_key()) == (
+        "CacheKey(prompt='what is my balance?', system='Be brief', "
+        "complexity=<Complexity.MODERATE: 'moderate'>, quality=<Quality.PRODUCTION: 'production'>, "
+        "max_tokens=500, temperature=0.7, context=(('tenant', \"'acme'\"),), shape='')"
+    )
+
+
 async def test_outage_never_serves_one_tenants_cached_reply_to_another(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

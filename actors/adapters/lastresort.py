@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 import trio
@@ -46,8 +46,9 @@ _DEFAULT_CACHE_SIZE = 1024
 _DEFAULT_CACHE_TTL_S = 3600.0
 
 
-@attrs.frozen
-class CachedReply:
+class CachedReply(NamedTuple):
+    """A cached reply: built for every reply the cache keeps, so a tuple (see `CacheKey`)."""
+
     text: str
     #: The model that originally produced the text.
     model: str
