@@ -478,27 +478,42 @@ class ProviderActor(Actor):
             )
 
     async def complete(
-        self, request: Request, model: str, *, deadline: float, panic: bool = False
+        self,
+        request: Request,
+        model: str,
+        *,
+        deadline: float,
+        panic: bool = False,
+        scoped: bool = False,
     ) -> Completion:
         """One call, bounded by `deadline` (trio time): a timeout is a classified failure.
-        The slot is taken and released here rather than through `_slot`: this is every
-        request's path, and a generator-based context manager costs more than the call."""
+
+        `scoped`: the caller runs the call inside a cancel scope of its own whose deadline is
+        `deadline` or earlier (the cascade's level scope), and the call opens none: a scope of
+        ours with the same deadline would never catch the cancellation (trio lets the
+        outermost cancelled scope catch it), and the call's end at its deadline is booked as
+        its timeout all the same. The slot is taken and released here rather than through
+        `_slot`: this is every request's path, and a generator-based context manager costs
+        more than the call."""
         await self._take_slot(deadline, panic=panic)
         try:
             call = self._begin_call(panic=panic)
             outcome: ProviderError | Completion | None = None
             try:
-                with trio.move_on_at(deadline) as scope:
+                if scoped:
                     outcome = await call.adapter.complete(request, model)
-                if scope.cancelled_caught:
-                    outcome = self._timeout()
+                else:
+                    with trio.move_on_at(deadline) as scope:
+                        outcome = await call.adapter.complete(request, model)
+                    if scope.cancelled_caught:
+                        outcome = self._timeout()
             except ProviderError as error:
                 outcome = error
             except Exception as error:
                 outcome = self._adapter_failed(error)
             except trio.Cancelled:
                 # An enclosing scope with the same deadline (the level's) caught the
-                # cancellation instead of ours: it is still this call's timeout.
+                # cancellation, not ours or we have none: it is still this call's timeout.
                 if trio.current_time() >= deadline:
                     outcome = self._timeout()
                 raise
