@@ -454,12 +454,12 @@ class CircuitBreaker:
         if 0 < config.consecutive_failures <= self._consecutive_failures:
             self._trip("consecutive_failures")
             return
-        counts = self._window.counts(now)
-        if counts.calls < config.minimum_calls:
+        calls, failures, slow = self._window.totals(now)
+        if calls < config.minimum_calls:
             return
-        if counts.failures and counts.failure_rate >= config.failure_rate_threshold:
+        if failures and failures / calls >= config.failure_rate_threshold:
             self._trip("failure_rate")
-        elif counts.slow and counts.slow_rate >= config.slow_call_rate_threshold:
+        elif slow and slow / calls >= config.slow_call_rate_threshold:
             self._trip("slow_call_rate")
 
     def open_duration(self, trips: int) -> float:

@@ -600,26 +600,26 @@ class ProviderActor(Actor):
         elapsed_s: float,
         admission: _Admission,
         *,
-        now: float | None = None,
+        now: float,
     ) -> None:
-        """Book one call's end (at `now`, when the caller has read the clock) into breaker and
-        health. `None` = cancelled from outside."""
-        before = self.health.status
+        """Book one call's end (at `now`, the clock's time) into breaker and health. `None` =
+        cancelled from outside."""
+        health = self.health
+        before = health.status
         if isinstance(outcome, Completion):
             self._book_breaker(admission, elapsed_s, success=True, now=now)
-            self.health.record_success(elapsed_s)
+            after = health.record_success(elapsed_s, now=now)
             if outcome.quota_remaining is not None:
-                self.health.set_quota(outcome.quota_remaining)
-        elif isinstance(outcome, ProviderError):
-            self._record_failure(outcome, elapsed_s, admission)
+                health.set_quota(outcome.quota_remaining)
         else:
-            self._book_breaker(admission, elapsed_s, success=None)
-        if self.health.status is not before:
+            if isinstance(outcome, ProviderError):
+                self._record_failure(outcome, elapsed_s, admission, now=now)
+            else:
+                self._book_breaker(admission, elapsed_s, success=None)
+            after = health.status
+        if after is not before:
             self.context.events.emit(
-                "provider_health_changed",
-                provider=self.name,
-                old=before.value,
-                new=self.health.status.value,
+                "provider_health_changed", provider=self.name, old=before.value, new=after.value
             )
             self._changed()
 
@@ -641,12 +641,12 @@ class ProviderActor(Actor):
         elif success:
             breaker.on_success(elapsed_s, period=admission.period, now=now)
         else:
-            breaker.on_failure(elapsed_s, period=admission.period)
+            breaker.on_failure(elapsed_s, period=admission.period, now=now)
         if success is not None and self.context.fleet is not None:
             self._share_outcome(admission, elapsed_s, success)
 
     def _record_failure(
-        self, error: ProviderError, elapsed_s: float, admission: _Admission
+        self, error: ProviderError, elapsed_s: float, admission: _Admission, *, now: float
     ) -> None:
         """Only `BREAKER_FAILURES` count against the breaker and in the error rate and the run
         of consecutive failures: those are the provider's ill health. A model that cannot take a
@@ -657,9 +657,10 @@ class ProviderActor(Actor):
         if error.quota_remaining is not None:
             self.health.set_quota(error.quota_remaining)
         if error.counts_against_breaker:
-            self._book_breaker(admission, elapsed_s, success=False)
+            self._book_breaker(admission, elapsed_s, success=False, now=now)
             # A timeout says the provider is slow; a fast error would flatter its latency.
-            self.health.record_failure(elapsed_s if error.kind is FailureKind.TIMEOUT else None)
+            latency = elapsed_s if error.kind is FailureKind.TIMEOUT else None
+            self.health.record_failure(latency, now=now)
             return
         self._book_breaker(admission, elapsed_s, success=None)
         if error.kind is FailureKind.RATE_LIMITED:

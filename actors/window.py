@@ -169,6 +169,12 @@ class SlidingWindow:
         self._advance(now)
         return WindowCounts(self._total_calls, self._total_failures, self._total_slow)
 
+    def totals(self, now: float | None = None) -> tuple[int, int, int]:
+        """`counts` as a plain tuple (calls, failures, slow): what a check after every call
+        reads, without building a `WindowCounts`."""
+        self._advance(now)
+        return self._total_calls, self._total_failures, self._total_slow
+
 
 @attrs.frozen
 class LatencySummary:
@@ -208,7 +214,7 @@ class LatencyWindow:
         """Add one sample, replacing the oldest once the window is full. `alpha`, when given,
         weighs this sample in the EWMA instead of the window's own (a sample after a long
         silence should count for more than one in a steady stream)."""
-        if not latency_s >= 0 or math.isinf(latency_s):
+        if not 0.0 <= latency_s < math.inf:  # NaN fails both comparisons
             raise ValueError(f"latency_s={latency_s!r} must be a finite number >= 0")
         self._samples[self._next] = latency_s
         self._next = (self._next + 1) % self.size
