@@ -26,7 +26,7 @@ import trio
 
 from actors.adapters.base import ADAPTER_KINDS, Adapter, AdapterContext
 from actors.breaker import CircuitBreaker
-from actors.concurrency import AdaptiveLimit
+from actors.concurrency import AdaptiveLimit, Bulkhead
 from actors.config import ProviderConfig
 from actors.errors import FailureKind, ProviderError
 from actors.health import HealthTracker
@@ -111,9 +111,9 @@ class ProviderActor(Actor):
                 config.max_in_flight_max,
                 on_change=self._on_limit_change,
             )
-            self.bulkhead = trio.CapacityLimiter(self.concurrency.limit)
+            self.bulkhead = Bulkhead(self.concurrency.limit)
         else:
-            self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
+            self.bulkhead = Bulkhead(config.max_in_flight)
         self.retry_after_until: float | None = None
         self.unavailable_until: float | None = None
         #: In a fleet: this instance holds the claim to send the half-open probes.
@@ -440,7 +440,7 @@ class ProviderActor(Actor):
         if self.context.fleet is not None:
             await self._look_before_calling(panic=panic)
         if not panic:
-            # The common case, a free slot: `CapacityLimiter.acquire`'s checkpoints, no scope.
+            # The common case, a free slot: `Bulkhead.acquire`'s checkpoints, no scope.
             await trio.lowlevel.checkpoint_if_cancelled()
             refusal = self._refusal(panic=False)
             if refusal is not None:
