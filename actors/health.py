@@ -67,7 +67,8 @@ class HealthTracker:
         self._consecutive_failures = 0
         self._quota_remaining = 1.0
         self._last_check: float | None = None
-        self._available = True
+        #: Whether the provider can be asked at all (see `mark_unavailable`).
+        self.available = True
         self._reason = ""
 
     def __repr__(self) -> str:
@@ -75,17 +76,13 @@ class HealthTracker:
 
     @property
     def status(self) -> HealthStatus:
-        if not self._available:
+        if not self.available:
             return HealthStatus.OFFLINE
         if self._consecutive_failures >= self.critical_after:
             return HealthStatus.CRITICAL
         if self._consecutive_failures >= self.degraded_after:
             return HealthStatus.DEGRADED
         return HealthStatus.HEALTHY
-
-    @property
-    def available(self) -> bool:
-        return self._available
 
     @property
     def consecutive_failures(self) -> int:
@@ -145,11 +142,11 @@ class HealthTracker:
 
     def mark_unavailable(self, reason: str) -> None:
         """The provider cannot be asked at all (no credentials, auth rejected, actor down)."""
-        self._available = False
+        self.available = False
         self._reason = reason
 
     def mark_available(self) -> None:
-        self._available = True
+        self.available = True
         self._reason = ""
 
     def restore(
@@ -165,7 +162,7 @@ class HealthTracker:
         self._consecutive_failures = consecutive_failures
         self._quota_remaining = quota_remaining
         self._last_check = last_check
-        self._available = available
+        self.available = available
         self._reason = reason
 
     def snapshot(self) -> HealthSnapshot:
@@ -182,6 +179,6 @@ class HealthTracker:
             quota_remaining=self._quota_remaining,
             consecutive_failures=self._consecutive_failures,
             last_check=self._last_check,
-            available=self._available,
+            available=self.available,
             reason=self._reason,
         )

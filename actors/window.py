@@ -124,8 +124,10 @@ class SlidingWindow:
 
     def record(
         self, *, failure: bool = False, slow: bool = False, now: float | None = None
-    ) -> None:
-        """Count one call that ended now (`now`: the clock's time, when the caller has it)."""
+    ) -> tuple[int, int, int]:
+        """Count one call that ended now (`now`: the clock's time, when the caller has it);
+        return the window's calls, failures and slow calls after it, for a check after every
+        call that need not build a `WindowCounts`."""
         slot = self._advance(now)
         self._calls[slot] += 1
         self._total_calls += 1
@@ -135,6 +137,7 @@ class SlidingWindow:
         if slow:
             self._slow[slot] += 1
             self._total_slow += 1
+        return self._total_calls, self._total_failures, self._total_slow
 
     def clear(self) -> None:
         """Forget every call (a breaker that closes starts from a clean window)."""
@@ -168,12 +171,6 @@ class SlidingWindow:
         """The window's totals as of now (`now`: as for `record`), in O(1)."""
         self._advance(now)
         return WindowCounts(self._total_calls, self._total_failures, self._total_slow)
-
-    def totals(self, now: float | None = None) -> tuple[int, int, int]:
-        """`counts` as a plain tuple (calls, failures, slow): what a check after every call
-        reads, without building a `WindowCounts`."""
-        self._advance(now)
-        return self._total_calls, self._total_failures, self._total_slow
 
 
 @attrs.frozen
