@@ -179,19 +179,19 @@ class CircuitBreaker:
     def try_acquire(self, now: float | None = None) -> bool:
         """Whether a call may go now; in half-open this takes one of the limited probe permits.
         (`now`, here and below: the clock's time, when the caller has just read it.)"""
-        self._refresh(now)
-        state = self._state
-        if state in _ADMIT_ALL:
-            return True
-        if state is BreakerState.HALF_OPEN and self._probe_capacity() > 0:
-            self._probes_in_flight += 1
-            return True
-        return False
+        return self.acquire(now) is not None
 
     def acquire(self, now: float | None = None) -> int | None:
         """`try_acquire`, then `period` (the same instant: one look at the clock): the period
         the permit belongs to, or None when the call may not go."""
-        return self._period if self.try_acquire(now) else None
+        self._refresh(now)
+        state = self._state
+        if state in _ADMIT_ALL:
+            return self._period
+        if state is BreakerState.HALF_OPEN and self._probe_capacity() > 0:
+            self._probes_in_flight += 1
+            return self._period
+        return None
 
     def would_admit(self, *, panic: bool = False, now: float | None = None) -> bool:
         """Whether `try_acquire` (or, for a panic call, `try_panic`) would let a call out now;
@@ -253,8 +253,7 @@ class CircuitBreaker:
         if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
             if now - duration_s >= self._last_failure_sent:
                 self._consecutive_failures = 0
-            self._window.record(failure=False, slow=slow, now=now)
-            self._check_trip(now)
+            self._check_trip(self._window.record(failure=False, slow=slow, now=now))
 
     def on_unadmitted_success(self, duration_s: float) -> None:
         """A call that went out while the breaker was open (a panic call: nothing else was
@@ -285,8 +284,7 @@ class CircuitBreaker:
         if state in (BreakerState.CLOSED, BreakerState.FORCED_CLOSED):
             self._consecutive_failures += 1
             self._last_failure_sent = max(self._last_failure_sent, now - duration_s)
-            self._window.record(failure=True, slow=slow, now=now)
-            self._check_trip(now)
+            self._check_trip(self._window.record(failure=True, slow=slow, now=now))
 
     def on_ignored(self, *, period: int | None = None) -> None:
         """An admitted call ended in a way that says nothing about the provider (a client error,
@@ -469,19 +467,21 @@ class CircuitBreaker:
                 self._decay_from += steps * self.config.decay_s
         return now
 
-    def _check_trip(self, now: float | None = None) -> None:
+    def _check_trip(self, totals: tuple[int, int, int]) -> None:
+        """Trip a closed breaker whose run of failures, or whose window (`totals`: its calls,
+        failures and slow calls), says so."""
         if self._state is not BreakerState.CLOSED:
             return
         config = self.config
         if 0 < config.consecutive_failures <= self._consecutive_failures:
             self._trip("consecutive_failures")
             return
-        counts = self._window.counts(now)
-        if counts.calls < config.minimum_calls:
+        calls, failures, slow = totals
+        if calls < config.minimum_calls:
             return
-        if counts.failures and counts.failure_rate >= config.failure_rate_threshold:
+        if failures and failures / calls >= config.failure_rate_threshold:
             self._trip("failure_rate")
-        elif counts.slow and counts.slow_rate >= config.slow_call_rate_threshold:
+        elif slow and slow / calls >= config.slow_call_rate_threshold:
             self._trip("slow_call_rate")
 
     def open_duration(self, trips: int) -> float:

@@ -829,9 +829,11 @@ class CascadeSupervisor:
     async def _attempt(
         self, walk: _Walk, level: LevelConfig, candidate: Candidate, deadline: float
     ) -> Completion | None:
-        """Try one candidate (and its larger-context models); record every try."""
+        """Try one candidate (and its larger-context models); record every try. It runs
+        within its level's cancel scope, whose deadline is `deadline`: a call that must end
+        then needs no scope of its own (`ProviderActor.complete`'s `scoped`)."""
         name = candidate.provider
-        deadline = _attempt_deadline(level, deadline)
+        level_deadline, deadline = deadline, _attempt_deadline(level, deadline)
         actor = self.providers.live(name)
         if actor is None:
             walk.unavailable(candidate, level)
@@ -841,7 +843,11 @@ class CascadeSupervisor:
             try:
                 with walk.trace.active(call.span):
                     completion = await actor.complete(
-                        walk.request, model, deadline=deadline, panic=candidate.panic
+                        walk.request,
+                        model,
+                        deadline=deadline,
+                        panic=candidate.panic,
+                        scoped=deadline == level_deadline,
                     )
             except trio.Cancelled:
                 walk.cancelled(call, deadline)

@@ -15,7 +15,7 @@ the limit the last 429 came at only every `PROBE_ROUNDS` such rounds. A round en
 `limit` calls have ended, about one round trip whatever the limit. A call finding the limit
 used up waits a little for a slot (`PATIENCE`), then goes to the next candidate: a learned
 limit is no queue. All integers, all event-driven: the only clock is `trio.current_time()`, so
-a scenario replays it exactly.
+a scenario replays it exactly. `Bulkhead` holds the slots, whatever sizes them.
 """
 
 from __future__ import annotations
@@ -136,3 +136,67 @@ class AdaptiveLimit:
             self._round_calls, self._round_rtt_s = 0, 0.0
             if self._on_change is not None:
                 self._on_change(old, new, reason)
+
+
+class Bulkhead:
+    """A provider's slots for calls in flight: `trio.CapacityLimiter`'s behaviour (first come,
+    first served; a slot given back goes straight to the longest waiter; its checkpoints),
+    counted instead of kept per borrowing task. Every request takes a slot and gives it back,
+    and the limiter's bookkeeping of which task holds which token cost more than the taking."""
+
+    __slots__ = ("_borrowed", "_lot", "_total")
+
+    def __init__(self, total_tokens: int) -> None:
+        self._total = 0
+        self._borrowed = 0
+        self._lot = trio.lowlevel.ParkingLot()
+        self.total_tokens = total_tokens
+
+    def __repr__(self) -> str:
+        return f"<Bulkhead {self._borrowed}/{self._total} with {len(self._lot)} waiting>"
+
+    @property
+    def total_tokens(self) -> int:
+        return self._total
+
+    @total_tokens.setter
+    def total_tokens(self, total: int) -> None:
+        """A new size: more slots go to waiters at once; fewer let the calls out finish."""
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ValueError(f"total_tokens={total!r} must be an integer >= 0")
+        self._total = total
+        self._wake_waiters()
+
+    @property
+    def borrowed_tokens(self) -> int:
+        return self._borrowed
+
+    def acquire_nowait(self) -> None:
+        """Take a slot, or raise `trio.WouldBlock`: none free, or others wait for one."""
+        if self._borrowed < self._total and not self._lot:
+            self._borrowed += 1
+        else:
+            raise trio.WouldBlock
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in line for one."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lot.park()  # `_wake_waiters` counted the slot as ours
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def release(self) -> None:
+        """Give a slot back (to the longest waiter, if any)."""
+        if self._borrowed <= 0:
+            raise RuntimeError("Bulkhead.release without a slot taken")
+        self._borrowed -= 1
+        if self._lot:
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        free = self._total - self._borrowed
+        if free > 0:
+            self._borrowed += len(self._lot.unpark(count=free))

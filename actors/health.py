@@ -67,7 +67,8 @@ class HealthTracker:
         self._consecutive_failures = 0
         self._quota_remaining = 1.0
         self._last_check: float | None = None
-        self._available = True
+        #: Whether the provider can be asked at all (see `mark_unavailable`).
+        self.available = True
         self._reason = ""
 
     def __repr__(self) -> str:
@@ -75,17 +76,13 @@ class HealthTracker:
 
     @property
     def status(self) -> HealthStatus:
-        if not self._available:
+        if not self.available:
             return HealthStatus.OFFLINE
         if self._consecutive_failures >= self.critical_after:
             return HealthStatus.CRITICAL
         if self._consecutive_failures >= self.degraded_after:
             return HealthStatus.DEGRADED
         return HealthStatus.HEALTHY
-
-    @property
-    def available(self) -> bool:
-        return self._available
 
     @property
     def consecutive_failures(self) -> int:
@@ -99,33 +96,40 @@ class HealthTracker:
     def last_check(self) -> float | None:
         return self._last_check
 
-    def record_success(self, latency_s: float) -> HealthStatus:
-        """A call answered after `latency_s` seconds; returns the status after it."""
-        self._record_latency(latency_s)
-        self._errors.record(failure=False)
+    def record_success(self, latency_s: float, *, now: float | None = None) -> HealthStatus:
+        """A call answered after `latency_s` seconds; returns the status after it. `now`, here
+        and below: the clock's time, when the caller has just read it."""
+        if now is None:
+            now = self._clock()
+        self._record_latency(latency_s, now)
+        self._errors.record(failure=False, now=now)
         self._consecutive_failures = 0
-        self._last_check = self._clock()
+        self._last_check = now
         return self.status
 
-    def record_failure(self, latency_s: float | None = None) -> HealthStatus:
+    def record_failure(
+        self, latency_s: float | None = None, *, now: float | None = None
+    ) -> HealthStatus:
         """A call failed in a way that is the provider's fault; returns the status after it.
 
         `latency_s` joins the latency samples when given: pass it for a slow failure (a timeout
         says the provider is slow), leave it out for a fast error that would flatter the mean.
         """
+        if now is None:
+            now = self._clock()
         if latency_s is not None:
-            self._record_latency(latency_s)
-        self._errors.record(failure=True)
+            self._record_latency(latency_s, now)
+        self._errors.record(failure=True, now=now)
         self._consecutive_failures += 1
-        self._last_check = self._clock()
+        self._last_check = now
         return self.status
 
-    def _record_latency(self, latency_s: float) -> None:
+    def _record_latency(self, latency_s: float, now: float) -> None:
         """A sample after more than `latency_stale_s` without one starts the average afresh:
         the router already stopped trusting the old average (it scores it neutral), and one
         outlier from before a long silence must not keep a recovered provider looking slow."""
         last = self._last_check
-        stale = last is not None and self._clock() - last > self._latency_stale_s
+        stale = last is not None and now - last > self._latency_stale_s
         self._latency.record(latency_s, alpha=1.0 if stale else None)
 
     def set_quota(self, fraction: float) -> None:
@@ -138,11 +142,11 @@ class HealthTracker:
 
     def mark_unavailable(self, reason: str) -> None:
         """The provider cannot be asked at all (no credentials, auth rejected, actor down)."""
-        self._available = False
+        self.available = False
         self._reason = reason
 
     def mark_available(self) -> None:
-        self._available = True
+        self.available = True
         self._reason = ""
 
     def restore(
@@ -158,7 +162,7 @@ class HealthTracker:
         self._consecutive_failures = consecutive_failures
         self._quota_remaining = quota_remaining
         self._last_check = last_check
-        self._available = available
+        self.available = available
         self._reason = reason
 
     def snapshot(self) -> HealthSnapshot:
@@ -175,6 +179,6 @@ class HealthTracker:
             quota_remaining=self._quota_remaining,
             consecutive_failures=self._consecutive_failures,
             last_check=self._last_check,
-            available=self._available,
+            available=self.available,
             reason=self._reason,
         )

@@ -18,7 +18,6 @@ theirs held here, without counting as trips of its own.
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Literal
 
@@ -27,7 +26,7 @@ import trio
 
 from actors.adapters.base import ADAPTER_KINDS, Adapter, AdapterContext
 from actors.breaker import CircuitBreaker
-from actors.concurrency import AdaptiveLimit
+from actors.concurrency import AdaptiveLimit, Bulkhead
 from actors.config import ProviderConfig
 from actors.errors import FailureKind, ProviderError
 from actors.health import HealthTracker
@@ -112,9 +111,9 @@ class ProviderActor(Actor):
                 config.max_in_flight_max,
                 on_change=self._on_limit_change,
             )
-            self.bulkhead = trio.CapacityLimiter(self.concurrency.limit)
+            self.bulkhead = Bulkhead(self.concurrency.limit)
         else:
-            self.bulkhead = trio.CapacityLimiter(config.max_in_flight)
+            self.bulkhead = Bulkhead(config.max_in_flight)
         self.retry_after_until: float | None = None
         self.unavailable_until: float | None = None
         #: In a fleet: this instance holds the claim to send the half-open probes.
@@ -122,9 +121,11 @@ class ProviderActor(Actor):
         self._dirty = trio.Event()
         #: p95 latency as of the last heartbeat (0 before any call).
         self.latency_p95_s = 0.0
-        #: Start times of the calls in flight, by call number.
-        self._calls: dict[int, float] = {}
-        self._call_numbers = itertools.count()
+        #: The calls in flight (for the age of the oldest).
+        self._calls: set[_Call] = set()
+        #: The admission of the latest admitted call: the next one admitted in the same breaker
+        #: period shares it.
+        self._admitted = _Admission(admitted=True, period=-1)
         self.recovery: RecoveryProbes | None = None
         probe = config.recovery_probe
         if probe != "off":
@@ -379,9 +380,12 @@ class ProviderActor(Actor):
     def unavailable_reason(self) -> str:
         return self.health.snapshot().reason or f"{self.name} is unavailable"
 
-    def _refusal(self, *, panic: bool, now: float | None = None) -> ProviderError | None:
+    def _refusal(
+        self, *, panic: bool, now: float | None = None, ask_breaker: bool = True
+    ) -> ProviderError | None:
         """Why a call may not go out now (`now`: the clock's time, when the caller has it),
-        if it may not; changes nothing."""
+        if it may not; changes nothing. `ask_breaker=False` leaves the breaker out, for a
+        caller that asks it for a permit next."""
         if self.adapter is None:
             return ProviderError(FailureKind.UNAVAILABLE, f"{self.name} is not running")
         if now is None:
@@ -397,29 +401,38 @@ class ProviderActor(Actor):
                 f"{self.name} asked to wait until t={self.retry_after_until:.1f}",
                 retry_after_s=self.retry_after_until - now,
             )
-        if not self.breaker.would_admit(panic=panic, now=now):
-            return ProviderError(
-                FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}"
-            )
+        if ask_breaker and not self.breaker.would_admit(panic=panic, now=now):
+            return self._breaker_refusal()
         return None
+
+    def _breaker_refusal(self) -> ProviderError:
+        return ProviderError(
+            FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}"
+        )
 
     def _admit(self, *, panic: bool, now: float) -> _Admission:
         """Let one call out `now`, when it really goes out (it holds a bulkhead slot): raise
         `ProviderError(UNAVAILABLE | RATE_LIMITED)` unless it may. A panic call passes an open
-        breaker without a permit, holding a half-open probe place while it is out."""
-        refusal = self._refusal(panic=panic, now=now)
+        breaker without a permit, holding a half-open probe place while it is out. The
+        breaker is asked once, for the permit: what it refuses is refused as `_refusal` would."""
+        refusal = self._refusal(panic=panic, now=now, ask_breaker=False)
         if refusal is not None:
             raise refusal
+        breaker = self.breaker
+        period = breaker.acquire(now)
+        if period is not None:
+            admission = self._admitted
+            if admission.period != period:
+                admission = self._admitted = _Admission(admitted=True, period=period)
+        elif panic and breaker.try_panic():
+            admission = _Admission(admitted=False, period=breaker.period)
+        else:
+            raise self._breaker_refusal()
         if self.unavailable_until is not None:
             # The wait after an auth or billing failure is over: let one call try again.
             self.unavailable_until = None
             self.health.mark_available()
-        period = self.breaker.acquire(now)
-        if period is not None:
-            return _Admission(admitted=True, period=period)
-        if panic and self.breaker.try_panic():
-            return _Admission(admitted=False, period=self.breaker.period)
-        raise ProviderError(FailureKind.UNAVAILABLE, f"{self.name} breaker is {self.breaker.state}")
+        return admission
 
     @contextlib.asynccontextmanager
     async def _slot(self, deadline: float, *, panic: bool) -> AsyncIterator[None]:
@@ -435,12 +448,25 @@ class ProviderActor(Actor):
         it. What would be refused anyway is refused before the wait; a call that never got a
         slot never went out, so it is not booked against the provider. A panic call first
         waits, within `deadline`, for a half-open breaker to have room for it."""
-        await self._look_before_calling(panic=panic)
-        if panic or not await self._free_slot():
-            if self.concurrency is not None and not panic:
-                await self._wait_within_limit(deadline, self.concurrency)
+        if self.context.fleet is not None:
+            await self._look_before_calling(panic=panic)
+        if not panic:
+            # The common case, a free slot: `Bulkhead.acquire`'s checkpoints, no scope.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            refusal = self._refusal(panic=False)
+            if refusal is not None:
+                raise refusal
+            try:
+                self.bulkhead.acquire_nowait()
+            except trio.WouldBlock:
+                pass
             else:
-                await self._wait_for_slot(deadline, panic=panic)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            if self.concurrency is not None:
+                await self._wait_within_limit(deadline, self.concurrency)
+                return
+        await self._wait_for_slot(deadline, panic=panic)
 
     async def _wait_within_limit(self, deadline: float, limit: AdaptiveLimit) -> None:
         """A learned limit is no queue: a call finding it used up waits for a slot a short while
@@ -452,20 +478,6 @@ class ProviderActor(Actor):
             raise ProviderError(
                 FailureKind.UNAVAILABLE, f"{self.name} is at its concurrency limit ({limit.limit})"
             )
-
-    async def _free_slot(self) -> bool:
-        """Take a free bulkhead slot at once, if there is one and the call may go out: the
-        common case, with `CapacityLimiter.acquire`'s checkpoints but no deadline scope."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        refusal = self._refusal(panic=False)
-        if refusal is not None:
-            raise refusal
-        try:
-            self.bulkhead.acquire_nowait()
-        except trio.WouldBlock:
-            return False
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return True
 
     async def _wait_for_slot(self, deadline: float, *, panic: bool) -> None:
         """Wait for a slot (a panic call: and for a half-open breaker's room) until `deadline`."""
@@ -489,27 +501,42 @@ class ProviderActor(Actor):
             )
 
     async def complete(
-        self, request: Request, model: str, *, deadline: float, panic: bool = False
+        self,
+        request: Request,
+        model: str,
+        *,
+        deadline: float,
+        panic: bool = False,
+        scoped: bool = False,
     ) -> Completion:
         """One call, bounded by `deadline` (trio time): a timeout is a classified failure.
-        The slot is taken and released here rather than through `_slot`: this is every
-        request's path, and a generator-based context manager costs more than the call."""
+
+        `scoped`: the caller runs the call inside a cancel scope of its own whose deadline is
+        `deadline` or earlier (the cascade's level scope), and the call opens none: a scope of
+        ours with the same deadline would never catch the cancellation (trio lets the
+        outermost cancelled scope catch it), and the call's end at its deadline is booked as
+        its timeout all the same. The slot is taken and released here rather than through
+        `_slot`: this is every request's path, and a generator-based context manager costs
+        more than the call."""
         await self._take_slot(deadline, panic=panic)
         try:
             call = self._begin_call(panic=panic)
             outcome: ProviderError | Completion | None = None
             try:
-                with trio.move_on_at(deadline) as scope:
+                if scoped:
                     outcome = await call.adapter.complete(request, model)
-                if scope.cancelled_caught:
-                    outcome = self._timeout()
+                else:
+                    with trio.move_on_at(deadline) as scope:
+                        outcome = await call.adapter.complete(request, model)
+                    if scope.cancelled_caught:
+                        outcome = self._timeout()
             except ProviderError as error:
                 outcome = error
             except Exception as error:
                 outcome = self._adapter_failed(error)
             except trio.Cancelled:
                 # An enclosing scope with the same deadline (the level's) caught the
-                # cancellation instead of ours: it is still this call's timeout.
+                # cancellation, not ours or we have none: it is still this call's timeout.
                 if trio.current_time() >= deadline:
                     outcome = self._timeout()
                 raise
@@ -564,13 +591,13 @@ class ProviderActor(Actor):
         start = trio.current_time()
         admission = self._admit(panic=panic, now=start)
         adapter = self.adapter
-        assert adapter is not None
-        number = next(self._call_numbers)
-        self._calls[number] = start
-        return _Call(adapter, admission, number, start)
+        assert adapter is not None  # `_admit` refuses a call to an actor not running
+        call = _Call(adapter, admission, start)
+        self._calls.add(call)
+        return call
 
     def _end_call(self, call: _Call, outcome: ProviderError | Completion | None) -> None:
-        del self._calls[call.number]
+        self._calls.remove(call)
         now = trio.current_time()
         elapsed = now - call.start
         self._record(outcome, elapsed, call.admission, now=now)
@@ -596,26 +623,26 @@ class ProviderActor(Actor):
         elapsed_s: float,
         admission: _Admission,
         *,
-        now: float | None = None,
+        now: float,
     ) -> None:
-        """Book one call's end (at `now`, when the caller has read the clock) into breaker and
-        health. `None` = cancelled from outside."""
-        before = self.health.status
+        """Book one call's end (at `now`, the clock's time) into breaker and health. `None` =
+        cancelled from outside."""
+        health = self.health
+        before = health.status
         if isinstance(outcome, Completion):
             self._book_breaker(admission, elapsed_s, success=True, now=now)
-            self.health.record_success(elapsed_s)
+            after = health.record_success(elapsed_s, now=now)
             if outcome.quota_remaining is not None:
-                self.health.set_quota(outcome.quota_remaining)
-        elif isinstance(outcome, ProviderError):
-            self._record_failure(outcome, elapsed_s, admission)
+                health.set_quota(outcome.quota_remaining)
         else:
-            self._book_breaker(admission, elapsed_s, success=None)
-        if self.health.status is not before:
+            if isinstance(outcome, ProviderError):
+                self._record_failure(outcome, elapsed_s, admission, now=now)
+            else:
+                self._book_breaker(admission, elapsed_s, success=None)
+            after = health.status
+        if after is not before:
             self.context.events.emit(
-                "provider_health_changed",
-                provider=self.name,
-                old=before.value,
-                new=self.health.status.value,
+                "provider_health_changed", provider=self.name, old=before.value, new=after.value
             )
             self._changed()
 
@@ -637,12 +664,12 @@ class ProviderActor(Actor):
         elif success:
             breaker.on_success(elapsed_s, period=admission.period, now=now)
         else:
-            breaker.on_failure(elapsed_s, period=admission.period)
+            breaker.on_failure(elapsed_s, period=admission.period, now=now)
         if success is not None and self.context.fleet is not None:
             self._share_outcome(admission, elapsed_s, success)
 
     def _record_failure(
-        self, error: ProviderError, elapsed_s: float, admission: _Admission
+        self, error: ProviderError, elapsed_s: float, admission: _Admission, *, now: float
     ) -> None:
         """Only `BREAKER_FAILURES` count against the breaker and in the error rate and the run
         of consecutive failures: those are the provider's ill health. A model that cannot take a
@@ -653,9 +680,10 @@ class ProviderActor(Actor):
         if error.quota_remaining is not None:
             self.health.set_quota(error.quota_remaining)
         if error.counts_against_breaker:
-            self._book_breaker(admission, elapsed_s, success=False)
+            self._book_breaker(admission, elapsed_s, success=False, now=now)
             # A timeout says the provider is slow; a fast error would flatter its latency.
-            self.health.record_failure(elapsed_s if error.kind is FailureKind.TIMEOUT else None)
+            latency = elapsed_s if error.kind is FailureKind.TIMEOUT else None
+            self.health.record_failure(latency, now=now)
             return
         self._book_breaker(admission, elapsed_s, success=None)
         if error.kind is FailureKind.RATE_LIMITED:
@@ -717,7 +745,7 @@ class ProviderActor(Actor):
             reason=health.reason,
             retry_after_until=retry_after,
             calls_in_flight=self.bulkhead.borrowed_tokens,
-            oldest_call_s=now - min(self._calls.values()) if self._calls else 0.0,
+            oldest_call_s=now - min(call.start for call in self._calls) if self._calls else 0.0,
             restarts=self.context.restarts(self.name),
             recovery_probes=self.recovery.probes if self.recovery is not None else 0,
             probe_cost_usd=self.recovery.cost_usd if self.recovery is not None else 0.0,
@@ -746,14 +774,16 @@ class _Admission:
     period: int
 
 
-@attrs.frozen
 class _Call:
-    """A call that went out: its adapter, admission, number among the calls in flight, start."""
+    """A call that went out: its adapter, admission and start (trio time). One of the calls
+    in flight, by identity."""
 
-    adapter: Adapter
-    admission: _Admission
-    number: int
-    start: float
+    __slots__ = ("adapter", "admission", "start")
+
+    def __init__(self, adapter: Adapter, admission: _Admission, start: float) -> None:
+        self.adapter = adapter
+        self.admission = admission
+        self.start = start
 
 
 class _StreamRecord:

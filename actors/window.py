@@ -124,8 +124,10 @@ class SlidingWindow:
 
     def record(
         self, *, failure: bool = False, slow: bool = False, now: float | None = None
-    ) -> None:
-        """Count one call that ended now (`now`: the clock's time, when the caller has it)."""
+    ) -> tuple[int, int, int]:
+        """Count one call that ended now (`now`: the clock's time, when the caller has it);
+        return the window's calls, failures and slow calls after it, for a check after every
+        call that need not build a `WindowCounts`."""
         slot = self._advance(now)
         self._calls[slot] += 1
         self._total_calls += 1
@@ -135,6 +137,7 @@ class SlidingWindow:
         if slow:
             self._slow[slot] += 1
             self._total_slow += 1
+        return self._total_calls, self._total_failures, self._total_slow
 
     def clear(self) -> None:
         """Forget every call (a breaker that closes starts from a clean window)."""
@@ -208,7 +211,7 @@ class LatencyWindow:
         """Add one sample, replacing the oldest once the window is full. `alpha`, when given,
         weighs this sample in the EWMA instead of the window's own (a sample after a long
         silence should count for more than one in a steady stream)."""
-        if not latency_s >= 0 or math.isinf(latency_s):
+        if not 0.0 <= latency_s < math.inf:  # NaN fails both comparisons
             raise ValueError(f"latency_s={latency_s!r} must be a finite number >= 0")
         self._samples[self._next] = latency_s
         self._next = (self._next + 1) % self.size

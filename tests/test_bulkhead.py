@@ -1,0 +1,99 @@
+"""The bulkhead: `trio.CapacityLimiter`'s behaviour with its slots counted."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from actors.concurrency import Bulkhead
+
+
+async def test_a_free_slot_is_taken_at_once_and_a_full_bulkhead_refuses() -> None:
+    bulkhead = Bulkhead(2)
+    await bulkhead.acquire()
+    bulkhead.acquire_nowait()
+    assert bulkhead.borrowed_tokens == 2
+    with pytest.raises(trio.WouldBlock):
+        bulkhead.acquire_nowait()
+    bulkhead.release()
+    bulkhead.release()
+    assert bulkhead.borrowed_tokens == 0
+    with pytest.raises(RuntimeError):
+        bulkhead.release()
+
+
+async def test_a_slot_given_back_goes_to_the_longest_waiter() -> None:
+    bulkhead = Bulkhead(1)
+    bulkhead.acquire_nowait()
+    got: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await bulkhead.acquire()
+        got.append(name)
+
+    async with trio.open_nursery() as nursery:
+        for name in ("first", "second", "third"):
+            nursery.start_soon(waiter, name)
+            await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        bulkhead.release()
+        # The slot is the first waiter's already: a newcomer cannot take it meanwhile.
+        assert bulkhead.borrowed_tokens == 1
+        with pytest.raises(trio.WouldBlock):
+            bulkhead.acquire_nowait()
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["first"]
+        bulkhead.release()
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["first", "second"]
+        nursery.cancel_scope.cancel()
+    assert bulkhead.borrowed_tokens == 1  # "second" holds it; "third" left without one
+
+
+async def test_a_waiter_cancelled_in_line_takes_no_slot() -> None:
+    bulkhead = Bulkhead(1)
+    bulkhead.acquire_nowait()
+    with trio.move_on_after(0.01) as scope:
+        await bulkhead.acquire()
+    assert scope.cancelled_caught
+    bulkhead.release()
+    assert bulkhead.borrowed_tokens == 0
+    bulkhead.acquire_nowait()  # nobody left in line
+
+
+async def test_taking_a_slot_is_a_checkpoint() -> None:
+    bulkhead = Bulkhead(1)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await bulkhead.acquire()
+    assert scope.cancelled_caught and bulkhead.borrowed_tokens == 0
+
+
+async def test_resizing_wakes_waiters_or_lets_the_calls_out_finish() -> None:
+    bulkhead = Bulkhead(2)
+    bulkhead.acquire_nowait()
+    bulkhead.acquire_nowait()
+    got: list[int] = []
+
+    async def waiter(number: int) -> None:
+        await bulkhead.acquire()
+        got.append(number)
+
+    async with trio.open_nursery() as nursery:
+        for number in range(3):
+            nursery.start_soon(waiter, number)
+            await trio.testing.wait_all_tasks_blocked()
+        bulkhead.total_tokens = 4
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [0, 1] and bulkhead.borrowed_tokens == 4
+        bulkhead.total_tokens = 1
+        for _ in range(3):
+            bulkhead.release()
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [0, 1]  # one still out: the cut to 1 is used up
+        bulkhead.release()
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [0, 1, 2] and bulkhead.borrowed_tokens == 1
+    with pytest.raises(ValueError, match="total_tokens"):
+        bulkhead.total_tokens = -1
