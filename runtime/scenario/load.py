@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -118,13 +119,15 @@ class LoadGenerator:
                 deadline_s=self.profile.deadline_s,
                 task_id=f"scenario-{index}",
             )
-            self._templates[key] = tuple(getattr(template, name) for name in _COPIED_SLOTS)
+            self._templates[key] = _copied_fields(template)
             return template
         return _with_task_id(fields, f"scenario-{index}")
 
 
 #: Every slot of a `Request` but its task id (and `__weakref__`, which is not a field).
 _COPIED_SLOTS = tuple(field.name for field in attrs.fields(Request) if field.name != "task_id")
+#: A request's values of `_COPIED_SLOTS`, as a tuple.
+_copied_fields = operator.attrgetter(*_COPIED_SLOTS)
 #: The slots' own setters (what ``object.__setattr__(request, name, value)`` calls), in the
 #: order of `_COPIED_SLOTS`.
 _COPIED_SETTERS = tuple(vars(Request)[name].__set__ for name in _COPIED_SLOTS)
