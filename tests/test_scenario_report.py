@@ -13,7 +13,7 @@ from actors.errors import AllLevelsFailed
 from actors.messages import Attempt, Reply, Usage
 from runtime.scenario.format import Scenario, parse_scenario
 from runtime.scenario.html import render_html, render_svg
-from runtime.scenario.recorder import SAMPLED, AppliedFault, Recorder, Result
+from runtime.scenario.recorder import SAMPLED, AppliedFault, Interner, Recorder, Result
 from runtime.scenario.report import build_report, level_chars, percentile
 from runtime.scenario.terminal import render_strip, render_terminal
 
@@ -395,3 +395,13 @@ def test_slow_replies_pay_only_when_the_faulted_provider_served_them() -> None:
     (fault,) = data["faults"]
     assert fault["mttr_s"] == pytest.approx(4.0)
     assert fault["paid_requests"] == 8
+
+
+def test_interner_codes_names_in_the_order_first_seen_however_asked() -> None:
+    interner = Interner(["a", "b"])
+    assert interner.codes["b"] == interner.code("b") == 1
+    assert interner.codes["c"] == 2  # a new name through the mapping gets the next code
+    assert interner.code("d") == 3
+    assert interner.codes["c"] == 2 and interner.code("a") == 0
+    assert interner.names == ["a", "b", "c", "d"] and len(interner) == 4
+    assert [interner[code] for code in range(4)] == ["a", "b", "c", "d"]

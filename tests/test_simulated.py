@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
@@ -11,7 +13,14 @@ import trio
 import trio.testing
 
 from actors.adapters.base import ADAPTER_KINDS
-from actors.adapters.simulated import SimulatedAdapter, SimulatedBackend, simulated_adapter
+from actors.adapters.simulated import (
+    _FILLER,
+    SimulatedAdapter,
+    SimulatedBackend,
+    _filler,
+    _lognormal,
+    simulated_adapter,
+)
 from actors.config import Config, LevelConfig, ProviderConfig
 from actors.errors import FailureKind, ProviderError
 from actors.faults import Fault, FaultKind
@@ -359,3 +368,54 @@ async def test_aclose_is_idempotent() -> None:
     sim = adapter()
     await sim.aclose()
     await sim.aclose()
+
+
+def test_draws_match_the_standard_library_calls_they_replace() -> None:
+    """The filler words and the jittered latency draw what `random.choices`/`randint` and
+    `lognormvariate` would: the same values, and the generator left in the same state, so a
+    seed gives the same run as it always did."""
+    for seed in range(200):
+        ours, theirs = random.Random(seed), random.Random(seed)
+        assert _filler(ours) == theirs.choices(_FILLER, k=theirs.randint(8, 32))
+        mu, sigma = math.log(50.0 + seed), 0.05 * (seed % 7)
+        assert _lognormal(ours, mu, sigma) == theirs.lognormvariate(mu, sigma)
+        assert ours.getstate() == theirs.getstate()
+
+
+def _reference_text(rng: random.Random, request: Request, sender: str) -> tuple[str, int, str]:
+    """A completion's text, output tokens and finish reason as the simulator defines them."""
+    words = [sender, *request.last_user_text.split()[:8], "--"]
+    words += rng.choices(_FILLER, k=rng.randint(8, 32))
+    if len(words) > request.max_tokens:
+        words = words[: request.max_tokens]
+        return " ".join(words), len(words), "length"
+    return " ".join(words), len(words), "stop"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        REQUEST,
+        Request(prompt="  one\ttwo  three four five six seven eight nine ten  ", max_tokens=40),
+        Request(prompt="few words", system="be brief", max_tokens=6),
+        Request(prompt="x " * 500, max_tokens=14),
+        Request(
+            messages=[
+                {"role": "user", "content": "first question"},
+                {"role": "assistant", "content": "an answer"},
+                {"role": "user", "content": "and a follow-up with more than eight words in it"},
+            ],
+            max_tokens=300,
+        ),
+    ],
+)
+def test_completion_text_echoes_the_prompt_then_seeded_filler(request_: Request) -> None:
+    backend = SimulatedBackend(provider(latency_jitter=0.0))
+    reference = random.Random(7)
+    for _ in range(30):
+        completion = backend.plan(request_, "m1").completion
+        assert completion is not None
+        text, tokens, finish_reason = _reference_text(reference, request_, "[sim/m1]")
+        assert (completion.text, completion.usage.output_tokens) == (text, tokens)
+        assert completion.finish_reason == finish_reason
+    assert backend.rng.getstate() == reference.getstate()

@@ -33,6 +33,7 @@ rate_cap     calls beyond `rps` in any one second fail at once: RATE_LIMITED 429
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -171,9 +172,10 @@ class SimulatedBackend:
         The RNG is drawn in one fixed order (latency, hang, errors, faults), whatever happens."""
         self.calls += 1
         faults = self._faults
-        refused = self._refused_at_once(faults) or self._over_cap(faults)
-        if refused is not None:
-            return CallPlan(0.0, error=refused)
+        if faults:
+            refused = self._refused_at_once(faults) or self._over_cap(faults)
+            if refused is not None:
+                return CallPlan(0.0, error=refused)
         quota: float | None = None
         if self.rate_limit_rps is not None:
             quota = self._take_token(self.rate_limit_rps)
@@ -261,7 +263,7 @@ class SimulatedBackend:
     def _latency_s(self, faults: Mapping[FaultKind, Fault]) -> float:
         latency_ms = self.latency_ms
         if latency_ms > 0 and self.latency_jitter > 0:
-            latency_ms = self.rng.lognormvariate(math.log(latency_ms), self.latency_jitter)
+            latency_ms = _lognormal(self.rng, math.log(latency_ms), self.latency_jitter)
         latency_s = latency_ms / 1000.0
         if (fault := faults.get(FaultKind.LATENCY)) is not None:
             latency_s = latency_s * fault.factor + fault.delay_s
@@ -319,20 +321,27 @@ class SimulatedBackend:
         return self._tokens / capacity
 
     def _completion(self, request: Request, model: str, quota: float | None) -> Completion:
+        """The echo of the prompt's first words, then 8 to 32 filler words drawn at random."""
         if request.tools or request.response_format is not None:
             return self._synthetic_completion(request, model, quota)
-        prompt_words = request.last_user_text.split()[:8]
-        words = [f"[{self.name}/{model}]", *prompt_words, "--"]
-        words += self.rng.choices(_FILLER, k=self.rng.randint(8, 32))
-        finish_reason = "stop"
-        if len(words) > request.max_tokens:
-            words = words[: request.max_tokens]
+        # A shorthand request's last user text is its prompt (see `Request.cache_key`).
+        prompt = request.prompt if request.prompt is not None else request.last_user_text
+        echo, echo_text = _echo(prompt)
+        filler = _filler(self.rng)
+        sender = f"[{self.name}/{model}]"
+        count = 1 + len(echo) + len(filler)
+        if count <= request.max_tokens:
+            text = f"{sender} {echo_text} {' '.join(filler)}"
+            finish_reason = "stop"
+        else:
+            count = request.max_tokens
+            text = " ".join([sender, *echo, *filler][:count])
             finish_reason = "length"
         return Completion(
-            text=" ".join(words),
+            text=text,
             model=model,
             finish_reason=finish_reason,
-            usage=Usage(input_tokens=max(1, request_chars(request) // 4), output_tokens=len(words)),
+            usage=Usage(input_tokens=max(1, request_chars(request) // 4), output_tokens=count),
             quota_remaining=quota,
         )
 
@@ -350,6 +359,51 @@ class SimulatedBackend:
             quota_remaining=quota,
             tool_calls=answer.tool_calls,
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _echo(prompt: str) -> tuple[tuple[str, ...], str]:
+    """What an answer echoes of `prompt` (its first eight words, then a separator), as words
+    and joined. Scenarios repeat their prompts, so the last thousand are kept."""
+    echo = (*prompt.split(maxsplit=8)[:8], "--")
+    return echo, " ".join(echo)
+
+
+#: `_filler` draws as `random.choices(_FILLER, k=random.randint(8, 32))` does.
+_FILLER_COUNT_LOW = 8
+_FILLER_COUNT_SPAN = 32 - 8 + 1
+_FILLER_COUNT_BITS = _FILLER_COUNT_SPAN.bit_length()
+_FILLER_SIZE = float(len(_FILLER))
+
+
+def _filler(rng: random.Random) -> list[str]:
+    """``rng.choices(_FILLER, k=rng.randint(8, 32))`` without its calls in between: the same
+    draws from `rng` in the same order (CPython's `randint` takes getrandbits of the span's bit
+    length until one falls in the span; `choices` without weights indexes by
+    ``floor(random() * len)``), so the same words and the same state after."""
+    getrandbits = rng.getrandbits
+    offset = getrandbits(_FILLER_COUNT_BITS)
+    while offset >= _FILLER_COUNT_SPAN:
+        offset = getrandbits(_FILLER_COUNT_BITS)
+    draw, floor, size = rng.random, math.floor, _FILLER_SIZE
+    return [_FILLER[floor(draw() * size)] for _ in range(_FILLER_COUNT_LOW + offset)]
+
+
+#: `random.NV_MAGICCONST`, computed as `random` computes it.
+_NV_MAGICCONST = 4 * math.exp(-0.5) / math.sqrt(2.0)
+
+
+def _lognormal(rng: random.Random, mu: float, sigma: float) -> float:
+    """``rng.lognormvariate(mu, sigma)`` in one call instead of three: CPython's
+    `normalvariate` (Kinderman and Monahan's ratio of uniforms) inlined, so the same draws
+    from `rng` give the same float."""
+    draw = rng.random
+    while True:
+        u1 = draw()
+        u2 = 1.0 - draw()
+        z = _NV_MAGICCONST * (u1 - 0.5) / u2
+        if z * z / 4.0 <= -math.log(u2):
+            return math.exp(mu + z * sigma)
 
 
 def _server_error(status: int, message: str) -> ProviderError:

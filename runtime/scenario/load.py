@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 
@@ -49,7 +51,8 @@ class LoadGenerator:
         self.seed = seed
         weights = [entry.weight for entry in profile.mix]
         self._cumulative = list(itertools.accumulate(weights))
-        self._templates: dict[tuple[int, int], Request] = {}
+        #: Per (mix, number): the fields of its first request but the task id (`_COPIED_SLOTS`).
+        self._templates: dict[tuple[int, int], tuple[Any, ...]] = {}
 
     def __iter__(self) -> Iterator[PlannedRequest]:
         rng = random.Random(self.seed)
@@ -104,9 +107,9 @@ class LoadGenerator:
         requests of one (mix, number) differ only in their task id, so each is a copy of the
         first one built, validated once, with its own id (a string, as the validator wants)."""
         key = (mix, number)
-        template = self._templates.get(key)
-        if template is None:
-            template = self._templates[key] = Request(
+        fields = self._templates.get(key)
+        if fields is None:
+            template = Request(
                 prompt=prompt_text(mix, number, entry.prompt_chars),
                 complexity=entry.complexity,
                 quality=entry.quality,
@@ -116,19 +119,27 @@ class LoadGenerator:
                 deadline_s=self.profile.deadline_s,
                 task_id=f"scenario-{index}",
             )
+            self._templates[key] = _copied_fields(template)
             return template
-        return _with_task_id(template, f"scenario-{index}")
+        return _with_task_id(fields, f"scenario-{index}")
 
 
 #: Every slot of a `Request` but its task id (and `__weakref__`, which is not a field).
 _COPIED_SLOTS = tuple(field.name for field in attrs.fields(Request) if field.name != "task_id")
+#: A request's values of `_COPIED_SLOTS`, as a tuple.
+_copied_fields = operator.attrgetter(*_COPIED_SLOTS)
+#: The slots' own setters (what ``object.__setattr__(request, name, value)`` calls), in the
+#: order of `_COPIED_SLOTS`.
+_COPIED_SETTERS = tuple(vars(Request)[name].__set__ for name in _COPIED_SLOTS)
+_SET_TASK_ID = vars(Request)["task_id"].__set__
 
 
-def _with_task_id(template: Request, task_id: str) -> Request:
-    """`template` with another task id, as `attrs.evolve` would make it, without validating
-    again the fields it shares with `template` (frozen: the copy sets them as attrs does)."""
+def _with_task_id(fields: tuple[Any, ...], task_id: str) -> Request:
+    """A request with `fields` (a template's, by `_COPIED_SLOTS`) and `task_id`, as
+    `attrs.evolve` of the template would make it, without validating again the fields it
+    shares with the template (frozen: the copy sets them as attrs does, through the slots)."""
     request = object.__new__(Request)
-    for name in _COPIED_SLOTS:
-        object.__setattr__(request, name, getattr(template, name))
-    object.__setattr__(request, "task_id", task_id)
+    for set_slot, value in zip(_COPIED_SETTERS, fields, strict=True):
+        set_slot(request, value)
+    _SET_TASK_ID(request, task_id)
     return request

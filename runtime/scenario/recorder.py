@@ -96,21 +96,32 @@ class MemoryCheckpoint:
     runtime_bytes: int | None = None
 
 
+class _Codes(dict[str, int]):
+    """Name -> code, where looking up a new name gives it the next code: a hit is one C-level
+    dict lookup, which is what the recorder does several times a request."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self._names = names
+
+    def __missing__(self, name: str) -> int:
+        code = self[name] = len(self._names)
+        self._names.append(name)
+        return code
+
+
 class Interner:
     """Small integers for repeated strings (provider, level, outcome names)."""
 
     def __init__(self, names: Iterable[str] = ()) -> None:
         self.names: list[str] = []
-        self._codes: dict[str, int] = {}
+        #: ``codes[name]`` is `code(name)`, without the call.
+        self.codes = _Codes(self.names)
         for name in names:
             self.code(name)
 
     def code(self, name: str) -> int:
-        code = self._codes.get(name)
-        if code is None:
-            code = self._codes[name] = len(self.names)
-            self.names.append(name)
-        return code
+        return self.codes[name]
 
     def __getitem__(self, code: int) -> str:
         return self.names[code]
@@ -215,8 +226,8 @@ class Recorder:
         self._begin(index, mix, stream, arrival, started)
         self.latency_ms.append((finished - arrival) * 1000.0)
         self.result.append(Result.REPLY)
-        self.level.append(self.levels.code(reply.level))
-        self.provider.append(self.providers.code(reply.provider))
+        self.level.append(self.levels.codes[reply.level])
+        self.provider.append(self.providers.codes[reply.provider])
         self.fallback.append(1 if reply.fallback_used else 0)
         self.cost.append(reply.cost_usd)
         self.baseline_cost.append(self._baseline(reply, prompt_chars))
@@ -261,12 +272,13 @@ class Recorder:
         levels in virtual time; an estimate for raced levels)."""
         failed = 0
         end = finished
+        providers, levels, outcomes = self.providers.codes, self.levels.codes, self.outcomes.codes
         for attempt in reversed(attempts):
             start = end - attempt.latency_ms / 1000.0
             self.att_request.append(index)
-            self.att_provider.append(self.providers.code(attempt.provider))
-            self.att_level.append(self.levels.code(attempt.level))
-            self.att_outcome.append(self.outcomes.code(attempt.outcome))
+            self.att_provider.append(providers[attempt.provider])
+            self.att_level.append(levels[attempt.level])
+            self.att_outcome.append(outcomes[attempt.outcome])
             self.att_start.append(start)
             self.att_latency_ms.append(attempt.latency_ms)
             if attempt.outcome != "ok":
