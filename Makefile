@@ -17,8 +17,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Two processes (pytest-xdist), a test module to each at a time: a module's fixtures (servers,
+# subprocesses) start once, and the virtual-time scenarios use both cores.
 pytest: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 test: system-packages lint typecheck pytest
 
