@@ -480,6 +480,7 @@ class Ranker:
         self._tiers = CostTiers(self._config)
         self._policies = _BrownoutPolicies(self._config)
         self._routes.clear()
+
         for level in self._config.levels:
             for complexity in Complexity:
                 for quality in Quality:
@@ -633,49 +634,41 @@ class Ranker:
         pins = () if request.model is None and not request.models else self._pins(request)
         tokens = self.prompt_tokens(request)
         needs = request_needs(request)
+        demoted, browned = self._demoted(now), self._browned(now)
+        return self._plan(request, tokens, needs, pins, levels, snapshots, now, demoted, browned)
+
+    def _demoted(self, now: float) -> Mapping[str, Demotion]:
+        """Who is demoted at `now` (asking ends the demotions that are over)."""
+        return self._demotions(now) if self._demotions is not None else _NOT_DEMOTED
+
+    def _browned(self, now: float) -> Mapping[str, Brownout] | None:
+        """Who is browned out at `now`; None when no level watches for brownouts."""
+        return self._brownouts(now) if self._brownouts is not None else None
+
+    def _plan(
+        self,
+        request: Request,
+        tokens: float,
+        needs: Needs,
+        pins: tuple[str, ...],
+        levels: Sequence[LevelConfig],
+        snapshots: Mapping[str, ProviderSnapshot],
+        now: float,
+        demoted: Mapping[str, Demotion],
+        browned: Mapping[str, Brownout] | None,
+    ) -> RoutePlan:
+        """`plan`, from what it derives from the request and reads at `now`."""
         allowed = request.levels
-        demoted = self._demotions(now) if self._demotions is not None else _NOT_DEMOTED
         plans = [
             self._rank(request, tokens, needs, pins, level, snapshots, now, demoted)
             if not allowed or level.name in allowed
             else LevelPlan(level.name, (), ())  # not this request's: nothing to try, or wait for
             for level in levels
         ]
-        eligible: list[tuple[float, float, str, int, Exclusion]] = []
-        has_candidate = False
-        for index, level_plan in enumerate(plans):
-            # A last resort counts too: panic does not apply while one can answer (if it has
-            # nothing, the cascade makes its own panic attempt before giving up).
-            if level_plan.candidates:
-                has_candidate = True
-            for exclusion in level_plan.exclusions:
-                if exclusion.standby is not None and exclusion.open_until is not None:
-                    snapshot = snapshots.get(exclusion.provider)
-                    error_rate = snapshot.error_rate if snapshot is not None else 0.0
-                    eligible.append(
-                        (exclusion.open_until, error_rate, exclusion.provider, index, exclusion)
-                    )
-        earliest = min(item[0] for item in eligible) if eligible else None
-        if eligible and not has_candidate:
-            open_until, error_rate, _, index, exclusion = min(eligible, key=lambda item: item[:3])
-            assert exclusion.standby is not None
-            panic = attrs.evolve(
-                exclusion.standby,
-                panic=True,
-                reason=(
-                    f"panic: every provider is out on an open breaker; least bad: "
-                    f"half-open at t={open_until:.1f}s, error rate {error_rate:.0%}"
-                ),
-            )
-            level_plan = plans[index]
-            plans[index] = LevelPlan(
-                level_plan.level,
-                (panic, *level_plan.candidates),
-                tuple(e for e in level_plan.exclusions if e is not exclusion),
-            )
+        earliest = _add_panic(plans, snapshots)
         summary = functools.partial(_plan_summary, request, tokens, needs, pins)
-        if self._brownouts is not None:
-            self._policies.apply(plans, self._brownouts(now))
+        if browned is not None:
+            self._policies.apply(plans, browned)
         times = [e.available_at for p in plans for e in p.exclusions if e.available_at is not None]
         return RoutePlan(summary, tuple(plans), earliest, min(times) if times else None)
 
@@ -787,6 +780,44 @@ class Ranker:
         if retry_until is not None and retry_until > now:
             return _retry_after_exclusion(name, breaker_open, open_until, retry_until)
         return _Gate(self.score(snapshot), note, breaker_open, open_until)
+
+
+def _add_panic(plans: list[LevelPlan], snapshots: Mapping[str, ProviderSnapshot]) -> float | None:
+    """Add the least-bad provider kept out by its open breaker alone to its level's plan (in
+    place), when no level has a candidate; return the earliest half-open time of those."""
+    eligible: list[tuple[float, float, str, int, Exclusion]] = []
+    has_candidate = False
+    for index, level_plan in enumerate(plans):
+        # A last resort counts too: panic does not apply while one can answer (if it has
+        # nothing, the cascade makes its own panic attempt before giving up).
+        if level_plan.candidates:
+            has_candidate = True
+        for exclusion in level_plan.exclusions:
+            if exclusion.standby is not None and exclusion.open_until is not None:
+                snapshot = snapshots.get(exclusion.provider)
+                error_rate = snapshot.error_rate if snapshot is not None else 0.0
+                eligible.append(
+                    (exclusion.open_until, error_rate, exclusion.provider, index, exclusion)
+                )
+    earliest = min(item[0] for item in eligible) if eligible else None
+    if eligible and not has_candidate:
+        open_until, error_rate, _, index, exclusion = min(eligible, key=lambda item: item[:3])
+        assert exclusion.standby is not None
+        panic = attrs.evolve(
+            exclusion.standby,
+            panic=True,
+            reason=(
+                f"panic: every provider is out on an open breaker; least bad: "
+                f"half-open at t={open_until:.1f}s, error rate {error_rate:.0%}"
+            ),
+        )
+        level_plan = plans[index]
+        plans[index] = LevelPlan(
+            level_plan.level,
+            (panic, *level_plan.candidates),
+            tuple(e for e in level_plan.exclusions if e is not exclusion),
+        )
+    return earliest
 
 
 def _plan_summary(request: Request, tokens: float, needs: Needs, pins: tuple[str, ...]) -> str:
