@@ -17,7 +17,7 @@ import trio
 from actors.config import Config
 from actors.learned import ArmEstimate, Learner
 from actors.messages import ProviderSnapshot, Request
-from actors.ranking import Ranker, RoutePlan
+from actors.ranking import PlanMemo, Ranker, RoutePlan
 from runtime.kernel.actor import Actor
 
 
@@ -49,6 +49,8 @@ class RouterActor(Actor):
         self.config = config
         self.ranker = ranker
         self.levels = config.levels
+        #: The plans of recent request shapes, while the table and the time leave them valid.
+        self._plans = PlanMemo(ranker, self.levels)
         #: Rebuilt on (re)start from the providers' last published snapshots.
         self.table: dict[str, ProviderSnapshot] = dict(seed())
         self.heartbeats = 0
@@ -78,7 +80,7 @@ class RouterActor(Actor):
         In learned mode the learner orders each level's tiers instead, and explores by
         sampling (`actors.learned`): its estimates replace the staleness rule."""
         now = trio.current_time()
-        plan = self.ranker.plan(request, self.levels, self.table, now)
+        plan = self._plans.plan(request, self.table, now)
         if self.learner is not None:
             return self.learner.reorder(plan, self.table, self._horizons(request), explore=explore)
         if explore:
