@@ -791,7 +791,9 @@ class _Memo(NamedTuple):
     """A plan, and what it was ranked from that a request's shape does not say."""
 
     plan: RoutePlan
-    #: The first instant a time test of the ranking flips for the table it was ranked from.
+    #: When it was ranked, and the first instant after that a time test of the ranking flips
+    #: for the table it was ranked from: it holds from the one up to the other.
+    since: float
     until: float
     demoted: Mapping[str, Demotion]
     browned: Mapping[str, Brownout] | None
@@ -836,7 +838,7 @@ class PlanMemo:
         memo = self._plans.get(key)
         if (
             memo is not None
-            and now < memo.until
+            and memo.since <= now < memo.until
             and (memo.demoted is demoted or memo.demoted == demoted)
             and (memo.browned is browned or memo.browned == browned)
         ):
@@ -846,7 +848,8 @@ class PlanMemo:
         )
         if key not in self._plans and len(self._plans) >= self._size:
             del self._plans[next(iter(self._plans))]  # the oldest
-        self._plans[key] = _Memo(plan, _valid_until(snapshots.values(), now), demoted, browned)
+        until = _valid_until(snapshots.values(), now)
+        self._plans[key] = _Memo(plan, now, until, demoted, browned)
         return plan
 
 

@@ -2,7 +2,9 @@
 
 Heartbeats arrive through the mailbox; ranking is a synchronous read of the table the mailbox
 loop maintains (no await between reading and answering, so a plan is always built from one
-consistent table). The ranking itself lives in `actors.ranking`, precomputed per config.
+consistent table). The ranking itself lives in `actors.ranking`, precomputed per config; a
+plan is reused for requests of the same shape while nothing it was ranked from has changed
+(`PlanMemo`), and explored or reordered per request.
 """
 
 from __future__ import annotations

@@ -104,6 +104,8 @@ def test_an_open_period_ending_ends_the_plan() -> None:
     assert world.check(Request(prompt="hi"), 9.999) is before
     after = world.check(Request(prompt="hi"), 10.0)  # over at open_until itself
     assert "openai" in [c.provider for c in after.levels[0].candidates]
+    # A clock read earlier than the plan (none goes back; a caller's stale `now` might).
+    assert world.check(Request(prompt="hi"), 9.5) is not after
 
 
 def test_a_retry_after_ending_ends_the_plan() -> None:
