@@ -290,8 +290,8 @@ CHANGES = st.one_of(
     st.none(),
     st.tuples(st.just("heartbeat"), SNAPSHOTS),
     st.tuples(st.just("wait"), st.sampled_from([0.5, 1.0, 1.5])),
-    st.tuples(st.just("demote"), st.sampled_from([None, *PROVIDERS])),
-    st.tuples(st.just("brownout"), st.sampled_from([None, *PROVIDERS])),
+    st.tuples(st.just("demote"), st.lists(st.sampled_from(PROVIDERS), unique=True)),
+    st.tuples(st.just("brownout"), st.lists(st.sampled_from(PROVIDERS), unique=True)),
 )
 #: Each request is like one of a few others, changed in one field at most: most requests of a
 #: run are alike, and a field the memo overlooked would show only between near twins.
@@ -308,9 +308,9 @@ def _change(world: World, change: tuple[str, Any] | None, now: float) -> float:
     elif kind == "wait":
         now += value
     elif kind == "demote":
-        world.demoted = {} if value is None else {value: demotion(value, until=now + 1.0)}
+        world.demoted = {name: demotion(name, until=now + 1.0) for name in value}
     else:
-        world.browned = {} if value is None else {value: brownout(value)}
+        world.browned = {name: brownout(name) for name in value}
     return now
 
 
