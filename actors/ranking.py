@@ -60,7 +60,8 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
@@ -113,6 +114,7 @@ __all__ = [
     "ExclusionCause",
     "Fitness",
     "LevelPlan",
+    "PlanMemo",
     "Ranker",
     "RoutePlan",
 ]
@@ -472,6 +474,8 @@ class Ranker:
         self._routes: dict[
             tuple[str, tuple[str, ...], str, str, str | None], tuple[_ProviderRoute, ...]
         ] = {}
+        #: Counts the repricings: a plan ranked before the last one has the old prices.
+        self.generation = 0
         self._precompute()
 
     def _precompute(self) -> None:
@@ -480,6 +484,7 @@ class Ranker:
         self._tiers = CostTiers(self._config)
         self._policies = _BrownoutPolicies(self._config)
         self._routes.clear()
+
         for level in self._config.levels:
             for complexity in Complexity:
                 for quality in Quality:
@@ -490,6 +495,7 @@ class Ranker:
         """Take `config`'s model prices (the same providers and levels, repriced while running):
         the routes, which carry each model's price, are computed again."""
         self._config = config
+        self.generation += 1
         self._precompute()
 
     # --- precomputation -------------------------------------------------------------------
@@ -633,49 +639,41 @@ class Ranker:
         pins = () if request.model is None and not request.models else self._pins(request)
         tokens = self.prompt_tokens(request)
         needs = request_needs(request)
+        demoted, browned = self._demoted(now), self._browned(now)
+        return self._plan(request, tokens, needs, pins, levels, snapshots, now, demoted, browned)
+
+    def _demoted(self, now: float) -> Mapping[str, Demotion]:
+        """Who is demoted at `now` (asking ends the demotions that are over)."""
+        return self._demotions(now) if self._demotions is not None else _NOT_DEMOTED
+
+    def _browned(self, now: float) -> Mapping[str, Brownout] | None:
+        """Who is browned out at `now`; None when no level watches for brownouts."""
+        return self._brownouts(now) if self._brownouts is not None else None
+
+    def _plan(
+        self,
+        request: Request,
+        tokens: float,
+        needs: Needs,
+        pins: tuple[str, ...],
+        levels: Sequence[LevelConfig],
+        snapshots: Mapping[str, ProviderSnapshot],
+        now: float,
+        demoted: Mapping[str, Demotion],
+        browned: Mapping[str, Brownout] | None,
+    ) -> RoutePlan:
+        """`plan`, from what it derives from the request and reads at `now`."""
         allowed = request.levels
-        demoted = self._demotions(now) if self._demotions is not None else _NOT_DEMOTED
         plans = [
             self._rank(request, tokens, needs, pins, level, snapshots, now, demoted)
             if not allowed or level.name in allowed
             else LevelPlan(level.name, (), ())  # not this request's: nothing to try, or wait for
             for level in levels
         ]
-        eligible: list[tuple[float, float, str, int, Exclusion]] = []
-        has_candidate = False
-        for index, level_plan in enumerate(plans):
-            # A last resort counts too: panic does not apply while one can answer (if it has
-            # nothing, the cascade makes its own panic attempt before giving up).
-            if level_plan.candidates:
-                has_candidate = True
-            for exclusion in level_plan.exclusions:
-                if exclusion.standby is not None and exclusion.open_until is not None:
-                    snapshot = snapshots.get(exclusion.provider)
-                    error_rate = snapshot.error_rate if snapshot is not None else 0.0
-                    eligible.append(
-                        (exclusion.open_until, error_rate, exclusion.provider, index, exclusion)
-                    )
-        earliest = min(item[0] for item in eligible) if eligible else None
-        if eligible and not has_candidate:
-            open_until, error_rate, _, index, exclusion = min(eligible, key=lambda item: item[:3])
-            assert exclusion.standby is not None
-            panic = attrs.evolve(
-                exclusion.standby,
-                panic=True,
-                reason=(
-                    f"panic: every provider is out on an open breaker; least bad: "
-                    f"half-open at t={open_until:.1f}s, error rate {error_rate:.0%}"
-                ),
-            )
-            level_plan = plans[index]
-            plans[index] = LevelPlan(
-                level_plan.level,
-                (panic, *level_plan.candidates),
-                tuple(e for e in level_plan.exclusions if e is not exclusion),
-            )
+        earliest = _add_panic(plans, snapshots)
         summary = functools.partial(_plan_summary, request, tokens, needs, pins)
-        if self._brownouts is not None:
-            self._policies.apply(plans, self._brownouts(now))
+        if browned is not None:
+            self._policies.apply(plans, browned)
         times = [e.available_at for p in plans for e in p.exclusions if e.available_at is not None]
         return RoutePlan(summary, tuple(plans), earliest, min(times) if times else None)
 
@@ -787,6 +785,145 @@ class Ranker:
         if retry_until is not None and retry_until > now:
             return _retry_after_exclusion(name, breaker_open, open_until, retry_until)
         return _Gate(self.score(snapshot), note, breaker_open, open_until)
+
+
+class _Memo(NamedTuple):
+    """A plan, and what it was ranked from that a request's shape does not say."""
+
+    plan: RoutePlan
+    #: When it was ranked, and the first instant after that a time test of the ranking flips
+    #: for the table it was ranked from: it holds from the one up to the other.
+    since: float
+    until: float
+    demoted: Mapping[str, Demotion]
+    browned: Mapping[str, Brownout] | None
+
+
+class PlanMemo:
+    """A router's recent plans, by the shape of the request: between two heartbeats most requests
+    ask the same thing, and ranking every level is most of what routing one costs.
+
+    A plan is reused only while all it was ranked from is the same: every field of the request
+    the ranking reads (its text only through the token estimate), the table (snapshot for
+    snapshot, by identity or value), the demotions and brownouts (asked for on every request,
+    as `Ranker.plan` does), the ranker's prices, and the time, up to the first instant an open
+    period or a Retry-After of the table ends. So it returns exactly what `Ranker.plan` would;
+    plans are frozen, and what a request does with its plan (exploration, learned order)
+    makes a new one."""
+
+    def __init__(self, ranker: Ranker, levels: Sequence[LevelConfig], size: int = 64) -> None:
+        self._ranker = ranker
+        self._levels = levels
+        self._size = size
+        self._plans: dict[tuple[object, ...], _Memo] = {}
+        #: The table and the ranker's generation the plans were ranked from.
+        self._table: tuple[tuple[str, ProviderSnapshot], ...] = ()
+        self._generation = ranker.generation
+
+    def plan(
+        self, request: Request, snapshots: Mapping[str, ProviderSnapshot], now: float
+    ) -> RoutePlan:
+        """`Ranker.plan(request, levels, snapshots, now)`, ranked again only when it may differ."""
+        ranker = self._ranker
+        pins = () if request.model is None and not request.models else ranker._pins(request)
+        tokens = ranker.prompt_tokens(request)
+        needs = request_needs(request)
+        demoted, browned = ranker._demoted(now), ranker._browned(now)
+        table = tuple(snapshots.items())
+        if table != self._table or ranker.generation != self._generation:
+            self._plans.clear()
+            self._generation = ranker.generation
+        self._table = table  # equal, if not the same: identity makes the next test quick
+        key = _shape(request, tokens, needs)
+        memo = self._plans.get(key)
+        if (
+            memo is not None
+            and memo.since <= now < memo.until
+            and (memo.demoted is demoted or memo.demoted == demoted)
+            and (memo.browned is browned or memo.browned == browned)
+        ):
+            return memo.plan
+        plan = ranker._plan(
+            request, tokens, needs, pins, self._levels, snapshots, now, demoted, browned
+        )
+        if key not in self._plans and len(self._plans) >= self._size:
+            del self._plans[next(iter(self._plans))]  # the oldest
+        until = _valid_until(snapshots.values(), now)
+        self._plans[key] = _Memo(plan, now, until, demoted, browned)
+        return plan
+
+
+def _shape(request: Request, tokens: float, needs: Needs) -> tuple[object, ...]:
+    """Every field of `request` the ranking reads, its text as the prompt's token estimate."""
+    return (
+        request.complexity,
+        request.quality,
+        request.cost,
+        request.budget_usd,
+        request.max_tokens,
+        request.model,
+        request.models,
+        request.levels,
+        needs.mask,
+        needs.hints,
+        needs.one_call,
+        tokens,
+        # Whether `left_out_sampling` has a top_p to leave out (the penalties are hints).
+        request.top_p is None,
+    )
+
+
+def _valid_until(snapshots: Iterable[ProviderSnapshot], now: float) -> float:
+    """The first instant after `now` at which a time test of `Ranker._gate` flips for one of
+    `snapshots`: an open breaker's open period, or a Retry-After, ending."""
+    until = math.inf
+    for snapshot in snapshots:
+        breaker = snapshot.breaker
+        open_until = breaker.open_until if breaker.state is BreakerState.OPEN else None
+        if open_until is not None and now < open_until < until:
+            until = open_until
+        retry = snapshot.retry_after_until
+        if retry is not None and now < retry < until:
+            until = retry
+    return until
+
+
+def _add_panic(plans: list[LevelPlan], snapshots: Mapping[str, ProviderSnapshot]) -> float | None:
+    """Add the least-bad provider kept out by its open breaker alone to its level's plan (in
+    place), when no level has a candidate; return the earliest half-open time of those."""
+    eligible: list[tuple[float, float, str, int, Exclusion]] = []
+    has_candidate = False
+    for index, level_plan in enumerate(plans):
+        # A last resort counts too: panic does not apply while one can answer (if it has
+        # nothing, the cascade makes its own panic attempt before giving up).
+        if level_plan.candidates:
+            has_candidate = True
+        for exclusion in level_plan.exclusions:
+            if exclusion.standby is not None and exclusion.open_until is not None:
+                snapshot = snapshots.get(exclusion.provider)
+                error_rate = snapshot.error_rate if snapshot is not None else 0.0
+                eligible.append(
+                    (exclusion.open_until, error_rate, exclusion.provider, index, exclusion)
+                )
+    earliest = min(item[0] for item in eligible) if eligible else None
+    if eligible and not has_candidate:
+        open_until, error_rate, _, index, exclusion = min(eligible, key=lambda item: item[:3])
+        assert exclusion.standby is not None
+        panic = attrs.evolve(
+            exclusion.standby,
+            panic=True,
+            reason=(
+                f"panic: every provider is out on an open breaker; least bad: "
+                f"half-open at t={open_until:.1f}s, error rate {error_rate:.0%}"
+            ),
+        )
+        level_plan = plans[index]
+        plans[index] = LevelPlan(
+            level_plan.level,
+            (panic, *level_plan.candidates),
+            tuple(e for e in level_plan.exclusions if e is not exclusion),
+        )
+    return earliest
 
 
 def _plan_summary(request: Request, tokens: float, needs: Needs, pins: tuple[str, ...]) -> str:

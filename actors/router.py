@@ -2,7 +2,9 @@
 
 Heartbeats arrive through the mailbox; ranking is a synchronous read of the table the mailbox
 loop maintains (no await between reading and answering, so a plan is always built from one
-consistent table). The ranking itself lives in `actors.ranking`, precomputed per config.
+consistent table). The ranking itself lives in `actors.ranking`, precomputed per config; a
+plan is reused for requests of the same shape while nothing it was ranked from has changed
+(`PlanMemo`), and explored or reordered per request.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import trio
 from actors.config import Config
 from actors.learned import ArmEstimate, Learner
 from actors.messages import ProviderSnapshot, Request
-from actors.ranking import Ranker, RoutePlan
+from actors.ranking import PlanMemo, Ranker, RoutePlan
 from runtime.kernel.actor import Actor
 
 
@@ -49,6 +51,8 @@ class RouterActor(Actor):
         self.config = config
         self.ranker = ranker
         self.levels = config.levels
+        #: The plans of recent request shapes, while the table and the time leave them valid.
+        self._plans = PlanMemo(ranker, self.levels)
         #: Rebuilt on (re)start from the providers' last published snapshots.
         self.table: dict[str, ProviderSnapshot] = dict(seed())
         self.heartbeats = 0
@@ -78,7 +82,7 @@ class RouterActor(Actor):
         In learned mode the learner orders each level's tiers instead, and explores by
         sampling (`actors.learned`): its estimates replace the staleness rule."""
         now = trio.current_time()
-        plan = self.ranker.plan(request, self.levels, self.table, now)
+        plan = self._plans.plan(request, self.table, now)
         if self.learner is not None:
             return self.learner.reorder(plan, self.table, self._horizons(request), explore=explore)
         if explore:
