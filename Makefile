@@ -18,9 +18,11 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Two processes (pytest-xdist), a test module to each at a time: a module's fixtures (servers,
-# subprocesses) start once, and the virtual-time scenarios use both cores.
+# subprocesses) start once, and the virtual-time scenarios use both cores. A test still running
+# after 10 minutes (the slowest take a minute or two on a busy machine) fails with every
+# thread's stack (pytest-timeout) rather than holding the run up.
 pytest: $(STAMP)
-	$(VENV)/bin/pytest -n 2 --dist loadfile
+	$(VENV)/bin/pytest -n 2 --dist loadfile --timeout 600
 
 test: system-packages lint typecheck pytest
 
