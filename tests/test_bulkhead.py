@@ -1,12 +1,20 @@
-"""The bulkhead: `trio.CapacityLimiter`'s behaviour with its slots counted."""
+"""The bulkhead: `trio.CapacityLimiter`'s behaviour with its slots counted; and the provider's
+call through it."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 import trio.testing
+from support import make_config
 
+import runtime
 from actors.concurrency import Bulkhead
+from actors.errors import FailureKind, ProviderError
+from actors.provider import ProviderActor
+from runtime.embed import open_runtime
+
+REQUEST = runtime.Request(prompt="What is the VAT rate for books?")
 
 
 async def test_a_free_slot_is_taken_at_once_and_a_full_bulkhead_refuses() -> None:
@@ -97,3 +105,23 @@ async def test_resizing_wakes_waiters_or_lets_the_calls_out_finish() -> None:
         assert got == [0, 1, 2] and bulkhead.borrowed_tokens == 1
     with pytest.raises(ValueError, match="total_tokens"):
         bulkhead.total_tokens = -1
+
+
+@pytest.mark.parametrize("provider", ["openai", "local", "cache", "templates"])
+async def test_a_call_with_a_free_slot_is_still_a_checkpoint(
+    autojump_clock: trio.abc.Clock, provider: str
+) -> None:
+    """The free-slot path has a cancel point and no schedule point of its own: the adapter's
+    call is the one every provider call makes, whether it answers or fails (a last resort
+    with nothing to offer), so a loop of requests never starves the other tasks."""
+    config = make_config(providers={"openai": {"latency_ms": 0}, "local": {"latency_ms": 0}})
+    async with open_runtime(config) as rt:
+        actor = rt.registry.cell(provider).actor
+        assert isinstance(actor, ProviderActor)
+        model = actor.config.models[0] if actor.config.models else ""
+        with trio.testing.assert_checkpoints():
+            try:
+                await actor.complete(REQUEST, model, deadline=trio.current_time() + 5)
+            except ProviderError as error:
+                assert error.kind is FailureKind.NO_MATCH
+        assert actor.bulkhead.borrowed_tokens == 0
