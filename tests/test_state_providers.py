@@ -183,6 +183,8 @@ async def test_the_probes_success_closes_the_fleets_breaker_at_the_next_sync(
     ):
         probing, waiting = await outage_held_by_the_fleet(one, two)
         assert breakers(waiting)["openai"] == "open"
+        # Either instance may have won the claim: the one that tripped first, or the other.
+        trips = snapshot(waiting, "openai").breaker.trips
         for rt in (one, two):
             rt.heal("openai")
         reply = await probing.complete(REQUEST)
@@ -192,7 +194,7 @@ async def test_the_probes_success_closes_the_fleets_breaker_at_the_next_sync(
         assert await shared_store.holds(["probe:openai"]) == [None]
         await trio.sleep(0.75)
         assert breakers(waiting)["openai"] == "closed"
-        assert snapshot(waiting, "openai").breaker.trips == 0
+        assert snapshot(waiting, "openai").breaker.trips == trips  # closed by the news alone
         reply = await waiting.complete(REQUEST)
         assert [a.provider for a in reply.attempts] == ["openai"]
 
