@@ -409,15 +409,18 @@ class _Walk:
         detail: str = "",
         *,
         model: str | None = None,
+        answer: Completion | None = None,
     ) -> None:
         """The call's `Attempt` (with the `model` that answered, if another), and the end of
-        its span."""
+        its span, with the cost of its `answer` (priced only when the span records)."""
         attempt = Attempt(
             call.provider, model or call.model, call.level.name, outcome, elapsed_ms, detail
         )
         self.attempts.append(attempt)
-        if self.trace.recording:
-            self.trace.attempt_ended(call.span, attempt)
+        trace = self.trace
+        if trace.recording:
+            cost = self.cascade.prices.cost(answer) if answer is not None else 0.0
+            trace.attempt_ended(call.span, attempt, cost)
 
     def _observe(self, call: _Call, elapsed_ms: float, *, ok: bool, health: bool = True) -> None:
         """The call's outcome into the performance history, and into the change detectors and
@@ -444,13 +447,7 @@ class _Walk:
         if completion.refusal is not None and call.level.fallback_on_refusal:
             self._record(call, "refused", elapsed, "refused", model=completion.model)
             return False
-        attempt = Attempt(
-            call.provider, completion.model or call.model, call.level.name, "ok", elapsed
-        )
-        self.attempts.append(attempt)
-        trace = self.trace
-        if trace.recording:
-            trace.attempt_ended(call.span, attempt, self.cascade.prices.cost(completion))
+        self._record(call, "ok", elapsed, model=completion.model, answer=completion)
         return True
 
     def cancelled(self, call: _Call, deadline: float) -> None:
@@ -661,16 +658,10 @@ class CascadeSupervisor:
                             hedged = await self._hedge_levels(walk, step, *hedge)
                             if hedged is not None:
                                 return walk.reply(*hedged)
-                        elif len(step.candidates) > 1 and _side_by_side(walk.request, step.level):
+                        else:
                             won = await self._try_level(walk, step)
                             if won is not None:
                                 return walk.reply(step, *won)
-                        else:  # one after another, as `_try_level` would, a frame nearer
-                            level = step.level
-                            for candidate in step.candidates:
-                                answer = await self._attempt(walk, level, candidate, deadline)
-                                if answer is not None:
-                                    return walk.reply(step, candidate, answer)
                 finally:
                     scopes.discard(scope)
                 if self.closed and scope.cancelled_caught:
