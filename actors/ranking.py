@@ -484,7 +484,6 @@ class Ranker:
         self._tiers = CostTiers(self._config)
         self._policies = _BrownoutPolicies(self._config)
         self._routes.clear()
-
         for level in self._config.levels:
             for complexity in Complexity:
                 for quality in Quality:
@@ -636,33 +635,29 @@ class Ranker:
     ) -> RoutePlan:
         """Rank every level; add a panic candidate when open breakers alone left nothing.
         A pinned model no provider offers raises `ModelNotOffered`."""
-        pins = () if request.model is None and not request.models else self._pins(request)
-        tokens = self.prompt_tokens(request)
-        needs = request_needs(request)
-        demoted, browned = self._demoted(now), self._browned(now)
-        return self._plan(request, tokens, needs, pins, levels, snapshots, now, demoted, browned)
+        return self._plan(request, levels, snapshots, now, self._inputs(request, now))
 
-    def _demoted(self, now: float) -> Mapping[str, Demotion]:
-        """Who is demoted at `now` (asking ends the demotions that are over)."""
-        return self._demotions(now) if self._demotions is not None else _NOT_DEMOTED
-
-    def _browned(self, now: float) -> Mapping[str, Brownout] | None:
-        """Who is browned out at `now`; None when no level watches for brownouts."""
-        return self._brownouts(now) if self._brownouts is not None else None
+    def _inputs(self, request: Request, now: float) -> _PlanInputs:
+        """What a plan derives from `request` and reads at `now` (asking for the demotions
+        ends those that are over). A pinned model no provider offers raises `ModelNotOffered`."""
+        return _PlanInputs(
+            () if request.model is None and not request.models else self._pins(request),
+            self.prompt_tokens(request),
+            request_needs(request),
+            self._demotions(now) if self._demotions is not None else _NOT_DEMOTED,
+            self._brownouts(now) if self._brownouts is not None else None,
+        )
 
     def _plan(
         self,
         request: Request,
-        tokens: float,
-        needs: Needs,
-        pins: tuple[str, ...],
         levels: Sequence[LevelConfig],
         snapshots: Mapping[str, ProviderSnapshot],
         now: float,
-        demoted: Mapping[str, Demotion],
-        browned: Mapping[str, Brownout] | None,
+        inputs: _PlanInputs,
     ) -> RoutePlan:
         """`plan`, from what it derives from the request and reads at `now`."""
+        pins, tokens, needs, demoted, browned = inputs
         allowed = request.levels
         plans = [
             self._rank(request, tokens, needs, pins, level, snapshots, now, demoted)
@@ -787,6 +782,17 @@ class Ranker:
         return _Gate(self.score(snapshot), note, breaker_open, open_until)
 
 
+class _PlanInputs(NamedTuple):
+    """What a plan derives from its request, and the demotions and brownouts at its time
+    (None: no level watches for brownouts)."""
+
+    pins: tuple[str, ...]
+    tokens: float
+    needs: Needs
+    demoted: Mapping[str, Demotion]
+    browned: Mapping[str, Brownout] | None
+
+
 class _Memo(NamedTuple):
     """A plan, and what it was ranked from that a request's shape does not say."""
 
@@ -825,16 +831,14 @@ class PlanMemo:
     ) -> RoutePlan:
         """`Ranker.plan(request, levels, snapshots, now)`, ranked again only when it may differ."""
         ranker = self._ranker
-        pins = () if request.model is None and not request.models else ranker._pins(request)
-        tokens = ranker.prompt_tokens(request)
-        needs = request_needs(request)
-        demoted, browned = ranker._demoted(now), ranker._browned(now)
+        inputs = ranker._inputs(request, now)
+        demoted, browned = inputs.demoted, inputs.browned
         table = tuple(snapshots.items())
         if table != self._table or ranker.generation != self._generation:
             self._plans.clear()
             self._generation = ranker.generation
         self._table = table  # equal, if not the same: identity makes the next test quick
-        key = _shape(request, tokens, needs)
+        key = _shape(request, inputs.tokens, inputs.needs)
         memo = self._plans.get(key)
         if (
             memo is not None
@@ -843,9 +847,7 @@ class PlanMemo:
             and (memo.browned is browned or memo.browned == browned)
         ):
             return memo.plan
-        plan = ranker._plan(
-            request, tokens, needs, pins, self._levels, snapshots, now, demoted, browned
-        )
+        plan = ranker._plan(request, self._levels, snapshots, now, inputs)
         if key not in self._plans and len(self._plans) >= self._size:
             del self._plans[next(iter(self._plans))]  # the oldest
         until = _valid_until(snapshots.values(), now)
