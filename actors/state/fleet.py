@@ -545,8 +545,8 @@ class FleetState:
         """Tell the fleet `provider` is held out for `seconds` (never shortening a longer
         hold). While degraded nothing is published: each instance finds out for itself."""
         if seconds > 0:
-            value = f"{self.instance}|{reason}"
-            await self._shared(lambda store: store.hold(f"hold:{provider}:{kind}", value, seconds), None)
+            key, value = f"hold:{provider}:{kind}", f"{self.instance}|{reason}"
+            await self._shared(lambda store: store.hold(key, value, seconds), None)
 
     async def look_before_calling(self, provider: str) -> None:
         """Read `provider`'s holds and run of failures now, before a call, while this instance
@@ -560,13 +560,8 @@ class FleetState:
             await looking.wait()
             return
         self._looking[provider] = done = trio.Event()
-        started = self._clock()
         try:
-            await self._read_holds(self._remote, provider)
-        except StoreUnavailable as exc:
-            self._failed(exc, started)
-        else:
-            self._answered(started)
+            await self._shared(lambda store: self._read_holds(store, provider), None)
         finally:
             del self._looking[provider]
             done.set()
