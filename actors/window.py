@@ -97,7 +97,7 @@ class SlidingWindow:
     def _advance(self, now: float | None = None) -> int:
         """Evict every bucket that time has moved past (as of `now`, the clock's time unless
         the caller already read it); return the current bucket's slot."""
-        current = math.floor((self._clock() if now is None else now) / self._width)
+        current = self.bucket_of(self._clock() if now is None else now)
         head = self._head
         if head is None:
             head = current

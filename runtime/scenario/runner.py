@@ -387,7 +387,8 @@ async def _open_targets(
         return
     if mode != "virtual" or serve is not None:
         raise ValueError(f"{scenario.path}: a [fleet] runs in virtual mode only, never served")
-    async with open_fleet(_seeded(scenario, seed), scenario.fleet, repl_socket=repl_socket) as runtimes:
+    fleet = scenario.fleet
+    async with open_fleet(_seeded(scenario, seed), fleet, repl_socket=repl_socket) as runtimes:
         yield runtimes
 
 
