@@ -3,6 +3,8 @@ call through it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import trio
 import trio.testing
@@ -31,19 +33,28 @@ async def test_a_free_slot_is_taken_at_once_and_a_full_bulkhead_refuses() -> Non
         bulkhead.release()
 
 
-async def test_a_slot_given_back_goes_to_the_longest_waiter() -> None:
-    bulkhead = Bulkhead(1)
-    bulkhead.acquire_nowait()
-    got: list[str] = []
+async def _line_up(
+    nursery: trio.Nursery, bulkhead: Bulkhead, names: Sequence[object]
+) -> list[object]:
+    """Start a task per name that takes a slot, one after another in line; the names of those
+    that got one, in the order they did."""
+    got: list[object] = []
 
-    async def waiter(name: str) -> None:
+    async def waiter(name: object) -> None:
         await bulkhead.acquire()
         got.append(name)
 
+    for name in names:
+        nursery.start_soon(waiter, name)
+        await trio.testing.wait_all_tasks_blocked()
+    return got
+
+
+async def test_a_slot_given_back_goes_to_the_longest_waiter() -> None:
+    bulkhead = Bulkhead(1)
+    bulkhead.acquire_nowait()
     async with trio.open_nursery() as nursery:
-        for name in ("first", "second", "third"):
-            nursery.start_soon(waiter, name)
-            await trio.testing.wait_all_tasks_blocked()
+        got = await _line_up(nursery, bulkhead, ("first", "second", "third"))
         assert got == []
         bulkhead.release()
         # The slot is the first waiter's already: a newcomer cannot take it meanwhile.
@@ -82,16 +93,8 @@ async def test_resizing_wakes_waiters_or_lets_the_calls_out_finish() -> None:
     bulkhead = Bulkhead(2)
     bulkhead.acquire_nowait()
     bulkhead.acquire_nowait()
-    got: list[int] = []
-
-    async def waiter(number: int) -> None:
-        await bulkhead.acquire()
-        got.append(number)
-
     async with trio.open_nursery() as nursery:
-        for number in range(3):
-            nursery.start_soon(waiter, number)
-            await trio.testing.wait_all_tasks_blocked()
+        got = await _line_up(nursery, bulkhead, range(3))
         bulkhead.total_tokens = 4
         await trio.testing.wait_all_tasks_blocked()
         assert got == [0, 1] and bulkhead.borrowed_tokens == 4

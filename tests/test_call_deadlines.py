@@ -219,25 +219,22 @@ async def test_a_shield_hides_an_earlier_enclosing_deadline(
     assert _books(hung) == (1, 1, 1000.0)
 
 
-async def test_an_enclosing_scope_with_the_same_deadline_still_books_a_timeout(
-    autojump_clock: Any, hung: ProviderActor
+@pytest.mark.parametrize(
+    ("outer_s", "books"),
+    [
+        # The same deadline: the enclosing scope catches it, and it is still a timeout.
+        (1.0, (1, 1, 1000.0)),
+        # An earlier one: a cancellation, not a timeout; nothing booked.
+        (0.5, (0, 0, 0.0)),
+    ],
+)
+async def test_an_enclosing_scope_ends_the_call_at_its_deadline(
+    autojump_clock: Any, hung: ProviderActor, outer_s: float, books: tuple[int, int, float]
 ) -> None:
     start = trio.current_time()
-    with trio.move_on_at(start + 1.0) as outer:
+    with trio.move_on_at(start + outer_s) as outer:
         await hung.complete(REQUEST, "gpt-4o", deadline=start + 1.0)
     assert outer.cancelled_caught
-    assert trio.current_time() - start == 1.0
-    assert _books(hung) == (1, 1, 1000.0)
-    assert hung.bulkhead.borrowed_tokens == 0
-
-
-async def test_an_earlier_enclosing_deadline_is_a_cancellation_not_a_timeout(
-    autojump_clock: Any, hung: ProviderActor
-) -> None:
-    start = trio.current_time()
-    with trio.move_on_at(start + 0.5) as outer:
-        await hung.complete(REQUEST, "gpt-4o", deadline=start + 1.0)
-    assert outer.cancelled_caught
-    assert trio.current_time() - start == 0.5
-    assert _books(hung) == (0, 0, 0.0)
+    assert trio.current_time() - start == outer_s
+    assert _books(hung) == books
     assert hung.bulkhead.borrowed_tokens == 0
