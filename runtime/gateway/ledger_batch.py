@@ -86,11 +86,14 @@ class BatchWriter:
         while True:
             with trio.move_on_after(self.batching.interval_s):
                 await self._full.wait()
-            self._full = trio.Event()
             while self._pending:
                 await self._write_or_back_off()
                 if len(self._pending) < self.batching.size:
                     break
+            # Reset only now: `add` counts the batch in flight among the pending, so it set the
+            # event while that batch was being written, and a wake on it would write the few
+            # charges that came after it as a batch of their own.
+            self._full = trio.Event()
 
     async def flush(self) -> None:
         """Write every queued charge now, retrying until they are written."""
