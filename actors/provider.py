@@ -12,7 +12,8 @@ heartbeat to the router on a period, whenever its state changes, and when an ope
 to turn half-open. Another of its tasks probes the provider while its breaker is open
 (`actors.recovery`), where its config asks for it. In a fleet (`actors.state`) its trips,
 Retry-After holds and auth or billing failures are published for the other instances, and
-theirs held here, without counting as trips of its own.
+theirs held here, without counting as trips of its own; its recovery probes take turns with
+the other instances' (one per interval from the whole fleet).
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class ProviderActor(Actor):
                 events=context.events,
                 call=self._probe_models if probe == "models" else self._probe_completion,
                 may_probe=self._may_probe,
+                gate=self._recovery_turn,
             )
         self._restore(context.last_snapshots.get(config.name))
 
@@ -337,6 +339,14 @@ class ProviderActor(Actor):
             and self.health.available
             and (retry_after is None or trio.current_time() >= retry_after)
         )
+
+    async def _recovery_turn(self) -> bool:
+        """In a fleet: whether this instance's turn it is to send the recovery probe of this
+        interval (one instance per interval probes a provider that is down)."""
+        fleet, recovery = self.context.fleet, self.recovery
+        if fleet is None or recovery is None:
+            return True
+        return await fleet.claim_recovery_probe(self.name, recovery.interval_s)
 
     async def _probe_models(self) -> float:
         probe = getattr(self.adapter, "probe_models", None)

@@ -8,6 +8,10 @@ goes out past the open breaker, at most one at a time, and only tells the breake
 (`CircuitBreaker.on_recovery_probe`): a success turns it half-open at once, where real calls
 confirm the recovery as after any open period; a failure keeps it open until the next probe,
 without counting a trip. The task runs in the provider actor's nursery, so it stops with it.
+
+A probe may also wait on a `ProbeGate`: the provider actor's, in a fleet, where the instances
+take turns (`actors.state`) so that a provider that is down gets one probe per interval from
+the whole fleet, not one from each instance. An interval whose gate says no sends nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from runtime.kernel.events import EventBus
 ProbeKind = Literal["models", "completion"]
 #: A probe's call: its cost in USD, or a `ProviderError`.
 ProbeCall = Callable[[], Awaitable[float]]
+#: Whether this interval's probe may go out (asked just before it would).
+ProbeGate = Callable[[], Awaitable[bool]]
 
 #: The completion a `completion` probe asks for: one token, no sampling to speak of.
 PROBE_REQUEST = Request(prompt="ping", max_tokens=1, temperature=0.0)
@@ -47,7 +53,8 @@ class RecoveryProbes:
     """One provider actor's probing task: `run` in its nursery, `changed` on every breaker
     transition. Probes go out `interval_s` apart (the first one `interval_s` after the breaker
     opens), one at a time, while the breaker wants them (`wants_recovery_probe`) and the actor
-    may ask the provider at all (`may_probe`: not held out, no Retry-After running)."""
+    may ask the provider at all (`may_probe`: not held out, no Retry-After running) and the
+    `gate`, if any, lets this one out."""
 
     def __init__(
         self,
@@ -59,6 +66,7 @@ class RecoveryProbes:
         events: EventBus,
         call: ProbeCall,
         may_probe: Callable[[], bool],
+        gate: ProbeGate | None = None,
     ) -> None:
         self.provider = provider
         self.kind = kind
@@ -68,6 +76,7 @@ class RecoveryProbes:
         self._events = events
         self._call = call
         self._may_probe = may_probe
+        self._gate = gate
         self._changed = trio.Event()
         self._opened_at = 0.0
         #: Probes sent, and what the completions among them cost (this runtime, all
@@ -93,8 +102,17 @@ class RecoveryProbes:
             await trio.sleep(self.interval_s)
             while self._breaker.wants_recovery_probe:
                 started = trio.current_time()
-                wait = await self._probe_once() if self._may_probe() else 0.0
+                wait = await self._probe_once() if await self._may_send() else 0.0
                 await trio.sleep_until(started + max(self.interval_s, wait))
+
+    async def _may_send(self) -> bool:
+        """Whether this interval's probe goes out: the actor may ask the provider, the gate
+        lets it, and the breaker still wants it once the gate answered."""
+        if not self._may_probe():
+            return False
+        if self._gate is None:
+            return True
+        return await self._gate() and self._breaker.wants_recovery_probe and self._may_probe()
 
     async def _probe_once(self) -> float:
         """Send one probe and tell the breaker; how long to wait before the next one."""

@@ -517,6 +517,49 @@ async def test_a_claim_taken_by_another_is_not_released(
     assert (await shared.holds(["probe:openai"]))[0] is not None
 
 
+async def test_the_recovery_probe_is_one_instances_turn_per_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The recovery probe's claim is its own (the half-open probes' is another) and lasts 0.9
+    of an interval: the instance holding it takes it again at its next probe, one trying
+    between two of them finds it held, or takes it once it is over; while the store is away
+    every instance probes on its own."""
+    shared = FlakyStore()
+    one = FleetState(StateConfig(instance="a"), shared)
+    two = FleetState(StateConfig(instance="b"), shared)
+    assert await one.claim_recovery_probe("openai", 1.0)
+    assert await two.claim_probe("openai", 5.0)
+    await trio.sleep(0.5)
+    assert not await two.claim_recovery_probe("openai", 1.0)
+    await trio.sleep(0.5)
+    assert await one.claim_recovery_probe("openai", 1.0)  # its next probe
+    await trio.sleep(0.85)
+    assert not await two.claim_recovery_probe("openai", 1.0)
+    await trio.sleep(0.1)  # one's claim is over before its next probe: two's turn
+    assert await two.claim_recovery_probe("openai", 1.0)
+    await trio.sleep(0.05)
+    assert not await one.claim_recovery_probe("openai", 1.0)
+    shared.down = True
+    assert await one.claim_recovery_probe("openai", 1.0)
+    assert await two.claim_recovery_probe("openai", 1.0)
+
+
+async def test_redis_recovery_probe_claims(redis_server: RedisServer) -> None:
+    """The recovery probe's claim on Redis: one instance's for 0.9 of the interval, apart from
+    the half-open probes' claim."""
+    config = redis_server.config("a")
+    async with (
+        open_fleet_state(config) as one,
+        open_fleet_state(attrs.evolve(config, instance="b")) as two,
+    ):
+        assert await one.claim_recovery_probe("openai", 2.0)
+        assert not await two.claim_recovery_probe("openai", 2.0)
+        assert await two.claim_probe("openai", 5.0)
+        await trio.sleep(2.0)  # one's claim is over (1.8 s)
+        assert await two.claim_recovery_probe("openai", 2.0)
+        assert not await one.claim_recovery_probe("openai", 2.0)
+
+
 async def test_a_second_stretch_on_local_state_starts_from_the_fleets_totals(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

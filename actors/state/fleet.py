@@ -40,6 +40,12 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   hold (`release_probe`, never another instance's claim), and the others close their breakers at
   their next sync, within `sync_interval_s + command_timeout_s` (0.75 s), instead of waiting
   out the claim's lease (unless they learnt of a trip since);
+- recovery probes (`actors.recovery`, while a breaker is open): one per interval from the
+  whole fleet, sent by the instance that claims it (`claim_recovery_probe`, SET NX PX for 0.9 of
+  the interval), others skip that interval; at most one per 0.9 interval when another instance
+  takes the turn from the one that held it. Only the prober's breaker learns from a probe: a
+  success turns it half-open, its half-open probes closing the fleet's breaker as above; a
+  failure keeps it open. While degraded each instance probes on its own;
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
 - heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one;
 - the tenants' spend shown by the dashboard (`seen_spend`): read every `sync_interval_s`.
@@ -102,6 +108,8 @@ _SEEDED_TTL_S = 400 * 86400.0
 _SETTLED_TTL_S = 3600.0
 #: A provider's run of failures is forgotten this long after its latest failure.
 _FAILURE_RUN_TTL_S = 60.0
+#: A recovery probe claim's lease, as a fraction of the probes' interval.
+_RECOVERY_LEASE = 0.9
 
 
 @attrs.frozen
@@ -624,6 +632,16 @@ class FleetState:
         at a time in the fleet, for `seconds`; always, while degraded."""
         key = f"probe:{provider}"
         return await self._shared(lambda store: store.claim(key, self.instance, seconds), True)
+
+    async def claim_recovery_probe(self, provider: str, interval_s: float) -> bool:
+        """Whether this instance may send `provider` the recovery probe of this interval (its
+        probes go out `interval_s` apart while its breaker is open): one instance per
+        interval in the fleet, whichever claims first; always, while degraded. The claim
+        lasts `_RECOVERY_LEASE` of an interval, so that the instance holding it finds it over
+        at its next probe (the store's latency varies) and takes it again, while another
+        instance's try between them finds it held."""
+        key, lease = f"recovery:{provider}", interval_s * _RECOVERY_LEASE
+        return await self._shared(lambda store: store.claim(key, self.instance, lease), True)
 
     async def release_probe(self, provider: str, seconds: float) -> bool:
         """This instance's half-open probes of `provider` succeeded: end its claim to them, and
