@@ -13,7 +13,8 @@ to turn half-open. Another of its tasks probes the provider while its breaker is
 (`actors.recovery`), where its config asks for it. In a fleet (`actors.state`) its trips,
 Retry-After holds and auth or billing failures are published for the other instances, and
 theirs held here, without counting as trips of its own; its recovery probes take turns with
-the other instances' (one per interval from the whole fleet).
+the other instances' (one per interval from the whole fleet), a failed one holding the fleet
+open until the next.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class ProviderActor(Actor):
                 call=self._probe_models if probe == "models" else self._probe_completion,
                 may_probe=self._may_probe,
                 gate=self._recovery_turn,
+                on_still_down=self._share_still_down,
             )
         self._restore(context.last_snapshots.get(config.name))
 
@@ -347,6 +349,12 @@ class ProviderActor(Actor):
         if fleet is None or recovery is None:
             return True
         return await fleet.claim_recovery_probe(self.name, recovery.interval_s)
+
+    def _share_still_down(self, hold_s: float) -> None:
+        """In a fleet: a probe of ours found the provider still down and keeps our breaker open
+        for `hold_s`; the others, whose turn it was not, hold theirs as long (else their open
+        periods would end and let a half-open call reach the provider)."""
+        self._share("open", trio.current_time() + hold_s, "recovery_probe")
 
     async def _probe_models(self) -> float:
         probe = getattr(self.adapter, "probe_models", None)

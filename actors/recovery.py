@@ -11,7 +11,9 @@ without counting a trip. The task runs in the provider actor's nursery, so it st
 
 A probe may also wait on a `ProbeGate`: the provider actor's, in a fleet, where the instances
 take turns (`actors.state`) so that a provider that is down gets one probe per interval from
-the whole fleet, not one from each instance. An interval whose gate says no sends nothing.
+the whole fleet, not one from each instance. An interval whose gate says no sends nothing; the
+actor tells the others how long a failed probe keeps the breaker open (`on_still_down`), so
+that theirs, which sent none, stay open until the next probe too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ ProbeKind = Literal["models", "completion"]
 ProbeCall = Callable[[], Awaitable[float]]
 #: Whether this interval's probe may go out (asked just before it would).
 ProbeGate = Callable[[], Awaitable[bool]]
+#: Told, after a probe that found the provider still down, how many seconds it keeps the
+#: breaker open.
+StillDown = Callable[[float], None]
 
 #: The completion a `completion` probe asks for: one token, no sampling to speak of.
 PROBE_REQUEST = Request(prompt="ping", max_tokens=1, temperature=0.0)
@@ -67,6 +72,7 @@ class RecoveryProbes:
         call: ProbeCall,
         may_probe: Callable[[], bool],
         gate: ProbeGate | None = None,
+        on_still_down: StillDown | None = None,
     ) -> None:
         self.provider = provider
         self.kind = kind
@@ -77,6 +83,7 @@ class RecoveryProbes:
         self._call = call
         self._may_probe = may_probe
         self._gate = gate
+        self._on_still_down = on_still_down
         self._changed = trio.Event()
         self._opened_at = 0.0
         #: Probes sent, and what the completions among them cost (this runtime, all
@@ -145,7 +152,10 @@ class RecoveryProbes:
                     open_for_s=round(trio.current_time() - self._opened_at, 3),
                 )
         elif error.counts_against_breaker:
-            breaker.on_recovery_probe(success=False, hold_s=self.interval_s + self.timeout_s)
+            hold_s = self.interval_s + self.timeout_s
+            breaker.on_recovery_probe(success=False, hold_s=hold_s)
+            if self._on_still_down is not None:
+                self._on_still_down(hold_s)
         elif error.kind is FailureKind.RATE_LIMITED:
             return error.retry_after_s or _RATE_LIMIT_WAIT_S
         return 0.0

@@ -16,6 +16,7 @@ import trio.testing
 from support import make_config
 
 import runtime.embed
+from actors.adapters.simulated import SimulatedAdapter
 from actors.breaker import CircuitBreaker
 from actors.config import BreakerConfig, Config, StateConfig
 from actors.faults import Fault, FaultKind
@@ -375,6 +376,7 @@ async def test_a_probe_that_finds_the_provider_back_closes_the_whole_fleet(
     sync: long before the open period."""
     async with three_instances() as fleet:
         await openai_down_and_held(fleet)
+        await trio.sleep(2.0)  # two probes fail
         for rt in fleet:
             rt.heal("openai")
         with trio.fail_after(1.5):  # the next probe (within an interval), and its answer
@@ -390,3 +392,27 @@ async def test_a_probe_that_finds_the_provider_back_closes_the_whole_fleet(
         for rt in fleet:
             reply = await rt.complete(REQUEST)
             assert [a.provider for a in reply.attempts] == ["openai"]
+
+
+def calls_reaching(rt: Runtime, provider: str) -> int:
+    actor = rt.registry.cell(provider).actor
+    assert isinstance(actor, ProviderActor) and isinstance(actor.adapter, SimulatedAdapter)
+    return actor.adapter.backend.calls
+
+
+async def test_the_fleet_stays_open_while_the_probes_fail(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """A failed probe keeps every instance open until the next one, as it keeps the prober's
+    breaker: past the open period (10 s), with traffic on every instance, no half-open call
+    reaches the provider that is still down, and nobody trips again."""
+    async with three_instances() as fleet:
+        await openai_down_and_held(fleet)
+        calls = sum(calls_reaching(rt, "openai") for rt in fleet)
+        for _ in range(50):
+            for rt in fleet:
+                await rt.complete(REQUEST)
+            await trio.sleep(0.5)
+        assert sum(calls_reaching(rt, "openai") for rt in fleet) == calls
+        assert [breakers(rt)["openai"] for rt in fleet] == ["open"] * 3
+        assert sum(snapshot(rt, "openai").breaker.trips for rt in fleet) == 1

@@ -42,10 +42,13 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   out the claim's lease (unless they learnt of a trip since);
 - recovery probes (`actors.recovery`, while a breaker is open): one per interval from the
   whole fleet, sent by the instance that claims it (`claim_recovery_probe`, SET NX PX for 0.9 of
-  the interval), others skip that interval; at most one per 0.9 interval when another instance
-  takes the turn from the one that held it. Only the prober's breaker learns from a probe: a
-  success turns it half-open, its half-open probes closing the fleet's breaker as above; a
-  failure keeps it open. While degraded each instance probes on its own;
+  the interval), the others skipping that interval; two at least 0.9 interval apart when
+  another instance takes the turn from the one that held it. A failed probe publishes an open
+  hold until the next probe, seen by the others at their next sync, so that no open period ends
+  half-open while the provider is still down; a successful one turns the prober's breaker
+  half-open, its half-open probes closing the fleet's breaker as above (another instance may
+  send one more probe before that news reaches it). While degraded each instance probes on
+  its own;
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
 - heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one;
 - the tenants' spend shown by the dashboard (`seen_spend`): read every `sync_interval_s`.
@@ -85,7 +88,8 @@ T = TypeVar("T")
 
 _log = structlog.get_logger("actors.state")
 
-#: What a provider can be held out for: its breaker opened, it sent a Retry-After, or it
+#: What a provider can be held out for: its breaker opened (or stays open: a recovery probe
+#: found it still down), it sent a Retry-After, or it
 #: refused our key or our account (auth or billing); and the end of the fleet's open breaker
 #: ("closed": the instance that held the half-open probe claim saw its probes succeed). Read
 #: in this order: a trip's hold read with a "closed" is news of a later trip (`release_probe`
