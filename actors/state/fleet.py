@@ -89,9 +89,9 @@ T = TypeVar("T")
 _log = structlog.get_logger("actors.state")
 
 #: What a provider can be held out for: its breaker opened (or stays open: a recovery probe
-#: found it still down), it sent a Retry-After, or it
-#: refused our key or our account (auth or billing); and the end of the fleet's open breaker
-#: ("closed": the instance that held the half-open probe claim saw its probes succeed). Read
+#: found it still down), it sent a Retry-After, or it refused our key or our account (auth or
+#: billing); and the end of the fleet's open breaker ("closed": the instance that held the
+#: half-open probe claim saw its probes succeed). Read
 #: in this order: a trip's hold read with a "closed" is news of a later trip (`release_probe`
 #: ends the holds older than the probes' success).
 HoldKind = Literal["open", "retry_after", "unavailable", "closed"]
