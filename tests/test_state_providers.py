@@ -1,7 +1,8 @@
 """Two runtimes sharing one store in virtual time (the store in memory, standing in for Redis):
 a trip on one holds the provider on the other, which ends its hold half-open as after a trip of
 its own; then one instance at a time sends the half-open probes, and when they succeed the
-others close at their next sync; a Retry-After and an auth failure are shared the same way."""
+others close at their next sync; a Retry-After and an auth failure are shared the same way; the
+instances take turns at the recovery probes of a provider that is down, one per interval."""
 
 from __future__ import annotations
 
