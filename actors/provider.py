@@ -140,6 +140,7 @@ class ProviderActor(Actor):
                 call=self._probe_models if probe == "models" else self._probe_completion,
                 may_probe=self._may_probe,
                 gate=self._recovery_turn,
+                gate_ended=self._recovery_turn_over,
                 on_still_down=self._share_still_down,
             )
         self._restore(context.last_snapshots.get(config.name))
@@ -348,7 +349,15 @@ class ProviderActor(Actor):
         fleet, recovery = self.context.fleet, self.recovery
         if fleet is None or recovery is None:
             return True
-        return await fleet.claim_recovery_probe(self.name, recovery.interval_s)
+        return await fleet.claim_recovery_probe(self.name, recovery.interval_s, recovery.timeout_s)
+
+    async def _recovery_turn_over(self, started: float) -> None:
+        """In a fleet: the probe this instance sent at `started` has ended; its turn lasts
+        until another may send the next one (`FleetState.end_recovery_probe`)."""
+        fleet, recovery = self.context.fleet, self.recovery
+        if fleet is not None and recovery is not None:
+            sent_s = trio.current_time() - started
+            await fleet.end_recovery_probe(self.name, recovery.interval_s, sent_s)
 
     def _share_still_down(self, hold_s: float) -> None:
         """In a fleet: a probe of ours found the provider still down and keeps our breaker open

@@ -11,7 +11,8 @@ without counting a trip. The task runs in the provider actor's nursery, so it st
 
 A probe may also wait on a `ProbeGate`: the provider actor's, in a fleet, where the instances
 take turns (`actors.state`) so that a provider that is down gets one probe per interval from
-the whole fleet, not one from each instance. An interval whose gate says no sends nothing; the
+the whole fleet, not one from each instance, and never two at once (the gate hears when the
+probe it let out has ended). An interval whose gate says no sends nothing; the
 actor tells the others how long a failed probe keeps the breaker open (`on_still_down`), so
 that theirs, which sent none, stay open until the next probe too.
 """
@@ -34,6 +35,8 @@ ProbeKind = Literal["models", "completion"]
 ProbeCall = Callable[[], Awaitable[float]]
 #: Whether this interval's probe may go out (asked just before it would).
 ProbeGate = Callable[[], Awaitable[bool]]
+#: Told that a probe the gate let out, sent at the given time, has ended.
+ProbeEnded = Callable[[float], Awaitable[None]]
 #: Told, after a probe that found the provider still down, how many seconds it keeps the
 #: breaker open.
 StillDown = Callable[[float], None]
@@ -72,6 +75,7 @@ class RecoveryProbes:
         call: ProbeCall,
         may_probe: Callable[[], bool],
         gate: ProbeGate | None = None,
+        gate_ended: ProbeEnded | None = None,
         on_still_down: StillDown | None = None,
     ) -> None:
         self.provider = provider
@@ -83,6 +87,7 @@ class RecoveryProbes:
         self._call = call
         self._may_probe = may_probe
         self._gate = gate
+        self._gate_ended = gate_ended
         self._on_still_down = on_still_down
         self._changed = trio.Event()
         self._opened_at = 0.0
@@ -109,7 +114,11 @@ class RecoveryProbes:
             await trio.sleep(self.interval_s)
             while self._breaker.wants_recovery_probe:
                 started = trio.current_time()
-                wait = await self._probe_once() if await self._may_send() else 0.0
+                wait = 0.0
+                if await self._may_send():
+                    wait = await self._probe_once()
+                    if self._gate_ended is not None:
+                        await self._gate_ended(started)
                 await trio.sleep_until(started + max(self.interval_s, wait))
 
     async def _may_send(self) -> bool:

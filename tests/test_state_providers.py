@@ -352,6 +352,22 @@ async def test_a_fleet_sends_one_recovery_probe_per_interval(
         assert sum(snapshot(rt, "openai").breaker.trips for rt in fleet) == 1
 
 
+async def test_a_probe_that_hangs_keeps_the_fleets_turn_until_its_timeout(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """A provider that accepts calls and never answers: each probe hangs until its timeout
+    (3 s), and no other instance sends one beside it; the fleet's probes go out one at a time,
+    as one instance's would."""
+    async with three_instances() as fleet:
+        await openai_down_and_held(fleet)
+        for rt in fleet:
+            rt.heal("openai")
+            rt.inject_fault("openai", Fault(FaultKind.HANG))
+        sent = await probe_times(fleet, 9.0)  # the events come as each probe ends
+        assert 2 <= len(sent) <= 3
+        assert min(b - a for a, b in itertools.pairwise(sent)) >= 3.0
+
+
 async def first_half_open(fleet: list[Runtime]) -> tuple[Runtime, str]:
     """The first instance whose OpenAI breaker turns half-open, and why."""
     found: list[tuple[Runtime, str]] = []

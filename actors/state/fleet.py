@@ -40,9 +40,10 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   hold (`release_probe`, never another instance's claim), and the others close their breakers at
   their next sync, within `sync_interval_s + command_timeout_s` (0.75 s), instead of waiting
   out the claim's lease (unless they learnt of a trip since);
-- recovery probes (`actors.recovery`, while a breaker is open): one per interval from the
-  whole fleet, sent by the instance that claims it (`claim_recovery_probe`, SET NX PX for 0.9 of
-  the interval), the others skipping that interval; two at least 0.9 interval apart when
+- recovery probes (`actors.recovery`, while a breaker is open): one at a time and one per
+  interval from the whole fleet, sent by the instance that claims it (`claim_recovery_probe`,
+  SET NX PX for as long as the probe may take; when it ends, cut to 0.9 of the interval from
+  its sending), the others skipping that interval; two at least 0.9 interval apart when
   another instance takes the turn from the one that held it. A failed probe publishes an open
   hold until the next probe, seen by the others at their next sync, so that no open period ends
   half-open while the provider is still down; a successful one turns the prober's breaker
@@ -637,15 +638,28 @@ class FleetState:
         key = f"probe:{provider}"
         return await self._shared(lambda store: store.claim(key, self.instance, seconds), True)
 
-    async def claim_recovery_probe(self, provider: str, interval_s: float) -> bool:
+    async def claim_recovery_probe(
+        self, provider: str, interval_s: float, timeout_s: float
+    ) -> bool:
         """Whether this instance may send `provider` the recovery probe of this interval (its
-        probes go out `interval_s` apart while its breaker is open): one instance per
-        interval in the fleet, whichever claims first; always, while degraded. The claim
-        lasts `_RECOVERY_LEASE` of an interval, so that the instance holding it finds it over
-        at its next probe (the store's latency varies) and takes it again, while another
-        instance's try between them finds it held."""
-        key, lease = f"recovery:{provider}", interval_s * _RECOVERY_LEASE
+        probes go out `interval_s` apart, each answered or given up within `timeout_s`, while
+        its breaker is open): one instance at a time in the fleet, whichever claims first;
+        always, while degraded. The claim lasts as long as the probe may (its timeout, and the
+        rest of the interval), and `end_recovery_probe` cuts it short when the probe ends, so
+        a probe that hangs keeps the others from sending another beside it."""
+        key, lease = f"recovery:{provider}", interval_s * _RECOVERY_LEASE + timeout_s
         return await self._shared(lambda store: store.claim(key, self.instance, lease), True)
+
+    async def end_recovery_probe(self, provider: str, interval_s: float, sent_s: float) -> None:
+        """The recovery probe this instance claimed ended, `sent_s` after it was sent: the
+        claim lasts to `_RECOVERY_LEASE` of the interval after the sending (so that no other
+        instance probes sooner, and the next probe, an interval after it, finds it over), or
+        ends now if the probe took longer."""
+        key, left = f"recovery:{provider}", interval_s * _RECOVERY_LEASE - sent_s
+        if left > 0:
+            await self._shared(lambda store: store.put(key, self.instance, left), None)
+        else:
+            await self._shared(lambda store: store.release(key, self.instance), False)
 
     async def release_probe(self, provider: str, seconds: float) -> bool:
         """This instance's half-open probes of `provider` succeeded: end its claim to them, and
