@@ -12,7 +12,9 @@ heartbeat to the router on a period, whenever its state changes, and when an ope
 to turn half-open. Another of its tasks probes the provider while its breaker is open
 (`actors.recovery`), where its config asks for it. In a fleet (`actors.state`) its trips,
 Retry-After holds and auth or billing failures are published for the other instances, and
-theirs held here, without counting as trips of its own.
+theirs held here, without counting as trips of its own; its recovery probes take turns with
+the other instances' (one per interval from the whole fleet), a failed one holding the fleet
+open until the next.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ class ProviderActor(Actor):
                 events=context.events,
                 call=self._probe_models if probe == "models" else self._probe_completion,
                 may_probe=self._may_probe,
+                gate=self._recovery_turn,
+                gate_ended=self._recovery_turn_over,
+                on_still_down=self._share_still_down,
             )
         self._restore(context.last_snapshots.get(config.name))
 
@@ -337,6 +342,28 @@ class ProviderActor(Actor):
             and self.health.available
             and (retry_after is None or trio.current_time() >= retry_after)
         )
+
+    async def _recovery_turn(self) -> bool:
+        """In a fleet: whether this instance's turn it is to send the recovery probe of this
+        interval (one instance per interval probes a provider that is down)."""
+        fleet, recovery = self.context.fleet, self.recovery
+        if fleet is None or recovery is None:
+            return True
+        return await fleet.claim_recovery_probe(self.name, recovery.interval_s, recovery.timeout_s)
+
+    async def _recovery_turn_over(self, started: float) -> None:
+        """In a fleet: the probe this instance sent at `started` has ended; its turn lasts
+        until another may send the next one (`FleetState.end_recovery_probe`)."""
+        fleet, recovery = self.context.fleet, self.recovery
+        if fleet is not None and recovery is not None:
+            sent_s = trio.current_time() - started
+            await fleet.end_recovery_probe(self.name, recovery.interval_s, sent_s)
+
+    def _share_still_down(self, hold_s: float) -> None:
+        """In a fleet: a probe of ours found the provider still down and keeps our breaker open
+        for `hold_s`; the others, whose turn it was not, hold theirs as long (else their open
+        periods would end and let a half-open call reach the provider)."""
+        self._share("open", trio.current_time() + hold_s, "recovery_probe")
 
     async def _probe_models(self) -> float:
         probe = getattr(self.adapter, "probe_models", None)

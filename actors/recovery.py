@@ -8,6 +8,13 @@ goes out past the open breaker, at most one at a time, and only tells the breake
 (`CircuitBreaker.on_recovery_probe`): a success turns it half-open at once, where real calls
 confirm the recovery as after any open period; a failure keeps it open until the next probe,
 without counting a trip. The task runs in the provider actor's nursery, so it stops with it.
+
+A probe may also wait on a `ProbeGate`: the provider actor's, in a fleet, where the instances
+take turns (`actors.state`) so that a provider that is down gets one probe per interval from
+the whole fleet, not one from each instance, and never two at once (the gate hears when the
+probe it let out has ended). An interval whose gate says no sends nothing; the
+actor tells the others how long a failed probe keeps the breaker open (`on_still_down`), so
+that theirs, which sent none, stay open until the next probe too.
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ from runtime.kernel.events import EventBus
 ProbeKind = Literal["models", "completion"]
 #: A probe's call: its cost in USD, or a `ProviderError`.
 ProbeCall = Callable[[], Awaitable[float]]
+#: Whether this interval's probe may go out (asked just before it would).
+ProbeGate = Callable[[], Awaitable[bool]]
+#: Told that a probe the gate let out, sent at the given time, has ended.
+ProbeEnded = Callable[[float], Awaitable[None]]
+#: Told, after a probe that found the provider still down, how many seconds it keeps the
+#: breaker open.
+StillDown = Callable[[float], None]
 
 #: The completion a `completion` probe asks for: one token, no sampling to speak of.
 PROBE_REQUEST = Request(prompt="ping", max_tokens=1, temperature=0.0)
@@ -47,7 +61,8 @@ class RecoveryProbes:
     """One provider actor's probing task: `run` in its nursery, `changed` on every breaker
     transition. Probes go out `interval_s` apart (the first one `interval_s` after the breaker
     opens), one at a time, while the breaker wants them (`wants_recovery_probe`) and the actor
-    may ask the provider at all (`may_probe`: not held out, no Retry-After running)."""
+    may ask the provider at all (`may_probe`: not held out, no Retry-After running) and the
+    `gate`, if any, lets this one out."""
 
     def __init__(
         self,
@@ -59,6 +74,9 @@ class RecoveryProbes:
         events: EventBus,
         call: ProbeCall,
         may_probe: Callable[[], bool],
+        gate: ProbeGate | None = None,
+        gate_ended: ProbeEnded | None = None,
+        on_still_down: StillDown | None = None,
     ) -> None:
         self.provider = provider
         self.kind = kind
@@ -68,6 +86,9 @@ class RecoveryProbes:
         self._events = events
         self._call = call
         self._may_probe = may_probe
+        self._gate = gate
+        self._gate_ended = gate_ended
+        self._on_still_down = on_still_down
         self._changed = trio.Event()
         self._opened_at = 0.0
         #: Probes sent, and what the completions among them cost (this runtime, all
@@ -93,8 +114,21 @@ class RecoveryProbes:
             await trio.sleep(self.interval_s)
             while self._breaker.wants_recovery_probe:
                 started = trio.current_time()
-                wait = await self._probe_once() if self._may_probe() else 0.0
+                wait = 0.0
+                if await self._may_send():
+                    wait = await self._probe_once()
+                    if self._gate_ended is not None:
+                        await self._gate_ended(started)
                 await trio.sleep_until(started + max(self.interval_s, wait))
+
+    async def _may_send(self) -> bool:
+        """Whether this interval's probe goes out: the actor may ask the provider, the gate
+        lets it, and the breaker still wants it once the gate answered."""
+        if not self._may_probe():
+            return False
+        if self._gate is None:
+            return True
+        return await self._gate() and self._breaker.wants_recovery_probe and self._may_probe()
 
     async def _probe_once(self) -> float:
         """Send one probe and tell the breaker; how long to wait before the next one."""
@@ -127,7 +161,10 @@ class RecoveryProbes:
                     open_for_s=round(trio.current_time() - self._opened_at, 3),
                 )
         elif error.counts_against_breaker:
-            breaker.on_recovery_probe(success=False, hold_s=self.interval_s + self.timeout_s)
+            hold_s = self.interval_s + self.timeout_s
+            breaker.on_recovery_probe(success=False, hold_s=hold_s)
+            if self._on_still_down is not None:
+                self._on_still_down(hold_s)
         elif error.kind is FailureKind.RATE_LIMITED:
             return error.retry_after_s or _RATE_LIMIT_WAIT_S
         return 0.0

@@ -55,7 +55,8 @@ def fleet_config(fake: FakeProviderServer, **sections: Any) -> dict[str, Any]:
             "base_url": fake.url_for(name),
             "read_timeout_s": 10.0,
             "breaker": breaker,
-            "recovery": {"probe": "off"},  # not shared by a fleet: every instance probes
+            # Off: the outage's wasted calls (README) were measured without recovery probes.
+            "recovery": {"probe": "off"},
         }
         for name, model in (("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet"))
     ]

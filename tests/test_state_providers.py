@@ -1,11 +1,13 @@
 """Two runtimes sharing one store in virtual time (the store in memory, standing in for Redis):
 a trip on one holds the provider on the other, which ends its hold half-open as after a trip of
 its own; then one instance at a time sends the half-open probes, and when they succeed the
-others close at their next sync; a Retry-After and an auth failure are shared the same way."""
+others close at their next sync; a Retry-After and an auth failure are shared the same way; the
+instances take turns at the recovery probes of a provider that is down, one per interval."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,10 +17,13 @@ import trio.testing
 from support import make_config
 
 import runtime.embed
+from actors.adapters.simulated import SimulatedAdapter
 from actors.breaker import CircuitBreaker
 from actors.config import BreakerConfig, Config, StateConfig
 from actors.faults import Fault, FaultKind
 from actors.messages import BreakerState, ProviderSnapshot
+from actors.provider import ProviderActor
+from actors.recovery import RecoveryProbes
 from actors.state import FleetState, MemoryStore
 from runtime import Request
 from runtime.embed import Runtime, open_runtime
@@ -274,3 +279,157 @@ async def test_a_claim_answered_after_the_breaker_left_half_open_holds_nothing_o
         assert live is not None and live.breaker.state is BreakerState.CLOSED
         reply = await one.complete(REQUEST)
         assert [a.provider for a in reply.attempts] == ["openai"]
+
+
+def probing_config(instance: str) -> Config:
+    """OpenAI first, watched by a models probe every second while its breaker is open."""
+    breaker = {"consecutive_failures": 2, "open_s": 10.0, "half_open_probes": 1}
+    recovery = {"probe": "models", "interval_s": 1.0, "timeout_s": 3.0}
+    return make_config(
+        providers={"openai": {"breaker": breaker, "recovery": recovery, "latency_jitter": 0}},
+        state={"backend": "redis", "url": "redis://unused", "instance": instance},
+        levels=OPENAI_FIRST,
+    )
+
+
+def recovery_probes(rt: Runtime) -> RecoveryProbes:
+    actor = rt.registry.cell("openai").actor
+    assert isinstance(actor, ProviderActor) and actor.recovery is not None
+    return actor.recovery
+
+
+async def probe_times(fleet: list[Runtime], seconds: float) -> list[float]:
+    """When the fleet's instances sent their recovery probes in the next `seconds`."""
+    sent: list[float] = []
+
+    async def watch(rt: Runtime) -> None:
+        with rt.events.subscribe() as events:
+            async for event in events:
+                if event.event == "recovery_probe":
+                    sent.append(event.at)
+
+    async with trio.open_nursery() as nursery:
+        for rt in fleet:
+            nursery.start_soon(watch, rt)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+    return sorted(sent)
+
+
+@contextlib.asynccontextmanager
+async def three_instances() -> AsyncIterator[list[Runtime]]:
+    async with (
+        open_runtime(probing_config("a")) as one,
+        open_runtime(probing_config("b")) as two,
+        open_runtime(probing_config("c")) as three,
+    ):
+        yield [one, two, three]
+
+
+async def openai_down_and_held(fleet: list[Runtime]) -> None:
+    """OpenAI down on every instance; the first one's trip holds it on the others."""
+    for rt in fleet:
+        rt.inject_fault("openai", Fault(FaultKind.OUTAGE))
+    for _ in range(2):
+        await fleet[0].complete(REQUEST)
+    await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
+    assert [breakers(rt)["openai"] for rt in fleet] == ["open"] * 3
+
+
+async def test_a_fleet_sends_one_recovery_probe_per_interval(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """Three instances hold a provider that is down open: the fleet probes it once a second
+    (whichever instance takes the turn), not once a second per instance; the probes' failures
+    keep the prober open without a trip."""
+    async with three_instances() as fleet:
+        await openai_down_and_held(fleet)
+        sent = await probe_times(fleet, 8.0)  # within the open period (10 s)
+        assert 7 <= len(sent) <= 9
+        assert min(b - a for a, b in itertools.pairwise(sent)) >= 0.9
+        assert sum(recovery_probes(rt).probes for rt in fleet) == len(sent)
+        assert [breakers(rt)["openai"] for rt in fleet] == ["open"] * 3
+        assert sum(snapshot(rt, "openai").breaker.trips for rt in fleet) == 1
+
+
+async def test_a_probe_that_hangs_keeps_the_fleets_turn_until_its_timeout(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """A provider that accepts calls and never answers: each probe hangs until its timeout
+    (3 s), and no other instance sends one beside it; the fleet's probes go out one at a time,
+    as one instance's would."""
+    async with three_instances() as fleet:
+        await openai_down_and_held(fleet)
+        for rt in fleet:
+            rt.heal("openai")
+            rt.inject_fault("openai", Fault(FaultKind.HANG))
+        sent = await probe_times(fleet, 9.0)  # the events come as each probe ends
+        assert 2 <= len(sent) <= 3
+        assert min(b - a for a, b in itertools.pairwise(sent)) >= 3.0
+
+
+async def first_half_open(fleet: list[Runtime]) -> tuple[Runtime, str]:
+    """The first instance whose OpenAI breaker turns half-open, and why."""
+    found: list[tuple[Runtime, str]] = []
+
+    async def watch(rt: Runtime, cancel_scope: trio.CancelScope) -> None:
+        with rt.events.subscribe() as events:
+            async for event in events:
+                if event.event == "breaker_half_open" and event.fields["provider"] == "openai":
+                    found.append((rt, event.fields["reason"]))
+                    cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for rt in fleet:
+            nursery.start_soon(watch, rt, nursery.cancel_scope)
+    return found[0]
+
+
+async def test_a_probe_that_finds_the_provider_back_closes_the_whole_fleet(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """The instance whose probe finds the provider answering again turns half-open, a real
+    call confirms, and the others, which sent no probe of their own, close at their next
+    sync: long before the open period."""
+    async with three_instances() as fleet:
+        await openai_down_and_held(fleet)
+        await trio.sleep(2.0)  # two probes fail
+        for rt in fleet:
+            rt.heal("openai")
+        with trio.fail_after(1.5):  # the next probe (within an interval), and its answer
+            probing, reason = await first_half_open(fleet)
+        assert reason == "recovery_probe"
+        assert sorted(breakers(rt)["openai"] for rt in fleet) == ["half_open", "open", "open"]
+        reply = await probing.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["openai"]  # the half-open call
+        assert breakers(probing)["openai"] == "closed"
+        await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
+        assert [breakers(rt)["openai"] for rt in fleet] == ["closed"] * 3
+        assert [recovery_probes(rt).probes > 0 for rt in fleet] == [rt is probing for rt in fleet]
+        for rt in fleet:
+            reply = await rt.complete(REQUEST)
+            assert [a.provider for a in reply.attempts] == ["openai"]
+
+
+def calls_reaching(rt: Runtime, provider: str) -> int:
+    actor = rt.registry.cell(provider).actor
+    assert isinstance(actor, ProviderActor) and isinstance(actor.adapter, SimulatedAdapter)
+    return actor.adapter.backend.calls
+
+
+async def test_the_fleet_stays_open_while_the_probes_fail(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """A failed probe keeps every instance open until the next one, as it keeps the prober's
+    breaker: past the open period (10 s), with traffic on every instance, no half-open call
+    reaches the provider that is still down, and nobody trips again."""
+    async with three_instances() as fleet:
+        await openai_down_and_held(fleet)
+        calls = sum(calls_reaching(rt, "openai") for rt in fleet)
+        for _ in range(50):
+            for rt in fleet:
+                await rt.complete(REQUEST)
+            await trio.sleep(0.5)
+        assert sum(calls_reaching(rt, "openai") for rt in fleet) == calls
+        assert [breakers(rt)["openai"] for rt in fleet] == ["open"] * 3
+        assert sum(snapshot(rt, "openai").breaker.trips for rt in fleet) == 1

@@ -517,6 +517,53 @@ async def test_a_claim_taken_by_another_is_not_released(
     assert (await shared.holds(["probe:openai"]))[0] is not None
 
 
+async def test_the_recovery_probe_is_one_instances_turn_at_a_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The recovery probe's claim is its own (the half-open probes' is another) and lasts as
+    long as the probe may (0.9 of an interval and its timeout): a probe that hangs keeps the
+    turn; one that ended keeps it to 0.9 of the interval from its sending, or gives it up at
+    once if it took longer; while the store is away every instance probes on its own."""
+    shared = FlakyStore()
+    one = FleetState(StateConfig(instance="a"), shared)
+    two = FleetState(StateConfig(instance="b"), shared)
+    assert await one.claim_recovery_probe("openai", 1.0, 3.0)
+    assert await two.claim_probe("openai", 5.0)
+    await trio.sleep(3.5)  # one's probe is still out, until its timeout (3.9 s)
+    assert not await two.claim_recovery_probe("openai", 1.0, 3.0)
+    await one.end_recovery_probe("openai", 1.0, 3.5)  # longer than the interval: over now
+    assert await two.claim_recovery_probe("openai", 1.0, 3.0)
+    await trio.sleep(0.5)
+    await two.end_recovery_probe("openai", 1.0, 0.5)  # the turn lasts 0.4 s more
+    await trio.sleep(0.3)
+    assert not await one.claim_recovery_probe("openai", 1.0, 3.0)
+    await trio.sleep(0.2)  # two's next probe is due: the turn is over, anyone's
+    assert await one.claim_recovery_probe("openai", 1.0, 3.0)
+    shared.down = True
+    assert await one.claim_recovery_probe("openai", 1.0, 3.0)
+    assert await two.claim_recovery_probe("openai", 1.0, 3.0)
+
+
+async def test_redis_recovery_probe_claims(redis_server: RedisServer) -> None:
+    """The recovery probe's claim on Redis: one instance's while its probe may be out, apart
+    from the half-open probes' claim, cut short when the probe ends."""
+    config = redis_server.config("a")
+    async with (
+        open_fleet_state(config) as one,
+        open_fleet_state(attrs.evolve(config, instance="b")) as two,
+    ):
+        assert await one.claim_recovery_probe("openai", 1.0, 5.0)
+        assert not await two.claim_recovery_probe("openai", 1.0, 5.0)
+        assert await two.claim_probe("openai", 5.0)
+        await one.end_recovery_probe("openai", 1.0, 0.3)  # the turn lasts 0.6 s more
+        assert not await two.claim_recovery_probe("openai", 1.0, 5.0)
+        await trio.sleep(1.0)
+        assert await two.claim_recovery_probe("openai", 1.0, 5.0)
+        assert not await one.claim_recovery_probe("openai", 1.0, 5.0)
+        await two.end_recovery_probe("openai", 1.0, 2.0)  # took longer: over at once
+        assert await one.claim_recovery_probe("openai", 1.0, 5.0)
+
+
 async def test_a_second_stretch_on_local_state_starts_from_the_fleets_totals(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

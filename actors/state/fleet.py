@@ -40,6 +40,16 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   hold (`release_probe`, never another instance's claim), and the others close their breakers at
   their next sync, within `sync_interval_s + command_timeout_s` (0.75 s), instead of waiting
   out the claim's lease (unless they learnt of a trip since);
+- recovery probes (`actors.recovery`, while a breaker is open): one at a time and one per
+  interval from the whole fleet, sent by the instance that claims it (`claim_recovery_probe`,
+  SET NX PX for as long as the probe may take; when it ends, cut to 0.9 of the interval from
+  its sending), the others skipping that interval; two at least 0.9 interval apart when
+  another instance takes the turn from the one that held it. A failed probe publishes an open
+  hold until the next probe, seen by the others at their next sync, so that no open period ends
+  half-open while the provider is still down; a successful one turns the prober's breaker
+  half-open, its half-open probes closing the fleet's breaker as above (another instance may
+  send one more probe before that news reaches it). While degraded each instance probes on
+  its own;
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
 - heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one;
 - the tenants' spend shown by the dashboard (`seen_spend`): read every `sync_interval_s`.
@@ -79,9 +89,10 @@ T = TypeVar("T")
 
 _log = structlog.get_logger("actors.state")
 
-#: What a provider can be held out for: its breaker opened, it sent a Retry-After, or it
-#: refused our key or our account (auth or billing); and the end of the fleet's open breaker
-#: ("closed": the instance that held the half-open probe claim saw its probes succeed). Read
+#: What a provider can be held out for: its breaker opened (or stays open: a recovery probe
+#: found it still down), it sent a Retry-After, or it refused our key or our account (auth or
+#: billing); and the end of the fleet's open breaker ("closed": the instance that held the
+#: half-open probe claim saw its probes succeed). Read
 #: in this order: a trip's hold read with a "closed" is news of a later trip (`release_probe`
 #: ends the holds older than the probes' success).
 HoldKind = Literal["open", "retry_after", "unavailable", "closed"]
@@ -102,6 +113,8 @@ _SEEDED_TTL_S = 400 * 86400.0
 _SETTLED_TTL_S = 3600.0
 #: A provider's run of failures is forgotten this long after its latest failure.
 _FAILURE_RUN_TTL_S = 60.0
+#: A recovery probe claim's lease, as a fraction of the probes' interval.
+_RECOVERY_LEASE = 0.9
 
 
 @attrs.frozen
@@ -624,6 +637,29 @@ class FleetState:
         at a time in the fleet, for `seconds`; always, while degraded."""
         key = f"probe:{provider}"
         return await self._shared(lambda store: store.claim(key, self.instance, seconds), True)
+
+    async def claim_recovery_probe(
+        self, provider: str, interval_s: float, timeout_s: float
+    ) -> bool:
+        """Whether this instance may send `provider` the recovery probe of this interval (its
+        probes go out `interval_s` apart, each answered or given up within `timeout_s`, while
+        its breaker is open): one instance at a time in the fleet, whichever claims first;
+        always, while degraded. The claim lasts as long as the probe may (its timeout, and the
+        rest of the interval), and `end_recovery_probe` cuts it short when the probe ends, so
+        a probe that hangs keeps the others from sending another beside it."""
+        key, lease = f"recovery:{provider}", interval_s * _RECOVERY_LEASE + timeout_s
+        return await self._shared(lambda store: store.claim(key, self.instance, lease), True)
+
+    async def end_recovery_probe(self, provider: str, interval_s: float, sent_s: float) -> None:
+        """The recovery probe this instance claimed ended, `sent_s` after it was sent: the
+        claim lasts to `_RECOVERY_LEASE` of the interval after the sending (so that no other
+        instance probes sooner, and the next probe, an interval after it, finds it over), or
+        ends now if the probe took longer."""
+        key, left = f"recovery:{provider}", interval_s * _RECOVERY_LEASE - sent_s
+        if left > 0:
+            await self._shared(lambda store: store.put(key, self.instance, left), None)
+        else:
+            await self._shared(lambda store: store.release(key, self.instance), False)
 
     async def release_probe(self, provider: str, seconds: float) -> bool:
         """This instance's half-open probes of `provider` succeeded: end its claim to them, and
