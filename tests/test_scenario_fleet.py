@@ -21,8 +21,9 @@ from runtime import Request
 from runtime.embed import Runtime
 from runtime.scenario.checks import check_expectations
 from runtime.scenario.cli import main
-from runtime.scenario.compare import Comparison, compare, variants_to_compare
+from runtime.scenario.compare import Comparison, compare, run_numbers, variants_to_compare
 from runtime.scenario.fleet import FleetFaults, open_fleet
+from runtime.scenario.fleet_measure import fleet_recovery
 from runtime.scenario.format import (
     Expectations,
     FleetInfo,
@@ -455,6 +456,9 @@ def test_an_instance_that_never_had_the_provider_back_gives_never() -> None:
     assert recovery["per_instance_s"] == [8.5, None]
     assert recovery["fleet_s"] is None
     assert report.data["faults"][0]["recovery_s"] == 3.5  # the first instance back, after both
+    expect = Expectations(fleet_recovery_s_max=100)
+    [check] = [c for c in check_expectations(expect, report.data, {}) if "every" in c.name]
+    assert (check.measured, check.passed) == (None, False)
     assert fleet_back_row(render_terminal(report)).split() == [
         "openai",
         "flaps",
@@ -486,3 +490,39 @@ def test_the_report_shows_each_instance_back_and_the_fleet_last(
     assert row.split() == ["outage", "on", "openai", *times, f"{recovery['fleet_s']:.2f}"]
     cells = "".join(f"<td>{t}</td>" for t in [*times, f"{recovery['fleet_s']:.2f}"])
     assert f"<td>outage on openai</td>{cells}" in render_html(report)
+
+
+def test_compare_shows_the_fleets_last_instance_back_for_fleets_only(
+    back_run: tuple[Report, Recorder], comparison: Comparison
+) -> None:
+    report, recorder = back_run
+    numbers = run_numbers(report.data, recorder)
+    [recovery] = report.data["fleet"]["recovery"]
+    assert numbers["fleet_recovery_s"] == recovery["fleet_s"] > numbers["recovery_s"]
+    assert "fleet_recovery_s" in [metric.key for metric in comparison.metrics]
+    for result in comparison.results:
+        expected = fleet_recovery(result.report.data["fleet"])
+        assert result.runs[0]["fleet_recovery_s"] == expected
+    assert "every instance" in comparison.data["definitions"]["fleet_recovery_s"]
+    single = Comparison(without_fleet(), (1,), ())
+    assert "fleet_recovery_s" not in [metric.key for metric in single.metrics]
+    assert "recovery_s" in [metric.key for metric in single.metrics]
+
+
+def test_the_fleets_last_instance_back_is_an_expectation(
+    back_run: tuple[Report, Recorder],
+) -> None:
+    report, _ = back_run
+    last = report.data["fleet"]["recovery"][0]["fleet_s"]
+    for limit, passed in ((last, True), (last - 0.01, False)):
+        expect = Expectations(fleet_recovery_s_max=limit)
+        [check] = [
+            c for c in check_expectations(expect, report.data, {}) if "every instance" in c.name
+        ]
+        assert (check.measured, check.passed) == (last, passed)
+    data = tomllib.loads(BACK)
+    data["expect"] = {"fleet_recovery_s_max": 60}
+    assert parse_scenario(data).expect.fleet_recovery_s_max == 60
+    del data["fleet"]
+    with pytest.raises(ScenarioError, match="key fleet_recovery_s_max: needs a"):
+        parse_scenario(data)

@@ -18,7 +18,7 @@ from runtime.scenario.format import FleetInfo, Scenario
 from runtime.scenario.measure import first_success_end, successful_calls, wasted_attempts, worst
 from runtime.scenario.recorder import NOT_SENT, Recorder, Result
 
-__all__ = ["SPREAD", "fleet_numbers"]
+__all__ = ["SPREAD", "fleet_numbers", "fleet_recovery"]
 
 #: How requests are spread over the instances.
 SPREAD = "round-robin"
@@ -68,6 +68,13 @@ def fleet_numbers(
         "total": _finish(total),
         "recovery": _recovery(recorder, faults, count),
     }
+
+
+def fleet_recovery(fleet: Mapping[str, Any]) -> float | None:
+    """The worst fault's time until the last instance had its provider back (a report's
+    ``fleet``; None: never), 0.0 without such a fault: what ``fleet_recovery_s_max`` checks."""
+    values = [fault["fleet_s"] for fault in fleet["recovery"]]
+    return worst(values) if values else 0.0
 
 
 def _recovery(
