@@ -1,9 +1,11 @@
 """A fleet in one virtual-time run (``[fleet]``): the table, the load spread round-robin, one
 fault every instance meets, the store's propagation delay, the report's per-instance and fleet
-totals (and nothing new without a fleet), and a comparison of a shared store with none."""
+totals (and nothing new without a fleet), when each instance had a provider back after a fault,
+and a comparison of a shared store with none."""
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,14 +14,16 @@ import pytest
 import trio
 import trio.testing
 
+from actors.config import ModelInfo
 from actors.faults import Fault, FaultKind
-from actors.messages import Complexity, Quality
+from actors.messages import Attempt, Complexity, Quality, Reply
 from runtime import Request
 from runtime.embed import Runtime
 from runtime.scenario.checks import check_expectations
 from runtime.scenario.cli import main
-from runtime.scenario.compare import Comparison, compare, variants_to_compare
+from runtime.scenario.compare import Comparison, compare, run_numbers, variants_to_compare
 from runtime.scenario.fleet import FleetFaults, open_fleet
+from runtime.scenario.fleet_measure import fleet_recovery
 from runtime.scenario.format import (
     Expectations,
     FleetInfo,
@@ -29,8 +33,9 @@ from runtime.scenario.format import (
 )
 from runtime.scenario.html import render_html
 from runtime.scenario.lagged import LaggedStore
-from runtime.scenario.report import Report
-from runtime.scenario.runner import _open_targets, run_scenario
+from runtime.scenario.recorder import AppliedFault, Recorder
+from runtime.scenario.report import Report, build_report
+from runtime.scenario.runner import _drive, _open_targets, run_scenario
 from runtime.scenario.terminal import render_terminal
 
 FLEET = """
@@ -315,3 +320,209 @@ def test_sharing_the_store_wastes_fewer_calls_than_isolated_instances(
     assert fleets["baseline"]["shared"] and not fleets["isolated"]["shared"]
     trips = {name: fleet["total"]["breaker_trips"] for name, fleet in fleets.items()}
     assert trips["isolated"] > trips["baseline"]
+
+
+# -- back in rotation, per instance ----------------------------------------------------------
+
+#: fleet-outage, shorter: OpenAI down from 20 s to 60 s; the open period (30 s at most) ends
+#: with one instance's probes, whose success closes the others' breakers at their next sync.
+BACK = """
+[scenario]
+name = "fleet-back"
+base = "demo"
+seed = 7
+
+[fleet]
+instances = 3
+sync_delay_ms = 50
+
+[state]
+backend = "redis"
+url = "redis://in-process"
+
+[[providers]]
+name = "openai"
+breaker = { open_max_s = 30 }
+
+[load]
+rps = 12
+duration_s = 100
+
+[[load.mix]]
+weight = 3
+complexity = "moderate"
+quality = "production"
+
+[[load.mix]]
+complexity = "simple"
+quality = "draft"
+
+[[faults]]
+at_s = 20
+provider = "openai"
+kind = "outage"
+duration_s = 40
+"""
+
+
+def first_close_after(events: trio.MemoryReceiveChannel[Any], at: float) -> tuple[float, str]:
+    """When an instance's openai breaker first closed at or after trio time `at`, and why."""
+    closes = []
+    with contextlib.suppress(trio.WouldBlock):
+        while True:
+            event = events.receive_nowait()
+            closed = event.event == "breaker_closed" and event.fields["provider"] == "openai"
+            if closed and event.at >= at:
+                closes.append((event.at, str(event.fields["reason"])))
+    return closes[0]
+
+
+async def test_each_instance_is_back_with_the_first_answer_through_it_once_its_breaker_let_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    back = scenario(BACK)
+    async with _open_targets(back, seed=7, mode="virtual", repl_socket=None) as runtimes:
+        with contextlib.ExitStack() as stack:
+            streams = [stack.enter_context(rt.events.subscribe(100_000)) for rt in runtimes]
+            recorder = await _drive(back, 7, runtimes, None)
+            report = build_report(recorder, back, seed=7, mode="virtual")
+            [recovery] = report.data["fleet"]["recovery"]
+            end = recorder.t0 + recovery["end_s"]
+            closes = [first_close_after(events, end) for events in streams]
+    per_instance = recovery["per_instance_s"]
+    assert None not in per_instance
+    reasons = sorted(reason for _, reason in closes)
+    assert reasons == ["fleet_closed", "fleet_closed", "probes_succeeded"]
+    for (closed, reason), seconds in zip(closes, per_instance, strict=True):
+        answered = end + seconds
+        if reason == "probes_succeeded":
+            # The instance that probed: back with its first probe's answer, closed after them.
+            assert answered <= closed + 1e-6
+            assert seconds == min(per_instance) == report.data["faults"][0]["recovery_s"]
+        else:
+            # Closed by the prober's notice: nothing went to openai through it before that.
+            assert closed < answered <= closed + 3.0
+    assert recovery["fleet_s"] == max(per_instance)
+
+
+def outage_recorder(back: Scenario) -> Recorder:
+    """Two instances, openai out in two windows, 10-14 s and 16-20 s: requests every second,
+    even ones through i1, odd ones through i2. Both call openai before the outage; after its
+    first window openai answers (in 0.5 s) i2's request at 17 s and i1's at 22 s, and none of
+    i2's after the second."""
+    recorder = Recorder(
+        providers=["openai", "anthropic"],
+        levels=["primary"],
+        baseline_price=ModelInfo(),
+        clock=lambda: 0.0,
+    )
+    for index in range(30):
+        at = float(index)
+        provider = "anthropic"
+        if at < 10 or at in (17, 22):
+            provider = "openai"
+        attempt = Attempt(provider, "m", "primary", "ok", 500.0)
+        reply = Reply("answer", provider, "m", "primary", False, (attempt,), 500.0, 0.001)
+        recorder.record_reply(
+            index=index,
+            mix=0,
+            stream=False,
+            arrival=at,
+            started=at,
+            finished=at + 0.5,
+            reply=reply,
+            budget_usd=None,
+            prompt_chars=100,
+        )
+    recorder.issued = 30
+    for start, end in ((10.0, 14.0), (16.0, 20.0)):
+        recorder.record_fault(AppliedFault(0, "openai", "flapping", start, end, "openai flaps"))
+    return recorder
+
+
+def fleet_back_row(terminal: str) -> str:
+    """The first row of the terminal's table of each instance back in rotation."""
+    lines = terminal.splitlines()
+    header = next(n for n, line in enumerate(lines) if line.startswith("fleet back in rotation"))
+    return lines[header + 3]  # after the column names and the rule
+
+
+def test_an_instance_that_never_had_the_provider_back_gives_never() -> None:
+    back = scenario(BACK, instances=2)
+    report = build_report(outage_recorder(back), back, seed=7, mode="virtual")
+    [recovery] = report.data["fleet"]["recovery"]
+    # i1: back at 22.5 s, the worst of its windows 8.5 s after the first's end; i2: 3.5 s
+    # after the first window, never after the second.
+    assert recovery["per_instance_s"] == [8.5, None]
+    assert recovery["fleet_s"] is None
+    assert report.data["faults"][0]["recovery_s"] == 3.5  # the first instance back, after both
+    expect = Expectations(fleet_recovery_s_max=100)
+    [check] = [c for c in check_expectations(expect, report.data, {}) if "every" in c.name]
+    assert (check.measured, check.passed) == (None, False)
+    assert fleet_back_row(render_terminal(report)).split() == [
+        "openai",
+        "flaps",
+        "8.50",
+        "never",
+        "never",
+    ]
+    assert "<td>openai flaps</td><td>8.50</td><td>never</td><td>never</td>" in render_html(report)
+
+
+@pytest.fixture(scope="module")
+def back_run() -> tuple[Report, Recorder]:
+    """fleet-back's run at seed 7: its report, and what was recorded."""
+    recorders: list[Recorder] = []
+    report = run_scenario(scenario(BACK), on_recorder=recorders.append)
+    return report, recorders[0]
+
+
+def test_the_report_shows_each_instance_back_and_the_fleet_last(
+    back_run: tuple[Report, Recorder],
+) -> None:
+    report, _ = back_run
+    [recovery] = report.data["fleet"]["recovery"]
+    times = [f"{value:.2f}" for value in recovery["per_instance_s"]]
+    assert recovery["fleet_s"] == max(recovery["per_instance_s"])
+    terminal = render_terminal(report)
+    assert "fleet back in rotation s (fault end -> first answer through each instance" in terminal
+    row = fleet_back_row(terminal)
+    assert row.split() == ["outage", "on", "openai", *times, f"{recovery['fleet_s']:.2f}"]
+    cells = "".join(f"<td>{t}</td>" for t in [*times, f"{recovery['fleet_s']:.2f}"])
+    assert f"<td>outage on openai</td>{cells}" in render_html(report)
+
+
+def test_compare_shows_the_fleets_last_instance_back_for_fleets_only(
+    back_run: tuple[Report, Recorder], comparison: Comparison
+) -> None:
+    report, recorder = back_run
+    numbers = run_numbers(report.data, recorder)
+    [recovery] = report.data["fleet"]["recovery"]
+    assert numbers["fleet_recovery_s"] == recovery["fleet_s"] > numbers["recovery_s"]
+    assert "fleet_recovery_s" in [metric.key for metric in comparison.metrics]
+    for result in comparison.results:
+        expected = fleet_recovery(result.report.data["fleet"])
+        assert result.runs[0]["fleet_recovery_s"] == expected
+    assert "every instance" in comparison.data["definitions"]["fleet_recovery_s"]
+    single = Comparison(without_fleet(), (1,), ())
+    assert "fleet_recovery_s" not in [metric.key for metric in single.metrics]
+    assert "recovery_s" in [metric.key for metric in single.metrics]
+
+
+def test_the_fleets_last_instance_back_is_an_expectation(
+    back_run: tuple[Report, Recorder],
+) -> None:
+    report, _ = back_run
+    last = report.data["fleet"]["recovery"][0]["fleet_s"]
+    for limit, passed in ((last, True), (last - 0.01, False)):
+        expect = Expectations(fleet_recovery_s_max=limit)
+        [check] = [
+            c for c in check_expectations(expect, report.data, {}) if "every instance" in c.name
+        ]
+        assert (check.measured, check.passed) == (last, passed)
+    data = tomllib.loads(BACK)
+    data["expect"] = {"fleet_recovery_s_max": 60}
+    assert parse_scenario(data).expect.fleet_recovery_s_max == 60
+    del data["fleet"]
+    with pytest.raises(ScenarioError, match="key fleet_recovery_s_max: needs a"):
+        parse_scenario(data)

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from runtime.scenario.fleet_measure import fleet_recovery
 from runtime.scenario.format import Expectations
 from runtime.scenario.measure import worst
 
@@ -88,6 +89,11 @@ def _check_run(checks: _Checks, expect: Expectations, data: Mapping[str, Any]) -
     fleet = data.get("fleet")
     wasted = fleet["total"]["wasted_calls"] if fleet is not None else None
     checks.at_most("fleet wasted calls", wasted, expect.fleet_wasted_calls_max)
+    if expect.fleet_recovery_s_max is not None:
+        back = fleet_recovery(fleet) if fleet is not None else None
+        checks.at_most(
+            "MTTR s (back in rotation, every instance)", back, expect.fleet_recovery_s_max
+        )
     checks.at_most("cost usd", data["cost"]["total_usd"], expect.cost_usd_max)
     checks.at_least("savings vs baseline", data["cost"]["savings"], expect.savings_min)
     requests = data["requests"]

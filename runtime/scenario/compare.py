@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from runtime.scenario.fleet_measure import fleet_recovery
 from runtime.scenario.format import BASELINE, Scenario, ScenarioError, Variant
 from runtime.scenario.measure import clean_replies, wasted_calls, worst
 from runtime.scenario.recorder import Recorder
@@ -51,6 +52,8 @@ class Metric:
     unit: str
     #: Measured only around faults: left out for a scenario without any.
     faults_only: bool = False
+    #: Measured only over a ``[fleet]``'s instances: left out for a single runtime.
+    fleet_only: bool = False
 
 
 METRICS = (
@@ -62,6 +65,14 @@ METRICS = (
     Metric("paid_requests", "paid requests", "lower", "count", faults_only=True),
     Metric("mttr_s", "MTTR s", "lower", "s", faults_only=True),
     Metric("recovery_s", "back in rotation s", "lower", "s", faults_only=True),
+    Metric(
+        "fleet_recovery_s",
+        "fleet back in rotation s",
+        "lower",
+        "s",
+        faults_only=True,
+        fleet_only=True,
+    ),
     Metric("cost_usd", "cost", "lower", "usd"),
     Metric("savings", "saving", "higher", "pct"),
     Metric("wasted_calls", "wasted calls", "lower", "count", faults_only=True),
@@ -78,6 +89,9 @@ DEFINITIONS = {
     "paying (as [expect] mttr_s_max measures it; never: not within the run)",
     "recovery_s": "the worst fault's time from its end until the provider completed a call "
     "again (as [expect] recovery_s_max measures it)",
+    "fleet_recovery_s": "the worst fault's time from its end until the provider had completed "
+    "a call again through every instance of the fleet: the last instance back (as [expect] "
+    "fleet_recovery_s_max measures it)",
     "savings": "cost saved against the same replies on the first model of the first provider "
     "of the first level",
     "wasted_calls": "failed calls sent to a provider during one of its fault windows",
@@ -117,10 +131,12 @@ def variants_to_compare(scenario: Scenario, extra: Sequence[Variant] = ()) -> li
 
 def run_numbers(data: Mapping[str, Any], recorder: Recorder) -> dict[str, Any]:
     """A run report's numbers for the table, by metric key (the report's own values, plus the
-    wasted calls and clean replies its recorder holds)."""
+    wasted calls and clean replies its recorder holds; a fleet's last instance back in
+    rotation only for a fleet)."""
     faults = data["faults"]
     latency = data["latency_ms"]
     back = [fault["recovery_s"] for fault in faults if fault["in_rotation_before"]]
+    fleet = {"fleet_recovery_s": fleet_recovery(data["fleet"])} if "fleet" in data else {}
     return {
         "availability": data["availability"],
         "fallback_rate": data["fallback_rate"],
@@ -134,6 +150,7 @@ def run_numbers(data: Mapping[str, Any], recorder: Recorder) -> dict[str, Any]:
         "savings": data["cost"]["savings"],
         "wasted_calls": wasted_calls(recorder),
         "clean_replies": clean_replies(recorder),
+        **fleet,
     }
 
 
@@ -206,7 +223,12 @@ def compare(
 
 
 def _metrics(scenario: Scenario) -> tuple[Metric, ...]:
-    return tuple(m for m in METRICS if scenario.faults or not m.faults_only)
+    return tuple(
+        m
+        for m in METRICS
+        if (scenario.faults or not m.faults_only)
+        and (scenario.fleet is not None or not m.fleet_only)
+    )
 
 
 def _sortable(metric: Metric, value: float | None) -> float | None:

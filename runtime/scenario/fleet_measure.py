@@ -3,25 +3,36 @@
 A fleet run records every request once, in one recorder; which instance served a request
 follows from its index (round-robin, `runtime.scenario.fleet`), so each instance's share is
 read back from the same columns. Breaker trips are each instance's own count at the end.
+
+After a fault, the run's faults table says when the provider was back in rotation through the
+first instance to call it again; ``recovery`` says it for each instance, and when the last one
+was: what an operator of the fleet waits for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runtime.scenario.format import FleetInfo, Scenario
-from runtime.scenario.measure import wasted_attempts
+from runtime.scenario.measure import first_success_end, successful_calls, wasted_attempts, worst
 from runtime.scenario.recorder import NOT_SENT, Recorder, Result
 
-__all__ = ["SPREAD", "fleet_numbers"]
+__all__ = ["SPREAD", "fleet_numbers", "fleet_recovery"]
 
 #: How requests are spread over the instances.
 SPREAD = "round-robin"
 
 
-def fleet_numbers(recorder: Recorder, scenario: Scenario, fleet: FleetInfo) -> dict[str, Any]:
+def fleet_numbers(
+    recorder: Recorder,
+    scenario: Scenario,
+    fleet: FleetInfo,
+    faults: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """Requests, availability, cost, and calls, failed calls, wasted calls and breaker trips
-    per provider: for each instance, and summed over the fleet."""
+    per provider: for each instance, and summed over the fleet; and after each of the run's
+    `faults` (its report's faults table), when each instance had the provider back."""
     count = fleet.instances
     providers = [p.name for p in scenario.config.providers]
     instances = [_empty(providers) for _ in range(count)]
@@ -55,7 +66,73 @@ def fleet_numbers(recorder: Recorder, scenario: Scenario, fleet: FleetInfo) -> d
             for position, numbers in enumerate(instances)
         ],
         "total": _finish(total),
+        "recovery": _recovery(recorder, faults, count),
     }
+
+
+def fleet_recovery(fleet: Mapping[str, Any]) -> float | None:
+    """The worst fault's time until the last instance had its provider back (a report's
+    ``fleet``; None: never), 0.0 without such a fault: what ``fleet_recovery_s_max`` checks."""
+    values = [fault["fleet_s"] for fault in fleet["recovery"]]
+    return worst(values) if values else 0.0
+
+
+def _recovery(
+    recorder: Recorder, faults: Sequence[Mapping[str, Any]], count: int
+) -> list[dict[str, Any]]:
+    """Per fault that ended, on a provider that was in rotation before it (those the faults
+    table gives a back-in-rotation time): seconds from its end to the end of the first
+    successful call to the provider through each instance, and the fleet's, the last
+    instance's (None: some instance never had it back)."""
+    relevant = [f for f in faults if f["in_rotation_before"] and f["end_s"] is not None]
+    if not relevant:
+        return []
+    successes = _successes_by_instance(recorder, count)
+    out = []
+    for fault in relevant:
+        provider = recorder.providers.code(fault["provider"])
+        ends = [window.end for window in recorder.faults if window.step == fault["step"]]
+        per_instance = [
+            _back_after(successes.get((provider, instance), ([], [])), ends)
+            for instance in range(count)
+        ]
+        out.append(
+            {
+                "step": fault["step"],
+                "provider": fault["provider"],
+                "title": fault["title"],
+                "end_s": fault["end_s"],
+                "per_instance_s": per_instance,
+                "fleet_s": worst(per_instance),
+            }
+        )
+    return out
+
+
+def _successes_by_instance(
+    recorder: Recorder, count: int
+) -> dict[tuple[int, int], tuple[list[float], list[float]]]:
+    """The successful calls (`successful_calls`) by provider code and instance: built only for
+    a fleet's report, so a single runtime's costs nothing more."""
+    attempts: dict[tuple[int, int], list[int]] = {}
+    for position, request in enumerate(recorder.att_request):
+        key = (recorder.att_provider[position], request % count)
+        attempts.setdefault(key, []).append(position)
+    return {key: successful_calls(recorder, positions) for key, positions in attempts.items()}
+
+
+def _back_after(
+    successes: tuple[list[float], list[float]], ends: Sequence[float | None]
+) -> float | None:
+    """Seconds from the end of each of a fault's windows to the end of the first successful
+    call that started after it, the worst of them (as the faults table takes a flapping
+    fault's); None if one never ended or the provider never answered after it."""
+    starts, finishes = successes
+    backs: list[float | None] = []
+    for end in ends:
+        back = None if end is None else first_success_end(starts, finishes, end)
+        backs.append(None if back is None or end is None else back - end)
+    return worst(backs)
 
 
 def _calls() -> dict[str, int]:

@@ -251,7 +251,11 @@ class FaultStep:
         for key, kind in starts.items():
             if getattr(self, key) is not None and self.kind != kind:
                 raise FieldError(key, f"is where an {kind} ramp starts, not a {self.kind!r} one")
-        if self.ramp_s is not None and self.duration_s is not None and self.ramp_s > self.duration_s:
+        if (
+            self.ramp_s is not None
+            and self.duration_s is not None
+            and self.ramp_s > self.duration_s
+        ):
             raise FieldError(
                 "ramp_s",
                 f"{self.ramp_s:g} is longer than the fault (duration_s = {self.duration_s:g})",
@@ -422,6 +426,9 @@ class Expectations:
     #: Calls sent to a provider in one of its fault windows that failed, over a ``[fleet]``
     #: (its report's fleet total): what sharing the store saves.
     fleet_wasted_calls_max: int | None = attrs.field(default=None, validator=non_negative)
+    #: Worst, over the faults, of: fault end -> the provider is back in rotation through every
+    #: instance of a ``[fleet]`` (the last instance's; `recovery_s_max` is the first's).
+    fleet_recovery_s_max: float | None = attrs.field(default=None, validator=non_negative)
     providers: Mapping[str, ProviderExpectation] = attrs.field(factory=dict)
     levels: Mapping[str, LevelExpectation] = attrs.field(factory=dict)
     actors: Mapping[str, ActorExpectation] = attrs.field(factory=dict)
@@ -455,9 +462,7 @@ class Scenario:
 
     def under(self, variant: Variant) -> Scenario:
         """The same load, faults and expectations under `variant`'s config."""
-        return attrs.evolve(
-            self, config=variant.config, http_kinds=variant.http_kinds, variants=()
-        )
+        return attrs.evolve(self, config=variant.config, http_kinds=variant.http_kinds, variants=())
 
 
 @attrs.frozen
@@ -970,15 +975,25 @@ def parse_scenario(data: Mapping[str, Any], *, source: str = "<scenario>") -> Sc
         fleet=_parse_fleet(data.get("fleet"), source),
     )
     _check_references(scenario)
-    if scenario.expect.fleet_wasted_calls_max is not None and scenario.fleet is None:
-        raise ScenarioError(
-            f"{source}: table [expect], key fleet_wasted_calls_max: needs a [fleet] table"
-        )
+    _check_fleet_expectations(scenario, source)
     scenario = attrs.evolve(scenario, faults=_price_models(scenario))
     if "variants" in data:
         variants = _parse_variants(data["variants"], raw_config_data, scenario)
         scenario = attrs.evolve(scenario, variants=variants)
     return scenario
+
+
+def _check_fleet_expectations(scenario: Scenario, source: str) -> None:
+    """A fleet's expectation in a file without a ``[fleet]`` would check nothing."""
+    expect = scenario.expect
+    if scenario.fleet is not None:
+        return
+    for key, limit in (
+        ("fleet_wasted_calls_max", expect.fleet_wasted_calls_max),
+        ("fleet_recovery_s_max", expect.fleet_recovery_s_max),
+    ):
+        if limit is not None:
+            raise ScenarioError(f"{source}: table [expect], key {key}: needs a [fleet] table")
 
 
 def _price_models(scenario: Scenario) -> tuple[FaultStep, ...]:

@@ -135,9 +135,7 @@ def _rps_panel(timeline: Mapping[str, Any], axis: _Axis, top: float) -> tuple[li
     return parts, top + RPS_H
 
 
-def _latency_panel(
-    timeline: Mapping[str, Any], axis: _Axis, top: float
-) -> tuple[list[str], float]:
+def _latency_panel(timeline: Mapping[str, Any], axis: _Axis, top: float) -> tuple[list[str], float]:
     bucket_s = timeline["bucket_s"]
     series: Mapping[str, Sequence[float | None]] = timeline["latency_ms"]
     values = [v for line in series.values() for v in line if v is not None and v > 0]
@@ -424,7 +422,30 @@ def _fleet_section(fleet: dict[str, Any] | None) -> str:
     )
     return (
         f"<h2>Fleet</h2>\n<p>{fleet['instances']} instances {_a(shared)}, requests "
-        f"{_a(fleet['spread'])}</p>\n{totals}\n{by_provider}\n"
+        f"{_a(fleet['spread'])}</p>\n{totals}\n{by_provider}\n{_fleet_recovery(fleet)}"
+    )
+
+
+def _fleet_recovery(fleet: dict[str, Any]) -> str:
+    """After each fault, when each instance had the provider back, and the last of them."""
+    recovery = fleet.get("recovery") or []
+    if not recovery:
+        return ""
+    ids = [instance["id"] for instance in fleet["per_instance"]]
+    table = _html_table(
+        ["fault: back in rotation s", *ids, "fleet (last)"],
+        [
+            [
+                fault["title"],
+                *("never" if v is None else _v(v) for v in fault["per_instance_s"]),
+                "never" if fault["fleet_s"] is None else _v(fault["fleet_s"]),
+            ]
+            for fault in recovery
+        ],
+    )
+    return (
+        "<p>Back in rotation: from the fault's end to the first answer from the provider "
+        f"through each instance; the fleet's is the last instance's.</p>\n{table}\n"
     )
 
 

@@ -86,13 +86,9 @@ class _Run:
             provider = recorder.att_provider[position]
             self.attempts_by_provider.setdefault(provider, []).append(position)
         for provider, positions in self.attempts_by_provider.items():
-            successes = sorted(
-                (recorder.att_start[p], recorder.att_start[p] + recorder.att_latency_ms[p] / 1000)
-                for p in positions
-                if recorder.att_outcome[p] == 0
-            )
-            self.success_starts[provider] = [start for start, _ in successes]
-            self.success_ends[provider] = [end for _, end in successes]
+            starts, ends = successful_calls(recorder, positions)
+            self.success_starts[provider] = starts
+            self.success_ends[provider] = ends
 
     def failed_on(self, row: int, provider: int) -> bool:
         """Did this request pay for a failure of `provider` (a failed call to it)?"""
@@ -299,10 +295,31 @@ def _first_success_at_or_after(
 ) -> float | None:
     """End time of the first successful call to `provider` that started in [at, before)."""
     starts = run.success_starts.get(provider, [])
+    return first_success_end(starts, run.success_ends.get(provider, []), at, before)
+
+
+def successful_calls(
+    recorder: Recorder, positions: Iterable[int]
+) -> tuple[list[float], list[float]]:
+    """Start and end times of the successful calls among the attempts at `positions`, in the
+    order they started: what `first_success_end` searches."""
+    successes = sorted(
+        (recorder.att_start[p], recorder.att_start[p] + recorder.att_latency_ms[p] / 1000)
+        for p in positions
+        if recorder.att_outcome[p] == 0
+    )
+    return [start for start, _ in successes], [end for _, end in successes]
+
+
+def first_success_end(
+    starts: Sequence[float], ends: Sequence[float], at: float, before: float = math.inf
+) -> float | None:
+    """End time of the first successful call (of `successful_calls`) that started in
+    [at, before): when a provider was back in rotation."""
     position = bisect.bisect_left(starts, at)
     if position >= len(starts) or starts[position] >= before:
         return None
-    return run.success_ends[provider][position]
+    return ends[position]
 
 
 def _mttr(

@@ -51,7 +51,7 @@ def build_report(
     """All the numbers of a run, and its expectations checked."""
     data = measure_run(recorder, scenario, seed=seed, mode=mode)
     if scenario.fleet is not None:
-        data["fleet"] = fleet_numbers(recorder, scenario, scenario.fleet)
+        data["fleet"] = fleet_numbers(recorder, scenario, scenario.fleet, data["faults"])
     host = dict(host or {})
     checks = check_expectations(scenario.expect, data, host)
     data["expectations"] = [check.to_json() for check in checks]

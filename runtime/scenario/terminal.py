@@ -168,7 +168,33 @@ def _fleet(fleet: Mapping[str, Any]) -> list[str]:
         for name in fleet["total"]["providers"]
     ]
     lines += _table(["", *(c["id"] for c in columns)], rows)
-    return lines
+    return lines + _fleet_recovery(fleet)
+
+
+def _fleet_recovery(fleet: Mapping[str, Any]) -> list[str]:
+    """After each fault, when each instance had the provider back, and the last of them."""
+    recovery = fleet.get("recovery") or []
+    if not recovery:
+        return []
+    ids = [instance["id"] for instance in fleet["per_instance"]]
+    rows = [
+        [
+            fault["title"],
+            *(_back(value) for value in fault["per_instance_s"]),
+            _back(fault["fleet_s"]),
+        ]
+        for fault in recovery
+    ]
+    return [
+        "",
+        "fleet back in rotation s (fault end -> first answer through each instance; "
+        "the fleet: the last)",
+        *_table(["", *ids, "fleet"], rows),
+    ]
+
+
+def _back(value: float | None) -> str:
+    return "never" if value is None else _fmt(value, 2)
 
 
 def _provider_cell(calls: Mapping[str, int]) -> str:
