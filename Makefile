@@ -51,8 +51,10 @@ demo: $(STAMP)
 demo-live: $(STAMP)
 	$(VENV)/bin/uptax scenario run scenarios/flagship.toml --mode http --serve 4000
 
-# bench: issue 15's benchmarks (the cascade in-process, direct httpx against the runtime on a
-# loopback nginx or the fake server, the flagship's simulator), then one table of them all.
+# bench: issue 15's benchmarks (the cascade in-process, in requests/s and in instructions per
+# request, direct httpx against the runtime on a loopback nginx or the fake server, the
+# flagship's simulator), then one table of them all. valgrind counts the instructions: installed
+# when missing, as nginx is, where apt-get can run.
 # nginx is the peer that is never the bottleneck: installed when missing, where apt-get can run
 # (else the fake provider server stands in); peer_overhead.py runs its own nginx on a free port,
 # whatever the package's service does. Benchmarks only: `make test` never needs it.
@@ -67,6 +69,15 @@ bench-packages:
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx >/dev/null; \
 		else \
 			echo "nginx missing: bench/peer_overhead.py uses the fake provider server instead"; \
+		fi; \
+	fi
+	@if ! command -v valgrind >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing valgrind (bench/cascade_instructions.py counts instructions with it)"; \
+			apt-get update -q >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends valgrind >/dev/null; \
+		else \
+			echo "valgrind missing: no instruction counts"; \
 		fi; \
 	fi
 

@@ -3,6 +3,7 @@
     .venv/bin/python bench/all.py [--quick] [--json OUT]
 
 Runs `cascade_throughput.py` (the cascade in-process against a zero-latency simulated provider),
+`cascade_instructions.py` (the same, in instructions per request: left out without valgrind),
 `peer_overhead.py` (direct httpx against `rt.complete` on a loopback server) and
 `scenario_throughput.py` on the flagship (simulated requests per wall second), each in its own
 process with its own output shown as it runs, then prints one table: benchmark, measure, the
@@ -38,22 +39,30 @@ class Row:
     runtime: float
     baseline: float | None = None
     goal: str = ""
+    #: A cost (instructions), not a rate: the ratio is then the baseline's over the runtime's,
+    #: so that every ratio reads the same way (1.0: as fast as the baseline).
+    cost: bool = False
 
     @property
     def ratio(self) -> float | None:
-        return None if not self.baseline else self.runtime / self.baseline
+        if not self.baseline or not self.runtime:
+            return None
+        return self.baseline / self.runtime if self.cost else self.runtime / self.baseline
 
 
 # -- running a script -------------------------------------------------------------------------
 
 
-def run(script: str, *args: str) -> Any:
-    """Run `bench/script` with `args` and `--json`, showing its output as it runs: its JSON."""
+def run(script: str, *args: str, optional: bool = False) -> Any:
+    """Run `bench/script` with `args` and `--json`, showing its output as it runs: its JSON
+    (None when an `optional` one could not run: it said why)."""
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
         out_file = Path(tmp) / "out.json"
         command = [sys.executable, str(BENCH / script), *args, "--json", str(out_file)]
         print(f"\n$ {' '.join(command[1:])}", flush=True)
         done = subprocess.run(command, cwd=ROOT)
+        if optional and done.returncode == 2:
+            return None
         if done.returncode != 0 or not out_file.exists():
             raise SystemExit(f"{script} failed with exit status {done.returncode}")
         return json.loads(out_file.read_text())
@@ -75,6 +84,14 @@ def cascade_rows(data: Any) -> list[Row]:
         )
         for row in data["results"]
     ]
+
+
+def instruction_rows(data: Any) -> list[Row]:
+    if data is None:
+        return []
+    measure = "instructions/request, concurrency 1 (callgrind)"
+    runtime, direct = data["runtime_instructions"], data["direct_instructions"]
+    return [Row("cascade_instructions", measure, runtime, direct, cost=True)]
 
 
 def peer_rows(data: Any) -> list[Row]:
@@ -126,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     cascade_args = ["--requests", "5000"] if args.quick else []
     peer_args = ["--seconds", "1", "--rounds", "3"] if args.quick else []
     rows = cascade_rows(run("cascade_throughput.py", *cascade_args))
+    instruction_args = ["--requests", "300"] if args.quick else []
+    instructions = run("cascade_instructions.py", *instruction_args, optional=True)
+    rows += instruction_rows(instructions)
     peer = run("peer_overhead.py", *peer_args)
     rows += peer_rows(peer)
     rows += scenario_rows(run("scenario_throughput.py", str(ROOT / "scenarios" / "flagship.toml")))
