@@ -53,31 +53,25 @@ demo-live: $(STAMP)
 
 # bench: issue 15's benchmarks (the cascade in-process, in requests/s and in instructions per
 # request, direct httpx against the runtime on a loopback nginx or the fake server, the
-# flagship's simulator), then one table of them all. valgrind counts the instructions: installed
-# when missing, as nginx is, where apt-get can run.
-# nginx is the peer that is never the bottleneck: installed when missing, where apt-get can run
-# (else the fake provider server stands in); peer_overhead.py runs its own nginx on a free port,
-# whatever the package's service does. Benchmarks only: `make test` never needs it.
+# flagship's simulator), then one table of them all. nginx is the peer that is never the
+# bottleneck (peer_overhead.py runs its own on a free port, whatever the package's service
+# does; without it the fake provider server stands in); valgrind counts the instructions
+# (without it that row is left out). Both are installed when missing, where apt-get can run.
+# Benchmarks only: `make test` never needs them.
 bench: $(STAMP) bench-packages
 	$(PY) bench/all.py
 
 bench-packages:
-	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	@missing=""; for c in nginx valgrind; do \
+		command -v $$c >/dev/null || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing nginx (the loopback peer of bench/peer_overhead.py)"; \
+			echo "installing$$missing (the benchmarks' loopback peer and instruction counter)"; \
 			apt-get update -q >/dev/null && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+				$$missing >/dev/null; \
 		else \
-			echo "nginx missing: bench/peer_overhead.py uses the fake provider server instead"; \
-		fi; \
-	fi
-	@if ! command -v valgrind >/dev/null; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing valgrind (bench/cascade_instructions.py counts instructions with it)"; \
-			apt-get update -q >/dev/null && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends valgrind >/dev/null; \
-		else \
-			echo "valgrind missing: no instruction counts"; \
+			echo "missing:$$missing (the fake provider server stands in for nginx; no instruction counts without valgrind)"; \
 		fi; \
 	fi
 
