@@ -305,6 +305,11 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _seconds(value: float | None) -> str:
+    """A time until something happened, or "never" (None: not within the run)."""
+    return "never" if value is None else _v(value)
+
+
 def _v(value: Any) -> str:
     if value is None:
         return "-"
@@ -437,8 +442,8 @@ def _fleet_recovery(fleet: dict[str, Any]) -> str:
         [
             [
                 fault["title"],
-                *("never" if v is None else _v(v) for v in fault["per_instance_s"]),
-                "never" if fault["fleet_s"] is None else _v(fault["fleet_s"]),
+                *(_seconds(v) for v in fault["per_instance_s"]),
+                _seconds(fault["fleet_s"]),
             ]
             for fault in recovery
         ],
@@ -474,7 +479,7 @@ def fault_table(faults: list[dict[str, Any]]) -> str:
                 f["title"],
                 _v(f["start_s"]),
                 _v(f["end_s"]),
-                _v(f["mttr_s"]) if f["mttr_s"] is not None else "never",
+                _seconds(f["mttr_s"]),
                 _v(f["recovery_s"]) if f["in_rotation_before"] else "n/a",
                 f["paid_requests"],
             ]

@@ -180,8 +180,8 @@ def _fleet_recovery(fleet: Mapping[str, Any]) -> list[str]:
     rows = [
         [
             fault["title"],
-            *(_back(value) for value in fault["per_instance_s"]),
-            _back(fault["fleet_s"]),
+            *(_seconds(value) for value in fault["per_instance_s"]),
+            _seconds(fault["fleet_s"]),
         ]
         for fault in recovery
     ]
@@ -193,7 +193,8 @@ def _fleet_recovery(fleet: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _back(value: float | None) -> str:
+def _seconds(value: float | None) -> str:
+    """A time until something happened, or "never" (None: not within the run)."""
     return "never" if value is None else _fmt(value, 2)
 
 
@@ -205,14 +206,14 @@ def _fault_table(faults: Sequence[Mapping[str, Any]]) -> list[str]:
     rows = []
     for fault in faults:
         end = "-" if fault["end_s"] is None else f"{fault['end_s']:g}"
-        recovery = "n/a" if not fault["in_rotation_before"] else _fmt(fault["recovery_s"], 2)
+        recovery = "n/a" if not fault["in_rotation_before"] else _seconds(fault["recovery_s"])
         rows.append(
             [
                 fault["title"],
                 f"{fault['start_s']:g}",
                 end,
-                _fmt(fault["mttr_s"], 2) if fault["mttr_s"] is not None else "never",
-                recovery if fault["recovery_s"] is not None or recovery == "n/a" else "never",
+                _seconds(fault["mttr_s"]),
+                recovery,
                 _fmt(fault["paid_requests"]),
             ]
         )
