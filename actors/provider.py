@@ -346,18 +346,18 @@ class ProviderActor(Actor):
     async def _recovery_turn(self) -> bool:
         """In a fleet: whether this instance's turn it is to send the recovery probe of this
         interval (one instance per interval probes a provider that is down)."""
-        fleet, recovery = self.context.fleet, self.recovery
-        if fleet is None or recovery is None:
+        fleet, settings = self.context.fleet, self.config.recovery
+        if fleet is None:
             return True
-        return await fleet.claim_recovery_probe(self.name, recovery.interval_s, recovery.timeout_s)
+        return await fleet.claim_recovery_probe(self.name, settings.interval_s, settings.timeout_s)
 
     async def _recovery_turn_over(self, started: float) -> None:
         """In a fleet: the probe this instance sent at `started` has ended; its turn lasts
         until another may send the next one (`FleetState.end_recovery_probe`)."""
-        fleet, recovery = self.context.fleet, self.recovery
-        if fleet is not None and recovery is not None:
+        fleet = self.context.fleet
+        if fleet is not None:
             sent_s = trio.current_time() - started
-            await fleet.end_recovery_probe(self.name, recovery.interval_s, sent_s)
+            await fleet.end_recovery_probe(self.name, self.config.recovery.interval_s, sent_s)
 
     def _share_still_down(self, hold_s: float) -> None:
         """In a fleet: a probe of ours found the provider still down and keeps our breaker open
