@@ -26,15 +26,11 @@ import sys
 from pathlib import Path
 
 import trio
+from cascade_throughput import CONFIG, REQUEST  # beside this script: on sys.path
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-from cascade_throughput import CONFIG, REQUEST  # noqa: E402
-
-import runtime  # noqa: E402
-from actors.adapters.simulated import SimulatedAdapter, SimulatedBackend  # noqa: E402
-from runtime.embed import open_runtime  # noqa: E402
+import runtime
+from actors.adapters.simulated import SimulatedAdapter, SimulatedBackend
+from runtime.embed import open_runtime
 
 WARM_UP = 300
 _COLLECTED = re.compile(r"Collected : (\d+)")
