@@ -18,7 +18,9 @@ Reasons passed to `on_transition`:
   ``fleet_consecutive_failures`` (the fleet's run, `trip_for_fleet`)
 - open -> half-open: ``open_elapsed``; half-open -> closed: ``probes_succeeded``
 - half-open -> open: ``probe_failed``, ``probe_slow`` (a probe slower than ``slow_call_s``)
-- any -> open, and back: ``retry_after``, ``retry_after_elapsed`` (`hold_open_until`)
+- any -> open, and back: ``retry_after``, ``retry_after_elapsed`` (`hold_open_until`); in a
+  fleet the hold may instead be ``unavailable`` (another instance's auth or billing failure) or
+  ``fleet_probing`` (half-open while another instance holds the probe claim)
 - closed or half-open -> open: ``fleet_open`` (another instance tripped, `hold_open_as_tripped`)
 - open or half-open -> closed: ``fleet_closed`` (another instance's probes succeeded,
   `close_for_fleet`)
@@ -320,8 +322,9 @@ class CircuitBreaker:
         if self._state in _OVERRIDES:
             self._to_closed("auto")
 
-    def hold_open_until(self, until: float) -> None:
-        """Refuse calls until trio time `until` (a Retry-After), without counting a trip.
+    def hold_open_until(self, until: float, reason: str = "retry_after") -> None:
+        """Refuse calls until trio time `until` (a Retry-After, unless `reason` says what else),
+        without counting a trip.
 
         Never shortens a longer open period already running, and does nothing under an operator
         override. A hold that started from closed ends in closed; one that extends a trip, or
@@ -339,7 +342,7 @@ class CircuitBreaker:
             return
         self._hold_only = state is BreakerState.CLOSED
         self._open_until = until
-        self._transition(BreakerState.OPEN, "retry_after")
+        self._transition(BreakerState.OPEN, reason)
 
     def hold_open_as_tripped(self, until: float) -> None:
         """Refuse calls until trio time `until` as after a trip, ending half-open, without

@@ -270,7 +270,7 @@ class ProviderActor(Actor):
             self.breaker.probe_gate_opened()
             self._changed()
         else:
-            self.breaker.hold_open_until(trio.current_time() + lease_s)
+            self.breaker.hold_open_until(trio.current_time() + lease_s, "fleet_probing")
 
     def _share_outcome(self, admission: _Admission, elapsed_s: float, success: bool) -> None:
         """In a fleet: count an admitted call in the fleet's run of this provider's failures;
@@ -319,7 +319,7 @@ class ProviderActor(Actor):
         if kind == "open":
             self.breaker.hold_open_as_tripped(until)
         else:
-            self.breaker.hold_open_until(until)
+            self.breaker.hold_open_until(until, kind)
         self._changed()
 
     def _on_limit_change(self, old: int, new: int, reason: str) -> None:

@@ -27,6 +27,7 @@ from actors.recovery import RecoveryProbes
 from actors.state import FleetState, MemoryStore
 from runtime import Request
 from runtime.embed import Runtime, open_runtime
+from runtime.kernel.events import Event
 
 REQUEST = Request(
     prompt="Summarise the quarterly tax report",
@@ -82,19 +83,36 @@ async def test_a_trip_holds_the_fleet_and_one_instance_probes(
     autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
 ) -> None:
     async with open_runtime(config("a")) as one, open_runtime(config("b")) as two:
-        for name in ("openai", "anthropic"):
-            one.inject_fault(name, Fault(FaultKind.OUTAGE))
-        for _ in range(2):
-            await one.complete(REQUEST)
-        assert breakers(one)["openai"] == "open"
-        await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
-        assert breakers(two)["openai"] == "open"
-        reply = await two.complete(REQUEST)
-        assert [a.provider for a in reply.attempts] == ["gemini"]
-        assert snapshot(two, "openai").breaker.trips == 0  # not a trip of its own
-        await trio.sleep(10.0)  # both open periods over: one instance claims the probes
-        states = sorted([breakers(one)["openai"], breakers(two)["openai"]])
-        assert states == ["half_open", "open"]
+        with one.events.subscribe() as seen_one, two.events.subscribe() as seen_two:
+            for name in ("openai", "anthropic"):
+                one.inject_fault(name, Fault(FaultKind.OUTAGE))
+            for _ in range(2):
+                await one.complete(REQUEST)
+            assert breakers(one)["openai"] == "open"
+            await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
+            assert breakers(two)["openai"] == "open"
+            reply = await two.complete(REQUEST)
+            assert [a.provider for a in reply.attempts] == ["gemini"]
+            assert snapshot(two, "openai").breaker.trips == 0  # not a trip of its own
+            await trio.sleep(10.0)  # both open periods over: one instance claims the probes
+            states = sorted([breakers(one)["openai"], breakers(two)["openai"]])
+            assert states == ["half_open", "open"]
+            # Each says why it opened: its trip, the fleet's, the other's probe claim.
+            opened = [opened_reasons(seen)["openai"] for seen in (seen_one, seen_two)]
+        assert sorted(reasons[0] for reasons in opened) == ["consecutive_failures", "fleet_open"]
+        assert [reason for reasons in opened for reason in reasons[1:]] == ["fleet_probing"]
+
+
+def opened_reasons(channel: trio.MemoryReceiveChannel[Event]) -> dict[str, list[str]]:
+    """The reasons of the `breaker_opened` events received so far, by provider."""
+    reasons: dict[str, list[str]] = {}
+    while True:
+        try:
+            event = channel.receive_nowait()
+        except trio.WouldBlock:
+            return reasons
+        if event.event == "breaker_opened":
+            reasons.setdefault(event.fields["provider"], []).append(event.fields["reason"])
 
 
 async def test_retry_after_and_auth_failures_are_shared(
@@ -105,7 +123,9 @@ async def test_retry_after_and_auth_failures_are_shared(
         await one.complete(REQUEST)
         # What an instance publishes on an auth failure (`ProviderActor._hold_out`).
         await shared_store.hold("hold:anthropic:unavailable", "c|invalid x-api-key", 60.0)
-        await trio.sleep(1.0)
+        with two.events.subscribe() as seen:
+            await trio.sleep(1.0)
+            assert opened_reasons(seen) == {"openai": ["retry_after"], "anthropic": ["unavailable"]}
         openai, anthropic = snapshot(two, "openai"), snapshot(two, "anthropic")
         assert openai.breaker.state.value == "open" and openai.breaker.trips == 0
         assert openai.retry_after_until is not None

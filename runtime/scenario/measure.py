@@ -22,8 +22,8 @@ from runtime.scenario.recorder import NOT_SENT, RESULT_NAMES, Recorder, Result
 #: Breaker states during which the provider gets no traffic.
 OPEN_STATES = frozenset({"open", "forced_open"})
 #: Breaker transition reasons that are holds rather than trips: a Retry-After, or (in a
-#: ``[fleet]``) a trip another instance published.
-HOLD_REASONS = frozenset({"retry_after", "fleet_open"})
+#: ``[fleet]``) a trip, an auth or billing failure, or a half-open probe of another instance's.
+HOLD_REASONS = frozenset({"retry_after", "fleet_open", "unavailable", "fleet_probing"})
 #: Characters of the per-bucket strip, by level position; "x" = some request failed.
 DEFAULT_LEVEL_CHARS = {"primary": "P", "secondary": "S", "emergency": "E", "last_resort": "L"}
 ERROR_CHAR = "x"
