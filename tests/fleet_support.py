@@ -6,6 +6,7 @@ asked. Started once per module: starting a process imports the whole package."""
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import os
 import re
@@ -33,6 +34,12 @@ ASK = {
 }
 #: A `breaker_opened` log line's reason (structlog's key=value rendering).
 _OPENED = re.compile(r"event='breaker_opened' .*?reason='([a-z_]+)'")
+#: When a half-open probe failed: the `breaker_opened` line it led to.
+_PROBE_FAILED = re.compile(
+    r"timestamp='([^']+)' .*?event='breaker_opened' .*?reason='probe_failed'"
+)
+#: How long a breaker stays open after a trip (`fleet_config`): a fleet probes once per period.
+OPEN_S = 0.5
 #: Starting a process imports the whole package: seconds on a slow, busy machine.
 START_TIMEOUT_S = 60.0
 
@@ -43,7 +50,7 @@ def fleet_config(fake: FakeProviderServer, **sections: Any) -> dict[str, Any]:
     or add tables."""
     breaker = {
         "consecutive_failures": 2,
-        "open_s": 0.5,
+        "open_s": OPEN_S,
         "open_multiplier": 1.0,
         "half_open_probes": 1,
     }
@@ -196,6 +203,18 @@ class Fleet:
             text = (self.workdir / f"{instance.id}.log").read_text(errors="replace")
             reasons.update(_OPENED.findall(text))
         return reasons
+
+    def failed_probes(self, since: float) -> list[float]:
+        """When each half-open probe that failed after `since` (seconds since the epoch) came
+        back, anywhere in the fleet, in order."""
+        times = []
+        for instance in self.instances:
+            text = (self.workdir / f"{instance.id}.log").read_text(errors="replace")
+            for stamp in _PROBE_FAILED.findall(text):
+                at = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                if at >= since:
+                    times.append(at)
+        return sorted(times)
 
     def stop(self) -> None:
         """SIGTERM: each writes what its ledger still queues before it exits."""
