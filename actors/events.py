@@ -23,6 +23,7 @@ EVENT_LEVELS: Mapping[str, str] = {
     "breaker_half_open": INFO,
     "breaker_closed": INFO,
     "breaker_overridden": WARNING,
+    "breaker_awaiting_fleet_probe": INFO,
     "recovery_probe": DEBUG,
     "provider_recovered": INFO,
     "concurrency_limit_changed": DEBUG,

@@ -221,6 +221,9 @@ class ProviderActor(Actor):
             BreakerState.HALF_OPEN: "breaker_half_open",
             BreakerState.CLOSED: "breaker_closed",
         }.get(new, "breaker_overridden")
+        if reason == "fleet_probing":
+            # Open again while another instance probes: routine in a fleet, not news.
+            event = "breaker_awaiting_fleet_probe"
         self.context.events.emit(
             event, provider=self.name, old=old.value, new=new.value, reason=reason
         )

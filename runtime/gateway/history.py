@@ -51,6 +51,7 @@ KEPT_EVENTS = frozenset(
         "breaker_half_open",
         "breaker_closed",
         "breaker_overridden",
+        "breaker_awaiting_fleet_probe",
         "provider_unavailable",
         "provider_available",
         "alert_raised",
