@@ -98,6 +98,8 @@ class RecordedRequest:
     #: The body parsed as JSON, or None if it was not JSON.
     json: Any = None
     body: bytes = attrs.field(default=b"", repr=False)
+    #: `trio.current_time()` when the server read the request.
+    at: float = 0.0
 
 
 @attrs.frozen
@@ -720,6 +722,7 @@ class FakeProviderServer:
                 headers=headers,
                 json=parsed,
                 body=body,
+                at=trio.current_time(),
             )
         )
         await self._answer(exchange, provider, method, "/" + sub_path, query, headers, body)
