@@ -24,6 +24,7 @@ EVENT_LEVELS: Mapping[str, str] = {
     "breaker_closed": INFO,
     "breaker_overridden": WARNING,
     "breaker_awaiting_fleet_probe": INFO,
+    "breaker_override_from_fleet": INFO,
     "recovery_probe": DEBUG,
     "provider_recovered": INFO,
     "concurrency_limit_changed": DEBUG,

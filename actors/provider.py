@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Literal
+from typing import Literal, cast, get_args
 
 import attrs
 import trio
@@ -47,6 +47,7 @@ from runtime.kernel.actor import Actor, ActorRef
 from runtime.kernel.events import EventBus
 
 BreakerMode = Literal["open", "close", "reset", "auto", "disable"]
+BREAKER_MODES: frozenset[str] = frozenset(get_args(BreakerMode))
 
 #: How long an auth failure keeps a provider out before one call may try the key again.
 AUTH_RETRY_S = 60.0
@@ -309,9 +310,13 @@ class ProviderActor(Actor):
     def _on_fleet_hold(self, kind: HoldKind, seconds: float, reason: str) -> None:
         """Another instance holds this provider out for `seconds`: so do we, without counting
         a trip of our own (nor publishing it back). Its half-open probes succeeded `seconds`
-        ago ("closed"): our breaker closes too, unless we learnt of a trip since."""
+        ago ("closed"): our breaker closes too, unless we learnt of a trip since. An operator
+        overrode its breaker ("override"): so is ours."""
         if kind == "closed":
             self.breaker.close_for_fleet(trio.current_time() - seconds)
+            return
+        if kind == "override":
+            self._apply_fleet_override(reason)
             return
         until = trio.current_time() + seconds
         if kind == "retry_after" and until > (self.retry_after_until or 0.0):
@@ -324,6 +329,16 @@ class ProviderActor(Actor):
         else:
             self.breaker.hold_open_until(until, kind)
         self._changed()
+
+    def _apply_fleet_override(self, reason: str) -> None:
+        """`reason` is "MODE:INSTANCE": the override an operator set through that instance."""
+        mode, _, origin = reason.partition(":")
+        if mode not in BREAKER_MODES:
+            return  # not one of ours (a newer version's mode): the breaker stays as it is
+        self.context.events.emit(
+            "breaker_override_from_fleet", provider=self.name, mode=mode, instance=origin
+        )
+        self._override_breaker(cast(BreakerMode, mode))
 
     def _on_limit_change(self, old: int, new: int, reason: str) -> None:
         """The learned limit moved: resize the bulkhead (calls out beyond a cut finish; no new
@@ -388,6 +403,15 @@ class ProviderActor(Actor):
     # -- operator commands ----------------------------------------------------------------
 
     def set_breaker(self, mode: BreakerMode) -> BreakerSnapshot:
+        """An operator's override of the breaker; in a fleet, every instance's (`actors.state`):
+        the breaker is the provider's, not this process's."""
+        snapshot = self._override_breaker(mode)
+        fleet = self.context.fleet
+        if fleet is not None and self._nursery is not None:
+            self.nursery.start_soon(fleet.publish_override, self.name, mode)
+        return snapshot
+
+    def _override_breaker(self, mode: BreakerMode) -> BreakerSnapshot:
         if mode == "open":
             self.breaker.force_open()
         elif mode == "close":

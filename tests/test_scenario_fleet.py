@@ -139,6 +139,11 @@ async def test_published_writes_land_after_the_delay(
     [found] = await store.holds(["hold:openai:open"])
     assert found is not None and found[0] == "i1|"
     assert found[1] == pytest.approx(9.8)  # ends when its writer meant it to
+    # A delete lands late as well, after a hold published before it, never under it.
+    await store.hold("hold:openai:open", "i2|", 20.0)
+    await store.delete(["hold:openai:open"])
+    await trio.sleep(0.2)
+    assert await store.holds(["hold:openai:open"]) == [None]
 
 
 def breaker(rt: Runtime, provider: str = "openai") -> str:

@@ -304,6 +304,78 @@ async def test_a_claim_answered_after_the_breaker_left_half_open_holds_nothing_o
         assert [a.provider for a in reply.attempts] == ["openai"]
 
 
+async def test_an_operators_override_through_one_instance_holds_on_every_instance(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """A breaker forced open through one instance is forced open on the others at their next
+    sync (an operator behind a load balancer reaches one instance, and means the provider);
+    handed back to traffic through another, it is back everywhere."""
+    async with (
+        open_runtime(config("a", levels=OPENAI_FIRST)) as one,
+        open_runtime(config("b", levels=OPENAI_FIRST)) as two,
+    ):
+        with two.events.subscribe() as seen:
+            one.set_breaker("openai", "open")
+            await trio.sleep(0.75)  # sync_interval_s + command_timeout_s
+            assert breakers(two)["openai"] == "forced_open"
+            reply = await two.complete(REQUEST)
+            assert "openai" not in [a.provider for a in reply.attempts]
+            heard = [e.fields for e in drain(seen) if e.event == "breaker_override_from_fleet"]
+        assert heard == [{"provider": "openai", "mode": "open", "instance": "a"}]
+        two.set_breaker("openai", "auto")
+        await trio.sleep(0.75)
+        assert breakers(one)["openai"] == breakers(two)["openai"] == "closed"
+        reply = await one.complete(REQUEST)
+        assert [a.provider for a in reply.attempts] == ["openai"]
+
+
+async def test_an_override_is_applied_once_not_at_every_sync(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """A reset read again at each sync would undo every trip after it: each instance applies
+    an override once."""
+    async with (
+        open_runtime(config("a", levels=OPENAI_FIRST)) as one,
+        open_runtime(config("b", levels=OPENAI_FIRST)) as two,
+    ):
+        two.set_breaker("openai", "reset")
+        await trio.sleep(0.75)
+        one.inject_fault("openai", Fault(FaultKind.OUTAGE))
+        for _ in range(2):
+            await one.complete(REQUEST)
+        await trio.sleep(3.0)  # six syncs
+        assert breakers(one)["openai"] == breakers(two)["openai"] == "open"
+        two.set_breaker("openai", "reset")  # the same mode again is news again
+        await trio.sleep(0.75)
+        assert breakers(one)["openai"] == breakers(two)["openai"] == "closed"
+
+
+async def test_a_standing_override_reaches_an_instance_that_starts_later(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
+) -> None:
+    """An instance that starts after the override, a new one or the one it was set through
+    restarted, finds it at its first syncs; one that ends an override changes nothing there."""
+    async with open_runtime(config("a", levels=OPENAI_FIRST)) as one:
+        one.set_breaker("openai", "disable")
+        one.set_breaker("anthropic", "reset")
+        await trio.sleep(0.1)
+    for instance in ("c", "a"):
+        async with open_runtime(config(instance, levels=OPENAI_FIRST)) as later:
+            await trio.sleep(0.75)
+            assert breakers(later)["openai"] == "disabled"
+            assert breakers(later)["anthropic"] == "closed"
+
+
+def drain(channel: trio.MemoryReceiveChannel[Event]) -> list[Event]:
+    """The events received so far."""
+    events = []
+    while True:
+        try:
+            events.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return events
+
+
 def probing_config(instance: str) -> Config:
     """OpenAI first, watched by a models probe every second while its breaker is open."""
     breaker = {"consecutive_failures": 2, "open_s": 10.0, "half_open_probes": 1}

@@ -306,6 +306,9 @@ async def test_redis_store_operations(redis_server: RedisServer) -> None:
         assert await store.claim("p", "a", 5.0) and not await store.claim("p", "b", 5.0)
         await store.put("k", "v", 5.0)
         assert await store.get("k") == "v" and await store.get("none") is None
+        await store.put("gone", "v", 5.0)
+        await store.delete(["gone", "none"])
+        assert await store.get("gone") is None and await store.get("k") == "v"
         await store.beat("a", '{"p": 1}', 5.0)
         [instance] = await store.instances()
         assert (instance.id, instance.summary) == ("a", '{"p": 1}')

@@ -50,6 +50,12 @@ Staleness bounds, with the defaults (`sync_interval_s` 0.5 s, `command_timeout_s
   half-open, its half-open probes closing the fleet's breaker as above (another instance may
   send one more probe before that news reaches it). While degraded each instance probes on
   its own;
+- an operator's override of a breaker (forced open or closed, disabled, reset, handed back to
+  traffic), set through any instance: the others apply it at their next sync, within
+  `sync_interval_s + command_timeout_s` (0.75 s), each override once; an instance that starts
+  later applies a standing one (forced or disabled) at its first sync. A reset ends the fleet's
+  trip too (its open hold, run of failures and half-open claim), which would open the breakers
+  again at the next sync. Set while degraded, an override stays on its instance;
 - the last-resort cache: none (read from the store on a local miss), entries live `ttl_s`;
 - heartbeats: renewed every `sync_interval_s`, gone `heartbeat_ttl_s` after the last one;
 - the tenants' spend shown by the dashboard (`seen_spend`): read every `sync_interval_s`.
@@ -92,14 +98,17 @@ _log = structlog.get_logger("actors.state")
 #: What a provider can be held out for: its breaker opened (or stays open: a recovery probe
 #: found it still down), it sent a Retry-After, or it refused our key or our account (auth or
 #: billing); and the end of the fleet's open breaker ("closed": the instance that held the
-#: half-open probe claim saw its probes succeed). Read
-#: in this order: a trip's hold read with a "closed" is news of a later trip (`release_probe`
-#: ends the holds older than the probes' success).
-HoldKind = Literal["open", "retry_after", "unavailable", "closed"]
-HOLD_KINDS: tuple[HoldKind, ...] = ("open", "retry_after", "unavailable", "closed")
+#: half-open probe claim saw its probes succeed). Besides, an operator's override of its
+#: breaker ("override": forced open or closed, disabled, reset, handed back to traffic). Read
+#: in this order: the override first (holds do not move a breaker under one), and a trip's hold
+#: read with a "closed" is news of a later trip (`release_probe` ends the holds older than the
+#: probes' success).
+HoldKind = Literal["override", "open", "retry_after", "unavailable", "closed"]
+HOLD_KINDS: tuple[HoldKind, ...] = ("override", "open", "retry_after", "unavailable", "closed")
 
 #: Called with (kind, seconds, reason) for a hold another instance published: the seconds it
-#: has left; for "closed", the seconds since that instance's breaker closed.
+#: has left; for "closed", the seconds since that instance's breaker closed; for "override",
+#: the reason is "MODE:INSTANCE", the operator's mode and the instance it was set on.
 HoldListener = Callable[[HoldKind, float, str], None]
 
 #: A spend counter outlives its period by this much (a late settle still finds it).
@@ -115,6 +124,12 @@ _SETTLED_TTL_S = 3600.0
 _FAILURE_RUN_TTL_S = 60.0
 #: A recovery probe claim's lease, as a fraction of the probes' interval.
 _RECOVERY_LEASE = 0.9
+#: How long an operator's override stays for instances to find: one that stands (forced open
+#: or closed, disabled) until it is changed; one that ends an override (reset, auto) long
+#: enough for every instance to have read it, and for one restarted meanwhile.
+_STANDING_OVERRIDES = frozenset({"open", "close", "disable"})
+_OVERRIDE_TTL_S = 30 * 86400.0
+_OVERRIDE_NEWS_TTL_S = 3600.0
 
 
 @attrs.frozen
@@ -192,6 +207,8 @@ class FleetState:
         #: Per provider, the length of the fleet's run of its failures as last known here.
         self.failure_runs: dict[str, int] = {}
         self._listeners: dict[str, HoldListener] = {}
+        #: Per provider, the operator's override last published or applied here (each once).
+        self._overrides: dict[str, str] = {}
         #: Per provider, the `look_before_calling` read under way (later callers wait for it).
         self._looking: dict[str, trio.Event] = {}
         self.summary: Callable[[], object] = dict
@@ -561,6 +578,19 @@ class FleetState:
             key, value = f"hold:{provider}:{kind}", f"{self.instance}|{reason}"
             await self._shared(lambda store: store.hold(key, value, seconds), None)
 
+    async def publish_override(self, provider: str, mode: str) -> None:
+        """Tell the fleet an operator set `provider`'s breaker to `mode` here: the others set
+        theirs alike at their next sync, once, and an instance that starts later finds it.
+        While degraded nothing is published: the override stays on this instance."""
+        key = f"hold:{provider}:override"
+        value = f"{self.instance}|{mode}@{uuid.uuid4().hex[:12]}"
+        ttl = _OVERRIDE_TTL_S if mode in _STANDING_OVERRIDES else _OVERRIDE_NEWS_TTL_S
+        self._overrides[provider] = value
+        if mode == "reset":  # the fleet's trip goes too, or its hold would open them again
+            tripped = [f"hold:{provider}:open", f"fails:{provider}", f"probe:{provider}"]
+            await self._shared(lambda store: store.delete(tripped), None)
+        await self._shared(lambda store: store.put(key, value, ttl), None)
+
     async def look_before_calling(self, provider: str) -> None:
         """Read `provider`'s holds and run of failures now, before a call, while this instance
         knows of a run (its own failure, or the last sync's read): an instance whose failure
@@ -596,12 +626,18 @@ class FleetState:
         for index, hold in enumerate(found):
             if hold is None:
                 continue
+            name, listener = listeners[index // len(HOLD_KINDS)]
+            kind, seconds = HOLD_KINDS[index % len(HOLD_KINDS)], hold[1]
             owner, _, reason = hold[0].partition("|")
-            if owner != self.instance:
-                kind, seconds = HOLD_KINDS[index % len(HOLD_KINDS)], hold[1]
+            if kind == "override":
+                # Once per override, and whoever set it: this instance too, in an earlier life.
+                if self._overrides.get(name) == hold[0]:
+                    continue
+                self._overrides[name] = hold[0]
+                listener(kind, seconds, f"{reason.partition('@')[0]}:{owner}")
+            elif owner != self.instance:
                 if kind == "closed":
                     seconds = _published_ago(reason, seconds)
-                _, listener = listeners[index // len(HOLD_KINDS)]
                 listener(kind, seconds, reason)
 
     async def count_failure(self, provider: str, ago_s: float) -> int:

@@ -149,6 +149,10 @@ class MemoryStore:
     async def put(self, key: str, value: str, seconds: float) -> None:
         self._values[key] = (value, self._clock() + seconds)
 
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._values.pop(key, None)
+
     async def get(self, key: str) -> str | None:
         value = self._read(key)
         return None if value is None else str(value)

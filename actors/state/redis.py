@@ -132,6 +132,10 @@ class RedisStore:
     async def put(self, key: str, value: str, seconds: float) -> None:
         await self._call(self._client.set(self._prefix + key, value, px=_ms(seconds)))
 
+    async def delete(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._call(self._client.delete([self._prefix + key for key in keys]))
+
     async def get(self, key: str) -> str | None:
         return await self._call(self._client.get(self._prefix + key))
 

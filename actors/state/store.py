@@ -114,6 +114,10 @@ class StateStore(Protocol):
 
     async def put(self, key: str, value: str, seconds: float) -> None: ...
 
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete `keys`, those that are set."""
+        ...
+
     async def get(self, key: str) -> str | None: ...
 
     async def beat(self, instance: str, summary: str, seconds: float) -> None:

@@ -69,6 +69,14 @@ class LaggedStore:
         if left > 0:
             self._later(lambda: self.store.put(key, value, left))
 
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Late too, so that a hold published before it cannot land after it."""
+        await self._land()
+        if self.delay_s <= 0:
+            await self.store.delete(keys)
+            return
+        self._later(lambda: self.store.delete(keys))
+
     async def beat(self, instance: str, summary: str, seconds: float) -> None:
         await self._land()
         if self.delay_s <= 0:
