@@ -26,7 +26,11 @@ from redis_support import free_port
 
 from runtime.testing import FakeProviderServer, open_fake_provider_server
 
-KEYS = {"OPENAI_API_KEY": "sk-test-openai-0123456789abcdef", "ANTHROPIC_API_KEY": "sk-ant-test-0"}
+KEYS = {
+    "OPENAI_API_KEY": "sk-test-openai-0123456789abcdef",
+    "ANTHROPIC_API_KEY": "sk-ant-test-0",
+    "UPTAX_ADMIN_KEY": "admin-test-fleet-0123456789",
+}
 ASK = {
     "model": "uptax/auto",
     "max_tokens": 20,

@@ -7,6 +7,7 @@ quotes it):
 
 - an outage on the primary: calls wasted on it fleet-wide, `memory` against `redis`;
 - a tenant's budget and another's rate limit, hammered through all three;
+- a breaker forced open through one instance's `/admin`, and handed back through another;
 - one instance SIGKILLed mid-run: every request sent to the other two answered, and its spend
   in the ledger but for what it answered within one batch interval of its death (last: the
   fleet stays one instance short).
@@ -28,6 +29,7 @@ import pytest
 import trio
 from fleet_support import (
     ASK,
+    KEYS,
     OPEN_S,
     Fleet,
     Instance,
@@ -247,6 +249,52 @@ async def test_a_budget_and_a_rate_limit_hold_across_the_fleet(
     assert any(a.tenant == "acme" and a.status == 429 for a in answers)
     assert over <= 3 * MOST_PER_REQUEST_USD
     assert abs(admitted / allowed - 1) <= 0.05
+
+
+# -- an operator's override ----------------------------------------------------------------------
+
+
+async def _breakers(http: httpx.AsyncClient, fleet: Fleet, provider: str) -> list[str]:
+    """`provider`'s breaker state on each instance, as `/admin/status` shows it."""
+    states = []
+    for instance in fleet.instances:
+        status = (await http.get(instance.url + "/admin/status")).json()
+        states += [p["breaker"] for p in status["providers"] if p["name"] == provider]
+    return states
+
+
+async def _until(http: httpx.AsyncClient, fleet: Fleet, states: list[str]) -> float:
+    """Seconds until openai's breakers are `states` (looking every 50 ms, for 10 s at most:
+    another process's state, with no event to wait on)."""
+    started = time.monotonic()
+    for _ in range(200):
+        if await _breakers(http, fleet, "openai") == states:
+            return time.monotonic() - started
+        await trio.sleep(0.05)
+    raise AssertionError(f"openai's breakers: {await _breakers(http, fleet, 'openai')}")
+
+
+async def test_an_operators_override_through_one_instance_holds_on_all_three(
+    fake: ThreadedFakeServer, fleets: dict[str, Fleet]
+) -> None:
+    fleet = fleets["redis"]
+    first, _, last = fleet.instances
+    admin = {"authorization": f"Bearer {KEYS['UPTAX_ADMIN_KEY']}"}
+    async with httpx.AsyncClient(timeout=30, headers=admin) as http:
+        forced = await http.post(first.url + "/admin/breakers/openai", json={"action": "open"})
+        assert forced.status_code == 200, forced.text
+        forced_s = await _until(http, fleet, ["forced_open"] * 3)
+        before = fake.calls("openai")
+        answers = await _traffic(fleet, 9, 0.02)
+        assert fake.calls("openai") == before  # nothing reached it through any instance
+        handed_back = await http.post(last.url + "/admin/breakers/openai", json={"action": "auto"})
+        assert handed_back.status_code == 200, handed_back.text
+        back_s = await _until(http, fleet, ["closed"] * 3)
+    print(
+        f"\nfleet override: forced open through one instance, on all three within "
+        f"{forced_s:.2f} s; handed back through another, on all three within {back_s:.2f} s"
+    )
+    assert all(a.status == 200 for a in answers)
 
 
 # -- an instance killed --------------------------------------------------------------------------
