@@ -329,6 +329,26 @@ async def test_an_operators_override_through_one_instance_holds_on_every_instanc
         assert [a.provider for a in reply.attempts] == ["openai"]
 
 
+@pytest.mark.parametrize("last", ["close", "open"])
+async def test_overrides_set_one_after_the_other_reach_the_fleet_in_that_order(
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore, last: str
+) -> None:
+    """The last override an operator set is the fleet's, on the instance it was set through
+    too (which does not take back an older one it reads before its own has landed)."""
+    first = "open" if last == "close" else "close"
+    async with (
+        open_runtime(config("a", levels=OPENAI_FIRST)) as one,
+        open_runtime(config("b", levels=OPENAI_FIRST)) as two,
+    ):
+        two.set_breaker("openai", "disable")
+        await trio.sleep(0.75)
+        one.set_breaker("openai", first)
+        one.set_breaker("openai", last)
+        await trio.sleep(0.75)
+        expected = {"open": "forced_open", "close": "forced_closed"}[last]
+        assert breakers(one)["openai"] == breakers(two)["openai"] == expected
+
+
 async def test_an_override_is_applied_once_not_at_every_sync(
     autojump_clock: trio.testing.MockClock, shared_store: MemoryStore
 ) -> None:

@@ -148,6 +148,8 @@ SpendSource = Callable[[], Awaitable[Mapping[str, PeriodSpend]]]
 
 #: scope, the request's cache key, what to share, seconds to keep it.
 _CacheEntry = tuple[str, object, dict[str, str], float]
+#: An operator's override to publish: the provider, the mode, and the value that says it once.
+_Override = tuple[str, str, str]
 
 
 @attrs.frozen
@@ -207,8 +209,10 @@ class FleetState:
         #: Per provider, the length of the fleet's run of its failures as last known here.
         self.failure_runs: dict[str, int] = {}
         self._listeners: dict[str, HoldListener] = {}
-        #: Per provider, the operator's override last published or applied here (each once).
-        self._overrides: dict[str, str] = {}
+        #: The operators' overrides published or applied here (each is applied once).
+        self._overrides_seen: set[str] = set()
+        #: Overrides to publish, in the order the operator set them, sent by `run`.
+        self._overrides_out, self._overrides_due = trio.open_memory_channel[_Override](256)
         #: Per provider, the `look_before_calling` read under way (later callers wait for it).
         self._looking: dict[str, trio.Event] = {}
         self.summary: Callable[[], object] = dict
@@ -343,6 +347,7 @@ class FleetState:
         `sync_interval_s`; cache entries to share as they are offered; until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._share_cache)
+            nursery.start_soon(self._share_overrides)
             task_status.started()
             while self._remote is not None:
                 await self.sync()
@@ -578,17 +583,28 @@ class FleetState:
             key, value = f"hold:{provider}:{kind}", f"{self.instance}|{reason}"
             await self._shared(lambda store: store.hold(key, value, seconds), None)
 
-    async def publish_override(self, provider: str, mode: str) -> None:
-        """Tell the fleet an operator set `provider`'s breaker to `mode` here: the others set
-        theirs alike at their next sync, once, and an instance that starts later finds it.
-        While degraded nothing is published: the override stays on this instance."""
-        key = f"hold:{provider}:override"
+    def offer_override(self, provider: str, mode: str) -> None:
+        """Tell the fleet an operator set `provider`'s breaker to `mode` here, from synchronous
+        code: the others set theirs alike at their next sync, once, and an instance that starts
+        later finds it. Published in the order they were set; nothing while degraded (the
+        override stays on this instance), nor when 256 are already waiting (a warning)."""
         value = f"{self.instance}|{mode}@{uuid.uuid4().hex[:12]}"
-        ttl = _OVERRIDE_TTL_S if mode in _STANDING_OVERRIDES else _OVERRIDE_NEWS_TTL_S
-        self._overrides[provider] = value
+        self._overrides_seen.add(value)
+        try:
+            self._overrides_out.send_nowait((provider, mode, value))
+        except trio.WouldBlock:
+            _log.warning("breaker_override_not_shared", provider=provider, mode=mode)
+
+    async def _share_overrides(self) -> None:
+        async for provider, mode, value in self._overrides_due:
+            await self._publish_override(provider, mode, value)
+
+    async def _publish_override(self, provider: str, mode: str, value: str) -> None:
         if mode == "reset":  # the fleet's trip goes too, or its hold would open them again
             tripped = [f"hold:{provider}:open", f"fails:{provider}", f"probe:{provider}"]
             await self._shared(lambda store: store.delete(tripped), None)
+        key = f"hold:{provider}:override"
+        ttl = _OVERRIDE_TTL_S if mode in _STANDING_OVERRIDES else _OVERRIDE_NEWS_TTL_S
         await self._shared(lambda store: store.put(key, value, ttl), None)
 
     async def look_before_calling(self, provider: str) -> None:
@@ -631,9 +647,9 @@ class FleetState:
             owner, _, reason = hold[0].partition("|")
             if kind == "override":
                 # Once per override, and whoever set it: this instance too, in an earlier life.
-                if self._overrides.get(name) == hold[0]:
+                if hold[0] in self._overrides_seen:
                     continue
-                self._overrides[name] = hold[0]
+                self._overrides_seen.add(hold[0])
                 listener(kind, seconds, f"{reason.partition('@')[0]}:{owner}")
             elif owner != self.instance:
                 if kind == "closed":

@@ -52,6 +52,7 @@ KEPT_EVENTS = frozenset(
         "breaker_closed",
         "breaker_overridden",
         "breaker_awaiting_fleet_probe",
+        "breaker_override_from_fleet",
         "provider_unavailable",
         "provider_available",
         "alert_raised",
