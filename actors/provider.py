@@ -406,9 +406,8 @@ class ProviderActor(Actor):
         """An operator's override of the breaker; in a fleet, every instance's (`actors.state`):
         the breaker is the provider's, not this process's."""
         snapshot = self._override_breaker(mode)
-        fleet = self.context.fleet
-        if fleet is not None and self._nursery is not None:
-            self.nursery.start_soon(fleet.publish_override, self.name, mode)
+        if self.context.fleet is not None:
+            self.context.fleet.offer_override(self.name, mode)
         return snapshot
 
     def _override_breaker(self, mode: BreakerMode) -> BreakerSnapshot:
