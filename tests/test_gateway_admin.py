@@ -123,3 +123,30 @@ async def test_faults_are_injected_and_healed(
     assert field.status_code == 400 and "rate" in field.json()["error"]["message"]
     unknown = await admin.delete("/admin/faults/omega", headers=AUTH)
     assert unknown.status_code == 404
+
+
+async def test_a_bug_is_logged_and_answered_in_the_apis_error_shape(
+    gateway: GatewayServer, admin: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception is no bare "Internal Server Error" with nothing in the log: the
+    operator sees it, with its traceback, and the caller gets the API's error shape."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gateway.rt, "set_breaker", broken)
+    monkeypatch.setattr(gateway.rt, "complete", broken)
+    with capture_logs() as logs:
+        breaker = await admin.post("/admin/breakers/alpha", headers=AUTH, json={"action": "open"})
+        chat = await admin.post(
+            "/v1/messages", json={"model": "m", "max_tokens": 5, "messages": ASK}
+        )
+    assert breaker.status_code == 500
+    assert breaker.json()["error"]["type"] == "server_error"
+    assert chat.status_code == 500 and chat.json()["error"]["type"] == "api_error"
+    errors = [log for log in logs if log["event"] == "gateway_error"]
+    assert [(e["log_level"], e["path"], e["error"]) for e in errors] == [
+        ("error", "/admin/breakers/alpha", "RuntimeError"),
+        ("error", "/v1/messages", "RuntimeError"),
+    ]
+    assert all(isinstance(e["exc_info"], Exception) for e in errors)  # the traceback's

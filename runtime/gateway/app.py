@@ -245,6 +245,24 @@ async def _readyz(http: HTTPRequest) -> Response:
     return JSONResponse({"status": "not ready: no provider outside the last resort", **state}, 503)
 
 
+async def _unexpected(http: HTTPRequest, exc: Exception) -> Response:
+    """A bug: logged with its traceback at error (the server logs nothing of its own), and
+    answered 500 in the API's error shape rather than as bare text."""
+    cause: BaseException = exc
+    while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+        cause = cause.exceptions[0]  # what a request's nursery wrapped
+    _log.error(
+        "gateway_error",
+        method=http.method,
+        path=http.url.path,
+        error=type(cause).__name__,
+        exc_info=exc,
+    )
+    dialect: Dialect = "anthropic" if http.url.path == "/v1/messages" else "openai"
+    error = GatewayError(500, "the gateway failed to answer: its log says why")
+    return JSONResponse(error_body(error, dialect), error.status)
+
+
 def build_app(
     rt: Runtime, access: Access, history: LiveHistory | None = None, *, loopback: bool = True
 ) -> Starlette:
@@ -264,7 +282,8 @@ def build_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *admin_routes(),
             *dashboard_routes(),
-        ]
+        ],
+        exception_handlers={Exception: _unexpected},
     )
     app.state.admin_key = AdminKey.from_environ(rt.config.gateway.admin_key_env)
     app.state.gateway = Gateway(rt, access)
