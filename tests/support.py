@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from typing import Any
+from typing import Any, TypeVar
+
+import trio
 
 import runtime
 from actors.config import Config, parse_config
@@ -135,3 +137,16 @@ FAKE_SERVER_MODELS = {
     "gemini": "gemini-2.0-flash",
     "ollama": "llama3.2",
 }
+
+
+T = TypeVar("T")
+
+
+def drain(channel: trio.MemoryReceiveChannel[T]) -> list[T]:
+    """What `channel` holds now (an event bus subscription, say), without waiting."""
+    received = []
+    while True:
+        try:
+            received.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return received

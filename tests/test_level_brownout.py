@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from support import make_config
+from support import drain, make_config
 
 from actors.brownout import MIN_EXCESS_MS, BrownoutWatch, HedgeBudget
 from actors.config import Config
@@ -146,11 +146,11 @@ async def test_a_brownout_is_raised_once_however_many_slow_calls(
             rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=20))  # 20 ms
             for _ in range(30):
                 assert (await rt.complete(Request(prompt=ASK))).provider == "openai"
-            assert not [e for e in _drain(events) if e.event.startswith("alert_")]
+            assert not [e for e in drain(events) if e.event.startswith("alert_")]
             rt.inject_fault("openai", Fault(FaultKind.LATENCY, factor=100))  # 100 ms
             for _ in range(30):
                 await rt.complete(Request(prompt=ASK))
-            raised = [e.fields for e in _drain(events) if e.event == "alert_raised"]
+            raised = [e.fields for e in drain(events) if e.event == "alert_raised"]
         assert [(f["provider"], f["alert"]) for f in raised] == [("openai", "brownout")]
 
 
@@ -204,7 +204,7 @@ async def test_demote_walks_the_next_level_first_and_probes_the_demoted_one(
             demoted = await rt.complete(Request(prompt=ASK))
             assert [a.provider for a in demoted.attempts] == ["gemini"]
             assert demoted.fallback_used  # served by a later level than configured
-            names = [event.event for event in _drain(events)]
+            names = [event.event for event in drain(events)]
         assert names.count("level_hedged") == 1
         assert names.count("level_demoted") == 1
         assert _calls_in_flight(rt, "openai") == 0  # the loser is gone
@@ -220,15 +220,6 @@ def _calls_in_flight(rt: Runtime, name: str) -> int:
     actor = rt.providers.live(name)
     assert actor is not None
     return actor.bulkhead.borrowed_tokens
-
-
-def _drain(events: trio.MemoryReceiveChannel[Any]) -> list[Any]:
-    out = []
-    while True:
-        try:
-            out.append(events.receive_nowait())
-        except trio.WouldBlock:
-            return out
 
 
 async def test_hedge_starts_the_next_level_within_its_budget(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from support import make_config
+from support import drain, make_config
 
 import runtime.embed
 from actors.adapters.simulated import SimulatedAdapter
@@ -22,7 +22,7 @@ from actors.breaker import CircuitBreaker
 from actors.config import BreakerConfig, Config, StateConfig
 from actors.faults import Fault, FaultKind
 from actors.messages import BreakerState, ProviderSnapshot
-from actors.provider import ProviderActor
+from actors.provider import BreakerMode, ProviderActor
 from actors.recovery import RecoveryProbes
 from actors.state import FleetState, MemoryStore
 from runtime import Request
@@ -108,14 +108,11 @@ def opened_reasons(channel: trio.MemoryReceiveChannel[Event]) -> dict[str, list[
     """The events received so far that opened a breaker, by provider: `breaker_opened`'s
     reason, or the name of the event that is none (a wait for another instance's probe)."""
     reasons: dict[str, list[str]] = {}
-    while True:
-        try:
-            event = channel.receive_nowait()
-        except trio.WouldBlock:
-            return reasons
+    for event in drain(channel):
         if event.fields.get("new") == "open":
             reason = event.fields["reason"] if event.event == "breaker_opened" else event.event
             reasons.setdefault(event.fields["provider"], []).append(reason)
+    return reasons
 
 
 async def test_retry_after_and_auth_failures_are_shared(
@@ -331,11 +328,11 @@ async def test_an_operators_override_through_one_instance_holds_on_every_instanc
 
 @pytest.mark.parametrize("last", ["close", "open"])
 async def test_overrides_set_one_after_the_other_reach_the_fleet_in_that_order(
-    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore, last: str
+    autojump_clock: trio.testing.MockClock, shared_store: MemoryStore, last: BreakerMode
 ) -> None:
     """The last override an operator set is the fleet's, on the instance it was set through
     too (which does not take back an older one it reads before its own has landed)."""
-    first = "open" if last == "close" else "close"
+    first: BreakerMode = "open" if last == "close" else "close"
     async with (
         open_runtime(config("a", levels=OPENAI_FIRST)) as one,
         open_runtime(config("b", levels=OPENAI_FIRST)) as two,
@@ -384,16 +381,6 @@ async def test_a_standing_override_reaches_an_instance_that_starts_later(
             await trio.sleep(0.75)
             assert breakers(later)["openai"] == "disabled"
             assert breakers(later)["anthropic"] == "closed"
-
-
-def drain(channel: trio.MemoryReceiveChannel[Event]) -> list[Event]:
-    """The events received so far."""
-    events = []
-    while True:
-        try:
-            events.append(channel.receive_nowait())
-        except trio.WouldBlock:
-            return events
 
 
 def probing_config(instance: str) -> Config:
