@@ -25,6 +25,7 @@ from actors.messages import BreakerState, ProviderSnapshot
 from actors.provider import BreakerMode, ProviderActor
 from actors.recovery import RecoveryProbes
 from actors.state import FleetState, MemoryStore
+from actors.state.store import StoreUnavailable
 from runtime import Request
 from runtime.embed import Runtime, open_runtime
 from runtime.kernel.events import Event
@@ -381,6 +382,57 @@ async def test_a_standing_override_reaches_an_instance_that_starts_later(
             await trio.sleep(0.75)
             assert breakers(later)["openai"] == "disabled"
             assert breakers(later)["anthropic"] == "closed"
+
+
+class Reachable:
+    """The shared store as one instance reaches it: every call fails while `down`."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("connection refused")
+            return await method(*args, **kwargs)
+
+        return call
+
+
+async def test_an_override_set_while_the_store_is_away_stays_on_its_instance(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut off from the fleet, an instance still obeys its operator, and tells nobody: the
+    others would not know when it came back whether the override still holds."""
+    store = MemoryStore()
+    reachable = Reachable(store)
+
+    @contextlib.asynccontextmanager
+    async def open_shared(config: StateConfig) -> AsyncIterator[FleetState]:
+        seen = reachable if config.instance == "a" else store
+        async with trio.open_nursery() as nursery:
+            fleet = FleetState(config, seen)
+            await nursery.start(fleet.run)
+            yield fleet
+            nursery.cancel_scope.cancel()
+
+    monkeypatch.setattr(runtime.embed, "open_fleet_state", open_shared)
+    async with (
+        open_runtime(config("a", levels=OPENAI_FIRST)) as one,
+        open_runtime(config("b", levels=OPENAI_FIRST)) as two,
+    ):
+        reachable.down = True
+        await trio.sleep(1.5)  # two syncs fail: degraded
+        assert one.fleet is not None and not one.fleet.up
+        one.set_breaker("openai", "open")
+        await trio.sleep(1.0)
+        reachable.down = False
+        await trio.sleep(1.0)  # restored
+        assert one.fleet.up
+        assert (breakers(one)["openai"], breakers(two)["openai"]) == ("forced_open", "closed")
 
 
 def probing_config(instance: str) -> Config:
