@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,53 @@ class Fleet:
                 instance.process.send_signal(signal.SIGTERM)
         for instance in self.instances:
             instance.stop()
+
+
+@attrs.frozen
+class Answer:
+    """One request sent to a fleet: whose (a tenant's name, "" for nobody's), the instance it
+    went to, its status (0: no answer), its request id, and when it ended."""
+
+    tenant: str
+    instance: str
+    status: int
+    request_id: str
+    at: float
+
+
+async def _send(
+    http: httpx.AsyncClient, instance: Instance, tenant: str, key: str | None, answers: list[Answer]
+) -> None:
+    headers = {} if key is None else {"authorization": f"Bearer {key}"}
+    try:
+        reply = await http.post(instance.url + "/v1/chat/completions", json=ASK, headers=headers)
+    except httpx.TransportError:
+        answers.append(Answer(tenant, instance.id, 0, "", time.monotonic()))
+        return
+    request_id = reply.headers.get("x-request-id", "")
+    answers.append(Answer(tenant, instance.id, reply.status_code, request_id, time.monotonic()))
+
+
+async def traffic(
+    fleet: Fleet,
+    count: int,
+    every_s: float,
+    keys: Mapping[str, str] | None = None,
+    tenant: Callable[[int], str] = lambda n: "",
+) -> list[Answer]:
+    """`count` requests, one every `every_s` (none waits for the one before), round-robin
+    over the instances still alive; the `n`th from `tenant(n)`, with its key in `keys` (no
+    key when it has none there)."""
+    answers: list[Answer] = []
+    turn = itertools.count()
+    async with httpx.AsyncClient(timeout=30) as http, trio.open_nursery() as nursery:
+        for n in range(count):
+            alive = [i for i in fleet.instances if i.alive]
+            who = tenant(n)
+            key = None if keys is None else keys.get(who)
+            nursery.start_soon(_send, http, alive[next(turn) % len(alive)], who, key, answers)
+            await trio.sleep(every_s)
+    return answers
 
 
 class ThreadedFakeServer:

@@ -28,14 +28,14 @@ import httpx
 import pytest
 import trio
 from fleet_support import (
-    ASK,
     KEYS,
     OPEN_S,
+    Answer,
     Fleet,
-    Instance,
     ThreadedFakeServer,
     fleet_config,
     shared_state,
+    traffic,
 )
 from redis_support import RedisServer, free_port
 from test_ledger_postgres import fresh_schema, query, server
@@ -117,41 +117,11 @@ def fleets(
         redis.stop()
 
 
-@attrs.frozen
-class Answer:
-    tenant: str
-    instance: str
-    status: int
-    request_id: str
-    at: float
-
-
-async def _send(
-    http: httpx.AsyncClient, instance: Instance, tenant: str, answers: list[Answer]
-) -> None:
-    headers = {"authorization": f"Bearer {TENANT_KEYS[tenant]}"}
-    try:
-        reply = await http.post(instance.url + "/v1/chat/completions", json=ASK, headers=headers)
-    except httpx.TransportError:
-        answers.append(Answer(tenant, instance.id, 0, "", time.monotonic()))
-        return
-    request_id = reply.headers.get("x-request-id", "")
-    answers.append(Answer(tenant, instance.id, reply.status_code, request_id, time.monotonic()))
-
-
 async def _traffic(
     fleet: Fleet, count: int, every_s: float, tenant: Callable[[int], str] = lambda n: "initech"
 ) -> list[Answer]:
-    """`count` requests, one every `every_s` (none waits for the one before), round-robin
-    over the instances still alive."""
-    answers: list[Answer] = []
-    turn = itertools.count()
-    async with httpx.AsyncClient(timeout=30) as http, trio.open_nursery() as nursery:
-        for n in range(count):
-            alive = [i for i in fleet.instances if i.alive]
-            nursery.start_soon(_send, http, alive[next(turn) % len(alive)], tenant(n), answers)
-            await trio.sleep(every_s)
-    return answers
+    """`traffic` from this module's tenants: initech (no limits) unless `tenant` says."""
+    return await traffic(fleet, count, every_s, TENANT_KEYS, tenant)
 
 
 # -- an outage on the primary --------------------------------------------------------------------

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
-import httpx
 import pytest
 import trio
-from fleet_support import ASK, Fleet, ThreadedFakeServer, fleet_config, shared_state
+from fleet_support import Fleet, ThreadedFakeServer, fleet_config, shared_state, traffic
 from redis_support import RedisServer, free_port
 
 #: A models listing every second while the breaker is open; the first a second after it opens.
@@ -73,30 +72,16 @@ def outages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outa
         redis.stop()
 
 
-async def _traffic(fleet: Fleet, count: int, every_s: float) -> None:
-    """`count` requests, one every `every_s`, round-robin; every one answered."""
-    statuses: list[int] = []
-    turn = itertools.count()
-
-    async def send(http: httpx.AsyncClient, url: str) -> None:
-        reply = await http.post(url + "/v1/chat/completions", json=ASK)
-        statuses.append(reply.status_code)
-
-    async with httpx.AsyncClient(timeout=30) as http, trio.open_nursery() as nursery:
-        for _ in range(count):
-            nursery.start_soon(send, http, fleet.instances[next(turn) % len(fleet.instances)].url)
-            await trio.sleep(every_s)
-    assert statuses == [200] * count, statuses
-
-
 async def _outage(fake: ThreadedFakeServer, fleet: Fleet) -> Outage:
-    await _traffic(fleet, 6, 0.02)  # every instance has answered from the primary
+    warm = await traffic(fleet, 6, 0.02)  # every instance has answered from the primary
+    assert [a.status for a in warm] == [200] * 6, warm
     fake.inject("openai", kind="outage")
     before = fake.calls("openai")
     try:
-        await _traffic(fleet, 150, 0.04)
+        answers = await traffic(fleet, 150, 0.04)
     finally:
         fake.heal("openai")
+    assert [a.status for a in answers] == [200] * 150, answers
     received = fake.server.requests("openai")[before:]
     listings = [r.at for r in received if r.method == "GET" and r.path == "/v1/models"]
     closest = min((b - a for a, b in itertools.pairwise(listings)), default=float("inf"))
