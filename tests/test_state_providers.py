@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -45,13 +45,17 @@ def shared_store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
     return share(monkeypatch, MemoryStore())
 
 
-def share(monkeypatch: pytest.MonkeyPatch, store: MemoryStore) -> MemoryStore:
-    """Every runtime's `[state] backend = "redis"` on `store`."""
+def share(
+    monkeypatch: pytest.MonkeyPatch, store: MemoryStore, through: Mapping[str, Any] | None = None
+) -> MemoryStore:
+    """Every runtime's `[state] backend = "redis"` on `store`; the instances named in
+    `through` reach it through the object given there (one that fails, say)."""
 
     @contextlib.asynccontextmanager
     async def open_shared(config: StateConfig) -> AsyncIterator[FleetState]:
+        reached = (through or {}).get(config.instance, store)
         async with trio.open_nursery() as nursery:
-            fleet = FleetState(config, store)
+            fleet = FleetState(config, reached)
             await nursery.start(fleet.run)
             yield fleet
             nursery.cancel_scope.cancel()
@@ -409,17 +413,7 @@ async def test_an_override_set_while_the_store_is_away_stays_on_its_instance(
     others would not know when it came back whether the override still holds."""
     store = MemoryStore()
     reachable = Reachable(store)
-
-    @contextlib.asynccontextmanager
-    async def open_shared(config: StateConfig) -> AsyncIterator[FleetState]:
-        seen = reachable if config.instance == "a" else store
-        async with trio.open_nursery() as nursery:
-            fleet = FleetState(config, seen)
-            await nursery.start(fleet.run)
-            yield fleet
-            nursery.cancel_scope.cancel()
-
-    monkeypatch.setattr(runtime.embed, "open_fleet_state", open_shared)
+    share(monkeypatch, store, {"a": reachable})
     async with (
         open_runtime(config("a", levels=OPENAI_FIRST)) as one,
         open_runtime(config("b", levels=OPENAI_FIRST)) as two,
