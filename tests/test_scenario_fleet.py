@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from support import drain
 
 from actors.config import ModelInfo
 from actors.faults import Fault, FaultKind
@@ -159,10 +160,11 @@ async def trip_on_first(runtimes: list[Runtime]) -> float:
         FleetFaults(runtimes).inject_fault("openai", Fault(FaultKind.OUTAGE))
         while breaker(runtimes[0]) != "open":
             await runtimes[0].complete(REQUEST)
-        while True:
-            event = events.receive_nowait()
-            if event.event == "breaker_opened" and event.fields["provider"] == "openai":
-                return event.at
+        return next(
+            event.at
+            for event in drain(events)
+            if event.event == "breaker_opened" and event.fields["provider"] == "openai"
+        )
 
 
 async def watch_open(rt: Runtime, seen: list[float]) -> None:
@@ -372,14 +374,13 @@ duration_s = 40
 
 def first_close_after(events: trio.MemoryReceiveChannel[Any], at: float) -> tuple[float, str]:
     """When an instance's openai breaker first closed at or after trio time `at`, and why."""
-    closes = []
-    with contextlib.suppress(trio.WouldBlock):
-        while True:
-            event = events.receive_nowait()
-            closed = event.event == "breaker_closed" and event.fields["provider"] == "openai"
-            if closed and event.at >= at:
-                closes.append((event.at, str(event.fields["reason"])))
-    return closes[0]
+    return next(
+        (event.at, str(event.fields["reason"]))
+        for event in drain(events)
+        if event.event == "breaker_closed"
+        and event.fields["provider"] == "openai"
+        and event.at >= at
+    )
 
 
 async def test_each_instance_is_back_with_the_first_answer_through_it_once_its_breaker_let_it(
