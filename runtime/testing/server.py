@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import json
 import random
+import signal
 import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -954,17 +955,27 @@ def build_parser(prog: str = "uptax fake-providers") -> argparse.ArgumentParser:
 
 
 async def _run_cli(providers: Mapping[str, str], host: str, port: int, seed: int) -> None:
+    """Serve until Ctrl-C. Once serving, the interrupt is received, not raised: raised, it
+    lands in whichever task runs, a connection's handler mid-reply included, and comes out
+    of the server's nurseries wrapped in groups instead of as a KeyboardInterrupt."""
     async with open_fake_provider_server(providers, host=host, port=port, seed=seed) as server:
-        print(f"base_url={server.base_url}", flush=True)
-        for name, kind in server.providers.items():
-            print(f"provider={name} kind={kind} base_url={server.url_for(name)}", flush=True)
-        print(
-            f"Faults: PUT {server.base_url}{ADMIN_PREFIX}NAME with a fault's fields as JSON, "
-            'e.g. {"kind": "outage"}; DELETE lifts them. Press Ctrl-C to stop.',
-            file=sys.stderr,
-            flush=True,
-        )
-        await trio.sleep_forever()
+        with trio.open_signal_receiver(signal.SIGINT) as interrupts:
+            _announce(server)
+            async for _ in interrupts:
+                return
+
+
+def _announce(server: FakeProviderServer) -> None:
+    """The URLs on stdout, a line each; how to inject faults on stderr."""
+    print(f"base_url={server.base_url}", flush=True)
+    for name, kind in server.providers.items():
+        print(f"provider={name} kind={kind} base_url={server.url_for(name)}", flush=True)
+    print(
+        f"Faults: PUT {server.base_url}{ADMIN_PREFIX}NAME with a fault's fields as JSON, "
+        'e.g. {"kind": "outage"}; DELETE lifts them. Press Ctrl-C to stop.',
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
