@@ -66,6 +66,18 @@ async def _start(config: Path) -> tuple[trio.Process, str]:
     return process, seen.decode().split("serving on ", 1)[1].split()[0]
 
 
+async def _in_flight(http: httpx.AsyncClient, count: int) -> None:
+    """Until the gateway is answering `count` requests (its metrics say so): one it has not
+    read yet when the signal comes is no request of its, and its connection is just closed.
+    A fixed sleep was not always enough on a busy machine."""
+    with trio.fail_after(30):
+        while True:
+            metrics = (await http.get("/metrics")).text
+            if f"uptax_requests_in_flight {count:.1f}" in metrics.splitlines():
+                return
+            await trio.sleep(0.05)  # another process's state: no event to wait on
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_a_signal_lets_requests_finish_then_ends_the_rest_with_503(
     tmp_path: Path, signum: signal.Signals
@@ -85,7 +97,7 @@ async def test_a_signal_lets_requests_finish_then_ends_the_rest_with_503(
                 nursery.start_soon(ask, "quick", "gpt-4o")
                 nursery.start_soon(ask, "slow", "claude-sonnet")
                 nursery.start_soon(ask, "slow stream", "claude-sonnet", True)
-                await trio.sleep(0.5)  # both in flight
+                await _in_flight(http, 3)
                 signalled = trio.current_time()
                 process.send_signal(signum)
                 await trio.sleep(0.3)
